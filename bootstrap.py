@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Set up the project's environment from its lock file, then run a task in it.
+
+    python3 bootstrap.py demo [spine run options]   whole pipeline on the `small` company
+    python3 bootstrap.py test [pytest options]      the test suite
+
+Needs only Python 3.11 and pip: it creates `.venv`, installs the pinned `uv` into it, and has
+uv install exactly what `uv.lock` lists. Re-running is cheap when nothing changed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def pinned_uv() -> str:
+    """The uv requirement from the dev dependency group, so there is one pin to maintain."""
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    return next(req for req in groups if req.startswith("uv=="))
+
+
+def run(cmd: list[str | Path], **kwargs) -> None:
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, **kwargs)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def setup() -> None:
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"Data Spine needs Python 3.11; this is {sys.version.split()[0]} ({sys.executable}).")
+    if not (BIN / "python").exists():
+        print(f"Creating {VENV} ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    uv_req = pinned_uv()
+    stamp = VENV / ".uv-version"
+    if not (BIN / "uv").exists() or not stamp.exists() or stamp.read_text() != uv_req:
+        print(f"Installing {uv_req} ...", flush=True)
+        run([BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", uv_req])
+        stamp.write_text(uv_req)
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV), "UV_PYTHON_DOWNLOADS": "never"}
+    print("Installing locked dependencies (uv sync --frozen) ...", flush=True)
+    run([BIN / "uv", "sync", "--frozen", "--all-groups", "--python", BIN / "python", "--quiet"], env=env)
+
+
+TASKS = {
+    "demo": lambda args: [BIN / "spine", "run", *args],
+    "test": lambda args: [BIN / "python", "-m", "pytest", *args],
+    "setup": None,
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
+        sys.exit(__doc__)
+    task, args = sys.argv[1], sys.argv[2:]
+    setup()
+    if TASKS[task]:
+        run(TASKS[task](args))
+
+
+if __name__ == "__main__":
+    main()

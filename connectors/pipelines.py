@@ -1,0 +1,63 @@
+"""The dlt pipelines: one per source system, all loading into the one DuckDB warehouse."""
+
+from __future__ import annotations
+
+import dlt
+
+from connectors.hubspot import hubspot_source
+from connectors.stripe import stripe_source
+from connectors.usage_events import usage_events_source
+from connectors.zendesk import zendesk_source
+from data_spine.config import Settings, settings
+
+SOURCES = {
+    "stripe": stripe_source,
+    "hubspot": hubspot_source,
+    "zendesk": zendesk_source,
+    "usage_events": usage_events_source,
+}
+
+# Raw schema per source: dlt's dataset name, and dbt's source schema.
+DATASETS = {
+    "stripe": "raw_stripe",
+    "hubspot": "raw_hubspot",
+    "zendesk": "raw_zendesk",
+    "usage_events": "raw_usage",
+}
+
+
+def make_pipeline(source: str, cfg: Settings | None = None) -> dlt.Pipeline:
+    cfg = cfg or settings()
+    cfg.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=f"spine_{source}",
+        destination=dlt.destinations.duckdb(str(cfg.warehouse)),
+        dataset_name=DATASETS[source],
+        pipelines_dir=str(cfg.dlt_dir),
+    )
+
+
+def make_source(source: str, cfg: Settings | None = None, **overrides):
+    """Build a source with its configuration resolved the dlt way (config, secrets, env).
+
+    `overrides` replace resolved values, e.g. `base_url=` in tests.
+    """
+    cfg = cfg or settings()
+    if source == "usage_events":
+        overrides.setdefault("landing_dir", str(cfg.landing_dir))
+    try:
+        factory = SOURCES[source]
+    except KeyError:
+        raise ValueError(f"unknown source {source!r}; choose one of: {', '.join(DATASETS)}") from None
+    return factory(**overrides)
+
+
+def placeholder_source(source: str):
+    """The source's shape without its credentials: enough to declare assets, not to load."""
+    unset = {
+        "stripe": {"base_url": "http://unset", "api_key": "unset"},
+        "hubspot": {"base_url": "http://unset", "token": "unset"},
+        "zendesk": {"base_url": "http://unset", "email": "unset", "api_token": "unset"},
+        "usage_events": {},
+    }[source]
+    return make_source(source, **unset)

@@ -1,0 +1,1 @@
+"""Shared settings and the command line for Data Spine."""

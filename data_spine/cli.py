@@ -1,0 +1,184 @@
+"""`spine`: the command line for running the platform locally.
+
+    spine run        generate the sample company (if needed), serve its vendor APIs and run the
+                     whole pipeline as the Dagster job `spine_job`, then print what it built
+    spine generate   (re)generate the sample company
+    spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
+    spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import click
+
+from data_spine.config import PROJECT_ROOT, settings
+
+DEFAULT_API_PORT = 8765
+
+
+def _use_persistent_dagster_home() -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool) -> dict:
+    from sample_company.generate import generate, read_manifest
+
+    cfg = settings()
+    try:
+        manifest = read_manifest(cfg.sources_dir)
+        same = manifest["preset"]["name"] == preset and manifest["seed"] == seed
+        same = same and (as_of is None or manifest["as_of"] == as_of.isoformat())
+        if same and not regenerate:
+            click.echo(f"Using the generated {preset!r} company in {cfg.sources_dir} (as of {manifest['as_of']}).")
+            return manifest
+    except FileNotFoundError:
+        pass
+    return generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, as_of=as_of, log=click.echo)
+
+
+@contextlib.contextmanager
+def local_vendor_apis(port: int):
+    """Serve the sample company and point the connectors at it through dlt's env config."""
+    from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
+
+    if not _port_free(port):
+        raise click.ClickException(
+            f"port {port} is in use; set SPINE_VENDOR_API_PORT to a free port or stop the other server"
+        )
+    with VendorApiServer(settings().sources_dir, port=port) as server:
+        env = {
+            "SOURCES__STRIPE__BASE_URL": server.base_url("stripe"),
+            "SOURCES__STRIPE__API_KEY": DEMO_CREDENTIALS["stripe_api_key"],
+            "SOURCES__HUBSPOT__BASE_URL": server.base_url("hubspot"),
+            "SOURCES__HUBSPOT__TOKEN": DEMO_CREDENTIALS["hubspot_token"],
+            "SOURCES__ZENDESK__BASE_URL": server.base_url("zendesk"),
+            "SOURCES__ZENDESK__EMAIL": DEMO_CREDENTIALS["zendesk_email"],
+            "SOURCES__ZENDESK__API_TOKEN": DEMO_CREDENTIALS["zendesk_api_token"],
+        }
+        os.environ.update(env)
+        click.echo(f"Local vendor APIs at {server.url} (/stripe, /hubspot, /zendesk).")
+        yield server
+
+
+@click.group()
+def main() -> None:
+    """Data Spine: one trusted view of a SaaS company's customers."""
+
+
+preset_option = click.option(
+    "--preset", default=lambda: settings().preset, show_default="small", help="Scale of the sample company."
+)
+seed_option = click.option("--seed", type=int, default=lambda: settings().seed, show_default="42")
+as_of_option = click.option(
+    "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day of history (default: yesterday)."
+)
+port_option = click.option(
+    "--port", type=int, default=lambda: int(os.environ.get("SPINE_VENDOR_API_PORT", DEFAULT_API_PORT)),
+    show_default=str(DEFAULT_API_PORT), help="Port of the local vendor APIs.",
+)
+
+
+@main.command()
+@preset_option
+@seed_option
+@as_of_option
+def generate(preset: str, seed: int, as_of) -> None:
+    """Generate the sample company (sources and landing files)."""
+    from sample_company.generate import generate as run_generate
+
+    cfg = settings()
+    run_generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed,
+                 as_of=as_of.date() if as_of else None, log=click.echo)
+
+
+@main.command()
+@port_option
+def serve(port: int) -> None:
+    """Serve the sample company's vendor APIs until interrupted."""
+    with local_vendor_apis(port):
+        click.echo("Press Ctrl+C to stop.")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+
+
+@main.command()
+@preset_option
+@seed_option
+@as_of_option
+@port_option
+@click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
+def run(preset: str, seed: int, as_of, port: int, regenerate: bool) -> None:
+    """Run the whole pipeline on the sample company and print what it built."""
+    started = time.perf_counter()
+    _use_persistent_dagster_home()
+    manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate)
+    os.environ["SPINE_AS_OF"] = manifest["as_of"]
+    with local_vendor_apis(port):
+        result = execute_spine_job()
+    from data_spine.summary import print_summary
+
+    print_summary(result, elapsed=time.perf_counter() - started)
+    if not result.success:
+        raise SystemExit(1)
+
+
+def execute_spine_job():
+    """Run `spine_job` in this process, recorded in the persistent Dagster instance."""
+    import dagster as dg
+
+    # Imported here: the definitions read the environment set up above.
+    from orchestration.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
+    job = defs.resolve_job_def("spine_job")
+    return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@port_option
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(port: int, dagster_args: tuple[str, ...]) -> None:
+    """Serve the vendor APIs and open the Dagster UI on http://127.0.0.1:3000."""
+    _use_persistent_dagster_home()
+    try:
+        from sample_company.generate import read_manifest
+
+        os.environ.setdefault("SPINE_AS_OF", read_manifest(settings().sources_dir)["as_of"])
+    except FileNotFoundError:
+        raise click.ClickException("no sample company yet: run `spine run` or `spine generate` first") from None
+    with local_vendor_apis(port):
+        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *dagster_args]
+        click.echo(" ".join(cmd))
+        with contextlib.suppress(KeyboardInterrupt):
+            subprocess.run(cmd, cwd=PROJECT_ROOT, check=False)
+
+
+@main.command()
+def manifest() -> None:
+    """Print the sample company's manifest (sizes, seed, as-of date)."""
+    from sample_company.generate import read_manifest
+
+    click.echo(json.dumps(read_manifest(settings().sources_dir), indent=2))
+
+
+if __name__ == "__main__":
+    main()

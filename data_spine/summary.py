@@ -1,0 +1,66 @@
+"""What a pipeline run built, printed for a person at the end of `spine run`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import duckdb
+
+from connectors.pipelines import DATASETS
+from data_spine.config import settings
+
+
+def raw_row_counts(warehouse) -> dict[str, dict[str, int]]:
+    """Rows per raw table, per source (dlt's bookkeeping tables left out)."""
+    counts: dict[str, dict[str, int]] = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = con.execute(
+            "select schema_name, table_name, estimated_size from duckdb_tables() "
+            "where schema_name like 'raw_%' and table_name not like '\\_dlt%' escape '\\' order by 1, 2"
+        ).fetchall()
+        for schema, table, _ in tables:
+            n = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+            counts.setdefault(schema, {})[table] = n
+    return counts
+
+
+def print_summary(result, elapsed: float) -> None:
+    cfg = settings()
+    status = click.style("succeeded", fg="green") if result.success else click.style("FAILED", fg="red")
+    click.echo(f"\nspine_job {status} in {elapsed:.0f}s (Dagster run {result.run_id})")
+
+    if cfg.warehouse.exists():
+        click.echo(f"\nRows loaded per source ({cfg.warehouse}):")
+        counts = raw_row_counts(cfg.warehouse)
+        for source, schema in DATASETS.items():
+            tables = counts.get(schema, {})
+            detail = ", ".join(f"{t} {n:,}" for t, n in tables.items())
+            click.echo(f"  {source:<13} {sum(tables.values()):>9,}  ({detail})")
+
+    materialized = [e.asset_key for e in result.get_asset_materialization_events()]
+    models = [k for k in materialized if len(k.path) == 1 and k.path[0] not in ("scorecard", "dbt_docs")]
+    checks = result.get_asset_check_evaluations()
+    failed = [c for c in checks if not c.passed]
+    click.echo(f"\nAssets materialized: {len(materialized)} (dbt models {len(models)}); "
+               f"asset checks: {len(checks)} run, {len(failed)} failed")
+    for c in failed:
+        click.echo(f"  failed: {c.asset_key.to_user_string()} / {c.check_name} ({c.severity.value})")
+
+    scorecard_path = cfg.reports_dir / "scorecard.json"
+    if scorecard_path.exists():
+        from expectations.scorecard import format_summary
+
+        click.echo("\nData-quality scorecard:")
+        click.echo(format_summary(json.loads(scorecard_path.read_text())))
+
+    click.echo("\nReports:")
+    for label, path in (
+        ("scorecard", cfg.reports_dir / "scorecard.html"),
+        ("scorecard data", scorecard_path),
+        ("dbt docs", cfg.reports_dir / "dbt_docs" / "index.html"),
+        ("warehouse", cfg.warehouse),
+    ):
+        mark = "" if path.exists() else "  (missing)"
+        click.echo(f"  {label:<15} {path}{mark}")
+    click.echo("\nExplore in the Dagster UI: .venv/bin/spine dev   (then open http://127.0.0.1:3000)")

@@ -1,0 +1,10 @@
+select
+    id as price_id,
+    product as product_id,
+    {{ clean_enum('currency') }} as currency,
+    {{ stripe_amount('unit_amount', 'currency') }} as unit_amount,
+    {{ clean_enum('recurring__interval') }} as billing_interval,
+    recurring__interval_count as billing_interval_count,
+    active as is_active,
+    {{ unix_to_timestamp('created') }} as created_at
+from {{ source('stripe', 'prices') }}

@@ -1,0 +1,8 @@
+select
+    id as refund_id,
+    charge as charge_id,
+    {{ clean_enum('status') }} as status,
+    {{ clean_enum('currency') }} as currency,
+    {{ stripe_amount('amount', 'currency') }} as amount,
+    {{ unix_to_timestamp('created') }} as created_at
+from {{ source('stripe', 'refunds') }}

@@ -1,0 +1,12 @@
+-- Revenue of a Stripe customer that no HubSpot company links to cannot appear in the
+-- marts (their grain is the company), so it would vanish from MRR totals unnoticed.
+{{ config(severity='warn') }}
+
+select
+    item_months.stripe_customer_id,
+    count(*) as revenue_item_months
+from {{ ref('int_subscription_items_monthly') }} as item_months
+left join {{ ref('int_customer_identity') }} as identity
+    on item_months.stripe_customer_id = identity.stripe_customer_id
+where identity.customer_id is null
+group by item_months.stripe_customer_id

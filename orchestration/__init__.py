@@ -1,0 +1,1 @@
+"""Dagster code location: every step of the spine as assets, assembled in `definitions.py`."""

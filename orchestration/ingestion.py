@@ -1,0 +1,46 @@
+"""Ingestion assets: one dlt asset group per source system, loading raw schemas in DuckDB."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt.translator import DltResourceTranslatorData
+
+from connectors.pipelines import DATASETS, make_pipeline, make_source, placeholder_source
+from orchestration.freshness import source_policy
+from orchestration.resources import WAREHOUSE_POOL
+
+
+class RawTableTranslator(DagsterDltTranslator):
+    """Key raw tables as `<source>/<table>`, the same keys dbt gives its sources."""
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
+        spec = super().get_asset_spec(data)
+        source = data.source.name if data.source else data.resource.source_name
+        return spec.replace_attributes(
+            key=dg.AssetKey([source, data.resource.name]),
+            deps=[],
+            group_name="ingestion",
+            freshness_policy=source_policy(source),
+            kinds={"dlt", "duckdb"},
+            description=f"Raw `{data.resource.name}` from {source}, loaded by dlt into `{DATASETS[source]}`.",
+        )
+
+
+def _ingestion_assets(source: str) -> dg.AssetsDefinition:
+    # The definition only needs the source's shape (its resources); credentials are resolved
+    # when a run starts, so the code location loads on machines without them.
+    @dlt_assets(
+        dlt_source=placeholder_source(source),
+        dlt_pipeline=make_pipeline(source),
+        name=f"ingest_{source}",
+        dagster_dlt_translator=RawTableTranslator(),
+        pool=WAREHOUSE_POOL,
+    )
+    def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
+        yield from dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=make_pipeline(source))
+
+    return _assets
+
+
+ingestion_assets = [_ingestion_assets(source) for source in DATASETS]

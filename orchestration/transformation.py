@@ -1,0 +1,77 @@
+"""Transformation assets: the dbt project (staging → intermediate → marts) and its docs site."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
+
+from data_spine.config import PROJECT_ROOT, settings
+from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
+
+# dbt's profile reads the warehouse location from SPINE_WAREHOUSE; hand it the same absolute
+# path the other layers use (a relative one would resolve against dbt's working directory).
+os.environ["SPINE_WAREHOUSE"] = str(settings().warehouse)
+
+DBT_DIR = PROJECT_ROOT / "dbt_project"
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+
+
+def ensure_manifest(project: DbtProject = dbt_project) -> Path:
+    """Parse the project when no manifest exists yet (fresh clone), so definitions always load."""
+    if not project.manifest_path.exists():
+        project.preparer.prepare(project)
+    return project.manifest_path
+
+
+class SpineDbtTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            # dlt writes nested lists as child tables (`subscriptions__items__data`); they are
+            # loaded by the parent resource's asset, so depend on that.
+            table = dbt_resource_props["name"].split("__")[0]
+            return dg.AssetKey([dbt_resource_props["source_name"], table])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        layer = fqn[1] if len(fqn) > 2 else None
+        return layer if layer in ("staging", "intermediate", "marts") else "transformation"
+
+
+def dbt_vars(warehouse: WarehouseResource) -> list[str]:
+    return ["--vars", json.dumps({"as_of_date": warehouse.as_of_date().isoformat()})]
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=SpineDbtTranslator(),
+    pool=WAREHOUSE_POOL,
+)
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
+
+
+MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in ("customers", "mrr_by_customer_month")]
+
+
+@dg.asset(
+    key="dbt_docs",
+    deps=MART_KEYS,
+    group_name="reports",
+    kinds={"dbt", "html"},
+    pool=WAREHOUSE_POOL,
+    description="The dbt docs site (lineage from raw sources to every mart) as one static page.",
+)
+def dbt_docs(dbt: DbtCliResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    invocation = dbt.cli(["docs", "generate", "--static", *dbt_vars(warehouse)]).wait()
+    target = Path(warehouse.reports_dir) / "dbt_docs" / "index.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(invocation.target_path / "static_index.html", target)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target))})

@@ -1,0 +1,102 @@
+"""Zendesk-style Support API under `/api/v2`, with basic auth `{email}/token:{api_token}`.
+
+Tickets and users come from the incremental cursor exports (`start_time`, then `cursor`, with
+`after_cursor` and `end_of_stream`); organizations, ticket metrics and satisfaction ratings
+use cursor pagination (`page[size]`, `page[after]`, `meta.has_more`).
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+from datetime import datetime
+
+from sample_company.vendor_api.store import RecordStore
+
+INCREMENTAL = ("tickets", "users")
+PAGED = ("organizations", "ticket_metrics", "satisfaction_ratings")
+_SORTED: dict[str, list[tuple[int, int, dict]]] = {}
+
+
+def authorized(headers, email: str, api_token: str) -> bool:
+    expected = base64.b64encode(f"{email}/token:{api_token}".encode()).decode()
+    return headers.get("Authorization", "") == f"Basic {expected}"
+
+
+def _ts(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def _enc(*parts: int) -> str:
+    return base64.urlsafe_b64encode(":".join(map(str, parts)).encode()).decode()
+
+
+def _dec(cursor: str) -> list[int]:
+    return [int(p) for p in base64.urlsafe_b64decode(cursor.encode()).decode().split(":")]
+
+
+def _by_update(store: RecordStore, obj: str) -> list[tuple[int, int, dict]]:
+    key = f"{store.sources_dir}:{obj}"
+    if key not in _SORTED:
+        _SORTED[key] = sorted((_ts(r["updated_at"]), r["id"], r) for r in store.records("zendesk", obj))
+    return _SORTED[key]
+
+
+def _error(status: int, error: str, description: str) -> tuple[int, dict]:
+    return status, {"error": error, "description": description}
+
+
+def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str) -> tuple[int, dict]:
+    p = path.strip("/").removesuffix(".json")
+    parts = p.split("/")
+    if parts[:2] != ["api", "v2"]:
+        return _error(404, "InvalidEndpoint", "Not found")
+    if len(parts) == 5 and parts[2] == "incremental" and parts[4] == "cursor" and parts[3] in INCREMENTAL:
+        return _incremental(store, parts[3], params, base_url)
+    if len(parts) == 3 and parts[2] in PAGED:
+        return _paged(store, parts[2], params, base_url)
+    return _error(404, "InvalidEndpoint", "Not found")
+
+
+def _incremental(store, obj, params, base_url):
+    rows = _by_update(store, obj)
+    per_page = min(int(params.get("per_page", "1000")), 1000)
+    keys = [(t, i) for t, i, _ in rows]
+    if params.get("cursor"):
+        after_ts, after_id = _dec(params["cursor"])
+        pos = bisect.bisect_right(keys, (after_ts, after_id))
+    elif "start_time" in params:
+        pos = bisect.bisect_left(keys, (int(params["start_time"]), -1))
+    else:
+        return _error(400, "InvalidValue", "start_time or cursor is required")
+    page = rows[pos : pos + per_page]
+    end = pos + len(page) >= len(rows)
+    last = page[-1] if page else None
+    if last:
+        cursor = _enc(last[0], last[1])
+    else:
+        cursor = params.get("cursor") or _enc(int(params.get("start_time", 0)) - 1, 2**62)
+    return 200, {
+        obj: [r for _, _, r in page],
+        "after_cursor": cursor,
+        "after_url": f"{base_url}/api/v2/incremental/{obj}/cursor.json?cursor={cursor}",
+        "before_cursor": None,
+        "end_of_stream": end,
+    }
+
+
+def _paged(store, obj, params, base_url):
+    rows = sorted(store.records("zendesk", obj), key=lambda r: r["id"])
+    size = min(int(params.get("page[size]", "100")), 100)
+    pos = 0
+    if params.get("page[after]"):
+        (after_id,) = _dec(params["page[after]"])
+        pos = bisect.bisect_right([r["id"] for r in rows], after_id)
+    page = rows[pos : pos + size]
+    has_more = pos + size < len(rows)
+    after = _enc(page[-1]["id"]) if page else None
+    return 200, {
+        obj: page,
+        "meta": {"has_more": has_more, "after_cursor": after, "before_cursor": None},
+        "links": {"next": f"{base_url}/api/v2/{obj}.json?page[size]={size}&page[after]={after}" if has_more else None},
+    }

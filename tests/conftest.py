@@ -1,0 +1,44 @@
+"""Test settings: every test works in a private data folder and Dagster instance.
+
+The environment is set before any project module is imported, because the Dagster
+definitions read their paths when they are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(tempfile.mkdtemp(prefix="spine-tests-"))
+os.environ["SPINE_DATA_DIR"] = str(_ROOT / "data")
+os.environ["SPINE_WAREHOUSE"] = str(_ROOT / "data" / "warehouse.duckdb")
+os.environ["DAGSTER_HOME"] = str(_ROOT / "dagster_home")
+os.environ["SPINE_AS_OF"] = "2026-11-21"
+os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+(_ROOT / "dagster_home").mkdir(parents=True)
+# Same instance settings as the project's (one slot per pool: one DuckDB writer at a time).
+(_ROOT / "dagster_home" / "dagster.yaml").write_text(
+    (Path(__file__).resolve().parent.parent / ".dagster_home" / "dagster.yaml").read_text()
+)
+
+AS_OF = date(2026, 11, 21)
+SEED = 42
+
+
+@pytest.fixture(scope="session")
+def spine_root() -> Path:
+    return _ROOT
+
+
+@pytest.fixture(scope="session")
+def small_company(spine_root: Path) -> dict:
+    """The `small` sample company in the session's data folder (generated once)."""
+    from data_spine.config import settings
+    from sample_company.generate import generate
+
+    cfg = settings()
+    return generate(cfg.sources_dir, cfg.landing_dir, preset="small", seed=SEED, as_of=AS_OF, log=lambda *_: None)

@@ -1,0 +1,84 @@
+"""The whole spine, end to end, as real Dagster materializations on a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from data_spine.config import settings
+
+MARTS = ("customers", "mrr_by_customer_month")
+
+
+def _run_job():
+    from data_spine.cli import execute_spine_job, local_vendor_apis
+
+    with local_vendor_apis(port=0):
+        return execute_spine_job()
+
+
+def _mart_rows() -> dict[str, list[tuple]]:
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        return {m: con.execute(f"select * from marts.{m} order by all").fetchall() for m in MARTS}
+
+
+@pytest.fixture(scope="module")
+def first_run(small_company):
+    result = _run_job()
+    assert result.success, "spine_job failed"
+    return result
+
+
+def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        schemas = {r[0] for r in con.execute("select distinct schema_name from duckdb_tables()").fetchall()}
+        assert {"raw_stripe", "raw_hubspot", "raw_zendesk", "raw_usage", "staging", "marts", "quality"} <= schemas
+        customers = con.execute("select count(*), count(distinct customer_id) from marts.customers").fetchone()
+        assert customers == (small_company["counts"]["hubspot"]["companies"],) * 2
+        active = con.execute("select count(*) from marts.customers where mrr > 0").fetchone()[0]
+        assert active > 0
+        months = con.execute("select count(distinct month) from marts.mrr_by_customer_month").fetchone()[0]
+        assert months >= 20  # two years of history
+
+
+def test_reports_are_written(first_run):
+    reports = settings().reports_dir
+    card = json.loads((reports / "scorecard.json").read_text())
+    assert set(card["entities"]) == {"customer", "revenue"}
+    dimensions = set().union(*(e["dimensions"] for e in card["entities"].values()))
+    assert dimensions == {"completeness", "accuracy", "consistency", "timeliness", "validity", "uniqueness"}
+    assert "<table" in (reports / "scorecard.html").read_text()
+    docs = (reports / "dbt_docs" / "index.html").read_text()
+    assert "mrr_by_customer_month" in docs
+
+
+def test_every_asset_materialized_and_every_check_passed(first_run):
+    from orchestration.definitions import defs
+
+    expected = set(defs.resolve_all_asset_keys())
+    materialized = {e.asset_key for e in first_run.get_asset_materialization_events()}
+    assert materialized == expected
+    checks = first_run.get_asset_check_evaluations()
+    gx = [c for c in checks if c.check_name.startswith("gx_")]
+    assert len(gx) == 12  # six dimensions on each of the two marts
+    failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
+    assert failed == []
+
+
+def test_run_is_recorded_in_the_persistent_instance(first_run):
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    assert instance.root_directory == str(settings().data_dir.parent / "dagster_home")
+    run = instance.get_run_by_id(first_run.run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_second_run_without_new_data_changes_no_mart_row(first_run):
+    before = _mart_rows()
+    assert all(before.values())
+    second = _run_job()
+    assert second.success
+    assert _mart_rows() == before
