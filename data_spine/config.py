@@ -50,9 +50,10 @@ class Settings:
 
 def settings() -> Settings:
     as_of = os.environ.get("SPINE_AS_OF")
+    data_dir = _path("SPINE_DATA_DIR", PROJECT_ROOT / "data")
     return Settings(
-        data_dir=_path("SPINE_DATA_DIR", PROJECT_ROOT / "data"),
-        warehouse=_path("SPINE_WAREHOUSE", PROJECT_ROOT / "data" / "warehouse.duckdb"),
+        data_dir=data_dir,
+        warehouse=_path("SPINE_WAREHOUSE", data_dir / "warehouse.duckdb"),
         preset=os.environ.get("SPINE_PRESET", "small"),
         seed=int(os.environ.get("SPINE_SEED", "42")),
         as_of=date.fromisoformat(as_of) if as_of else None,

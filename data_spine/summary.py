@@ -10,6 +10,9 @@ import duckdb
 from connectors.pipelines import DATASETS
 from data_spine.config import settings
 
+# dbt assets are keyed `<layer>/<model>` (orchestration/transformation.py).
+DBT_LAYERS = ("seeds", "staging", "intermediate", "marts")
+
 
 def raw_row_counts(warehouse) -> dict[str, dict[str, int]]:
     """Rows per raw table, per source (dlt's bookkeeping tables left out)."""
@@ -39,11 +42,17 @@ def print_summary(result, elapsed: float) -> None:
             click.echo(f"  {source:<13} {sum(tables.values()):>9,}  ({detail})")
 
     materialized = [e.asset_key for e in result.get_asset_materialization_events()]
-    models = [k for k in materialized if len(k.path) == 1 and k.path[0] not in ("scorecard", "dbt_docs")]
+    layers: dict[str, list[str]] = {}
+    for key in materialized:
+        if len(key.path) == 2 and key.path[0] in DBT_LAYERS:
+            layers.setdefault(key.path[0], []).append(key.path[1])
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
-    click.echo(f"\nAssets materialized: {len(materialized)} (dbt models {len(models)}); "
-               f"asset checks: {len(checks)} run, {len(failed)} failed")
+    built = ", ".join(f"{layer} {len(layers[layer])}" for layer in DBT_LAYERS if layer in layers)
+    click.echo(f"\nAssets materialized: {len(materialized)}; dbt models and seeds built: {built or 'none'}")
+    if layers.get("marts"):
+        click.echo(f"  marts: {', '.join(sorted(layers['marts']))}")
+    click.echo(f"Asset checks: {len(checks)} run, {len(checks) - len(failed)} passed, {len(failed)} failed")
     for c in failed:
         click.echo(f"  failed: {c.asset_key.to_user_string()} / {c.check_name} ({c.severity.value})")
 

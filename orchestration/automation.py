@@ -1,6 +1,5 @@
 """Jobs, the daily schedule and the landing-folder sensor."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Ingestion assets: one dlt asset group per source system, loading raw schemas in DuckDB."""
 
-from __future__ import annotations
+
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
@@ -11,12 +12,15 @@ from orchestration.freshness import source_policy
 from orchestration.resources import WAREHOUSE_POOL
 
 
+@dataclass
 class RawTableTranslator(DagsterDltTranslator):
     """Key raw tables as `<source>/<table>`, the same keys dbt gives its sources."""
 
+    source: str = ""
+
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         spec = super().get_asset_spec(data)
-        source = data.source.name if data.source else data.resource.source_name
+        source = self.source
         return spec.replace_attributes(
             key=dg.AssetKey([source, data.resource.name]),
             deps=[],
@@ -34,7 +38,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
         dlt_source=placeholder_source(source),
         dlt_pipeline=make_pipeline(source),
         name=f"ingest_{source}",
-        dagster_dlt_translator=RawTableTranslator(),
+        dagster_dlt_translator=RawTableTranslator(source=source),
         pool=WAREHOUSE_POOL,
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):

@@ -1,6 +1,5 @@
 """Quality assets: Great Expectations suites as asset checks on the marts, and the scorecard."""
 
-from __future__ import annotations
 
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def _suite_checks(suite: Suite) -> dg.AssetChecksDefinition:
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         from expectations.runner import validate_entity
 
-        results = validate_entity(warehouse.file, suite.entity, run_id=context.run_id, as_of=warehouse.as_of_date())
+        results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id, as_of=warehouse.as_of_date())
         for dimension in dimensions:
             mine = [r for r in results if r.dimension == dimension]
             failed = [r for r in mine if not r.success]

@@ -1,15 +1,15 @@
 """Transformation assets: the dbt project (staging → intermediate → marts) and its docs site."""
 
-from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
 
 from data_spine.config import PROJECT_ROOT, settings
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -21,19 +21,37 @@ os.environ["SPINE_WAREHOUSE"] = str(settings().warehouse)
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
+# The dbt installed next to this interpreter (the project's venv), so runs work whether or not
+# the venv's bin folder is on PATH (`.venv/bin/python -m ...`, IDEs, the Dagster daemon).
+DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
+
+
+def dbt_cli() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+
+
+def _newest_project_file(project: DbtProject) -> float:
+    files = [project.project_dir / "dbt_project.yml"]
+    for folder in ("models", "macros", "seeds", "tests", "snapshots", "analyses"):
+        files.extend(p for p in (project.project_dir / folder).rglob("*") if p.is_file())
+    return max(p.stat().st_mtime for p in files if p.exists())
+
 
 def ensure_manifest(project: DbtProject = dbt_project) -> Path:
-    """Parse the project when no manifest exists yet (fresh clone), so definitions always load."""
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
-    return project.manifest_path
+    """Parse the project when its manifest is missing (fresh clone) or older than its files,
+    so the asset graph always matches the dbt code it is loaded with."""
+    manifest = project.manifest_path
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project):
+        dbt_cli().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    return manifest
 
 
 class SpineDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             # dlt writes nested lists as child tables (`subscriptions__items__data`); they are
-            # loaded by the parent resource's asset, so depend on that.
+            # loaded by the parent resource's asset, so depend on that (several dbt sources
+            # then share one key, which the translator settings allow).
             table = dbt_resource_props["name"].split("__")[0]
             return dg.AssetKey([dbt_resource_props["source_name"], table])
         return super().get_asset_key(dbt_resource_props)
@@ -51,7 +69,9 @@ def dbt_vars(warehouse: WarehouseResource) -> list[str]:
 @dbt_assets(
     manifest=ensure_manifest(),
     project=dbt_project,
-    dagster_dbt_translator=SpineDbtTranslator(),
+    dagster_dbt_translator=SpineDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
+    ),
     pool=WAREHOUSE_POOL,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):

@@ -74,6 +74,8 @@ left join identity
     on companies.company_id = identity.customer_id
 left join billing
     on identity.stripe_customer_id = billing.stripe_customer_id
+left join primary_contacts
+    on companies.company_id = primary_contacts.company_id
 left join stripe_customers
     on identity.stripe_customer_id = stripe_customers.stripe_customer_id
 left join support

@@ -10,4 +10,4 @@ select
     {{ to_utc_timestamp('"timestamp"') }} as occurred_at,
     {{ to_utc_timestamp('received_at') }} as received_at,
     _file_name as source_file_name
-from {{ source('usage', 'events') }}
+from {{ source('usage_events', 'events') }}
