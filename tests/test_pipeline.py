@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import duckdb
 import pytest
 
-from data_spine.config import settings
+from data_spine.config import PROJECT_ROOT, settings
 
 MARTS = ("customers", "mrr_by_customer_month")
 
@@ -33,7 +35,7 @@ def first_run(small_company):
 
 def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        schemas = {r[0] for r in con.execute("select distinct schema_name from duckdb_tables()").fetchall()}
+        schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables").fetchall()}
         assert {"raw_stripe", "raw_hubspot", "raw_zendesk", "raw_usage", "staging", "marts", "quality"} <= schemas
         customers = con.execute("select count(*), count(distinct customer_id) from marts.customers").fetchone()
         assert customers == (small_company["counts"]["hubspot"]["companies"],) * 2
@@ -82,3 +84,42 @@ def test_second_run_without_new_data_changes_no_mart_row(first_run):
     second = _run_job()
     assert second.success
     assert _mart_rows() == before
+
+
+# Runs one warehouse-writing step (a dbt model and its tests) as its own Dagster run.
+_ONE_WAREHOUSE_STEP = """
+import dagster as dg
+from orchestration.definitions import defs
+result = defs.resolve_job_def("spine_job").execute_in_process(
+    instance=dg.DagsterInstance.get(),
+    asset_selection=[dg.AssetKey(["staging", "stg_usage__events"])],
+    raise_on_error=False,
+)
+print(result.run_id)
+raise SystemExit(0 if result.success else 1)
+"""
+
+
+def test_two_runs_at_once_take_turns_on_the_warehouse(first_run):
+    """DuckDB allows one writer process: two simultaneous runs must queue, not crash."""
+    import dagster as dg
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _ONE_WAREHOUSE_STEP], cwd=PROJECT_ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    run_ids = [out.strip().splitlines()[-1] for out, _ in outputs]
+
+    instance = dg.DagsterInstance.get()
+    spans = []
+    for run_id in run_ids:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+        events = instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
+        times = {e.dagster_event.event_type: e.timestamp for e in events}
+        spans.append((times[dg.DagsterEventType.STEP_START], times[dg.DagsterEventType.STEP_SUCCESS]))
+    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    assert a_end <= b_start, f"warehouse steps overlapped: {spans}"

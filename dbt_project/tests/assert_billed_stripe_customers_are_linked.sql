@@ -1,6 +1,7 @@
 -- Revenue of a Stripe customer that no HubSpot company links to cannot appear in the
 -- marts (their grain is the company), so it would vanish from MRR totals unnoticed.
-{{ config(severity='warn') }}
+-- Shown in Dagster as a check on int_customer_identity.
+{{ config(severity='warn', meta={'dagster': {'ref': {'name': 'int_customer_identity'}}}) }}
 
 select
     item_months.stripe_customer_id,

@@ -1,5 +1,8 @@
 -- The customers mart's MRR must be the monthly mart's figure for the as-of month (0 when
 -- the customer has no row that month), and no monthly row may lack its customer.
+-- Shown in Dagster as a check on customers.
+{{ config(meta={'dagster': {'ref': {'name': 'customers'}}}) }}
+
 with current_month as (
     select customer_id, mrr
     from {{ ref('mrr_by_customer_month') }}

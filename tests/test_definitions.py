@@ -1,0 +1,115 @@
+"""The Dagster code location: it loads, and its graph, automation and pools are what we expect.
+
+The asset graph is compared with `tests/snapshots/asset_graph.json`. After an intended change
+to the graph, regenerate the snapshot with `SPINE_UPDATE_SNAPSHOTS=1 python -m pytest
+tests/test_definitions.py` and review the diff like code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration.definitions import defs
+from orchestration.resources import WAREHOUSE_POOL
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+
+
+def _graph_snapshot() -> dict:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
+            "checks": sorted(check.name for check in node.check_keys),
+        }
+    return {"assets": assets}
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_matches_snapshot():
+    actual = _graph_snapshot()
+    if os.environ.get("SPINE_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n")
+    expected = json.loads(SNAPSHOT.read_text())
+    assert actual == expected
+
+
+def test_every_layer_is_in_the_graph():
+    groups = {node.group_name for node in defs.resolve_asset_graph().asset_nodes}
+    assert {"ingestion", "staging", "intermediate", "marts", "reports"} <= groups
+    marts = [dg.AssetKey(["marts", "customers"]), dg.AssetKey(["marts", "mrr_by_customer_month"])]
+    graph = defs.resolve_asset_graph()
+    for mart in marts:
+        checks = {c.name for c in graph.get(mart).check_keys}
+        # dbt tests and one Great Expectations check per quality dimension
+        assert {f"gx_{d}" for d in ("completeness", "accuracy", "consistency", "timeliness", "validity", "uniqueness")} <= checks
+        assert any(name.startswith("unique_") for name in checks)
+
+
+def test_raw_sources_have_freshness_policies():
+    graph = defs.resolve_asset_graph()
+    raw = [n for n in graph.asset_nodes if n.group_name == "ingestion"]
+    assert {n.key.path[0] for n in raw} == {"stripe", "hubspot", "zendesk", "usage_events"}
+    for node in raw:
+        assert node.freshness_policy is not None, node.key
+
+
+def test_every_warehouse_step_claims_the_duckdb_pool():
+    """One slot in this pool is what keeps two runs from opening the DuckDB file at once."""
+    for assets_def in defs.assets or []:
+        assert assets_def.node_def.pool == WAREHOUSE_POOL, assets_def.node_def.name
+    for checks_def in defs.asset_checks or []:
+        assert checks_def.node_def.pool == WAREHOUSE_POOL, checks_def.node_def.name
+
+
+def test_daily_schedule_runs_everything():
+    schedule = defs.resolve_schedule_def("daily_spine")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "spine_job"
+    job = defs.resolve_job_def("spine_job")
+    assert set(job.asset_layer.executable_asset_keys) == set(defs.resolve_all_asset_keys())
+
+
+def test_sensor_requests_a_run_only_when_new_files_land(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPINE_LANDING_DIR", str(tmp_path))
+    sensor = defs.resolve_sensor_def("usage_files_sensor")
+    assert sensor.job_name == "usage_ingestion_job"
+
+    with dg.instance_for_test() as instance:
+        empty = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert empty.run_requests == [] and "no new files" in empty.skip_message
+
+        (tmp_path / "events-2026-11-21.jsonl.gz").write_bytes(b"")
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert len(first.run_requests) == 1
+        assert first.cursor
+
+        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert again.run_requests == []
+
+        newer = tmp_path / "events-2026-11-22.jsonl.gz"
+        newer.write_bytes(b"")
+        stamp = int(first.cursor) // 1_000_000_000 + 5
+        os.utime(newer, (stamp, stamp))
+        later = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert len(later.run_requests) == 1
+        assert later.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+@pytest.mark.parametrize("job_name", ["spine_job", "usage_ingestion_job"])
+def test_jobs_resolve(job_name):
+    job = defs.resolve_job_def(job_name)
+    assert job.asset_layer.executable_asset_keys
