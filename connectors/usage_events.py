@@ -36,6 +36,11 @@ def read_file(path: Path) -> pa.Table:
     for name, type_ in TYPES.items():
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name, table.column(name).cast(type_))
+    if "message_id" not in table.column_names or table.column("message_id").null_count:
+        raise ValueError(f"usage_events: {path.name} has events without a message_id")
+    # Declared non-null like dlt's primary-key hint, so dlt has no differing hint to warn about.
+    key = table.schema.get_field_index("message_id")
+    table = table.cast(table.schema.set(key, table.schema.field(key).with_nullable(False)))
     return table.append_column("_file_name", pa.array([path.name] * table.num_rows, pa.string()))
 
 

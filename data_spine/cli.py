@@ -125,14 +125,15 @@ def serve(port: int) -> None:
 @as_of_option
 @port_option
 @click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
-def run(preset: str, seed: int, as_of, port: int, regenerate: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Print every Dagster event, not just step progress.")
+def run(preset: str, seed: int, as_of, port: int, regenerate: bool, verbose: bool) -> None:
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
     _use_persistent_dagster_home()
     manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate)
     os.environ["SPINE_AS_OF"] = manifest["as_of"]
     with local_vendor_apis(port):
-        result = execute_spine_job()
+        result = execute_spine_job(log_level="DEBUG" if verbose else "INFO")
     from data_spine.summary import print_summary
 
     print_summary(result, elapsed=time.perf_counter() - started)
@@ -140,8 +141,11 @@ def run(preset: str, seed: int, as_of, port: int, regenerate: bool) -> None:
         raise SystemExit(1)
 
 
-def execute_spine_job():
-    """Run `spine_job` in this process, recorded in the persistent Dagster instance."""
+def execute_spine_job(log_level: str = "INFO"):
+    """Run `spine_job` in this process, recorded in the persistent Dagster instance.
+
+    The console shows INFO and up by default: every Dagster event is DEBUG, which for a full
+    run is a thousand lines that hide the summary; the UI keeps all of them either way."""
     import dagster as dg
 
     # Imported here: the definitions read the environment set up above.
@@ -150,7 +154,8 @@ def execute_spine_job():
     instance = dg.DagsterInstance.get()
     click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
     job = defs.resolve_job_def("spine_job")
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -32,6 +32,10 @@ def print_summary(result, elapsed: float) -> None:
     cfg = settings()
     status = click.style("succeeded", fg="green") if result.success else click.style("FAILED", fg="red")
     click.echo(f"\nspine_job {status} in {elapsed:.0f}s (Dagster run {result.run_id})")
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        message = error.message.strip() if error else "no error recorded"
+        click.echo(click.style(f"  step {event.step_key} failed: ", fg="red") + message)
 
     if cfg.warehouse.exists():
         click.echo(f"\nRows loaded per source ({cfg.warehouse}):")

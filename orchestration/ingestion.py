@@ -42,6 +42,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
+        context.log.info(f"Loading {source} into {DATASETS[source]} ...")
         yield from dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=make_pipeline(source))
 
     return _assets
