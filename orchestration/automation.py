@@ -1,6 +1,5 @@
 """Jobs, the daily schedule and the landing-folder sensor."""
 
-
 from pathlib import Path
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Ingestion assets: one dlt asset group per source system, loading raw schemas in DuckDB."""
 
-
 from dataclasses import dataclass
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Quality assets: Great Expectations suites as asset checks on the marts, and the scorecard."""
 
-
 from pathlib import Path
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Transformation assets: the dbt project (staging → intermediate → marts) and its docs site."""
 
-
 import json
 import os
 import shutil
