@@ -17,6 +17,8 @@ import dlt
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors.http import retrying_session
+
 PROPERTIES = {
     "companies": [
         "name", "domain", "industry", "hubspot_owner_id", "lifecyclestage", "customer_status",
@@ -50,6 +52,7 @@ def hubspot_source(base_url: str = dlt.config.value, token: str = dlt.secrets.va
         {
             "client": {
                 "base_url": base_url.rstrip("/") + "/",
+                "session": retrying_session(),
                 "auth": {"type": "bearer", "token": token},
                 "paginator": JSONResponseCursorPaginator(cursor_path="paging.next.after", cursor_param="after"),
             },

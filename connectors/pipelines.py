@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dlt
+from dlt.common.pipeline import LoadInfo
+from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connectors.http import explain
 from connectors.hubspot import hubspot_source
 from connectors.stripe import stripe_source
 from connectors.usage_events import usage_events_source
@@ -61,3 +64,12 @@ def placeholder_source(source: str):
         "usage_events": {},
     }[source]
     return make_source(source, **unset)
+
+
+def load(source: str, cfg: Settings | None = None, **overrides) -> LoadInfo:
+    """Run one source's pipeline; an API that keeps failing raises `SourceRequestError`."""
+    pipeline = make_pipeline(source, cfg)
+    try:
+        return pipeline.run(make_source(source, cfg, **overrides))
+    except PipelineStepFailed as exc:
+        raise explain(source, exc) or exc from exc

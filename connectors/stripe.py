@@ -19,6 +19,8 @@ import dlt
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors.http import retrying_session
+
 OBJECTS = ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
 
 
@@ -49,6 +51,7 @@ def stripe_source(
         {
             "client": {
                 "base_url": base_url.rstrip("/") + "/",
+                "session": retrying_session(),
                 "auth": {"type": "bearer", "token": api_key},
                 "paginator": JSONResponseCursorPaginator(
                     cursor_path="data[-1].id", cursor_param="starting_after", has_more_path="has_more"

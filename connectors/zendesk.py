@@ -21,6 +21,8 @@ import dlt
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, JSONResponseCursorPaginator
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors.http import retrying_session
+
 
 class IncrementalExportPaginator(BasePaginator):
     """Follow `after_cursor` until Zendesk reports `end_of_stream`."""
@@ -88,6 +90,7 @@ def zendesk_source(base_url: str = dlt.config.value, email: str = dlt.config.val
         {
             "client": {
                 "base_url": base_url.rstrip("/") + "/",
+                "session": retrying_session(),
                 "auth": {"type": "http_basic", "username": f"{email}/token", "password": api_token},
             },
             "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},

@@ -110,9 +110,22 @@ def generate(preset: str, seed: int, as_of) -> None:
 
 @main.command()
 @port_option
-def serve(port: int) -> None:
+@click.option(
+    "--fault", "faults", multiple=True, metavar="NAME=VALUE",
+    help="Misbehave like a real API, e.g. --fault latency=0.2 --fault server_errors=3 "
+    "--fault requests_per_second=20 (see sample_company/vendor_api/faults.py).",
+)
+def serve(port: int, faults: tuple[str, ...]) -> None:
     """Serve the sample company's vendor APIs until interrupted."""
-    with local_vendor_apis(port):
+    from sample_company.vendor_api.faults import parse_fault_options
+
+    try:
+        injected = parse_fault_options(faults)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    with local_vendor_apis(port) as server:
+        if injected:
+            click.echo(f"Injecting faults: {server.faults.set(**injected)}")
         click.echo("Press Ctrl+C to stop.")
         with contextlib.suppress(KeyboardInterrupt):
             while True:

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connectors.http import explain
 from connectors.pipelines import DATASETS, make_pipeline, make_source, placeholder_source
 from orchestration.freshness import source_policy
 from orchestration.resources import WAREHOUSE_POOL
@@ -42,7 +44,10 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
         context.log.info(f"Loading {source} into {DATASETS[source]} ...")
-        yield from dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=make_pipeline(source))
+        try:
+            yield from dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=make_pipeline(source))
+        except PipelineStepFailed as exc:
+            raise explain(source, exc) or exc from exc
 
     return _assets
 
