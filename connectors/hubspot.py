@@ -2,7 +2,7 @@
 
 Endpoints  `GET {base_url}/crm/v3/objects/<type>`; `limit=100`, paged with `paging.next.after`.
 Auth       private-app token as Bearer (`sources.hubspot.token`).
-Write      merge on `id`.
+Write      merge on `id`; an object without an `id` goes to `raw_hubspot.quarantine`.
 Shape      HubSpot returns every property as a string inside `properties`; the connector lifts
            the requested properties to top-level columns and leaves typing to dbt staging, so
            a property that changes its look never breaks a load. A deal's company comes from
@@ -17,6 +17,7 @@ import dlt
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors import quarantine
 from connectors.http import retrying_session
 
 PROPERTIES = {
@@ -47,7 +48,12 @@ def hubspot_source(base_url: str = dlt.config.value, token: str = dlt.secrets.va
         params = {"limit": 100, "properties": ",".join(props), "archived": "false"}
         if obj == "deals":
             params["associations"] = "companies"
-        resources.append({"name": obj, "endpoint": {"path": f"crm/v3/objects/{obj}", "params": params}})
+        resources.append({
+            "name": obj,
+            "table_name": quarantine.table_for(obj),
+            "endpoint": {"path": f"crm/v3/objects/{obj}", "params": params},
+            "processing_steps": [{"map": flatten}, {"map": quarantine.require("hubspot", obj, "id")}],
+        })
     yield from rest_api_resources(
         {
             "client": {
@@ -60,7 +66,6 @@ def hubspot_source(base_url: str = dlt.config.value, token: str = dlt.secrets.va
                 "primary_key": "id",
                 "write_disposition": "merge",
                 "endpoint": {"data_selector": "results"},
-                "processing_steps": [{"map": flatten}],
             },
             "resources": resources,
         }

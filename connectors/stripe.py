@@ -3,6 +3,7 @@
 Endpoints  `GET {base_url}/v1/<object>`; newest first, `limit=100`, paged with `starting_after`.
 Auth       Bearer secret key (`sources.stripe.api_key`).
 Write      merge on `id`, so a re-read never duplicates and changes (a cancellation) land.
+Contract   an object without an `id` goes to `raw_stripe.quarantine` with the reason.
 Nesting    subscription items become the child table `subscriptions__items__data`, with the
            price flattened into `price__*` columns; other nested objects become `parent__child`
            columns.
@@ -19,6 +20,7 @@ import dlt
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors import quarantine
 from connectors.http import retrying_session
 
 OBJECTS = ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
@@ -40,12 +42,17 @@ def stripe_source(
 ):
     resources = []
     for obj in objects:
-        resource: dict[str, Any] = {"name": obj, "endpoint": {"path": f"v1/{obj}"}}
+        steps = [{"map": normalise_invoice}] if obj == "invoices" else []
+        steps.append({"map": quarantine.require("stripe", obj, "id")})
+        resource: dict[str, Any] = {
+            "name": obj,
+            "table_name": quarantine.table_for(obj),
+            "endpoint": {"path": f"v1/{obj}"},
+            "processing_steps": steps,
+        }
         if obj == "subscriptions":
             # Stripe leaves canceled subscriptions out of lists unless asked for them.
             resource["endpoint"]["params"] = {"status": "all", "limit": 100}
-        if obj == "invoices":
-            resource["processing_steps"] = [{"map": normalise_invoice}]
         resources.append(resource)
     yield from rest_api_resources(
         {

@@ -9,7 +9,8 @@ Auth       API token as basic auth `{email}/token:{api_token}` (`sources.zendesk
            `sources.zendesk.api_token`).
 Increment  tickets and users resume from the largest `updated_at` already loaded, so a normal
            run reads only what changed.
-Write      merge on `id`. Ticket custom fields stay a JSON column (their ids differ per account).
+Write      merge on `id`; a record without `id` (or, for the exports, `updated_at`) goes to
+           `raw_zendesk.quarantine` with the reason. Ticket custom fields stay a JSON column (their ids differ per account).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dlt
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, JSONResponseCursorPaginator
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors import quarantine
 from connectors.http import retrying_session
 
 
@@ -53,6 +55,8 @@ def to_unix(value: Any) -> int:
 def _incremental(obj: str) -> dict[str, Any]:
     return {
         "name": obj,
+        "table_name": quarantine.table_for(obj),
+        "processing_steps": [{"map": quarantine.require("zendesk", obj, "id", "updated_at")}],
         "endpoint": {
             "path": f"api/v2/incremental/{obj}/cursor.json",
             "data_selector": obj,
@@ -64,6 +68,8 @@ def _incremental(obj: str) -> dict[str, Any]:
                     "cursor_path": "updated_at",
                     "initial_value": "1970-01-01T00:00:00Z",
                     "convert": to_unix,
+                    # Quarantine rows carry no cursor; they must not stop the export.
+                    "on_cursor_value_missing": "include",
                 },
             },
         },
@@ -73,6 +79,8 @@ def _incremental(obj: str) -> dict[str, Any]:
 def _paged(obj: str) -> dict[str, Any]:
     return {
         "name": obj,
+        "table_name": quarantine.table_for(obj),
+        "processing_steps": [{"map": quarantine.require("zendesk", obj, "id")}],
         "endpoint": {
             "path": f"api/v2/{obj}.json",
             "data_selector": obj,

@@ -8,6 +8,7 @@ import click
 import duckdb
 
 from connectors.pipelines import DATASETS
+from connectors.quarantine import TABLE as QUARANTINE
 from data_spine.config import settings
 
 # dbt assets are keyed `<layer>/<model>` (orchestration/transformation.py).
@@ -42,8 +43,11 @@ def print_summary(result, elapsed: float) -> None:
         counts = raw_row_counts(cfg.warehouse)
         for source, schema in DATASETS.items():
             tables = counts.get(schema, {})
+            held = tables.pop(QUARANTINE, 0)
             detail = ", ".join(f"{t} {n:,}" for t, n in tables.items())
             click.echo(f"  {source:<13} {sum(tables.values()):>9,}  ({detail})")
+            if held:
+                click.echo(click.style(f"  {'':<13} {held:>9,}  quarantined: see {schema}.{QUARANTINE}", fg="yellow"))
 
     materialized = [e.asset_key for e in result.get_asset_materialization_events()]
     layers: dict[str, list[str]] = {}

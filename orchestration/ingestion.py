@@ -7,6 +7,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connectors import quarantine
 from connectors.http import explain
 from connectors.pipelines import DATASETS, make_pipeline, make_source, placeholder_source
 from orchestration.freshness import source_policy
@@ -44,10 +45,26 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
         context.log.info(f"Loading {source} into {DATASETS[source]} ...")
+        pipeline = make_pipeline(source)
         try:
-            yield from dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=make_pipeline(source))
+            results = list(dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=pipeline))
         except PipelineStepFailed as exc:
             raise explain(source, exc) or exc from exc
+        # Rows set aside at the edge, per resource, in this run and in all: shown on each asset.
+        this_run = quarantine.counts(pipeline, pipeline.last_trace.last_load_info.loads_ids)
+        in_all = quarantine.counts(pipeline)
+        for resource, n in this_run.items():
+            context.log.warning(f"{source}.{resource}: {n} record(s) quarantined in {DATASETS[source]}.quarantine")
+        for result in results:
+            resource = result.asset_key.path[-1]
+            yield dg.MaterializeResult(
+                asset_key=result.asset_key,
+                metadata={
+                    **(result.metadata or {}),
+                    "quarantined_this_run": this_run.get(resource, 0),
+                    "quarantined_total": in_all.get(resource, 0),
+                },
+            )
 
     return _assets
 

@@ -4,6 +4,9 @@ and rides out the faults real APIs show (rate limits, 5xx bursts, truncated bodi
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import json
+import shutil
 
 import duckdb
 import pytest
@@ -152,3 +155,126 @@ def test_bad_credentials_fail_with_source_endpoint_and_status(source, api, fresh
     with pytest.raises(SourceRequestError, match=rf"^{source}: GET /{source}/\S+ answered HTTP 401: check the credentials"):
         _load(source, api, fresh, **bad)
     assert [r.status for r in api.log[start:]] == [401]  # a 401 is not worth retrying
+
+
+# --- Bad records: quarantined with a reason, never dropped, never blocking -----------------
+
+BAD_RECORDS = {
+    "stripe": ("customers", {"id": None, "object": "customer", "created": 0, "email": "ghost@example.com"}),
+    "hubspot": ("companies", {"id": None, "properties": {"name": "Ghost Inc"}, "archived": False}),
+    "zendesk": ("organizations", {"id": None, "name": "Ghost Inc", "created_at": "2025-01-01T00:00:00Z"}),
+}
+
+
+@pytest.fixture(scope="module")
+def doctored_api(small_company, tmp_path_factory):
+    """The sample company with one record lacking its id in each vendor's data."""
+    sources = tmp_path_factory.mktemp("doctored") / "sources"
+    shutil.copytree(settings().sources_dir, sources)
+    for system, (obj, record) in BAD_RECORDS.items():
+        with (sources / system / f"{obj}.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    with VendorApiServer(sources) as server:
+        yield server
+
+
+def _quarantine(schema: str, warehouse) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(f"select source, resource, reason, raw_record from {schema}.quarantine order by all").fetchall()
+
+
+@pytest.mark.parametrize("source", API_SOURCES)
+def test_record_without_id_is_quarantined_and_the_rest_loads(source, doctored_api, fresh, small_company):
+    _load(source, doctored_api, fresh)
+    _load(source, doctored_api, fresh)  # the same bad record read again is stored once
+    _assert_exact_counts(source, fresh, small_company)
+    obj, record = BAD_RECORDS[source]
+    [(src, resource, reason, raw)] = _quarantine(DATASETS[source], fresh.warehouse)
+    assert (src, resource) == (source, obj)
+    assert "missing required field(s): id" in reason
+    assert json.loads(raw)["name" if source != "stripe" else "email"] in json.dumps(record)
+
+
+def _event(i: int, **changes) -> dict:
+    event = {
+        "message_id": f"msg_{i:04d}", "type": "track", "event": "app.viewed.dashboard",
+        "user_id": "usr_1", "account_id": "ws_1", "timestamp": "2026-11-20T10:00:00.000Z",
+        "received_at": "2026-11-20T10:00:02.000Z", "properties": {"plan": "growth"},
+    }
+    event.update(changes)
+    return event
+
+
+def _drop(folder, name: str, lines: list) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
+    with gzip.open(folder / name, "wt") as f:
+        f.write(text)
+
+
+def _load_usage(cfg):
+    return load("usage_events", cfg, landing_dir=str(cfg.data_dir / "landing"))
+
+
+def _usage(cfg, sql: str) -> list[tuple]:
+    with duckdb.connect(str(cfg.warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_malformed_usage_lines_are_quarantined_with_file_line_and_reason(fresh):
+    landing = fresh.data_dir / "landing"
+    _drop(landing, "events_2026-11-20.jsonl.gz", [
+        _event(1), "{this is not json", _event(2, message_id=None), _event(3, timestamp="yesterday"),
+        _event(4, user_id=42), _event(5),
+    ])
+    _load_usage(fresh)
+    assert _usage(fresh, "select message_id from raw_usage.events order by 1") == [("msg_0001",), ("msg_0005",)]
+    assert _usage(fresh, "select location, reason from raw_usage.quarantine order by location") == [
+        ("events_2026-11-20.jsonl.gz:2", "not valid JSON: Expecting property name enclosed in double quotes at column 2"),
+        ("events_2026-11-20.jsonl.gz:3", "missing required field(s): message_id"),
+        ("events_2026-11-20.jsonl.gz:4", "timestamp is not an ISO 8601 timestamp: 'yesterday'"),
+        ("events_2026-11-20.jsonl.gz:5", "user_id should be a string, got int: 42"),
+    ]
+
+
+def test_duplicated_usage_file_changes_nothing(fresh, small_company):
+    landing = fresh.data_dir / "landing"
+    landing.mkdir(parents=True)
+    originals = sorted(settings().landing_dir.glob("*.jsonl.gz"))[-3:]
+    for path in originals:
+        shutil.copy(path, landing / path.name)
+    _load_usage(fresh)
+    before = _usage(fresh, "select message_id, event, timestamp from raw_usage.events order by 1")
+    # The collector re-sends a file under a new name.
+    shutil.copy(originals[-1], landing / originals[-1].name.replace(".jsonl.gz", ".resent.jsonl.gz"))
+    info = _load_usage(fresh)
+    assert _usage(fresh, "select message_id, event, timestamp from raw_usage.events order by 1") == before
+    assert info.pipeline.last_trace.last_normalize_info.row_counts.get("events", 0) > 0  # it was read
+
+
+def test_new_usage_column_is_added_and_old_rows_keep_null(fresh):
+    landing = fresh.data_dir / "landing"
+    _drop(landing, "events_2026-11-19.jsonl.gz", [_event(1), _event(2)])
+    _load_usage(fresh)
+    _drop(landing, "events_2026-11-20.jsonl.gz", [_event(3, session_id="s_1"), _event(4, session_id="s_2")])
+    _load_usage(fresh)
+    assert _usage(fresh, "select message_id, session_id from raw_usage.events order by 1") == [
+        ("msg_0001", None), ("msg_0002", None), ("msg_0003", "s_1"), ("msg_0004", "s_2"),
+    ]
+
+
+def test_usage_column_changing_type_goes_to_a_variant_column(fresh):
+    landing = fresh.data_dir / "landing"
+    _drop(landing, "events_2026-11-19.jsonl.gz", [_event(1, duration_ms=120), _event(2, duration_ms=80)])
+    _load_usage(fresh)
+    _drop(landing, "events_2026-11-20.jsonl.gz", [_event(3, duration_ms="1.5s"), _event(4, duration_ms="2s")])
+    _drop(landing, "events_2026-11-21.jsonl.gz", [_event(5, duration_ms=99)])  # and back: no block
+    _load_usage(fresh)
+    assert _usage(fresh, "select message_id, duration_ms, duration_ms__v_text from raw_usage.events order by 1") == [
+        ("msg_0001", 120, None), ("msg_0002", 80, None), ("msg_0003", None, "1.5s"),
+        ("msg_0004", None, "2s"), ("msg_0005", 99, None),
+    ]
+    # A typed column never changes type: a bad value is quarantined instead.
+    _drop(landing, "events_2026-11-22.jsonl.gz", [_event(6, timestamp=1763800000)])
+    _load_usage(fresh)
+    assert _usage(fresh, "select reason from raw_usage.quarantine") == [("timestamp is not an ISO 8601 timestamp: 1763800000",)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -123,3 +124,31 @@ def test_two_runs_at_once_take_turns_on_the_warehouse(first_run):
         spans.append((times[dg.DagsterEventType.STEP_START], times[dg.DagsterEventType.STEP_SUCCESS]))
     (a_start, a_end), (b_start, b_end) = sorted(spans)
     assert a_end <= b_start, f"warehouse steps overlapped: {spans}"
+
+
+def test_quarantined_usage_lines_show_on_the_asset(first_run):
+    """A bad line in a landed file is set aside, counted in Dagster metadata, and the rest loads."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    good = {"message_id": "msg_late_1", "type": "track", "event": "app.viewed.dashboard", "user_id": "usr_500001",
+            "account_id": "ws_100001", "timestamp": "2026-11-21T12:00:00.000Z", "received_at": "2026-11-21T12:00:01.000Z"}
+    path = settings().landing_dir / "events_2026-11-21.late.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps(good) + "\n" + '{"message_id": "msg_late_2", "event": \n')
+    try:
+        result = defs.resolve_job_def("usage_ingestion_job").execute_in_process(instance=dg.DagsterInstance.get())
+    finally:
+        path.unlink()
+    assert result.success
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["usage_events", "events"])]
+    metadata = event.materialization.metadata
+    assert metadata["quarantined_this_run"].value == 1
+    assert metadata["quarantined_total"].value >= 1
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw_usage.events where message_id = 'msg_late_1'").fetchone() == (1,)
+        [(location, reason)] = con.execute(
+            "select location, reason from raw_usage.quarantine where location like 'events_2026-11-21.late%'"
+        ).fetchall()
+    assert location == "events_2026-11-21.late.jsonl.gz:2" and reason.startswith("not valid JSON")

@@ -34,7 +34,7 @@ def handle(store: RecordStore, path: str, params: dict[str, str]) -> tuple[int, 
 
     key = f"{store.sources_dir}:{obj}"
     if key not in _ORDERED:
-        _ORDERED[key] = sorted(store.records("stripe", obj), key=lambda r: (-r["created"], r["id"]))
+        _ORDERED[key] = sorted(store.records("stripe", obj), key=lambda r: (-r["created"], r["id"] or ""))
     rows = _ORDERED[key]
 
     if obj == "subscriptions" and params.get("status", "") != "all":

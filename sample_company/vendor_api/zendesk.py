@@ -86,15 +86,16 @@ def _incremental(store, obj, params, base_url):
 
 
 def _paged(store, obj, params, base_url):
-    rows = sorted(store.records("zendesk", obj), key=lambda r: r["id"])
+    # A record without an id (bad data a vendor can hold) sorts first rather than crashing.
+    rows = sorted(store.records("zendesk", obj), key=lambda r: r["id"] or 0)
     size = min(int(params.get("page[size]", "100")), 100)
     pos = 0
     if params.get("page[after]"):
         (after_id,) = _dec(params["page[after]"])
-        pos = bisect.bisect_right([r["id"] for r in rows], after_id)
+        pos = bisect.bisect_right([r["id"] or 0 for r in rows], after_id)
     page = rows[pos : pos + size]
     has_more = pos + size < len(rows)
-    after = _enc(page[-1]["id"]) if page else None
+    after = _enc(page[-1]["id"] or 0) if page else None
     return 200, {
         obj: page,
         "meta": {"has_more": has_more, "after_cursor": after, "before_cursor": None},
