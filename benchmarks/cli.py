@@ -1,0 +1,133 @@
+"""`python -m benchmarks`: measure the platform against its performance targets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import click
+
+from benchmarks import report
+from benchmarks.measure import Measurement, StepFailed, run_step
+from benchmarks.vendor import VendorApiProcess
+from data_spine.config import PROJECT_ROOT
+from sample_company.presets import PRESETS
+
+GROUPS = ("generate", "usage", "api")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class Bench:
+    """Where one preset's company and runs live under the benchmark data folder."""
+
+    def __init__(self, data_dir: Path, preset: str, seed: int):
+        self.root = data_dir / preset
+        self.preset, self.seed = preset, seed
+        self.landing = self.root / "landing" / "usage_events"
+        self.results: dict[str, Measurement] = {}
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        # Every path is set, so a SPINE_* variable of the caller never points a step elsewhere.
+        return {
+            "SPINE_DATA_DIR": str(data_dir),
+            "SPINE_WAREHOUSE": str(data_dir / "warehouse.duckdb"),
+            "SPINE_LANDING_DIR": str(self.landing),
+            "SPINE_PRESET": self.preset,
+            "SPINE_SEED": str(self.seed),
+        }
+
+    def run(self, name: str, argv: list[str]) -> Measurement:
+        """Run a step against a fresh warehouse and dlt state in `runs/<name>`."""
+        run_dir = self.root / "runs" / name
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        return self._measure(name, argv, self.env(run_dir), run_dir / "result.json")
+
+    def _measure(self, name: str, argv: list[str], env: dict[str, str], result: Path) -> Measurement:
+        click.echo(f"» {name}: starting (load average {_load()})")
+        m = run_step(name, argv, env, result, log=click.echo)
+        click.echo(f"» {name}: {m.records:,} records in {m.seconds:,.1f}s = {m.rate:,.0f} records/s, "
+                   f"peak RSS {m.peak_rss_mb:,.0f} MB (load average {_load()})")
+        self.results[name] = m
+        return m
+
+    def company(self) -> dict | None:
+        from sample_company.generate import read_manifest
+
+        try:
+            manifest = read_manifest(self.root / "sources")
+        except FileNotFoundError:
+            return None
+        return manifest if (manifest["preset"]["name"], manifest["seed"]) == (self.preset, self.seed) else None
+
+    def generate(self) -> None:
+        env = self.env(self.root)
+        self._measure("generate", ["generate", "--preset", self.preset, "--seed", str(self.seed)], env,
+                      self.root / "runs" / "generate" / "result.json")
+
+    def usage(self) -> None:
+        # DuckDB first: both then read the landing files from a page cache the generator warmed.
+        self.run("duckdb", ["duckdb"])
+        self.run("usage", ["usage"])
+
+    def api(self) -> None:
+        click.echo(f"» starting the vendor APIs in their own process (load average {_load()})")
+        with VendorApiProcess(self.root) as server:
+            warm = server.warm_up()
+            click.echo(f"  vendor APIs at {server.url}, records loaded and indexed in {warm:,.1f}s (not timed)")
+            for source in report.API_SOURCES:
+                cpu_before = server.cpu_seconds()
+                m = self.run(source, ["api", source, "--base-url", server.base_url(source)])
+                cpu_after = server.cpu_seconds()
+                m.detail["server_cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+                m.detail["server_warm_up_seconds"] = warm
+        if server.peak_rss_mb is not None:
+            click.echo(f"  vendor API server peak RSS {server.peak_rss_mb:,.0f} MB (not an ingestion step)")
+
+
+@click.command()
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="large", show_default=True,
+              help="Size of the sample company; the targets are set for `large`.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--only", "groups", type=click.Choice(GROUPS), multiple=True,
+              help="Measure only these (repeatable). Default: all; generate only when the company is missing.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=PROJECT_ROOT / "data" / "bench", show_default="data/bench",
+              help="The benchmark's own data folder: company, warehouses and results per preset.")
+@click.option("--regenerate", is_flag=True, help="Generate (and measure) the company even if it exists.")
+def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool) -> None:
+    """Measure ingestion speed, peak memory and generation time against the targets."""
+    groups = groups or GROUPS
+    bench = Bench(data_dir.resolve(), preset, seed)
+    machine = report.machine()
+    click.echo(f"Benchmarks at preset {preset!r} (seed {seed}) in {bench.root}")
+    click.echo(f"Machine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_mb']:,} MB; "
+               f"load average {_load()}")
+    try:
+        manifest = None if regenerate or "generate" in groups else bench.company()
+        if manifest:
+            click.echo(f"» generate: reusing the {preset!r} company generated as of {manifest['as_of']} "
+                       "(--regenerate to measure generation)")
+        else:
+            bench.generate()
+        if "usage" in groups:
+            bench.usage()
+        if "api" in groups:
+            bench.api()
+    except StepFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        every = dict(bench.results)
+        if total := report.api_total(every):
+            every["api"] = total
+        if every:
+            path = bench.root / "results.json"
+            report.save(path, preset, seed, every)
+            click.echo("")
+            click.echo(f"Results at preset {preset!r} (load average {_load()}; figures vary with machine load):")
+            click.echo(report.render(every))
+            click.echo(f"\nWritten to {path}")

@@ -1,0 +1,107 @@
+"""Run one step in its own process and measure it: wall time, CPU time and peak memory.
+
+Each step is a child process (`python -m benchmarks.steps ...`) so its peak RSS is its own:
+`os.wait4` returns the rusage of exactly that child, where `RUSAGE_CHILDREN` would report the
+largest of every child waited for so far.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from data_spine.config import PROJECT_ROOT
+
+PROGRESS_EVERY = 15.0  # seconds between "still running" lines
+
+
+@dataclass
+class Measurement:
+    step: str
+    records: int
+    seconds: float
+    """Wall time of the work itself, timed inside the step (no interpreter start or imports)."""
+    peak_rss_mb: float
+    process_seconds: float
+    """Wall time of the whole child process, start-up included."""
+    cpu_seconds: float
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    phases: dict[str, float] = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"records_per_second": round(self.rate, 1)}
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def rss_mb(pid: int) -> float | None:
+    """Current resident memory of a process, where /proc tells it."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a running process has used so far, where /proc tells it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_step(step: str, argv: list[str], env: dict[str, str], result_file: Path, log=print) -> Measurement:
+    """Run `python -m benchmarks.steps <argv>` as `step`; it writes its figures to `result_file`."""
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    result_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.steps", *argv, "--result", str(result_file)]
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+    next_note = started + PROGRESS_EVERY
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        now = time.perf_counter()
+        if now >= next_note:
+            rss = rss_mb(child.pid)
+            log(f"  [{step}] {now - started:,.0f}s" + (f", RSS {rss:,.0f} MB" if rss is not None else ""))
+            next_note = now + PROGRESS_EVERY
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    # Reaped by wait4 above, so tell Popen rather than letting it wait again.
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0 or not result_file.exists():
+        raise StepFailed(f"step {step} failed (exit code {child.returncode}); see its output above")
+    result = json.loads(result_file.read_text())
+    return Measurement(
+        step=step,
+        records=result.pop("records"),
+        seconds=result.pop("seconds"),
+        # ru_maxrss is in kilobytes on Linux.
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        process_seconds=elapsed,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        phases=result.pop("phases", {}),
+        detail=result,
+    )

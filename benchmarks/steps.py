@@ -1,0 +1,116 @@
+"""The measured steps, each run as its own process by `benchmarks.measure.run_step`.
+
+    python -m benchmarks.steps generate --preset large --seed 42 --result r.json
+    python -m benchmarks.steps duckdb   --result r.json
+    python -m benchmarks.steps usage    --result r.json
+    python -m benchmarks.steps api stripe --base-url http://127.0.0.1:PORT/stripe --result r.json
+
+Paths come from the environment the harness sets (`SPINE_DATA_DIR`, `SPINE_WAREHOUSE`,
+`SPINE_LANDING_DIR`), as they do for the product. Each step writes `records`, `seconds` (the
+work alone, without interpreter start-up and imports) and whatever else explains the figure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from data_spine.config import settings
+
+
+def _write(result: Path, **figures) -> None:
+    result.write_text(json.dumps(figures, indent=2, default=str))
+
+
+@click.group()
+def main() -> None:
+    pass
+
+
+result_option = click.option("--result", type=click.Path(path_type=Path), required=True)
+
+
+@main.command()
+@click.option("--preset", required=True)
+@click.option("--seed", type=int, required=True)
+@result_option
+def generate(preset: str, seed: int, result: Path) -> None:
+    from sample_company.generate import generate as run_generate
+
+    cfg = settings()
+    started = time.perf_counter()
+    manifest = run_generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, log=print)
+    seconds = time.perf_counter() - started
+    counts = manifest["counts"]
+    api_records = sum(n for system, objs in counts.items() if system != "usage" for n in objs.values())
+    _write(result, records=api_records + counts["usage"]["events"], seconds=seconds,
+           api_records=api_records, usage_events=counts["usage"]["events"], files=counts["usage"]["files"])
+
+
+@main.command()
+@result_option
+def duckdb(result: Path) -> None:
+    """DuckDB alone reading the landing files into a fresh database: the ceiling for `usage`."""
+    import duckdb as ddb
+
+    from connectors.usage_events import PATTERN
+
+    cfg = settings()
+    files = str(cfg.landing_dir / PATTERN)
+    started = time.perf_counter()
+    with ddb.connect(str(cfg.warehouse)) as con:
+        con.execute("create schema raw_usage")
+        con.execute("create table raw_usage.events as select * from read_json(?, format = 'newline_delimited')", [files])
+        (records,) = con.execute("select count(*) from raw_usage.events").fetchone()
+        threads = con.execute("select current_setting('threads')").fetchone()[0]
+    _write(result, records=records, seconds=time.perf_counter() - started, duckdb_threads=threads)
+
+
+def _load(source: str, result: Path, **overrides) -> None:
+    """Run the product's pipeline for one source and report what its load wrote."""
+    from dlt.common.schema.utils import is_nested_table
+
+    from connectors.pipelines import load
+
+    started = time.perf_counter()
+    info = load(source, settings(), **overrides)
+    seconds = time.perf_counter() - started
+    pipeline = info.pipeline
+    trace = pipeline.last_trace
+    rows = trace.last_normalize_info.row_counts
+    tables = pipeline.default_schema.tables
+    # A record is a row of a root table; nested tables (subscription items) are parts of one.
+    records = {t: n for t, n in rows.items() if t in tables and not t.startswith("_dlt") and not is_nested_table(tables[t])}
+    phases = {s.step: (s.finished_at - s.started_at).total_seconds() for s in trace.steps if s.finished_at}
+    _write(result, records=sum(records.values()), seconds=seconds, phases=phases, tables=records,
+           nested_rows={t: n for t, n in rows.items() if t not in records})
+
+
+@main.command()
+@result_option
+def usage(result: Path) -> None:
+    """The usage-events connector, from the landing folder into a fresh warehouse."""
+    _load("usage_events", result)
+
+
+@main.command()
+@click.argument("source", type=click.Choice(["stripe", "hubspot", "zendesk"]))
+@click.option("--base-url", required=True)
+@result_option
+def api(source: str, base_url: str, result: Path) -> None:
+    """One API connector, end to end: HTTP pages from the vendor API into a fresh warehouse."""
+    from sample_company.vendor_api import DEMO_CREDENTIALS
+
+    credentials = {
+        "stripe": {"api_key": DEMO_CREDENTIALS["stripe_api_key"]},
+        "hubspot": {"token": DEMO_CREDENTIALS["hubspot_token"]},
+        "zendesk": {"email": DEMO_CREDENTIALS["zendesk_email"], "api_token": DEMO_CREDENTIALS["zendesk_api_token"]},
+    }[source]
+    _load(source, result, base_url=base_url, **credentials)
+
+
+if __name__ == "__main__":
+    main()

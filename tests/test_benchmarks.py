@@ -1,0 +1,30 @@
+"""The benchmark harness runs end to end and reports figures (their values are never asserted:
+wall time depends on whatever else the machine is doing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from data_spine.config import PROJECT_ROOT
+
+
+def test_harness_reports_every_measurement(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads((tmp_path / "tiny" / "results.json").read_text())
+    measured = results["measurements"]
+    assert set(measured) == {"generate", "duckdb", "usage", "stripe", "hubspot", "zendesk", "api"}
+    manifest = json.loads((tmp_path / "tiny" / "sources" / "manifest.json").read_text())
+    # Every usage event reaches the warehouse, both natively and through the connector.
+    assert measured["usage"]["records"] == measured["duckdb"]["records"] == manifest["counts"]["usage"]["events"]
+    for source in ("stripe", "hubspot", "zendesk"):
+        assert measured[source]["records"] >= sum(manifest["counts"][source].values())
+    for m in measured.values():
+        assert m["seconds"] > 0 and m["peak_rss_mb"] > 0
+    assert all(t["target"] for t in measured["usage"]["targets"])
+    assert "records/s" in run.stdout
