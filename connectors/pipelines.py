@@ -67,7 +67,15 @@ def placeholder_source(source: str):
 
 
 def load(source: str, cfg: Settings | None = None, **overrides) -> LoadInfo:
-    """Run one source's pipeline; an API that keeps failing raises `SourceRequestError`."""
+    """Run one source's pipeline; an API that keeps failing raises `SourceRequestError`.
+
+    Like the Dagster assets, it first drops the pipeline's local working state: a load that was
+    interrupted (a killed process) is discarded, and the run restores state and cursors from
+    the last load the warehouse committed, then reads again from there. Merge on primary keys
+    makes re-reading what a half-finished load already wrote harmless.
+    """
+    pipeline = make_pipeline(source, cfg)
+    pipeline.drop()
     pipeline = make_pipeline(source, cfg)
     try:
         return pipeline.run(make_source(source, cfg, **overrides))

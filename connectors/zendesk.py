@@ -2,14 +2,20 @@
 
 Endpoints  tickets and users: the incremental cursor exports
            `GET {base_url}/api/v2/incremental/<object>/cursor.json` (`start_time` on the first
-           page, then `cursor=after_cursor` until `end_of_stream`); organizations, ticket
-           metrics and satisfaction ratings: `GET {base_url}/api/v2/<object>.json` with cursor
+           page, then `cursor=after_cursor` until `end_of_stream`); ticket metrics: the same
+           ticket export with `include=metric_sets`; organizations: the time-based export
+           `GET {base_url}/api/v2/incremental/organizations.json` (`start_time`, then
+           `next_page` until `end_of_stream`); satisfaction ratings:
+           `GET {base_url}/api/v2/satisfaction_ratings.json?start_time=` with cursor
            pagination (`page[size]=100`, `page[after]`, `meta.has_more`).
 Auth       API token as basic auth `{email}/token:{api_token}` (`sources.zendesk.email`,
            `sources.zendesk.api_token`).
-Increment  tickets and users resume from the largest `updated_at` already loaded, so a normal
+Increment  every resource resumes from the largest `updated_at` already loaded, so a normal
            run reads only what changed.
-Write      merge on `id`; a record without `id` (or, for the exports, `updated_at`) goes to
+Deletes    deleted tickets come through the export with status `deleted`, deleted users with
+           `active = false`, deleted organizations with `deleted_at`: rows stay in raw and
+           staging filters them out.
+Write      merge on `id`; a record without `id` or `updated_at` goes to
            `raw_zendesk.quarantine` with the reason. Ticket custom fields stay a JSON column (their ids differ per account).
 """
 
@@ -44,6 +50,22 @@ class IncrementalExportPaginator(BasePaginator):
         request.params["cursor"] = self._cursor
 
 
+class TimeExportPaginator(BasePaginator):
+    """Follow `next_page` until the time-based export reports `end_of_stream`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next: str | None = None
+
+    def update_state(self, response, data=None) -> None:
+        body = response.json()
+        self._next = body.get("next_page")
+        self._has_next_page = bool(self._next) and not body.get("end_of_stream", True)
+
+    def update_request(self, request) -> None:
+        request.url, request.params = self._next, {}
+
+
 def to_unix(value: Any) -> int:
     if isinstance(value, (int, float)):
         return int(value)
@@ -52,44 +74,57 @@ def to_unix(value: Any) -> int:
     return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
 
 
-def _incremental(obj: str) -> dict[str, Any]:
+def _since_last_update() -> dict[str, Any]:
+    """The `start_time` parameter: the largest `updated_at` loaded, as unix seconds."""
+    return {
+        "type": "incremental",
+        "cursor_path": "updated_at",
+        "initial_value": "1970-01-01T00:00:00Z",
+        "convert": to_unix,
+        # Quarantine rows carry no cursor; they must not stop the export.
+        "on_cursor_value_missing": "include",
+    }
+
+
+def _resource(obj: str, path: str, paginator, data_selector: str | None = None, **params) -> dict[str, Any]:
     return {
         "name": obj,
         "table_name": quarantine.table_for(obj),
         "processing_steps": [{"map": quarantine.require("zendesk", obj, "id", "updated_at")}],
         "endpoint": {
-            "path": f"api/v2/incremental/{obj}/cursor.json",
-            "data_selector": obj,
-            "paginator": IncrementalExportPaginator(),
-            "params": {
-                "per_page": 1000,
-                "start_time": {
-                    "type": "incremental",
-                    "cursor_path": "updated_at",
-                    "initial_value": "1970-01-01T00:00:00Z",
-                    "convert": to_unix,
-                    # Quarantine rows carry no cursor; they must not stop the export.
-                    "on_cursor_value_missing": "include",
-                },
-            },
+            "path": path,
+            "data_selector": data_selector or obj,
+            "paginator": paginator,
+            "params": {**params, "start_time": _since_last_update()},
         },
     }
 
 
-def _paged(obj: str) -> dict[str, Any]:
-    return {
-        "name": obj,
-        "table_name": quarantine.table_for(obj),
-        "processing_steps": [{"map": quarantine.require("zendesk", obj, "id")}],
-        "endpoint": {
-            "path": f"api/v2/{obj}.json",
-            "data_selector": obj,
-            "params": {"page[size]": 100},
-            "paginator": JSONResponseCursorPaginator(
-                cursor_path="meta.after_cursor", cursor_param="page[after]", has_more_path="meta.has_more"
-            ),
-        },
-    }
+def _cursor_export(obj: str) -> dict[str, Any]:
+    return _resource(obj, f"api/v2/incremental/{obj}/cursor.json", IncrementalExportPaginator(), per_page=1000)
+
+
+def _ticket_metrics() -> dict[str, Any]:
+    # Metric sets ride along the ticket export, so they change exactly when their ticket does.
+    return _resource(
+        "ticket_metrics", "api/v2/incremental/tickets/cursor.json", IncrementalExportPaginator(),
+        data_selector="metric_sets", per_page=1000, include="metric_sets",
+    )
+
+
+def _organizations() -> dict[str, Any]:
+    resource = _resource("organizations", "api/v2/incremental/organizations.json", TimeExportPaginator(), per_page=1000)
+    # Present from the first load on, so staging can filter on it before any deletion.
+    resource["columns"] = {"deleted_at": {"data_type": "timestamp"}}
+    return resource
+
+
+def _satisfaction_ratings() -> dict[str, Any]:
+    return _resource(
+        "satisfaction_ratings", "api/v2/satisfaction_ratings.json",
+        JSONResponseCursorPaginator(cursor_path="meta.after_cursor", cursor_param="page[after]", has_more_path="meta.has_more"),
+        **{"page[size]": 100},
+    )
 
 
 @dlt.source(name="zendesk", max_table_nesting=1)
@@ -103,11 +138,11 @@ def zendesk_source(base_url: str = dlt.config.value, email: str = dlt.config.val
             },
             "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
             "resources": [
-                _incremental("tickets"),
-                _incremental("users"),
-                _paged("organizations"),
-                _paged("ticket_metrics"),
-                _paged("satisfaction_ratings"),
+                _cursor_export("tickets"),
+                _cursor_export("users"),
+                _organizations(),
+                _ticket_metrics(),
+                _satisfaction_ratings(),
             ],
         }
     )

@@ -2,7 +2,8 @@
 
     spine run        generate the sample company (if needed), serve its vendor APIs and run the
                      whole pipeline as the Dagster job `spine_job`, then print what it built
-    spine generate   (re)generate the sample company
+    spine generate   (re)generate the sample company (with known defects; --clean for none)
+    spine change     change a share of the sample company's records (updates and deletes)
     spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
     spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
 """
@@ -37,20 +38,33 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool) -> dict:
+def _defect_rates(spec: str):
+    from sample_company.defects import DefectRates
+
+    try:
+        return DefectRates.parse(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--defects / SPINE_DEFECTS") from None
+
+
+def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool, defects: str = "default") -> dict:
+    from dataclasses import asdict
+
     from sample_company.generate import generate, read_manifest
 
     cfg = settings()
+    rates = _defect_rates(defects)
     try:
         manifest = read_manifest(cfg.sources_dir)
         same = manifest["preset"]["name"] == preset and manifest["seed"] == seed
         same = same and (as_of is None or manifest["as_of"] == as_of.isoformat())
+        same = same and manifest.get("defects", {}).get("rates") == asdict(rates)
         if same and not regenerate:
             click.echo(f"Using the generated {preset!r} company in {cfg.sources_dir} (as of {manifest['as_of']}).")
             return manifest
     except FileNotFoundError:
         pass
-    return generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, as_of=as_of, log=click.echo)
+    return generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, as_of=as_of, defects=rates, log=click.echo)
 
 
 @contextlib.contextmanager
@@ -89,6 +103,12 @@ seed_option = click.option("--seed", type=int, default=lambda: settings().seed, 
 as_of_option = click.option(
     "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day of history (default: yesterday)."
 )
+defects_option = click.option(
+    "--defects", default=lambda: settings().defects, show_default="default", metavar="SPEC",
+    help="Known defects to inject: default, none (a clean company), or NAME=RATE,... overrides "
+    "(e.g. none,late_event=0.05); env SPINE_DEFECTS.",
+)
+clean_option = click.option("--clean", is_flag=True, help="A clean company without defects (same as --defects none).")
 port_option = click.option(
     "--port", type=int, default=lambda: int(os.environ.get("SPINE_VENDOR_API_PORT", DEFAULT_API_PORT)),
     show_default=str(DEFAULT_API_PORT), help="Port of the local vendor APIs.",
@@ -99,13 +119,38 @@ port_option = click.option(
 @preset_option
 @seed_option
 @as_of_option
-def generate(preset: str, seed: int, as_of) -> None:
-    """Generate the sample company (sources and landing files)."""
+@defects_option
+@clean_option
+def generate(preset: str, seed: int, as_of, defects: str, clean: bool) -> None:
+    """Generate the sample company (sources and landing files), with known defects unless --clean."""
     from sample_company.generate import generate as run_generate
 
     cfg = settings()
+    rates = _defect_rates("none" if clean else defects)
     run_generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed,
-                 as_of=as_of.date() if as_of else None, log=click.echo)
+                 as_of=as_of.date() if as_of else None, defects=rates, log=click.echo)
+
+
+@main.command()
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.01, show_default=True,
+              help="Share of each API object's records to change.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Which records change.")
+def change(fraction: float, seed: int) -> None:
+    """Change records in the sample company's SaaS tools, as a day of work would.
+
+    Updates (and deletes, archives or cancels) a share of every Stripe, HubSpot and Zendesk
+    object, the way each vendor records it; a running `spine serve` picks the edits up. The
+    next `spine run` loads exactly these changes.
+    """
+    from sample_company.changes import change_sources
+
+    cfg = settings()
+    if not (cfg.sources_dir / "stripe").exists():
+        raise click.ClickException("no sample company yet: run `spine generate` first")
+    for system, objects in change_sources(cfg.sources_dir, fraction=fraction, seed=seed).items():
+        parts = [f"{obj} {len(c.updated)} updated" + (f", {len(c.deleted)} deleted" if c.deleted else "")
+                 for obj, c in objects.items()]
+        click.echo(f"{system}: " + "; ".join(parts))
 
 
 @main.command()
@@ -136,14 +181,16 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
 @preset_option
 @seed_option
 @as_of_option
+@defects_option
+@clean_option
 @port_option
 @click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every Dagster event, not just step progress.")
-def run(preset: str, seed: int, as_of, port: int, regenerate: bool, verbose: bool) -> None:
+def run(preset: str, seed: int, as_of, defects: str, clean: bool, port: int, regenerate: bool, verbose: bool) -> None:
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
     _use_persistent_dagster_home()
-    manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate)
+    manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate, "none" if clean else defects)
     os.environ["SPINE_AS_OF"] = manifest["as_of"]
     with local_vendor_apis(port):
         result = execute_spine_job(log_level="DEBUG" if verbose else "INFO")
@@ -192,7 +239,7 @@ def dev(port: int, dagster_args: tuple[str, ...]) -> None:
 
 @main.command()
 def manifest() -> None:
-    """Print the sample company's manifest (sizes, seed, as-of date)."""
+    """Print the sample company's manifest (sizes, seed, as-of date, injected defects)."""
     from sample_company.generate import read_manifest
 
     click.echo(json.dumps(read_manifest(settings().sources_dir), indent=2))

@@ -24,6 +24,8 @@ class Faults:
     """Next N requests answer 503 (a burst of 5xx)."""
     truncated: int = 0
     """Next N responses announce their full length but the connection drops halfway through."""
+    redelivered: int = 0
+    """Next N follow-up pages are answered with the page before them again (a redelivery)."""
     requests_per_second: float = 0.0
     """A real rate limit: over this many requests in a second answers 429 (0 = no limit)."""
     vendor: str | None = None
@@ -37,6 +39,7 @@ class Verdict:
     status: int | None = None  # an error status to answer instead of the real response
     headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False
+    redeliver: bool = False  # answer with the previous page of this endpoint instead
 
 
 class FaultInjector:
@@ -57,6 +60,11 @@ class FaultInjector:
 
     def clear(self) -> None:
         self.set()
+
+    def redelivered_one(self) -> None:
+        """A redelivery was served (only follow-up pages count: a first page has no previous)."""
+        with self._lock:
+            self.faults.redelivered = max(0, self.faults.redelivered - 1)
 
     def judge(self, vendor: str) -> Verdict:
         with self._lock:
@@ -82,6 +90,8 @@ class FaultInjector:
             if verdict.status is None and f.truncated > 0:
                 f.truncated -= 1
                 verdict = Verdict(truncate=True)
+            elif verdict.status is None and f.redelivered > 0:
+                verdict = Verdict(redeliver=True)
         if delay:
             time.sleep(delay)
         return verdict

@@ -45,6 +45,14 @@ UNAVAILABLE = {
 }
 
 
+PAGING_PARAMS = {"starting_after", "after", "cursor", "page[after]"}
+
+
+def _is_follow_up(query: str, body: dict | None) -> bool:
+    """A request for a page after the first, in any of the vendors' paging styles."""
+    return bool(PAGING_PARAMS & dict(parse_qsl(query)).keys()) or bool((body or {}).get("after"))
+
+
 class VendorApiServer:
     """Serve the generated sources over HTTP in a background thread.
 
@@ -53,11 +61,16 @@ class VendorApiServer:
     answered, as `Request`s.
     """
 
-    def __init__(self, sources_dir: Path, host: str = "127.0.0.1", port: int = 0, credentials=None):
+    def __init__(self, sources_dir: Path, host: str = "127.0.0.1", port: int = 0, credentials=None,
+                 stripe_api_version: str = stripe.CURRENT_VERSION):
         self.store = RecordStore(sources_dir)
+        # The Stripe account's default API version: the shape a request without
+        # `Stripe-Version` gets.
+        self.stripe_api_version = stripe_api_version
         self.credentials = dict(credentials or DEMO_CREDENTIALS)
         self.faults = FaultInjector()
         self.log: list[Request] = []
+        self._last_page: dict[tuple[str, str], dict] = {}
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -92,7 +105,7 @@ class VendorApiServer:
     def requests_served(self) -> int:
         return len(self.log)
 
-    def route(self, method: str, raw_path: str, headers) -> tuple[int, dict, dict, bool]:
+    def route(self, method: str, raw_path: str, headers, body: dict | None = None) -> tuple[int, dict, dict, bool]:
         """Answer one request: (status, body, extra headers, truncate the body)."""
         split = urlsplit(raw_path)
         vendor = split.path.lstrip("/").partition("/")[0]
@@ -101,10 +114,17 @@ class VendorApiServer:
             return 429, RATE_LIMITED.get(vendor, {}), verdict.headers, False
         if verdict.status is not None:
             return verdict.status, UNAVAILABLE.get(vendor, {}), verdict.headers, False
-        status, body, extra = self._answer(raw_path, headers)
-        return status, body, extra, verdict.truncate
+        status, answer, extra = self._answer(method, raw_path, headers, body)
+        if status == 200:
+            endpoint = (method, split.path)
+            previous = self._last_page.get(endpoint)
+            self._last_page[endpoint] = answer
+            if verdict.redeliver and previous is not None and _is_follow_up(split.query, body):
+                self.faults.redelivered_one()
+                return status, previous, extra, verdict.truncate
+        return status, answer, extra, verdict.truncate
 
-    def _answer(self, raw_path: str, headers) -> tuple[int, dict, dict]:
+    def _answer(self, method: str, raw_path: str, headers, body: dict | None) -> tuple[int, dict, dict]:
         split = urlsplit(raw_path)
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         vendor, _, rest = split.path.lstrip("/").partition("/")
@@ -113,18 +133,21 @@ class VendorApiServer:
         if vendor == "stripe":
             if not stripe.authorized(headers, creds["stripe_api_key"]):
                 return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}, {}
-            status, body = stripe.handle(self.store, rest, params)
+            if method != "GET":
+                return 405, {"error": {"type": "invalid_request_error", "message": f"{method} is not supported here"}}, {}
+            version = headers.get("Stripe-Version") or self.stripe_api_version
+            status, answer = stripe.handle(self.store, rest, params, version)
         elif vendor == "hubspot":
             if not hubspot.authorized(headers, creds["hubspot_token"]):
                 return 401, {"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"}, {}
-            status, body = hubspot.handle(self.store, rest, params, base)
+            status, answer = hubspot.handle(self.store, rest, params, base, body if method == "POST" else None)
         elif vendor == "zendesk":
             if not zendesk.authorized(headers, creds["zendesk_email"], creds["zendesk_api_token"]):
                 return 401, {"error": "Couldn't authenticate you"}, {}
-            status, body = zendesk.handle(self.store, rest, params, base)
+            status, answer = zendesk.handle(self.store, rest, params, base)
         else:
             return 404, {"error": f"no vendor API at /{vendor}"}, {}
-        return status, body, {}
+        return status, answer, {}
 
     def _handler_class(self):
         server = self
@@ -133,10 +156,26 @@ class VendorApiServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
+                self._respond("GET", None)
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
                 try:
-                    status, body, extra, truncate = server.route("GET", self.path, self.headers)
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    self._send(400, {"status": "error", "message": "Invalid JSON body"}, {}, False)
+                    return
+                self._respond("POST", body)
+
+            def _respond(self, method: str, request_body: dict | None) -> None:
+                try:
+                    status, body, extra, truncate = server.route(method, self.path, self.headers, request_body)
                 except KeyError as exc:
                     status, body, extra, truncate = 404, {"error": f"unknown object {exc}"}, {}, False
+                self._send(status, body, extra, truncate)
+
+            def _send(self, status: int, body: dict, extra: dict, truncate: bool) -> None:
                 vendor = urlsplit(self.path).path.lstrip("/").partition("/")[0]
                 server.log.append(Request(time.monotonic(), vendor, self.path, status))
                 payload = json.dumps(body).encode()

@@ -9,3 +9,5 @@ select
     {{ to_utc_timestamp('coalesce(createdate, created_at)') }} as created_at,
     {{ to_utc_timestamp('greatest(updated_at, lastmodifieddate)') }} as updated_at
 from {{ source('hubspot', 'contacts') }}
+-- Archived in HubSpot (its delete): the raw row keeps the history.
+where not coalesce(archived, false)

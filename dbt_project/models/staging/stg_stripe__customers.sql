@@ -7,3 +7,5 @@ select
     livemode as is_livemode,
     {{ unix_to_timestamp('created') }} as created_at
 from {{ source('stripe', 'customers') }}
+-- Deleted in Stripe (a `*.deleted` event): the raw row keeps the history.
+where not coalesce(deleted, false)

@@ -12,3 +12,5 @@ select
     {{ unix_to_timestamp('period_start') }} as period_start_at,
     {{ unix_to_timestamp('period_end') }} as period_end_at
 from {{ source('stripe', 'invoices') }}
+-- Deleted in Stripe (a `*.deleted` event): the raw row keeps the history.
+where not coalesce(deleted, false)

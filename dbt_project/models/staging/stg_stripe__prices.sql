@@ -8,3 +8,5 @@ select
     active as is_active,
     {{ unix_to_timestamp('created') }} as created_at
 from {{ source('stripe', 'prices') }}
+-- Deleted in Stripe (a `*.deleted` event): the raw row keeps the history.
+where not coalesce(deleted, false)

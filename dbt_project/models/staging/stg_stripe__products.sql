@@ -6,3 +6,5 @@ select
     active as is_active,
     {{ unix_to_timestamp('created') }} as created_at
 from {{ source('stripe', 'products') }}
+-- Deleted in Stripe (a `*.deleted` event): the raw row keeps the history.
+where not coalesce(deleted, false)

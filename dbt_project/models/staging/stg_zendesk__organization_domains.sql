@@ -4,6 +4,7 @@ with domains as (
 
 organizations as (
     select id, _dlt_id from {{ source('zendesk', 'organizations') }}
+    where deleted_at is null
 )
 
 select
@@ -12,5 +13,5 @@ select
     {{ clean_enum('domains.value') }} as domain,
     domains._dlt_list_idx as position
 from domains
-left join organizations
+inner join organizations
     on domains._dlt_parent_id = organizations._dlt_id

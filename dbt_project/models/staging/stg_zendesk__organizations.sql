@@ -6,3 +6,4 @@ select
     {{ to_utc_timestamp('created_at') }} as created_at,
     {{ to_utc_timestamp('updated_at') }} as updated_at
 from {{ source('zendesk', 'organizations') }}
+where deleted_at is null

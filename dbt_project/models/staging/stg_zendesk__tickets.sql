@@ -10,3 +10,5 @@ select
     {{ to_utc_timestamp('created_at') }} as created_at,
     {{ to_utc_timestamp('updated_at') }} as updated_at
 from {{ source('zendesk', 'tickets') }}
+-- Zendesk keeps deleted tickets in its export with status `deleted`.
+where {{ clean_enum('status') }} is distinct from 'deleted'
