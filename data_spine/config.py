@@ -27,6 +27,9 @@ class Settings:
     preset: str
     seed: int
     as_of: date | None
+    # Known defects in the sample company: `default`, `none`, or `name=rate,...` overrides
+    # (see sample_company.defects.DefectRates.parse).
+    defects: str = "default"
 
     @property
     def sources_dir(self) -> Path:
@@ -57,4 +60,5 @@ def settings() -> Settings:
         preset=os.environ.get("SPINE_PRESET", "small"),
         seed=int(os.environ.get("SPINE_SEED", "42")),
         as_of=date.fromisoformat(as_of) if as_of else None,
+        defects=os.environ.get("SPINE_DEFECTS", "default"),
     )

@@ -31,7 +31,7 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
     primary_email = c.contacts.group_by("crm_company_id", maintain_order=True).first().select(
         "crm_company_id", "email"
     )
-    customers = c.companies.join(primary_email, on="crm_company_id", how="left").select(
+    customers = c.companies.join(primary_email, on="crm_company_id", how="left", maintain_order="left").select(
         pl.col("stripe_customer_id").alias("id"),
         pl.lit("customer").alias("object"),
         _unix("created_at").alias("created"),
@@ -67,8 +67,8 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
     last_period = c.invoices.group_by("subscription_id").agg(
         pl.col("period_start").max().alias("cps"), pl.col("period_end").max().alias("cpe")
     )
-    subs = c.subscriptions.join(price_struct, on="price_id", how="left").join(
-        last_period, on="subscription_id", how="left"
+    subs = c.subscriptions.join(price_struct, on="price_id", how="left", maintain_order="left").join(
+        last_period, on="subscription_id", how="left", maintain_order="left"
     )
     subs = subs.with_columns(
         pl.coalesce("cps", "trial_start").alias("cps"), pl.coalesce("cpe", "trial_end").alias("cpe")
@@ -82,6 +82,27 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         _unix("cps").alias("current_period_start"),
         _unix("cpe").alias("current_period_end"),
     )
+    # Present only while a coupon applies, as on Stripe; a coupon has percent_off or amount_off.
+    discount = pl.when(pl.col("discount_id").is_not_null()).then(
+        pl.struct(
+            pl.col("discount_id").alias("id"),
+            pl.lit("discount").alias("object"),
+            pl.struct(
+                pl.col("coupon_id").alias("id"),
+                pl.lit("coupon").alias("object"),
+                pl.col("coupon_percent_off").alias("percent_off"),
+                pl.col("coupon_amount_off").alias("amount_off"),
+                pl.when(pl.col("coupon_amount_off").is_not_null()).then(pl.col("currency")).alias("currency"),
+                pl.col("coupon_duration").alias("duration"),
+                pl.col("coupon_duration_in_months").alias("duration_in_months"),
+                pl.lit(True).alias("valid"),
+            ).alias("coupon"),
+            pl.col("stripe_customer_id").alias("customer"),
+            pl.col("subscription_id").alias("subscription"),
+            _unix("discount_start").alias("start"),
+            _unix("discount_end").alias("end"),
+        )
+    )
     subscriptions = subs.select(
         pl.col("subscription_id").alias("id"),
         pl.lit("subscription").alias("object"),
@@ -94,6 +115,8 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         _unix("trial_end").alias("trial_end"),
         _unix("canceled_at").alias("canceled_at"),
         _unix("ended_at").alias("ended_at"),
+        pl.lit(False).alias("cancel_at_period_end"),
+        discount.alias("discount"),
         pl.struct(
             pl.lit("list").alias("object"),
             pl.concat_list(item).alias("data"),
@@ -105,9 +128,18 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         pl.lit("invoice").alias("object"),
         pl.col("stripe_customer_id").alias("customer"),
         pl.col("status"),
+        pl.col("billing_reason"),
         pl.col("currency"),
+        pl.col("subtotal"),
+        pl.concat_list(pl.struct(pl.col("discount_amount").alias("amount"), pl.col("discount_id").alias("discount")))
+        .list.head(pl.col("discounted").cast(pl.Int64))
+        .alias("total_discount_amounts"),
+        pl.col("total"),
         pl.col("amount_due"),
         pl.col("amount_paid"),
+        pl.col("amount_remaining"),
+        pl.col("attempt_count"),
+        pl.col("attempted"),
         _unix("created").alias("created"),
         _unix("period_start").alias("period_start"),
         _unix("period_end").alias("period_end"),
@@ -122,9 +154,13 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         pl.col("stripe_customer_id").alias("customer"),
         pl.col("invoice_id").alias("invoice"),
         pl.col("amount"),
+        pl.col("amount_refunded"),
         pl.col("currency"),
         pl.col("status"),
         (pl.col("status") == "succeeded").alias("paid"),
+        (pl.col("amount_refunded") >= pl.col("amount")).alias("refunded"),
+        pl.col("failure_code"),
+        pl.col("failure_message"),
         _unix("created").alias("created"),
     )
     refunds = c.refunds.select(
@@ -221,7 +257,7 @@ def zendesk(c: Company) -> dict[str, pl.DataFrame]:
         _iso("created_at").alias("updated_at"),
     )
     org_of = c.companies.select("crm_company_id", "zendesk_organization_id")
-    users = c.contacts.join(org_of, on="crm_company_id", how="left").select(
+    users = c.contacts.join(org_of, on="crm_company_id", how="left", maintain_order="left").select(
         pl.col("zendesk_user_id").alias("id"),
         (pl.col("first_name") + " " + pl.col("last_name")).alias("name"),
         pl.col("email"),
@@ -270,7 +306,8 @@ def zendesk(c: Company) -> dict[str, pl.DataFrame]:
 
 
 def usage_events(c: Company) -> pl.DataFrame:
-    """Track calls as an event collector writes them (one JSON object per line)."""
+    """Track calls as an event collector writes them (one JSON object per line), with the day
+    the collector received each one (`_day`): its file is that day's."""
     return c.events.select(
         pl.col("event_id").alias("message_id"),
         pl.lit("track").alias("type"),
@@ -280,5 +317,5 @@ def usage_events(c: Company) -> pl.DataFrame:
         _iso("timestamp", ISO_MS).alias("timestamp"),
         _iso("received_at", ISO_MS).alias("received_at"),
         pl.struct(pl.col("plan")).alias("properties"),
-        pl.col("timestamp").cast(pl.Date).alias("_day"),
+        pl.col("received_at").cast(pl.Date).alias("_day"),
     )
