@@ -213,6 +213,18 @@ def _plan_changes(rng, spans: Spans, end) -> PlanChanges:
     return PlanChanges(span, time, tier, seats)
 
 
+def _discount_where(discounts: pl.DataFrame, applies: np.ndarray) -> pl.DataFrame:
+    """The discount columns on the rows where it applies, null elsewhere; a coupon has either
+    percent_off or amount_off, and duration_in_months only when `repeating`."""
+    flag = pl.lit(pl.Series(applies))
+    return discounts.select(
+        pl.when(flag & (pl.col(c) > 0) if c in ("coupon_percent_off", "coupon_amount_off", "coupon_duration_in_months") else flag)
+        .then(pl.col(c))
+        .alias(c)
+        for c in discounts.columns
+    )
+
+
 def simulate_billing(rng, end, created, tier, seats, converts, currency, annual, customer_ids: pl.Series) -> Billing:
     spans = _spans(rng, end, created, tier, seats, converts)
     changes = _plan_changes(rng, spans, end)
@@ -272,7 +284,20 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
 
     subscription_ids = tokens(rng, s, "sub_")
     invoice_ids = tokens(rng, k, "in_")
-    discount_ids = tokens(rng, s, "di_")
+    # The coupon of each subscription, shown where a discount applies (see `_discount_where`).
+    discounts = frame(
+        {
+            "discount_id": tokens(rng, s, "di_"),
+            # Stripe coupons with an amount off are in one currency, hence one coupon per currency.
+            "coupon_id": np.where(amount_off > 0, np.char.add(coupon_names, np.char.add("_", np.char.upper(CURRENCIES[cur]))), coupon_names),
+            "coupon_percent_off": percent_off,
+            "coupon_amount_off": amount_off,
+            "coupon_duration": duration,
+            "coupon_duration_in_months": repeat_months,
+            "discount_start": spans.start,
+            "discount_end": discount_end,
+        }
+    )
     invoices = frame(
         {
             "invoice_id": invoice_ids,
@@ -284,9 +309,6 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
             "price_id": price_ids(inv_tier, cur[inv_span], yearly[inv_span]),
             "quantity": inv_seats,
             "subtotal": subtotal,
-            "discount_amount": discount,
-            "discount_id": discount_ids.gather(inv_span),
-            "discounted": discounted,
             "total": total,
             "amount_due": total,
             "amount_paid": amount_paid,
@@ -298,7 +320,7 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
             "period_start": period_start,
             "period_end": period_end,
         }
-    )
+    ).hstack(_discount_where(discounts[inv_span], discounted))
 
     # --- Charges: the first attempt, and the retry of failed ones -------------------------
     first = np.flatnonzero(charged)
@@ -381,24 +403,8 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
             "currency": CURRENCIES[cur],
             "annual": yearly,
             "winback": spans.winback,
-            "discount_in_effect": in_effect,
-            "discount_id": discount_ids,
-            # Stripe coupons with an amount off are in one currency, hence one coupon per currency.
-            "coupon_id": np.where(amount_off > 0, np.char.add(coupon_names, np.char.add("_", np.char.upper(CURRENCIES[cur]))), coupon_names),
-            "coupon_percent_off": np.where(percent_off > 0, percent_off, np.nan),
-            "coupon_amount_off": amount_off,
-            "coupon_duration": duration,
-            "coupon_duration_in_months": repeat_months,
-            "discount_start": spans.start,
-            "discount_end": discount_end,
         }
-    ).with_columns(
-        pl.when("discount_in_effect").then(pl.col(c))
-        for c in ("discount_id", "coupon_id", "coupon_duration", "discount_start", "discount_end")
-    ).with_columns(
-        pl.when(pl.col("discount_in_effect") & (pl.col(c) > 0)).then(pl.col(c))
-        for c in ("coupon_percent_off", "coupon_amount_off", "coupon_duration_in_months")
-    )
+    ).hstack(_discount_where(discounts, in_effect))
 
     current_span = np.arange(len(created))
     current_span[spans.company[spans.winback]] = np.flatnonzero(spans.winback)

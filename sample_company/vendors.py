@@ -27,6 +27,30 @@ def _str(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Utf8)
 
 
+def _discount() -> pl.Expr:
+    """Stripe's discount object where a coupon applies (null elsewhere)."""
+    return pl.when(pl.col("discount_id").is_not_null()).then(
+        pl.struct(
+            pl.col("discount_id").alias("id"),
+            pl.lit("discount").alias("object"),
+            pl.struct(
+                pl.col("coupon_id").alias("id"),
+                pl.lit("coupon").alias("object"),
+                pl.col("coupon_percent_off").alias("percent_off"),
+                pl.col("coupon_amount_off").alias("amount_off"),
+                pl.when(pl.col("coupon_amount_off").is_not_null()).then(pl.col("currency")).alias("currency"),
+                pl.col("coupon_duration").alias("duration"),
+                pl.col("coupon_duration_in_months").alias("duration_in_months"),
+                pl.lit(True).alias("valid"),
+            ).alias("coupon"),
+            pl.col("stripe_customer_id").alias("customer"),
+            pl.col("subscription_id").alias("subscription"),
+            _unix("discount_start").alias("start"),
+            _unix("discount_end").alias("end"),
+        )
+    )
+
+
 def stripe(c: Company) -> dict[str, pl.DataFrame]:
     primary_email = c.contacts.group_by("crm_company_id", maintain_order=True).first().select(
         "crm_company_id", "email"
@@ -82,27 +106,6 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         _unix("cps").alias("current_period_start"),
         _unix("cpe").alias("current_period_end"),
     )
-    # Present only while a coupon applies, as on Stripe; a coupon has percent_off or amount_off.
-    discount = pl.when(pl.col("discount_id").is_not_null()).then(
-        pl.struct(
-            pl.col("discount_id").alias("id"),
-            pl.lit("discount").alias("object"),
-            pl.struct(
-                pl.col("coupon_id").alias("id"),
-                pl.lit("coupon").alias("object"),
-                pl.col("coupon_percent_off").alias("percent_off"),
-                pl.col("coupon_amount_off").alias("amount_off"),
-                pl.when(pl.col("coupon_amount_off").is_not_null()).then(pl.col("currency")).alias("currency"),
-                pl.col("coupon_duration").alias("duration"),
-                pl.col("coupon_duration_in_months").alias("duration_in_months"),
-                pl.lit(True).alias("valid"),
-            ).alias("coupon"),
-            pl.col("stripe_customer_id").alias("customer"),
-            pl.col("subscription_id").alias("subscription"),
-            _unix("discount_start").alias("start"),
-            _unix("discount_end").alias("end"),
-        )
-    )
     subscriptions = subs.select(
         pl.col("subscription_id").alias("id"),
         pl.lit("subscription").alias("object"),
@@ -116,7 +119,7 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         _unix("canceled_at").alias("canceled_at"),
         _unix("ended_at").alias("ended_at"),
         pl.lit(False).alias("cancel_at_period_end"),
-        discount.alias("discount"),
+        _discount().alias("discount"),
         pl.struct(
             pl.lit("list").alias("object"),
             pl.concat_list(item).alias("data"),
@@ -131,9 +134,8 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
         pl.col("billing_reason"),
         pl.col("currency"),
         pl.col("subtotal"),
-        pl.concat_list(pl.struct(pl.col("discount_amount").alias("amount"), pl.col("discount_id").alias("discount")))
-        .list.head(pl.col("discounted").cast(pl.Int64))
-        .alias("total_discount_amounts"),
+        # The discount is subtotal - total (no taxes here); the coupon behind it is in `discount`.
+        _discount().alias("discount"),
         pl.col("total"),
         pl.col("amount_due"),
         pl.col("amount_paid"),

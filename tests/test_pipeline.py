@@ -57,7 +57,21 @@ def test_reports_are_written(first_run):
     assert "mrr_by_customer_month" in docs
 
 
-def test_every_asset_materialized_and_every_check_passed(first_run):
+# The sample company's known defects (sample_company/defects.py) and the checks that see them:
+# orphan tickets, missing industries, invalid emails, duplicate companies, and CRM ARR and
+# status drifting from billing. They warn; nothing else may fail.
+KNOWN_DEFECT_WARNINGS = {
+    "staging/stg_zendesk__tickets:relationships_stg_zendesk__tickets_organization_id__organization_id__ref_stg_zendesk__organizations_",
+    "marts/customers:gx_completeness",
+    "marts/customers:gx_validity",
+    "marts/customers:gx_uniqueness",
+    "marts/customers:gx_accuracy",
+}
+
+
+def test_every_asset_materialized_and_only_known_defects_warn(first_run):
+    import dagster as dg
+
     from orchestration.definitions import defs
 
     expected = set(defs.resolve_all_asset_keys())
@@ -66,8 +80,8 @@ def test_every_asset_materialized_and_every_check_passed(first_run):
     checks = first_run.get_asset_check_evaluations()
     gx = [c for c in checks if c.check_name.startswith("gx_")]
     assert len(gx) == 12  # six dimensions on each of the two marts
-    failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
-    assert failed == []
+    failed = {f"{c.asset_key.to_user_string()}:{c.check_name}": c.severity for c in checks if not c.passed}
+    assert failed == dict.fromkeys(KNOWN_DEFECT_WARNINGS, dg.AssetCheckSeverity.WARN)
 
 
 def test_run_is_recorded_in_the_persistent_instance(first_run):
