@@ -84,9 +84,10 @@ def _load(source: str, result: Path, **overrides) -> None:
     tables = pipeline.default_schema.tables
     # A record is a row of a root table; nested tables (subscription items) are parts of one.
     records = {t: n for t, n in rows.items() if t in tables and not t.startswith("_dlt") and not is_nested_table(tables[t])}
-    phases = {s.step: (s.finished_at - s.started_at).total_seconds() for s in trace.steps if s.finished_at}
-    _write(result, records=sum(records.values()), seconds=seconds, phases=phases, tables=records,
-           nested_rows={t: n for t, n in rows.items() if t not in records})
+    phases = {s.step: (s.finished_at - s.started_at).total_seconds()
+              for s in trace.steps if s.step in ("extract", "normalize", "load") and s.finished_at}
+    nested = {t: n for t, n in rows.items() if t not in records and not t.startswith("_dlt")}
+    _write(result, records=sum(records.values()), seconds=seconds, phases=phases, tables=records, nested_rows=nested)
 
 
 @main.command()
