@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from benchmarks import report
-from benchmarks.measure import Measurement, StepFailed, run_step
+from benchmarks.measure import Measurement, run_step
 from benchmarks.vendor import VendorApiProcess
 from data_spine.config import PROJECT_ROOT
 from sample_company.presets import PRESETS
@@ -44,8 +44,9 @@ def _load() -> str:
 class Bench:
     """Where one preset's company and runs live under the benchmark data folder."""
 
-    def __init__(self, data_dir: Path, preset: str, seed: int):
+    def __init__(self, data_dir: Path, preset: str, seed: int, memory_cap_mb: float | None = None):
         self.root = data_dir / preset
+        self.memory_cap_mb = memory_cap_mb
         self.preset, self.seed = preset, seed
         self.landing = self.root / "landing" / "usage_events"
         self.results: dict[str, Measurement] = {}
@@ -69,9 +70,13 @@ class Bench:
 
     def _measure(self, name: str, argv: list[str], env: dict[str, str], result: Path) -> Measurement:
         click.echo(f"» {name}: starting (load average {_load()})")
-        m = run_step(name, argv, env, result, log=click.echo)
-        click.echo(f"» {name}: {m.records:,} records in {m.seconds:,.1f}s = {m.rate:,.0f} records/s, "
-                   f"peak RSS {m.peak_rss_mb:,.0f} MB (load average {_load()})")
+        m = run_step(name, argv, env, result, log=click.echo, memory_cap_mb=self.memory_cap_mb)
+        if m.error:
+            click.echo(f"» {name}: FAILED after {m.seconds:,.1f}s, {m.error}; peak RSS {m.peak_rss_mb:,.0f} MB "
+                       f"(load average {_load()})")
+        else:
+            click.echo(f"» {name}: {m.records:,} records in {m.seconds:,.1f}s = {m.rate:,.0f} records/s, "
+                       f"peak RSS {m.peak_rss_mb:,.0f} MB (load average {_load()})")
         self.results[name] = m
         return m
 
@@ -88,13 +93,16 @@ class Bench:
             return None
         return manifest
 
-    def generate(self) -> None:
+    def generate(self) -> Measurement:
         (self.root / COMPANY_MARKER).unlink(missing_ok=True)
         env = self.env(self.root)
-        self._measure("generate", ["generate", "--preset", self.preset, "--seed", str(self.seed)], env,
-                      self.root / "runs" / "generate" / "result.json")
+        m = self._measure("generate", ["generate", "--preset", self.preset, "--seed", str(self.seed)], env,
+                          self.root / "runs" / "generate" / "result.json")
+        if m.error:
+            return m
         marker = {"preset": self.preset, "seed": self.seed, "generator": generator_version()}
         (self.root / COMPANY_MARKER).write_text(json.dumps(marker) + "\n")
+        return m
 
     def usage(self) -> None:
         # DuckDB first: both then read the landing files from a page cache the generator warmed.
@@ -124,10 +132,13 @@ class Bench:
               default=PROJECT_ROOT / "data" / "bench", show_default="data/bench",
               help="The benchmark's own data folder: company, warehouses and results per preset.")
 @click.option("--regenerate", is_flag=True, help="Generate (and measure) the company even if it exists.")
-def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool) -> None:
+@click.option("--memory-cap-mb", type=float, default=8192, show_default=True,
+              help="Stop a step whose RSS passes this (0: never), so a runaway step fails alone instead of "
+              "exhausting a shared machine's memory.")
+def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool, memory_cap_mb: float) -> None:
     """Measure ingestion speed, peak memory and generation time against the targets."""
     groups = groups or GROUPS
-    bench = Bench(data_dir.resolve(), preset, seed)
+    bench = Bench(data_dir.resolve(), preset, seed, memory_cap_mb or None)
     machine = report.machine()
     click.echo(f"Benchmarks at preset {preset!r} (seed {seed}) in {bench.root}")
     click.echo(f"Machine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_mb']:,} MB; "
@@ -137,14 +148,12 @@ def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regene
         if manifest:
             click.echo(f"» generate: reusing the {preset!r} company generated as of {manifest['as_of']} "
                        "(--regenerate to measure generation)")
-        else:
-            bench.generate()
+        elif bench.generate().error:
+            raise click.ClickException("generating the company failed; nothing to measure")
         if "usage" in groups:
             bench.usage()
         if "api" in groups:
             bench.api()
-    except StepFailed as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         every = dict(bench.results)
         if total := report.api_total(every):
@@ -156,3 +165,5 @@ def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regene
             click.echo(f"Results at preset {preset!r} (load average {_load()}; figures vary with machine load):")
             click.echo(report.render(every))
             click.echo(f"\nWritten to {path}")
+    if failed := [name for name, m in bench.results.items() if m.error]:
+        raise click.ClickException(f"steps that did not finish: {', '.join(failed)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ class Measurement:
     load_after: tuple[float, float, float]
     phases: dict[str, float] = field(default_factory=dict)
     detail: dict = field(default_factory=dict)
+    error: str | None = None
+    """Why the step did not finish; its peak RSS is then what it had reached."""
 
     @property
     def rate(self) -> float:
@@ -41,10 +44,6 @@ class Measurement:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"records_per_second": round(self.rate, 1)}
-
-
-class StepFailed(RuntimeError):
-    pass
 
 
 def rss_mb(pid: int) -> float | None:
@@ -67,8 +66,12 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def run_step(step: str, argv: list[str], env: dict[str, str], result_file: Path, log=print) -> Measurement:
-    """Run `python -m benchmarks.steps <argv>` as `step`; it writes its figures to `result_file`."""
+def run_step(step: str, argv: list[str], env: dict[str, str], result_file: Path, log=print,
+             memory_cap_mb: float | None = None) -> Measurement:
+    """Run `python -m benchmarks.steps <argv>` as `step`; it writes its figures to `result_file`.
+
+    A step whose RSS passes `memory_cap_mb` is stopped, before it can push a shared machine into
+    its out-of-memory killer."""
     result_file.parent.mkdir(parents=True, exist_ok=True)
     result_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.steps", *argv, "--result", str(result_file)]
@@ -76,24 +79,36 @@ def run_step(step: str, argv: list[str], env: dict[str, str], result_file: Path,
     started = time.perf_counter()
     child = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
     next_note = started + PROGRESS_EVERY
+    capped = None
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
         now = time.perf_counter()
+        rss = rss_mb(child.pid)
+        if memory_cap_mb and rss and rss > memory_cap_mb and capped is None:
+            capped = rss
+            child.kill()
         if now >= next_note:
-            rss = rss_mb(child.pid)
             log(f"  [{step}] {now - started:,.0f}s" + (f", RSS {rss:,.0f} MB" if rss is not None else ""))
             next_note = now + PROGRESS_EVERY
-        time.sleep(0.2)
+        time.sleep(0.1)
     elapsed = time.perf_counter() - started
     # Reaped by wait4 above, so tell Popen rather than letting it wait again.
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0 or not result_file.exists():
-        raise StepFailed(f"step {step} failed (exit code {child.returncode}); see its output above")
-    result = json.loads(result_file.read_text())
+    child.returncode = code = os.waitstatus_to_exitcode(status)
+    error = None
+    if capped:
+        error = f"stopped at {capped:,.0f} MB RSS, over the memory cap of {memory_cap_mb:,.0f} MB"
+    elif code == -signal.SIGKILL:
+        error = "killed by SIGKILL (the kernel's out-of-memory killer, unless someone else)"
+    elif code < 0:
+        error = f"killed by {signal.Signals(-code).name}"
+    elif code or not result_file.exists():
+        error = f"exited with code {code}; see its output above"
+    result = {"records": 0, "seconds": elapsed} if error else json.loads(result_file.read_text())
     return Measurement(
         step=step,
+        error=error,
         records=result.pop("records"),
         seconds=result.pop("seconds"),
         # ru_maxrss is in kilobytes on Linux.

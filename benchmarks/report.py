@@ -31,15 +31,24 @@ class Verdict:
 def verdicts(name: str, m: Measurement, every: dict[str, Measurement]) -> list[Verdict]:
     """The spec's targets that apply to measurement `name` (all are set for the `large` preset)."""
     out = []
+    unfinished = "did not finish"
     if name == "usage" and "duckdb" in every:
-        ratio = m.rate / every["duckdb"].rate
-        out.append(Verdict(f"≥ {USAGE_VS_DUCKDB}× DuckDB native", f"{ratio:.2f}×", ratio >= USAGE_VS_DUCKDB))
+        target = f"≥ {USAGE_VS_DUCKDB}× DuckDB native"
+        if m.error or every["duckdb"].error:
+            out.append(Verdict(target, unfinished, False))
+        else:
+            ratio = m.rate / every["duckdb"].rate
+            out.append(Verdict(target, f"{ratio:.2f}×", ratio >= USAGE_VS_DUCKDB))
     if name in (*API_SOURCES, "api"):
-        out.append(Verdict(f"≥ {API_RATE:,} rec/s", f"{m.rate:,.0f} rec/s", m.rate >= API_RATE))
+        measured = unfinished if m.error else f"{m.rate:,.0f} rec/s"
+        out.append(Verdict(f"≥ {API_RATE:,} rec/s", measured, not m.error and m.rate >= API_RATE))
     if name in (*INGESTION, "api"):
-        out.append(Verdict(f"peak RSS ≤ {MEMORY_LIMIT_MB:,} MB", f"{m.peak_rss_mb:,.0f} MB", m.peak_rss_mb <= MEMORY_LIMIT_MB))
+        # A step that was killed needed at least what it had reached.
+        measured = f"{'≥ ' if m.error else ''}{m.peak_rss_mb:,.0f} MB"
+        out.append(Verdict(f"peak RSS ≤ {MEMORY_LIMIT_MB:,} MB", measured, m.peak_rss_mb <= MEMORY_LIMIT_MB))
     if name == "generate":
-        out.append(Verdict(f"< {GENERATE_SECONDS // 60} min", f"{m.seconds / 60:.1f} min", m.seconds < GENERATE_SECONDS))
+        measured = unfinished if m.error else f"{m.seconds / 60:.1f} min"
+        out.append(Verdict(f"< {GENERATE_SECONDS // 60} min", measured, not m.error and m.seconds < GENERATE_SECONDS))
     return out
 
 
@@ -58,6 +67,7 @@ def api_total(every: dict[str, Measurement]) -> Measurement | None:
         load_before=parts[0].load_before,
         load_after=parts[-1].load_after,
         detail={"server_cpu_seconds": _sum_or_none(p.detail.get("server_cpu_seconds") for p in parts)},
+        error=", ".join(f"{p.step} did not finish" for p in parts if p.error) or None,
     )
 
 
@@ -81,7 +91,8 @@ def table(headers: list[str], rows: list[list[str]], text: int = 1) -> str:
 def render(every: dict[str, Measurement]) -> str:
     rows = []
     for name, m in every.items():
-        figures = [name, f"{m.records:,}", f"{m.seconds:,.1f}", f"{m.rate:,.0f}", f"{m.peak_rss_mb:,.0f}"]
+        figures = [name, "—" if m.error else f"{m.records:,}", f"{m.seconds:,.1f}",
+                   "—" if m.error else f"{m.rate:,.0f}", f"{m.peak_rss_mb:,.0f}"]
         checks = verdicts(name, m, every) or [None]
         for i, c in enumerate(checks):
             # One line per target; the figures are on the first.
@@ -89,6 +100,7 @@ def render(every: dict[str, Measurement]) -> str:
                          "reference" if c is None else f"{c.target} ({c.measured})",
                          "" if c is None else ("met" if c.met else "NOT met")])
     out = [table(["step", "records", "seconds", "records/s", "peak RSS MB", "target (measured)", "met"], rows, text=3)]
+    out += [f"{name}: {m.error}" for name, m in every.items() if m.error]
     phased = [(n, m) for n, m in every.items() if m.phases]
     if phased:
         steps = ["extract", "normalize", "load"]
