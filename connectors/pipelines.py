@@ -74,9 +74,7 @@ def load(source: str, cfg: Settings | None = None, **overrides) -> LoadInfo:
     the last load the warehouse committed, then reads again from there. Merge on primary keys
     makes re-reading what a half-finished load already wrote harmless.
     """
-    pipeline = make_pipeline(source, cfg)
-    pipeline.drop()
-    pipeline = make_pipeline(source, cfg)
+    pipeline = make_pipeline(source, cfg).drop()
     try:
         return pipeline.run(make_source(source, cfg, **overrides))
     except PipelineStepFailed as exc:
