@@ -62,6 +62,7 @@ def duckdb(result: Path) -> None:
     files = str(cfg.landing_dir / PATTERN)
     started = time.perf_counter()
     with ddb.connect(str(cfg.warehouse)) as con:
+        con.execute("set enable_progress_bar = false")
         con.execute("create schema raw_usage")
         con.execute("create table raw_usage.events as select * from read_json(?, format = 'newline_delimited')", [files])
         (records,) = con.execute("select count(*) from raw_usage.events").fetchone()
