@@ -109,7 +109,7 @@ def render(every: dict[str, Measurement]) -> str:
             server = m.detail.get("server_cpu_seconds")
             rows.append([name, f"{m.seconds:,.1f}", *(f"{m.phases.get(s, 0):,.1f}" for s in steps),
                          f"{m.cpu_seconds:,.1f}", "" if server is None else f"{server:,.1f}"])
-        out += ["", "Where the time goes (seconds): dlt steps, CPU time of the step's process and of the vendor API server",
+        out += ["", "Where the time goes (seconds): dlt steps; CPU time of the step's process (start-up included) and of the vendor API server during it",
                 table(["step", "total", *steps, "step CPU", "vendor API CPU"], rows)]
     return "\n".join(out)
 
