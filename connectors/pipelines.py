@@ -9,7 +9,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from connectors.http import explain
 from connectors.hubspot import hubspot_source
 from connectors.stripe import stripe_source
-from connectors.usage_events import usage_events_source
+from connectors.usage_events import settle, usage_events_source
 from connectors.zendesk import zendesk_source
 from data_spine.config import Settings, settings
 
@@ -72,10 +72,22 @@ def load(source: str, cfg: Settings | None = None, **overrides) -> LoadInfo:
     Like the Dagster assets, it first drops the pipeline's local working state: a load that was
     interrupted (a killed process) is discarded, and the run restores state and cursors from
     the last load the warehouse committed, then reads again from there. Merge on primary keys
-    makes re-reading what a half-finished load already wrote harmless.
+    (usage events: skipping message ids already stored) makes re-reading what a half-finished
+    load already wrote harmless.
     """
+    cfg = cfg or settings()
     pipeline = make_pipeline(source, cfg).drop()
     try:
-        return pipeline.run(make_source(source, cfg, **overrides))
+        info = pipeline.run(make_source(source, cfg, **overrides))
+        finish(source, pipeline, cfg, **overrides)
     except PipelineStepFailed as exc:
         raise explain(source, exc) or exc from exc
+    return info
+
+
+def finish(source: str, pipeline: dlt.Pipeline, cfg: Settings | None = None, **overrides) -> LoadInfo | None:
+    """What a source needs after its load: usage events settle the lines the SQL rejected."""
+    if source != "usage_events":
+        return None
+    cfg = cfg or settings()
+    return settle(pipeline, overrides.get("landing_dir", cfg.landing_dir))

@@ -9,7 +9,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors import quarantine
 from connectors.http import explain
-from connectors.pipelines import DATASETS, make_pipeline, make_source, placeholder_source
+from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
 from orchestration.freshness import source_policy
 from orchestration.resources import WAREHOUSE_POOL
 
@@ -48,6 +48,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
         pipeline = make_pipeline(source)
         try:
             results = list(dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=pipeline))
+            finish(source, pipeline)
         except PipelineStepFailed as exc:
             raise explain(source, exc) or exc from exc
         # Rows set aside at the edge, per resource, in this run and in all: shown on each asset.

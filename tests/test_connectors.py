@@ -226,13 +226,17 @@ def test_malformed_usage_lines_are_quarantined_with_file_line_and_reason(fresh):
         _event(4, user_id=42), _event(5),
     ])
     _load_usage(fresh)
-    assert _usage(fresh, "select message_id from raw_usage.events order by 1") == [("msg_0001",), ("msg_0005",)]
+    # A number where text is expected is kept as its text: nothing is lost.
+    assert _usage(fresh, "select message_id, user_id from raw_usage.events order by 1") == [
+        ("msg_0001", "usr_1"), ("msg_0004", "42"), ("msg_0005", "usr_1"),
+    ]
     assert _usage(fresh, "select location, reason from raw_usage.quarantine order by location") == [
         ("events_2026-11-20.jsonl.gz:2", "not valid JSON: Expecting property name enclosed in double quotes at column 2"),
         ("events_2026-11-20.jsonl.gz:3", "missing required field(s): message_id"),
         ("events_2026-11-20.jsonl.gz:4", "timestamp is not an ISO 8601 timestamp: 'yesterday'"),
-        ("events_2026-11-20.jsonl.gz:5", "user_id should be a string, got int: 42"),
     ]
+    # The rows the SQL flagged are gone once their lines are quarantined.
+    assert _usage(fresh, "select count(*) from raw_usage.events where _rejected is not false") == [(0,)]
 
 
 def test_duplicated_usage_file_changes_nothing(fresh, small_company):
@@ -247,7 +251,20 @@ def test_duplicated_usage_file_changes_nothing(fresh, small_company):
     shutil.copy(originals[-1], landing / originals[-1].name.replace(".jsonl.gz", ".resent.jsonl.gz"))
     info = _load_usage(fresh)
     assert _usage(fresh, "select message_id, event, timestamp from raw_usage.events order by 1") == before
-    assert info.pipeline.last_trace.last_normalize_info.row_counts.get("events", 0) > 0  # it was read
+    # It was read (a new name is a new file), not skipped unseen.
+    assert any(n.endswith(".resent.jsonl.gz") for n in info.pipeline.state["sources"]["usage_events"]["resources"]["events"]["loaded_files"])
+
+
+def test_usage_file_resent_in_the_same_batch_is_stored_once(fresh, small_company):
+    landing = fresh.data_dir / "landing"
+    landing.mkdir(parents=True)
+    original = sorted(settings().landing_dir.glob("*.jsonl.gz"))[-1]
+    shutil.copy(original, landing / original.name)
+    shutil.copy(original, landing / original.name.replace(".jsonl.gz", ".resent.jsonl.gz"))
+    _load_usage(fresh)
+    [(rows, ids)] = _usage(fresh, "select count(*), count(distinct message_id) from raw_usage.events")
+    with gzip.open(original, "rt") as f:
+        assert rows == ids == sum(1 for line in f if line.strip())
 
 
 def test_new_usage_column_is_added_and_old_rows_keep_null(fresh):

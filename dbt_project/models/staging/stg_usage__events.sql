@@ -11,3 +11,8 @@ select
     {{ to_utc_timestamp('received_at') }} as received_at,
     _file_name as source_file_name
 from {{ source('usage_events', 'events') }}
+-- Rows the loader flagged wait in raw only until their lines are quarantined.
+where _rejected is not true
+-- The loader stores each message id once; an event re-sent inside one batch of files with
+-- other content is the one case it lets through, so the first delivery wins here.
+qualify row_number() over (partition by message_id order by _dlt_load_id, _file_name) = 1
