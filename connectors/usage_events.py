@@ -18,7 +18,10 @@ Contract   `message_id`, `event` and `timestamp` are required and `timestamp`/`r
            `settle` then re-reads just the files with such lines in Python, moves each bad
            line to `raw_usage.quarantine` with the file, line and reason, loads what Python
            can load, and deletes the flagged rows. Other columns evolve: a new top-level key
-           (found in the first lines of each new file) becomes a column typed from its values;
+           becomes a column typed from its values. Keys are looked for in the first
+           `SAMPLE_LINES` lines of each new file: a key that first appears deeper in a file is
+           not read until a later file has it near the top (the collector's event details go
+           in `properties`, which is kept whole);
            a value that cannot be cast to its column's loaded type goes, through `settle`, to
            a variant column `<name>__v_<type>`, as dlt does for JSON sources, so one odd file
            never blocks the loads behind it.
