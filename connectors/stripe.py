@@ -15,9 +15,13 @@ Deletes    a `*.deleted` event (customer, product, price, invoice) keeps the row
 Write      merge on `id`, so a re-read never duplicates and the latest state wins.
 Contract   an object without an `id` goes to `raw_stripe.quarantine` with the reason; other
            columns evolve (a new field becomes a new column).
-Nesting    subscription items become the child table `subscriptions__items__data`, with the
-           price flattened into `price__*` columns; other nested objects become `parent__child`
-           columns.
+Nesting    subscription items become the table `subscriptions__items__data`, keyed by their own
+           `id` and linked to their subscription by `subscription` (merged per subscription: a
+           reloaded subscription replaces its items), with the price flattened into `price__*`
+           columns and `price__recurring` as JSON; other nested objects become `parent__child`
+           columns two levels deep (`discount__coupon__percent_off`).
+Speed      pages are read 100 at a time (Stripe's maximum) and loaded as Arrow tables of up to
+           `BATCH` records (see `connectors.pages`).
 Shapes     API version 2025-03-31 moved the current period from the subscription to its items
            and the invoice's subscription under `parent.subscription_details`; both shapes
            are accepted: periods always land on the items, and the invoice's subscription id
@@ -30,11 +34,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import dlt
-from dlt.sources.helpers.rest_client import RESTClient
-from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
-from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
+import pyarrow as pa
 
-from connectors import quarantine
+from connectors import pages, quarantine
 from connectors.http import retrying_session
 
 OBJECTS = ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
@@ -50,6 +52,13 @@ EVENTS = {
     "refunds": ("refund.*", "refund"),
 }
 SOFT_DELETED = {"customer.deleted", "product.deleted", "price.deleted", "invoice.deleted"}
+PAGE = 100  # Stripe's largest page
+BATCH = 20_000  # records per Arrow table handed to dlt
+LEVELS = 2  # nested objects flattened this deep (`discount__coupon__percent_off`)
+ITEMS = "subscriptions__items__data"
+ITEM_HINTS = pages.child_hints(ITEMS, "subscription", [{"name": "price__recurring", "data_type": "json"}])
+# Numbers Stripe sends as decimals even when a page happens to hold only whole ones.
+DECIMALS = {"discount__coupon__percent_off": pa.float64()}
 
 
 def normalise_invoice(invoice: dict[str, Any]) -> dict[str, Any]:
@@ -74,41 +83,41 @@ def normalise_subscription(sub: dict[str, Any]) -> dict[str, Any]:
 NORMALISE = {"invoices": normalise_invoice, "subscriptions": normalise_subscription}
 
 
-def _prepare(obj: str, record: dict[str, Any]) -> dict[str, Any]:
-    normalise = NORMALISE.get(obj)
-    if normalise and record.get("id"):
-        record = normalise(record)
-    return quarantine.require("stripe", obj, "id")(record)
+class Api:
+    def __init__(self, base_url: str, api_key: str, api_version: str | None):
+        self.base = base_url.rstrip("/") + "/"
+        self.session = retrying_session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        if api_version:
+            self.session.headers["Stripe-Version"] = api_version
+
+    def get(self, path: str, params: dict) -> dict:
+        return pages.get_json(self.session, self.base + path, params)
+
+    def list(self, path: str, params: dict) -> Iterator[list[dict]]:
+        """Every page of a list, following `starting_after` while `has_more`."""
+        params = dict(params, limit=PAGE)
+        while True:
+            page = self.get(path, params)
+            data = page.get("data") or []
+            yield data
+            if not page.get("has_more") or not data:
+                return
+            params["starting_after"] = data[-1]["id"]
 
 
-def _client(base_url: str, api_key: str, api_version: str | None) -> RESTClient:
-    return RESTClient(
-        base_url=base_url.rstrip("/") + "/",
-        headers={"Stripe-Version": api_version} if api_version else None,
-        auth=BearerTokenAuth(api_key),
-        session=retrying_session(),
-        paginator=JSONResponseCursorPaginator(
-            cursor_path="data[-1].id", cursor_param="starting_after", has_more_path="has_more"
-        ),
-        data_selector="data",
-    )
-
-
-def _newest_event(client: RESTClient) -> int:
-    response = client.get("v1/events", params={"limit": 1})
-    response.raise_for_status()
-    newest = response.json().get("data") or []
+def _newest_event(api: Api) -> int:
+    newest = api.get("v1/events", {"limit": 1}).get("data") or []
     return newest[0]["created"] if newest else 0
 
 
-def _changed_since(client: RESTClient, obj: str, state: dict) -> Iterator[dict[str, Any]]:
+def _changed_since(api: Api, obj: str, state: dict) -> list[dict[str, Any]]:
     """The newest version of every object an event since the last run touched."""
     type_filter, object_name = EVENTS[obj]
     since, seen = state["events_since"], set(state.get("events_seen", []))
     latest: dict[str, dict[str, Any]] = {}
     newest_at, newest_ids = since, set(seen)
-    params = {"type": type_filter, "created[gte]": since, "limit": 100}
-    for page in client.paginate("v1/events", params=params):
+    for page in api.list("v1/events", {"type": type_filter, "created[gte]": since}):
         for event in page:  # newest first: the first event per object is its latest state
             if event["id"] in seen:
                 continue
@@ -128,26 +137,60 @@ def _changed_since(client: RESTClient, obj: str, state: dict) -> Iterator[dict[s
     # Events of the newest second may still be arriving: read it again next time, skipping
     # the ones already seen.
     state["events_since"], state["events_seen"] = newest_at, sorted(newest_ids)
-    yield from latest.values()
+    return list(latest.values())
 
 
-def _resource(obj: str, client: RESTClient):
-    # `deleted` exists from the first load on, so staging can filter on it before any delete.
-    @dlt.resource(name=obj, table_name=quarantine.table_for(obj), primary_key="id", write_disposition="merge",
-                  columns={"deleted": {"data_type": "bool"}})
-    def objects() -> Iterator[list[dict[str, Any]]]:
+def _tables(obj: str, records: list[dict]) -> Iterator[Any]:
+    """One batch of records as dlt items: the Arrow table, its items, its quarantine rows."""
+    good, bad = pages.without(records, "id")
+    if bad:
+        yield quarantine.mark(quarantine.row("stripe", obj, "missing required field(s): id", r) for r in bad)
+    if not good:
+        return
+    normalise = NORMALISE.get(obj)
+    if normalise:
+        good = [normalise(r) for r in good]
+    keep = ["items__data"] if obj == "subscriptions" else []
+    table = pages.to_table(good, LEVELS, keep=keep)
+    if "deleted" not in table.column_names:
+        # Present from the first load on, so staging can filter on it before any delete.
+        table = table.append_column("deleted", pa.nulls(len(table), pa.bool_()))
+    for name, kind in DECIMALS.items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, table[name].cast(kind))
+    if obj == "subscriptions" and "items__data" in table.column_names:
+        # Items sit one level down (`items.data`), so their own objects get one level less.
+        items = pages.children(table["items__data"], table["id"], "subscription", LEVELS - 1)
+        table = table.drop_columns(["items__data"])
+        yield table
+        yield pages.mark_child(items, ITEM_HINTS)
+    else:
+        yield table
+
+
+def _batches(obj: str, pages_: Iterator[list[dict]]) -> Iterator[Any]:
+    batch: list[dict] = []
+    for page in pages_:
+        batch.extend(page)
+        if len(batch) >= BATCH:
+            yield from _tables(obj, batch)
+            batch = []
+    if batch:
+        yield from _tables(obj, batch)
+
+
+def _resource(obj: str, api: Api):
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
+    def objects() -> Iterator[Any]:
         state = dlt.current.resource_state()
         if "events_since" not in state:
             # Note the newest event first: whatever happens while we list is replayed next run.
-            events_since = _newest_event(client)
-            params = {"limit": 100, **({"status": "all"} if obj == "subscriptions" else {})}
-            for page in client.paginate(f"v1/{obj}", params=params):
-                yield [_prepare(obj, r) for r in page]
+            events_since = _newest_event(api)
+            params = {"status": "all"} if obj == "subscriptions" else {}
+            yield from _batches(obj, api.list(f"v1/{obj}", params))
             state["events_since"], state["events_seen"] = events_since, []
         else:
-            batch = [_prepare(obj, r) for r in _changed_since(client, obj, state)]
-            if batch:
-                yield batch
+            yield from _batches(obj, iter([_changed_since(api, obj, state)]))
 
     return objects
 
@@ -159,5 +202,5 @@ def stripe_source(
     api_version: str | None = None,
     objects: tuple[str, ...] = OBJECTS,
 ):
-    client = _client(base_url, api_key, api_version)
-    return [_resource(obj, client) for obj in objects]
+    api = Api(base_url, api_key, api_version)
+    return [_resource(obj, api) for obj in objects]

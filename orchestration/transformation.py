@@ -48,9 +48,9 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
 class SpineDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            # dlt writes nested lists as child tables (`subscriptions__items__data`); they are
-            # loaded by the parent resource's asset, so depend on that (several dbt sources
-            # then share one key, which the translator settings allow).
+            # Child tables (`subscriptions__items__data`) are loaded by their parent's
+            # resource, so depend on that asset (several dbt sources then share one key,
+            # which the translator settings allow).
             table = dbt_resource_props["name"].split("__")[0]
             return dg.AssetKey([dbt_resource_props["source_name"], table])
         return super().get_asset_key(dbt_resource_props)

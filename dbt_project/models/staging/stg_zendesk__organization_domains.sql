@@ -3,15 +3,15 @@ with domains as (
 ),
 
 organizations as (
-    select id, _dlt_id from {{ source('zendesk', 'organizations') }}
+    select id from {{ source('zendesk', 'organizations') }}
     where deleted_at is null
 )
 
 select
-    organizations.id || ':' || domains._dlt_list_idx as organization_domain_id,
+    organizations.id || ':' || domains.position as organization_domain_id,
     organizations.id as organization_id,
     {{ clean_enum('domains.value') }} as domain,
-    domains._dlt_list_idx as position
+    domains.position
 from domains
 inner join organizations
-    on domains._dlt_parent_id = organizations._dlt_id
+    on domains.organization_id = organizations.id
