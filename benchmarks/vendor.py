@@ -71,8 +71,7 @@ def serve(sources_dir: Path) -> None:
     started = time.perf_counter()
     # A real vendor has its data at hand; the stand-in reads its files on first use, which
     # would otherwise be timed as the connector's.
-    for path in sorted(sources_dir.glob("*/*.jsonl")):
-        server.store.records(path.parent.name, path.stem)
+    server.warm()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"ready {server.url} {time.perf_counter() - started:.2f}", flush=True)
     server.serve_forever()

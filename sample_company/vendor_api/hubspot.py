@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
+import orjson
+
 from sample_company.vendor_api.store import RecordStore
 
 OBJECTS = ("companies", "contacts", "deals")
@@ -54,7 +56,7 @@ def _epoch_ms(value) -> int | None:
     return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _split(rows: list[dict]) -> dict[bool, list[dict]]:
+def split(rows: list[dict]) -> dict[bool, list[dict]]:
     return {flag: [r for r in rows if bool(r.get("archived", False)) == flag] for flag in (False, True)}
 
 
@@ -65,6 +67,19 @@ def _shape(r: dict, wanted: list[str], associations: list[str]) -> dict:
     if associations and "associations" in r:
         out["associations"] = {k: v for k, v in r["associations"].items() if k in associations}
     return out
+
+
+def _shaped(store: RecordStore, obj: str, archived: bool, wanted: list[str], associations: list[str],
+            offset: int, limit: int) -> orjson.Fragment:
+    """A page of shaped records, each shaped and serialized once per property selection."""
+    name = f"shaped:{archived}:{sorted(wanted)}:{sorted(associations)}"
+
+    def build(_) -> list[bytes]:
+        rows = store.derived("hubspot", obj, "by_archived", split)[archived]
+        return [orjson.dumps(_shape(r, wanted, associations)) for r in rows]
+
+    shaped = store.derived("hubspot", obj, name, build)
+    return orjson.Fragment(b"[" + b",".join(shaped[offset : offset + limit]) + b"]")
 
 
 def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -86,11 +101,11 @@ def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str,
     except ValueError:
         return _error(400, "Invalid paging cursor", "VALIDATION_ERROR")
     archived = params.get("archived", "false") == "true"
-    rows = store.derived("hubspot", obj, "by_archived", _split)[archived]
+    rows = store.derived("hubspot", obj, "by_archived", split)[archived]
     wanted = [p for p in params.get("properties", "").split(",") if p]
     associations = [a for a in params.get("associations", "").split(",") if a]
 
-    out: dict = {"results": [_shape(r, wanted, associations) for r in rows[offset : offset + limit]]}
+    out: dict = {"results": _shaped(store, obj, archived, wanted, associations, offset, limit)}
     nxt = offset + limit
     if nxt < len(rows):
         cursor = _encode(nxt)
@@ -104,20 +119,28 @@ def _search(store: RecordStore, obj: str, body: dict) -> tuple[int, dict]:
     if offset + limit > SEARCH_LIMIT:
         return _error(400, f"Search results are limited to {SEARCH_LIMIT} per query; narrow the filter", "VALIDATION_ERROR")
 
-    def matches(r: dict) -> bool:
-        groups = body.get("filterGroups") or [{"filters": []}]
-        return any(all(_test(r, f) for f in g.get("filters", [])) for g in groups)
-
-    rows = [r for r in store.derived("hubspot", obj, "by_archived", _split)[False] if matches(r)]
-    for sort in reversed(body.get("sorts") or []):
-        prop = sort if isinstance(sort, str) else sort.get("propertyName")
-        descending = not isinstance(sort, str) and sort.get("direction") == "DESCENDING"
-        rows.sort(key=lambda r: (_value(r, prop) is None, _value(r, prop) or 0, r["id"]), reverse=descending)
+    rows = store.derived("hubspot", obj, "search:" + orjson.dumps([body.get("filterGroups"), body.get("sorts")]).decode(),
+                         lambda _: _matching(store, obj, body))
     page = rows[offset : offset + limit]
     out: dict = {"total": len(rows), "results": [_shape(r, body.get("properties") or [], []) for r in page]}
     if offset + limit < len(rows):
         out["paging"] = {"next": {"after": str(offset + limit)}}
     return 200, out
+
+
+def _matching(store: RecordStore, obj: str, body: dict) -> list[dict]:
+    """The records a search matches, in its order (every page of one query asks the same)."""
+
+    def matches(r: dict) -> bool:
+        groups = body.get("filterGroups") or [{"filters": []}]
+        return any(all(_test(r, f) for f in g.get("filters", [])) for g in groups)
+
+    rows = [r for r in store.derived("hubspot", obj, "by_archived", split)[False] if matches(r)]
+    for sort in reversed(body.get("sorts") or []):
+        prop = sort if isinstance(sort, str) else sort.get("propertyName")
+        descending = not isinstance(sort, str) and sort.get("direction") == "DESCENDING"
+        rows.sort(key=lambda r: (_value(r, prop) is None, _value(r, prop) or 0, r["id"]), reverse=descending)
+    return rows
 
 
 def _by_id(rows: list[dict]) -> dict[str, dict]:

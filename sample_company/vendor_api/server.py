@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
+
 from sample_company.vendor_api import hubspot, stripe, zendesk
 from sample_company.vendor_api.faults import FaultInjector
 from sample_company.vendor_api.store import RecordStore
@@ -101,6 +103,19 @@ class VendorApiServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def warm(self) -> None:
+        """Read every record, serialize it and build the indexes pages are cut from, as a
+        real vendor has them at hand (otherwise the first requests pay for it)."""
+        for path in sorted(self.store.sources_dir.glob("*/*.jsonl")):
+            system, obj = path.parent.name, path.stem
+            self.store.encoded(system, obj)
+            if system == "stripe":
+                self.store.derived("stripe", obj, "newest_first", stripe.newest_first)
+            elif system == "zendesk":
+                zendesk.warm(self.store, obj)
+            elif system == "hubspot":
+                self.store.derived("hubspot", obj, "by_archived", hubspot.split)
+
     @property
     def requests_served(self) -> int:
         return len(self.log)
@@ -154,6 +169,9 @@ class VendorApiServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; without this the body can wait for
+            # a delayed ACK (tens of milliseconds per response on a kept-alive connection).
+            disable_nagle_algorithm = True
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 self._respond("GET", None)
@@ -178,7 +196,8 @@ class VendorApiServer:
             def _send(self, status: int, body: dict, extra: dict, truncate: bool) -> None:
                 vendor = urlsplit(self.path).path.lstrip("/").partition("/")[0]
                 server.log.append(Request(time.monotonic(), vendor, self.path, status))
-                payload = json.dumps(body).encode()
+                # orjson, because pages embed their records' stored serializations (`Fragment`s).
+                payload = orjson.dumps(body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

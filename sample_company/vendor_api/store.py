@@ -1,16 +1,19 @@
 """In-memory copy of each vendor's records, read from the generated JSONL files.
 
 A file is read again when it changes on disk (`spine change` edits the sources while a server
-runs), and so is anything derived from it (`derived`): sort orders, indexes.
+runs), and so is anything derived from it (`derived`): sort orders, indexes, and each record
+serialized once (`encoded`), so that a page is the records' bytes joined, not a fresh
+serialization of every record on every request.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 
 class RecordStore:
@@ -42,7 +45,7 @@ class RecordStore:
                         return []
                     raise KeyError(obj)
                 with path.open() as f:
-                    self._cache[key] = (version, [json.loads(line) for line in f if line.strip()])
+                    self._cache[key] = (version, [orjson.loads(line) for line in f if line.strip()])
             return self._cache[key][1]
 
     def derived(self, system: str, obj: str, name: str, build: Callable[[list[dict]], Any], optional: bool = False) -> Any:
@@ -55,3 +58,12 @@ class RecordStore:
             if cached is None or cached[0] != version:
                 self._derived[key] = (version, build(rows))
             return self._derived[key][1]
+
+    def encoded(self, system: str, obj: str, optional: bool = False) -> dict[int, bytes]:
+        """Each record's JSON, by the record's identity (`id(record)`)."""
+        return self.derived(system, obj, "encoded", lambda rows: {id(r): orjson.dumps(r) for r in rows}, optional)
+
+    def fragment(self, system: str, obj: str, rows: list[dict]) -> orjson.Fragment:
+        """`rows` (records of this object) as a JSON array, from their stored serializations."""
+        encoded = self.encoded(system, obj, optional=True)
+        return orjson.Fragment(b"[" + b",".join([encoded[id(r)] for r in rows]) + b"]")

@@ -50,11 +50,46 @@ def _key(r: dict) -> tuple[int, str]:
     return -(r.get("created") or 0), r.get("id") or ""
 
 
-def _newest_first(rows: list[dict]) -> tuple[list[dict], list[tuple[int, str]], dict[str, tuple[int, str]]]:
+def newest_first(rows: list[dict]) -> tuple[list[dict], list[tuple[int, str]], dict[str, tuple[int, str]]]:
     """Sorted rows, their sort keys, and each id's key: pages are found by bisection."""
     ordered = sorted(rows, key=_key)
     keys = [_key(r) for r in ordered]
     return ordered, keys, {r["id"]: k for r, k in zip(ordered, keys) if r.get("id")}
+
+
+COMPARISONS = {
+    "gt": lambda v, x: v > x,
+    "gte": lambda v, x: v >= x,
+    "lt": lambda v, x: v < x,
+    "lte": lambda v, x: v <= x,
+}
+
+
+def _filters(obj: str, params: dict[str, str]) -> tuple:
+    """The request's filters, in a form that names a filtered list (empty: no filter)."""
+    filters: list[tuple] = []
+    if obj == "subscriptions" and params.get("status", "") != "all":
+        filters.append(("status", params.get("status") or None))
+    if obj == "events" and params.get("type"):
+        filters.append(("type", params["type"]))
+    for op in COMPARISONS:
+        bound = params.get(f"created[{op}]")
+        if bound is not None:
+            filters.append((op, int(bound)))
+    return tuple(filters)
+
+
+def _filtered(rows: list[dict], filters: tuple) -> tuple[list[dict], list[tuple[int, str]]]:
+    for name, wanted in filters:
+        if name == "status":
+            rows = [r for r in rows if (r["status"] == wanted if wanted else r["status"] != "canceled")]
+        elif name == "type" and wanted.endswith(".*"):
+            rows = [r for r in rows if r["type"].startswith(wanted[:-1])]
+        elif name == "type":
+            rows = [r for r in rows if r["type"] == wanted]
+        else:
+            rows = [r for r in rows if COMPARISONS[name](r["created"], wanted)]
+    return rows, [_key(r) for r in rows]
 
 
 def handle(store: RecordStore, path: str, params: dict[str, str], version: str = CURRENT_VERSION) -> tuple[int, dict]:
@@ -69,48 +104,35 @@ def handle(store: RecordStore, path: str, params: dict[str, str], version: str =
     if not 1 <= limit <= 100:
         return _error(400, "limit must be between 1 and 100")
 
-    rows, keys, key_of = store.derived("stripe", obj, "newest_first", _newest_first, optional=obj == "events")
-    filtered = False
-
-    if obj == "subscriptions" and params.get("status", "") != "all":
-        wanted = params.get("status")
-        rows = [r for r in rows if (r["status"] == wanted if wanted else r["status"] != "canceled")]
-        filtered = True
-    if obj == "events" and params.get("type"):
-        wanted = params["type"]
-        if wanted.endswith(".*"):
-            prefix = wanted[:-1]
-            rows = [r for r in rows if r["type"].startswith(prefix)]
-        else:
-            rows = [r for r in rows if r["type"] == wanted]
-        filtered = True
-    for op, test in (
-        ("gt", lambda v, x: v > x),
-        ("gte", lambda v, x: v >= x),
-        ("lt", lambda v, x: v < x),
-        ("lte", lambda v, x: v <= x),
-    ):
-        bound = params.get(f"created[{op}]")
-        if bound is not None:
-            rows = [r for r in rows if test(r["created"], int(bound))]
-            filtered = True
+    rows, keys, key_of = store.derived("stripe", obj, "newest_first", newest_first, optional=obj == "events")
+    try:
+        filters = _filters(obj, params)
+    except ValueError:
+        return _error(400, "Invalid integer: created")
+    if filters:
+        # Every page of a filtered list asks for the same filter: filter once.
+        rows, keys = store.derived(
+            "stripe", obj, f"filtered:{filters}",
+            lambda _: _filtered(store.derived("stripe", obj, "newest_first", newest_first, optional=obj == "events")[0], filters),
+            optional=obj == "events",
+        )
 
     start = 0
     after = params.get("starting_after")
     if after:
         if after not in key_of:
             return _error(400, f"No such object: '{after}'", "invalid_request_error")
-        if filtered:
-            keys = [_key(r) for r in rows]
         start = bisect.bisect_right(keys, key_of[after])
     page = rows[start : start + limit]
-    if obj == "events":
-        page = [{**e, "data": {**e["data"], "object": render(e["data"]["object"], version)}} for e in page]
+    if version >= CURRENT_VERSION:
+        data = store.fragment("stripe", obj, page)  # the stored shape is the current one
+    elif obj == "events":
+        data = [{**e, "data": {**e["data"], "object": render(e["data"]["object"], version)}} for e in page]
     else:
-        page = [render(r, version) for r in page]
+        data = [render(r, version) for r in page]
     return 200, {
         "object": "list",
         "url": f"/v1/{obj}",
         "has_more": start + limit < len(rows),
-        "data": page,
+        "data": data,
     }

@@ -52,6 +52,16 @@ def _metric_sets(store: RecordStore) -> dict[int, dict]:
     return store.derived("zendesk", "ticket_metrics", "by_ticket", lambda rows: {r["ticket_id"]: r for r in rows})
 
 
+def warm(store: RecordStore, obj: str) -> None:
+    """Build the indexes the endpoints serving `obj` page through."""
+    if obj in INCREMENTAL or obj in TIME_BASED:
+        _by_update(store, obj)
+    if obj in PAGED:
+        store.derived("zendesk", obj, "by_id", _sorted_by_id)
+    if obj == "ticket_metrics":
+        _metric_sets(store)
+
+
 def _error(status: int, error: str, description: str) -> tuple[int, dict]:
     return status, {"error": error, "description": description}
 
@@ -88,7 +98,7 @@ def _incremental(store, obj, params, base_url):
     else:
         cursor = params.get("cursor") or _enc(int(params.get("start_time", 0)) - 1, 2**62)
     body = {
-        obj: [r for _, _, r in page],
+        obj: store.fragment("zendesk", obj, [r for _, _, r in page]),
         "after_cursor": cursor,
         "after_url": f"{base_url}/api/v2/incremental/{obj}/cursor.json?cursor={cursor}",
         "before_cursor": None,
@@ -96,7 +106,7 @@ def _incremental(store, obj, params, base_url):
     }
     if obj == "tickets" and "metric_sets" in params.get("include", "").split(","):
         metrics = _metric_sets(store)
-        body["metric_sets"] = [metrics[r["id"]] for _, _, r in page if r["id"] in metrics]
+        body["metric_sets"] = store.fragment("zendesk", "ticket_metrics", [metrics[r["id"]] for _, _, r in page if r["id"] in metrics])
     return 200, body
 
 
@@ -111,7 +121,7 @@ def _time_based(store, obj, params, base_url):
     end_of_stream = len(page) < per_page
     end_time = page[-1][0] if page else int(params["start_time"])
     return 200, {
-        obj: [r for _, _, r in page],
+        obj: store.fragment("zendesk", obj, [r for _, _, r in page]),
         "count": len(page),
         "end_time": end_time,
         "next_page": f"{base_url}/api/v2/incremental/{obj}.json?per_page={per_page}&start_time={end_time}",
@@ -124,13 +134,19 @@ def _sorted_by_id(rows: list[dict]) -> tuple[list[dict], list[int]]:
     return ordered, [r["id"] or 0 for r in ordered]
 
 
+def _updated_since(store: RecordStore, obj: str, since: int) -> tuple[list[dict], list[int]]:
+    rows, _ = store.derived("zendesk", obj, "by_id", _sorted_by_id)
+    rows = [r for r in rows if r.get("updated_at") and _ts(r["updated_at"]) >= since]
+    return rows, [r["id"] or 0 for r in rows]
+
+
 def _paged(store, obj, params, base_url):
     # A record without an id (bad data a vendor can hold) sorts first rather than crashing.
     rows, ids = store.derived("zendesk", obj, "by_id", _sorted_by_id)
     if params.get("start_time") and obj == "satisfaction_ratings":
         since = int(params["start_time"])
-        rows = [r for r in rows if r.get("updated_at") and _ts(r["updated_at"]) >= since]
-        ids = [r["id"] or 0 for r in rows]
+        # Every page of a listing asks for the same start time: filter once.
+        rows, ids = store.derived("zendesk", obj, f"since:{since}", lambda _: _updated_since(store, obj, since))
     size = min(int(params.get("page[size]", "100")), 100)
     pos = 0
     if params.get("page[after]"):
@@ -140,7 +156,7 @@ def _paged(store, obj, params, base_url):
     has_more = pos + size < len(rows)
     after = _enc(page[-1]["id"] or 0) if page else None
     return 200, {
-        obj: page,
+        obj: store.fragment("zendesk", obj, page),
         "meta": {"has_more": has_more, "after_cursor": after, "before_cursor": None},
         "links": {"next": f"{base_url}/api/v2/{obj}.json?page[size]={size}&page[after]={after}" if has_more else None},
     }
