@@ -12,7 +12,7 @@ import pytest
 
 from data_spine.config import PROJECT_ROOT, settings
 
-MARTS = ("customers", "mrr_by_customer_month")
+MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention")
 
 
 def _run_job():
@@ -44,6 +44,15 @@ def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
         assert active > 0
         months = con.execute("select count(distinct month) from marts.mrr_by_customer_month").fetchone()[0]
         assert months >= 20  # two years of history
+        # The bridge balances to the cent every month and closes on the MRR mart.
+        unbalanced = con.execute(
+            "select count(*) from marts.mrr_bridge b left join (select month, sum(cast(mrr as decimal(18, 2))) as mrr "
+            "from marts.mrr_by_customer_month group by month) m using (month) where b.opening_mrr + b.new_mrr "
+            "+ b.expansion_mrr + b.reactivation_mrr - b.contraction_mrr - b.churned_mrr != b.closing_mrr "
+            "or b.closing_mrr != coalesce(m.mrr, 0)"
+        ).fetchone()[0]
+        bridge_months = con.execute("select count(*) from marts.mrr_bridge").fetchone()[0]
+        assert bridge_months >= months and unbalanced == 0
 
 
 def test_reports_are_written(first_run):
