@@ -83,8 +83,11 @@ def _load(source: str, result: Path, **overrides) -> None:
     trace = pipeline.last_trace
     rows = trace.last_normalize_info.row_counts
     tables = pipeline.default_schema.tables
-    # A record is a row of a root table; nested tables (subscription items) are parts of one.
-    records = {t: n for t, n in rows.items() if t in tables and not t.startswith("_dlt") and not is_nested_table(tables[t])}
+    # A record is an object the source serves: a row of a table named after its resource.
+    # Child tables (subscription items, ticket custom fields, nested or keyed by their
+    # parent) hold parts of one, and quarantine rows were not loaded.
+    records = {t: n for t, n in rows.items() if t in tables and not t.startswith("_dlt")
+               and not is_nested_table(tables[t]) and tables[t].get("resource", t) == t}
     if source == "usage_events":
         # Events are loaded by one SQL statement, which dlt counts as one item: count the rows.
         with pipeline.sql_client() as client:
