@@ -79,7 +79,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
 
 
-MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention")
+MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention", "feature_adoption_daily")
 MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from data_spine.config import PROJECT_ROOT, settings
 
-MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention")
+MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention", "feature_adoption_daily")
 
 
 def _run_job():
