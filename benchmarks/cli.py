@@ -30,10 +30,12 @@ def generator_version() -> str | None:
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    commit = git("log", "-1", "--format=%H", "--", "sample_company")
+    # The local vendor APIs live beside the generator but do not change what it writes.
+    paths = ("--", "sample_company", ":(exclude)sample_company/vendor_api")
+    commit = git("log", "-1", "--format=%H", *paths)
     if commit is None:
         return None
-    edits = git("diff", "HEAD", "--", "sample_company") or b""
+    edits = git("diff", "HEAD", *paths) or b""
     return commit.decode().strip() + (f"+{hashlib.sha1(edits).hexdigest()[:12]}" if edits else "")
 
 

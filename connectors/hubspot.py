@@ -99,7 +99,7 @@ def _ms(iso: str) -> int:
 class Api:
     def __init__(self, base_url: str, token: str):
         self.base = base_url.rstrip("/") + "/"
-        self.session = retrying_session()
+        self.session = retrying_session(self.base)
         self.session.headers["Authorization"] = f"Bearer {token}"
 
     def get(self, path: str, params: dict) -> dict:

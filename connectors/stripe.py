@@ -86,7 +86,7 @@ NORMALISE = {"invoices": normalise_invoice, "subscriptions": normalise_subscript
 class Api:
     def __init__(self, base_url: str, api_key: str, api_version: str | None):
         self.base = base_url.rstrip("/") + "/"
-        self.session = retrying_session()
+        self.session = retrying_session(self.base)
         self.session.headers["Authorization"] = f"Bearer {api_key}"
         if api_version:
             self.session.headers["Stripe-Version"] = api_version

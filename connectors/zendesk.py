@@ -62,7 +62,7 @@ def to_unix(value: Any) -> int:
 class Api:
     def __init__(self, base_url: str, email: str, api_token: str):
         self.base = base_url.rstrip("/") + "/"
-        self.session = retrying_session()
+        self.session = retrying_session(self.base)
         self.session.auth = (f"{email}/token", api_token)
 
     def get(self, url: str, params: dict | None = None) -> dict:

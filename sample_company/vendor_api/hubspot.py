@@ -16,7 +16,7 @@ from datetime import datetime
 
 import orjson
 
-from sample_company.vendor_api.store import RecordStore
+from sample_company.vendor_api.store import RecordStore, compact
 
 OBJECTS = ("companies", "contacts", "deals")
 DEFAULT_PROPERTIES = ("createdate", "hs_lastmodifieddate", "lastmodifieddate", "hs_object_id")
@@ -76,7 +76,7 @@ def _shaped(store: RecordStore, obj: str, archived: bool, wanted: list[str], ass
 
     def build(_) -> list[bytes]:
         rows = store.derived("hubspot", obj, "by_archived", split)[archived]
-        return [orjson.dumps(_shape(r, wanted, associations)) for r in rows]
+        return [compact(orjson.dumps(_shape(r, wanted, associations))) for r in rows]
 
     shaped = store.derived("hubspot", obj, name, build)
     return orjson.Fragment(b"[" + b",".join(shaped[offset : offset + limit]) + b"]")
