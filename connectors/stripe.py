@@ -18,7 +18,7 @@ Contract   an object without an `id` goes to `raw_stripe.quarantine` with the re
 Nesting    subscription items become the table `subscriptions__items__data`, keyed by their own
            `id` and linked to their subscription by `subscription` (merged per subscription: a
            reloaded subscription replaces its items), with the price flattened into `price__*`
-           columns and `price__recurring` as JSON; other nested objects become `parent__child`
+           columns and `price__recurring` as JSON text; other nested objects become `parent__child`
            columns two levels deep (`discount__coupon__percent_off`).
 Speed      pages are read 100 at a time (Stripe's maximum) and loaded as Arrow tables of up to
            `BATCH` records (see `connectors.pages`).
@@ -56,7 +56,7 @@ PAGE = 100  # Stripe's largest page
 BATCH = 20_000  # records per Arrow table handed to dlt
 LEVELS = 2  # nested objects flattened this deep (`discount__coupon__percent_off`)
 ITEMS = "subscriptions__items__data"
-ITEM_HINTS = pages.child_hints(ITEMS, "subscription", [{"name": "price__recurring", "data_type": "json"}])
+ITEM_HINTS = pages.child_hints(ITEMS, "subscription")
 # Numbers Stripe sends as decimals even when a page happens to hold only whole ones.
 DECIMALS = {"discount__coupon__percent_off": pa.float64()}
 
