@@ -314,3 +314,21 @@ def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company
     assert items == with_period > 0
     assert invoices == with_sub > 0
     assert "current_period_start" not in columns  # normalised onto the items, one shape downstream
+
+
+# --- HTTP sessions honour the environment's proxy settings, read once ---------------------
+
+def test_sessions_take_proxy_settings_from_the_environment(monkeypatch):
+    from connectors.http import retrying_session
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/corporate.pem")
+    remote = retrying_session("https://api.stripe.com/")
+    assert remote.proxies.get("https") == "http://proxy.internal:3128"
+    assert remote.verify == "/etc/ssl/certs/corporate.pem"
+    local = retrying_session("http://127.0.0.1:8765/stripe/")
+    assert "https" not in local.proxies and "http" not in local.proxies
+    # Read once: a change to the environment after the session exists does not reach it.
+    monkeypatch.setenv("HTTPS_PROXY", "http://other:1")
+    assert remote.proxies.get("https") == "http://proxy.internal:3128" and remote.trust_env is False
