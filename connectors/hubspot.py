@@ -163,45 +163,19 @@ def _with_companies(api: Api, deals: list[dict]) -> list[dict]:
     return deals
 
 
-class Cursor:
-    """The resource's `updatedAt` cursor (epoch ms) and the ids loaded at its very instant,
-    which a search starting at that instant returns again."""
-
-    def __init__(self, state: dict):
-        self.state = state
-        self.start = state.get("updated_at_ms", 0)
-        self.seen = set(state.get("seen_ids", []))
-        self.newest, self.newest_ids = self.start, set(self.seen)
-
-    def fresh(self, table: pa.Table) -> pa.Table:
-        """Drop what was loaded before (archived records too: only recent archivals load)."""
-        if "updatedAt" not in table.column_names or table["updatedAt"].type != pages.UTC:
-            return table  # records without a cursor are kept
-        updated = pc.divide(table["updatedAt"].cast(pa.int64()), 1000)  # epoch ms
-        old = pc.less(updated, self.start)
-        if self.seen:
-            old = pc.or_(old, pc.and_(pc.equal(updated, self.start), pc.is_in(table["id"], pa.array(list(self.seen)))))
-        keep = pc.invert(pc.fill_null(old, False))
-        table, updated = table.filter(keep), updated.filter(keep)
-        newest = pc.max(updated).as_py()
-        if newest is not None:
-            at_newest = table["id"].filter(pc.equal(updated, newest)).to_pylist()
-            if newest > self.newest:
-                self.newest, self.newest_ids = newest, set(at_newest)
-            elif newest == self.newest:
-                self.newest_ids.update(at_newest)
-        return table
-
-    def save(self) -> None:
-        self.state["updated_at_ms"], self.state["seen_ids"] = self.newest, sorted(self.newest_ids)
+def _fresh(cursor: pages.Cursor, table: pa.Table) -> pa.Table:
+    """Drop what was loaded before (archived records too: only recent archivals load)."""
+    if "updatedAt" not in table.column_names or table["updatedAt"].type != pages.UTC:
+        return table  # records without a cursor are kept
+    return cursor.fresh(table, pc.divide(table["updatedAt"].cast(pa.int64()), 1000))  # epoch ms
 
 
-def _tables(obj: str, records: list[dict], cursor: Cursor) -> Iterator[Any]:
+def _tables(obj: str, records: list[dict], cursor: pages.Cursor) -> Iterator[Any]:
     good, bad = pages.without(records, "id")
     if bad:
         yield quarantine.mark(quarantine.row("hubspot", obj, "missing required field(s): id", flatten(r)) for r in bad)
     if good:
-        table = cursor.fresh(to_table(good))
+        table = _fresh(cursor, to_table(good))
         if len(table):
             yield table
 
@@ -209,7 +183,8 @@ def _tables(obj: str, records: list[dict], cursor: Cursor) -> Iterator[Any]:
 def _resource(obj: str, api: Api):
     @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
     def objects() -> Iterator[Any]:
-        cursor = Cursor(dlt.current.resource_state())
+        # `updatedAt` in epoch ms; searches start there.
+        cursor = pages.Cursor(dlt.current.resource_state(), "updated_at_ms", drop_older=True)
         first_run = cursor.start == 0
         batch: list[dict] = []
 

@@ -205,3 +205,40 @@ def child_hints(table: str, parent_key: str, columns: Iterable[dict] = ()) -> di
 
 def mark_child(rows: pa.Table, hints: dict):
     return dlt.mark.with_hints(rows, hints, create_table_variant=True)
+
+
+class Cursor:
+    """An incremental cursor at an instant, plus the ids loaded at that very instant.
+
+    A vendor asked for what changed "at or after" the cursor returns the records of that
+    instant again; their ids are kept in the resource state to skip them. `state_key` names
+    the instant in the state, in whatever unit the connector asks the vendor in.
+    """
+
+    def __init__(self, state: dict, state_key: str, drop_older: bool = False):
+        self.state, self.state_key, self.drop_older = state, state_key, drop_older
+        self.start = state.get(state_key, 0)
+        self.seen = set(state.get("seen_ids", []))
+        self.newest, self.newest_ids = self.start, set(self.seen)
+
+    def fresh(self, table: pa.Table, instants: pa.Array) -> pa.Table:
+        """`table` without the rows loaded before (`instants`: each row's instant, null kept);
+        notes the newest instant read."""
+        old = pc.less(instants, self.start) if self.drop_older else None
+        if self.seen:
+            again = pc.and_(pc.equal(instants, self.start), pc.is_in(table["id"], pa.array(list(self.seen))))
+            old = again if old is None else pc.or_(old, again)
+        if old is not None:
+            keep = pc.invert(pc.fill_null(old, False))
+            table, instants = table.filter(keep), instants.filter(keep)
+        newest = pc.max(instants).as_py() if len(table) else None
+        if newest is not None:
+            at_newest = table["id"].filter(pc.equal(instants, newest)).to_pylist()
+            if newest > self.newest:
+                self.newest, self.newest_ids = newest, set(at_newest)
+            elif newest == self.newest:
+                self.newest_ids.update(at_newest)
+        return table
+
+    def save(self) -> None:
+        self.state[self.state_key], self.state["seen_ids"] = self.newest, sorted(self.newest_ids)

@@ -43,7 +43,6 @@ EXPORT_PAGE = 1000  # Zendesk's largest export page
 RATINGS_PAGE = 100  # and the largest cursor-paginated page
 BATCH = 20_000  # records per Arrow table handed to dlt
 LEVELS = 1  # nested objects flattened this deep (`organization_fields__plan_tier`)
-EPOCH = 0
 CHILDREN = {
     "tickets": ("custom_fields", "tickets__custom_fields", "ticket_id"),
     "organizations": ("domain_names", "organizations__domain_names", "organization_id"),
@@ -103,40 +102,7 @@ class Api:
             params["page[after]"] = meta["after_cursor"]
 
 
-class Cursor:
-    """The resource's `updated_at` cursor: what to ask for, what was already loaded.
-
-    Exports return everything updated at or after `start_time` (whole seconds), so the records
-    of the last second loaded come again; their ids are kept to skip them.
-    """
-
-    def __init__(self, state: dict):
-        self.state = state
-        self.start = state.get("start_time", EPOCH)
-        self.seen = set(state.get("seen_ids", []))
-        self.newest, self.newest_ids = self.start, set(self.seen)
-
-    def fresh(self, table: pa.Table) -> pa.Table:
-        """Drop records already loaded; note the newest second read."""
-        updated = pc.divide(table["updated_at"].cast(pa.int64()), 1_000_000)  # whole seconds
-        if self.seen:
-            again = pc.and_(pc.equal(updated, self.start), pc.is_in(table["id"], pa.array(list(self.seen))))
-            keep = pc.invert(again)
-            table, updated = table.filter(keep), updated.filter(keep)
-        if len(table):
-            newest = pc.max(updated).as_py()
-            at_newest = table["id"].filter(pc.equal(updated, newest)).to_pylist()
-            if newest > self.newest:
-                self.newest, self.newest_ids = newest, set(at_newest)
-            elif newest == self.newest:
-                self.newest_ids.update(at_newest)
-        return table
-
-    def save(self) -> None:
-        self.state["start_time"], self.state["seen_ids"] = self.newest, sorted(self.newest_ids)
-
-
-def _tables(obj: str, records: list[dict], cursor: Cursor) -> Iterator[Any]:
+def _tables(obj: str, records: list[dict], cursor: pages.Cursor) -> Iterator[Any]:
     good, bad = pages.without(records, "id", "updated_at")
     if bad:
         yield quarantine.mark(quarantine.row("zendesk", obj, _reason(r), r) for r in bad)
@@ -151,7 +117,7 @@ def _tables(obj: str, records: list[dict], cursor: Cursor) -> Iterator[Any]:
     if obj == "organizations" and "deleted_at" not in table.column_names:
         # Present from the first load on, so staging can filter on it before any deletion.
         table = table.append_column("deleted_at", pa.nulls(len(table), pages.UTC))
-    table = cursor.fresh(table)
+    table = cursor.fresh(table, pc.divide(table["updated_at"].cast(pa.int64()), 1_000_000))  # whole seconds
     if not len(table):
         return
     if child and child[0] in table.column_names:
@@ -167,7 +133,7 @@ def _reason(record: dict) -> str:
     return f"missing required field(s): {', '.join(missing)}"
 
 
-def _batches(obj: str, pages_: Iterator[list[dict]], cursor: Cursor) -> Iterator[Any]:
+def _batches(obj: str, pages_: Iterator[list[dict]], cursor: pages.Cursor) -> Iterator[Any]:
     batch: list[dict] = []
     for page in pages_:
         batch.extend(page)
@@ -182,7 +148,8 @@ def _batches(obj: str, pages_: Iterator[list[dict]], cursor: Cursor) -> Iterator
 def _resource(obj: str, read):
     @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
     def records() -> Iterator[Any]:
-        cursor = Cursor(dlt.current.resource_state())
+        # Exports return everything updated at or after `start_time` (whole seconds).
+        cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
         yield from _batches(obj, read(cursor.start), cursor)
 
     return records
