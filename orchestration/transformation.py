@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from data_spine.config import PROJECT_ROOT, settings
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -67,6 +68,12 @@ def dbt_vars(warehouse: WarehouseResource) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": warehouse.as_of_date().isoformat()})]
 
 
+# DuckDB's message when another process holds the warehouse file.
+WAREHOUSE_LOCKED = "Could not set lock on file"
+LOCK_RETRIES = 6
+LOCK_RETRY_SECONDS = 5
+
+
 @dbt_assets(
     manifest=ensure_manifest(),
     project=dbt_project,
@@ -76,7 +83,16 @@ def dbt_vars(warehouse: WarehouseResource) -> list[str]:
     pool=WAREHOUSE_POOL,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
+    try:
+        yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
+    except DagsterDbtCliRuntimeError as exc:
+        # The pool keeps our own runs apart, but any other process with the file open (a
+        # DuckDB shell, a notebook, a run of another deployment) holds DuckDB's lock: wait and
+        # try again rather than fail the run.
+        if WAREHOUSE_LOCKED in str(exc):
+            context.log.warning(f"The warehouse is locked by another process; retrying in {LOCK_RETRY_SECONDS} s")
+            raise dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=LOCK_RETRY_SECONDS) from exc
+        raise
 
 
 MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention", "feature_adoption_daily")

@@ -214,3 +214,32 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
         [(raw,)] = con.execute("select count(*) from staging.stg_usage__events where event_name = 'report.exported.csv' "
                                "and occurred_at >= '2026-11-20' and occurred_at < '2026-11-21'").fetchall()
     assert events == raw
+
+
+_HOLD_THE_WAREHOUSE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_warehouse_locked_by_another_process_is_waited_for(first_run):
+    """A DuckDB shell holding the file makes the dbt step wait and retry, not fail the run."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_WAREHOUSE, str(settings().warehouse), "12"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        result = defs.resolve_job_def("spine_job").execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            asset_selection=[dg.AssetKey(["staging", "stg_usage__events"])],
+        )
+    finally:
+        holder.wait(timeout=60)
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retries) >= 1
