@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors import pages, quarantine
-from connectors.http import retrying_session
+from connectors.http import ApiClient
 
 PROPERTIES = {
     "companies": [
@@ -62,9 +62,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def to_table(records: list[dict]) -> pa.Table:
-    """`flatten` for a batch of records, column by column."""
-    table = pages.from_records(records)
+def to_table(table: pa.Table) -> pa.Table:
+    """`flatten` for a batch of records (see `pages.RecordReader`), column by column."""
     columns: dict[str, Any] = {}
     lifted: dict[str, Any] = {}
     for name, array in zip(table.column_names, table.columns):
@@ -98,31 +97,23 @@ def _ms(iso: str) -> int:
 
 class Api:
     def __init__(self, base_url: str, token: str):
-        self.base = base_url.rstrip("/") + "/"
-        self.session = retrying_session(self.base)
-        self.session.headers["Authorization"] = f"Bearer {token}"
-
-    def get(self, path: str, params: dict) -> dict:
-        return pages.get_json(self.session, self.base + path, params)
-
-    def post(self, path: str, body: dict) -> dict:
-        return pages.get_json(self.session, self.base + path, body=body)
+        self.http = ApiClient("hubspot", base_url, {"Authorization": f"Bearer {token}"})
 
 
-def _list(api: Api, obj: str, archived: bool) -> Iterator[list[dict]]:
+def _list(api: Api, obj: str, archived: bool) -> Iterator[pages.Chunk]:
     params = {"limit": LIST_PAGE, "properties": ",".join(PROPERTIES[obj]), "archived": str(archived).lower()}
     if obj == "deals":
         params["associations"] = "companies"
     while True:
-        page = api.get(f"crm/v3/objects/{obj}", params)
-        yield page.get("results") or []
-        after = ((page.get("paging") or {}).get("next") or {}).get("after")
+        page = api.http.get(f"crm/v3/objects/{obj}", params)
+        yield pages.Chunk.of(page, "results")
+        after = ((page.json.get("paging") or {}).get("next") or {}).get("after")
         if not after:
             return
         params["after"] = after
 
 
-def _search(api: Api, obj: str, lower: int) -> Iterator[list[dict]]:
+def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
     """Records modified at or after `lower` (epoch ms), oldest first, across as many queries as needed."""
     prop = MODIFIED[obj]
     offset = 0
@@ -134,10 +125,10 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[list[dict]]:
             "limit": SEARCH_PAGE,
             "after": offset,
         }
-        page = api.post(f"crm/v3/objects/{obj}/search", body)
-        results = page.get("results") or []
-        yield results
-        nxt = ((page.get("paging") or {}).get("next") or {}).get("after")
+        page = api.http.post(f"crm/v3/objects/{obj}/search", body)
+        results = page.json.get("results") or []
+        yield pages.Chunk(results) if obj == "deals" else pages.Chunk.of(page, "results")
+        nxt = ((page.json.get("paging") or {}).get("next") or {}).get("after")
         if not nxt:
             return
         offset = int(nxt)
@@ -150,17 +141,18 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[list[dict]]:
             lower, offset = newest, 0
 
 
-def _with_companies(api: Api, deals: list[dict]) -> list[dict]:
+def _with_companies(api: Api, chunk: pages.Chunk) -> pages.Chunk:
     """Attach each deal's company association, which search results leave out."""
+    deals = chunk.records
     ids = [d["id"] for d in deals if d.get("id")]
     if not ids:
-        return deals
-    answer = api.post("crm/v4/associations/deals/companies/batch/read", {"inputs": [{"id": i} for i in ids]})
+        return chunk
+    answer = api.http.post("crm/v4/associations/deals/companies/batch/read", {"inputs": [{"id": i} for i in ids]}).json
     company = {r["from"]["id"]: r["to"][0]["toObjectId"] for r in answer.get("results") or [] if r.get("to")}
     for deal in deals:
         if deal.get("id") in company:
             deal["associations"] = {"companies": {"results": [{"id": str(company[deal["id"]]), "type": "deal_to_company"}]}}
-    return deals
+    return pages.Chunk(deals)
 
 
 def _fresh(cursor: pages.Cursor, table: pa.Table) -> pa.Table:
@@ -170,37 +162,36 @@ def _fresh(cursor: pages.Cursor, table: pa.Table) -> pa.Table:
     return cursor.fresh(table, pc.divide(table["updatedAt"].cast(pa.int64()), 1000))  # epoch ms
 
 
-def _tables(obj: str, records: list[dict], cursor: pages.Cursor) -> Iterator[Any]:
-    good, bad = pages.without(records, "id")
+def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, cursor: pages.Cursor,
+            listing: pages.Listing) -> Iterator[Any]:
+    records, bad = pages.split_missing(reader.read(batch), batch, ["id"])
     if bad:
         yield quarantine.mark(quarantine.row("hubspot", obj, "missing required field(s): id", flatten(r)) for r in bad)
-    if good:
-        table = _fresh(cursor, to_table(good))
+    if len(records):
+        table = _fresh(cursor, to_table(records))
         if len(table):
-            yield table
+            listing.check(table)
+            yield listing.table(table)
 
 
 def _resource(obj: str, api: Api):
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
+    # Of two versions of a record in one load, the newer wins.
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", columns={"updatedAt": {"dedup_sort": "desc"}})
     def objects() -> Iterator[Any]:
         # `updatedAt` in epoch ms; searches start there.
         cursor = pages.Cursor(dlt.current.resource_state(), "updated_at_ms", drop_older=True)
         first_run = cursor.start == 0
-        batch: list[dict] = []
+        reader = pages.RecordReader("results")
 
-        def pages_() -> Iterator[list[dict]]:
-            for page in _list(api, obj, archived=False) if first_run else _search(api, obj, cursor.start):
-                yield _with_companies(api, page) if obj == "deals" and not first_run else page
+        def chunks() -> Iterator[pages.Chunk]:
+            for chunk in _list(api, obj, archived=False) if first_run else _search(api, obj, cursor.start):
+                yield _with_companies(api, chunk) if obj == "deals" and not first_run else chunk
             # Archived lists cannot be filtered: the cursor keeps only recent archivals.
             yield from _list(api, obj, archived=True)
 
-        for page in pages_():
-            batch.extend(page)
-            if len(batch) >= BATCH:
-                yield from _tables(obj, batch, cursor)
-                batch = []
-        if batch:
-            yield from _tables(obj, batch, cursor)
+        listing = pages.Listing(full=first_run)
+        for batch in pages.batches(chunks(), BATCH):
+            yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()
 
     return objects

@@ -1,9 +1,11 @@
 """API pages as Arrow tables: dlt's fast path for the API connectors.
 
 dlt normalises Python dicts row by row (a few thousand rows a second); Arrow tables go to
-parquet and into DuckDB as they are, two orders of magnitude faster. So each connector parses
-a page with orjson, builds one Arrow table per batch of pages and shapes it the way dlt's own
-normaliser would have shaped the dicts:
+parquet and into DuckDB as they are, two orders of magnitude faster. So each connector gathers
+pages into batches, and `RecordReader` turns a batch into one Arrow table: pyarrow's JSON
+parser reads the page bodies themselves, several times faster than building Arrow from the
+parsed dicts (which remain the way for records a connector assembled itself). The table is
+then shaped the way dlt's own normaliser would have shaped the dicts:
 
 - nested objects become `parent__child` columns down to the source's nesting depth; deeper
   objects, and lists that are not child tables, become JSON text;
@@ -22,8 +24,9 @@ stored.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dlt
@@ -31,7 +34,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import requests
+import pyarrow.json as pa_json
+
+from connectors.http import Page
 
 # dlt detects ISO 8601 instants in text and types the column as a timestamp.
 ISO_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
@@ -40,24 +45,158 @@ UTC = pa.timestamp("us", tz="UTC")
 EMPTY_MARKER = "_empty_list"
 
 
-def get_json(session: requests.Session, url: str, params: dict | None = None, body: Any = None) -> dict:
-    """One page, parsed with orjson; HTTP errors raise (after the session's retries)."""
-    if body is None:
-        response = session.get(url, params=params)
-    else:
-        response = session.post(url, params=params, data=orjson.dumps(body), headers={"Content-Type": "application/json"})
-    response.raise_for_status()
-    return orjson.loads(response.content)
+class Chunk:
+    """The records of one page, kept as the page's body (`key`: the field listing them) and
+    parsed again only if needed, or records a connector assembled itself.
+
+    Holding a batch of pages as parsed dicts would cost more than parsing them: Python's
+    garbage collector walks every live container each time it runs.
+    """
+
+    __slots__ = ("body", "key", "count", "_records")
+
+    def __init__(self, records: list[dict] | None = None, body: bytes | None = None, key: str | None = None,
+                 count: int | None = None):
+        self.body, self.key, self._records = body, key, records
+        self.count = len(records) if records is not None else count or 0
+
+    @classmethod
+    def of(cls, page: Page, key: str) -> Chunk:
+        return cls(body=page.body, key=key, count=len(page.json.get(key) or []))
+
+    @property
+    def records(self) -> list[dict]:
+        if self._records is None:
+            return orjson.loads(self.body).get(self.key) or []
+        return self._records
 
 
-def without(records: list[dict], *fields: str) -> tuple[list[dict], list[dict]]:
-    """(records having every field, records lacking one), keeping the common case cheap."""
-    def lacks(r: dict) -> bool:
-        return any(r.get(f) in (None, "") for f in fields)
+def batches(chunks: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
+    """Chunks gathered into batches of at least `size` records (the last one smaller)."""
+    batch: list[Chunk] = []
+    count = 0
+    for chunk in chunks:
+        batch.append(chunk)
+        count += chunk.count
+        if count >= size:
+            yield batch
+            batch, count = [], 0
+    if batch:
+        yield batch
 
-    if not any(map(lacks, records)):
-        return records, []
-    return [r for r in records if not lacks(r)], [r for r in records if lacks(r)]
+
+def records_of(batch: Sequence[Chunk]) -> list[dict]:
+    return [r for chunk in batch for r in chunk.records]
+
+
+def split_missing(table: pa.Table, batch: Sequence[Chunk], fields: Sequence[str]) -> tuple[pa.Table, list[dict]]:
+    """(rows having every field, the raw records of those lacking one: null or empty text)."""
+    lacks = None
+    for name in fields:
+        if name not in table.column_names:
+            lacks = pa.array(np.ones(len(table), bool))
+            break
+        column = table[name]
+        empty = pc.is_null(column)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            empty = pc.or_(empty, pc.fill_null(pc.equal(column, ""), False))
+        lacks = empty if lacks is None else pc.or_(lacks, empty)
+    if lacks is None or not pc.any(lacks).as_py():
+        return table, []
+    records = records_of(batch)
+    bad = [records[i] for i in np.flatnonzero(lacks.to_numpy(zero_copy_only=False))]
+    return table.filter(pc.invert(lacks)), bad
+
+
+# --- page bodies → Arrow ---------------------------------------------------------------------
+
+TEXT = "text"  # a node of `RecordReader`'s text declarations: the field is text
+
+
+def _declared(node: Any) -> pa.DataType:
+    if node == TEXT:
+        return pa.string()
+    if isinstance(node, list):
+        return pa.list_(_declared(node[0]))
+    return pa.struct([pa.field(name, _declared(child)) for name, child in node.items()])
+
+
+def _timestamps(kind: pa.DataType) -> Any:
+    """Where the parser typed text as a timestamp inside `kind`, as a declarations node (None:
+    nowhere)."""
+    if pa.types.is_timestamp(kind):
+        return TEXT
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        item = _timestamps(kind.value_type)
+        return None if item is None else [item]
+    if pa.types.is_struct(kind):
+        found = {f.name: node for f in kind if (node := _timestamps(f.type)) is not None}
+        return found or None
+    return None
+
+
+def _merge(into: dict, found: dict) -> bool:
+    """Add the declarations `found` to `into`; True if any was new."""
+    new = False
+    for name, node in found.items():
+        have = into.get(name)
+        if isinstance(node, dict) and isinstance(have, dict):
+            new |= _merge(have, node)
+        elif isinstance(node, list) and isinstance(node[0], dict) and isinstance(have, list) and isinstance(have[0], dict):
+            new |= _merge(have[0], node[0])
+        elif have != node:
+            into[name], new = node, True
+    return new
+
+
+class RecordReader:
+    """Batches of one resource's pages as Arrow tables of their records (`key`: the field of
+    the page body that lists them).
+
+    pyarrow's parser would turn text that looks like a date into a naive timestamp, unlike
+    dlt's detection (instants only, with their zone): every field it typed so is declared text
+    and the batch read again, so text stays text and `shape` types instants as dlt would. The
+    declarations are kept for the resource's later batches. Bodies the parser cannot take (a
+    field that is a number here and text there, say) are read from their dicts instead.
+    """
+
+    def __init__(self, key: str):
+        self.key = key
+        self.text: dict = {}
+
+    def read(self, batch: Sequence[Chunk]) -> pa.Table:
+        count = sum(chunk.count for chunk in batch)
+        if not count:
+            return pa.table({})
+        if any(chunk.body is None for chunk in batch):
+            return from_records(records_of(batch))
+        try:
+            table = self._parse([chunk.body for chunk in batch])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
+            return from_records(records_of(batch))
+        if len(table) != count:  # the bodies hold something the parsed pages did not
+            return from_records(records_of(batch))
+        return table
+
+    def _parse(self, bodies: list[bytes]) -> pa.Table:
+        # One body per line: a newline in JSON is whitespace between tokens (never inside text).
+        lines = b"\n".join(b.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in b or b"\r" in b else b
+                           for b in bodies)
+        block = max(1 << 20, max(map(len, bodies)) + 1)
+        for _ in range(4):
+            options = pa_json.ParseOptions(explicit_schema=pa.schema(_declared(self.text)) if self.text else None,
+                                           unexpected_field_behavior="infer")
+            pages = pa_json.read_json(io.BytesIO(lines), read_options=pa_json.ReadOptions(block_size=block),
+                                      parse_options=options)
+            if not _merge(self.text, _timestamps(pa.struct(list(pages.schema))) or {}):
+                break
+        listed = pages[self.key]
+        if not (pa.types.is_list(listed.type) or pa.types.is_large_list(listed.type)):
+            raise KeyError(self.key)
+        items = pc.list_flatten(listed)
+        if pa.types.is_null(items.type):
+            return pa.table({})
+        return pa.Table.from_struct_array(items)
 
 
 # --- records → Arrow -------------------------------------------------------------------------
@@ -103,7 +242,7 @@ def _columns(name: str, array: pa.ChunkedArray, depth: int, levels: int, keep: s
     kind = array.type
     if name in keep:
         out[name] = array
-    elif pa.types.is_null(kind):
+    elif pa.types.is_null(kind) or array.null_count == len(array):
         return
     elif pa.types.is_struct(kind):
         if depth <= levels:
@@ -145,17 +284,21 @@ def from_records(records: list[dict]) -> pa.Table:
         return _tolerant(records)
 
 
-def to_table(records: list[dict], levels: int, keep: Sequence[str] = (), keys: Sequence[str] = ("id",)) -> pa.Table:
-    """Records as one Arrow table shaped like dlt's normaliser would (see the module doc)."""
-    return required(shape(from_records(records), levels, keep), keys)
+def to_table(records: pa.Table, levels: int, keep: Sequence[str] = (), keys: Sequence[str] = ("id",)) -> pa.Table:
+    """Records (see `RecordReader`) as one Arrow table shaped like dlt's normaliser would (see
+    the module doc)."""
+    return required(shape(records, levels, keep), keys)
 
 
-def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: str, levels: int) -> pa.Table:
+def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: str, levels: int,
+             inherit: dict[str, pa.ChunkedArray] | None = None, markers: bool = True) -> pa.Table:
     """The items of a list column as rows of their own, keyed by their parent's id and their
     `position` in its list.
 
-    Objects become columns (`levels` deep), other values a `value` column. A parent whose list
-    is empty gets one empty-list marker row (position -1).
+    Objects become columns (`levels` deep), other values a `value` column; `inherit` names
+    parent columns whose values fill the items' own column where it is null. A parent whose
+    list is empty gets one empty-list marker row (position -1) unless `markers` is false (a
+    full listing, which replaces the table: there is nothing to delete).
     """
     lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
     parent_ids = parent_ids.combine_chunks() if isinstance(parent_ids, pa.ChunkedArray) else parent_ids
@@ -178,9 +321,15 @@ def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: st
         "position": pa.array(np.arange(len(values)) - np.repeat(starts, lengths), pa.int64()),
     }
     columns |= dict(zip(items.column_names, items.columns))
+    for name, values_of_parent in (inherit or {}).items():
+        from_parent = pc.take(values_of_parent, parents)
+        if name in columns:
+            columns[name] = pc.coalesce(columns[name], from_parent)
+        elif from_parent.null_count < len(from_parent):
+            columns[name] = from_parent
     keys = [parent_key, "position"]
     rows = required(pa.table(columns), keys)
-    if not len(empty):
+    if not len(empty) or not markers:
         return rows
     # A marker carries only the parent's key: merging on it deletes the parent's old items, and
     # the hard-delete flag keeps the marker itself out of the table.
@@ -203,8 +352,47 @@ def child_hints(table: str, parent_key: str, columns: Iterable[dict] = ()) -> di
     )
 
 
-def mark_child(rows: pa.Table, hints: dict):
-    return dlt.mark.with_hints(rows, hints, create_table_variant=True)
+REPLACE = dlt.mark.make_hints(write_disposition="replace")
+MERGE = dlt.mark.make_hints(write_disposition="merge")
+
+
+class Listing:
+    """How one run's batches of a resource go to dlt: replacing the table or merging into it.
+
+    A run that reads everything (the first, or one whose state was lost) replaces the table:
+    the listing holds whatever the table could, and DuckDB copies the rows in at a fraction of
+    a merge's cost (no staging table, no dedup). A listing that returns some record twice (a
+    redelivered page, a record updated while an export ran) switches the run to merge from
+    that batch on: the resource's last hints are the ones dlt applies to the whole load, so
+    every row is merged and one row per key is kept (the newest, where the resource declares
+    a `dedup_sort`). An incremental run always merges.
+    """
+
+    def __init__(self, full: bool, key: str = "id"):
+        self.replacing = full
+        self.key = key
+        self._seen: set = set()
+
+    def check(self, table: pa.Table) -> None:
+        """Note the keys of a batch about to be yielded; a key seen before ends the replacing."""
+        if not self.replacing:
+            return
+        keys = table[self.key].to_pylist()
+        before = len(self._seen)
+        self._seen.update(keys)
+        if len(self._seen) - before != len(keys):
+            self.replacing, self._seen = False, set()
+
+    def table(self, table: pa.Table):
+        """A resource's own table."""
+        return dlt.mark.with_hints(table, REPLACE if self.replacing else MERGE)
+
+    def child(self, rows: pa.Table, hints: dict):
+        """A child table (see `child_hints`); when replacing, without the hard-delete marker
+        column: nothing in a replaced table needs deleting."""
+        if self.replacing:
+            hints = {**hints, "write_disposition": "replace", "columns": {}}
+        return dlt.mark.with_hints(rows, hints, create_table_variant=True)
 
 
 class Cursor:

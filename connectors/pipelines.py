@@ -81,7 +81,7 @@ def load(source: str, cfg: Settings | None = None, **overrides) -> LoadInfo:
         info = pipeline.run(make_source(source, cfg, **overrides))
         finish(source, pipeline, cfg, **overrides)
     except PipelineStepFailed as exc:
-        raise explain(source, exc) or exc from exc
+        raise explain(exc) or exc from exc
     return info
 
 

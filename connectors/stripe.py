@@ -35,9 +35,10 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors import pages, quarantine
-from connectors.http import retrying_session
+from connectors.http import ApiClient
 
 OBJECTS = ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
 # The event types that carry each object (`type` takes a `prefix.*` wildcard) and the object
@@ -61,47 +62,39 @@ ITEM_HINTS = pages.child_hints(ITEMS, "subscription")
 DECIMALS = {"discount__coupon__percent_off": pa.float64()}
 
 
-def normalise_invoice(invoice: dict[str, Any]) -> dict[str, Any]:
-    """Put the invoice's subscription id in one `subscription` column whatever the API version."""
-    parent = invoice.get("parent") or {}
-    from_parent = (parent.get("subscription_details") or {}).get("subscription")
-    invoice["subscription"] = invoice.get("subscription") or from_parent
-    return invoice
+def _subscription_link(table: pa.Table) -> pa.Table:
+    """Invoices: the subscription id in one `subscription` column whatever the API version
+    (the top-level field before 2025-03-31, `parent.subscription_details` since)."""
+    sources = [table[c] for c in ("subscription", "parent__subscription_details__subscription") if c in table.column_names]
+    if not sources:
+        return table
+    link = pc.coalesce(*sources) if len(sources) > 1 else sources[0]
+    if "subscription" in table.column_names:
+        return table.set_column(table.column_names.index("subscription"), "subscription", link)
+    return table.append_column("subscription", link)
 
 
-def normalise_subscription(sub: dict[str, Any]) -> dict[str, Any]:
-    """Put the current period on the items whatever the API version."""
-    start, end = sub.pop("current_period_start", None), sub.pop("current_period_end", None)
-    for item in (sub.get("items") or {}).get("data") or []:
-        if item.get("current_period_start") is None:
-            item["current_period_start"] = start
-        if item.get("current_period_end") is None:
-            item["current_period_end"] = end
-    return sub
-
-
-NORMALISE = {"invoices": normalise_invoice, "subscriptions": normalise_subscription}
+PERIOD = ("current_period_start", "current_period_end")
 
 
 class Api:
     def __init__(self, base_url: str, api_key: str, api_version: str | None):
-        self.base = base_url.rstrip("/") + "/"
-        self.session = retrying_session(self.base)
-        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        headers = {"Authorization": f"Bearer {api_key}"}
         if api_version:
-            self.session.headers["Stripe-Version"] = api_version
+            headers["Stripe-Version"] = api_version
+        self.http = ApiClient("stripe", base_url, headers)
 
     def get(self, path: str, params: dict) -> dict:
-        return pages.get_json(self.session, self.base + path, params)
+        return self.http.get(path, params).json
 
-    def list(self, path: str, params: dict) -> Iterator[list[dict]]:
+    def list(self, path: str, params: dict) -> Iterator[pages.Chunk]:
         """Every page of a list, following `starting_after` while `has_more`."""
         params = dict(params, limit=PAGE)
         while True:
-            page = self.get(path, params)
-            data = page.get("data") or []
-            yield data
-            if not page.get("has_more") or not data:
+            page = self.http.get(path, params)
+            data = page.json.get("data") or []
+            yield pages.Chunk.of(page, "data")
+            if not page.json.get("has_more") or not data:
                 return
             params["starting_after"] = data[-1]["id"]
 
@@ -117,8 +110,8 @@ def _changed_since(api: Api, obj: str, state: dict) -> list[dict[str, Any]]:
     since, seen = state["events_since"], set(state.get("events_seen", []))
     latest: dict[str, dict[str, Any]] = {}
     newest_at, newest_ids = since, set(seen)
-    for page in api.list("v1/events", {"type": type_filter, "created[gte]": since}):
-        for event in page:  # newest first: the first event per object is its latest state
+    for chunk in api.list("v1/events", {"type": type_filter, "created[gte]": since}):
+        for event in chunk.records:  # newest first: the first event per object is its latest state
             if event["id"] in seen:
                 continue
             if event["created"] > newest_at:
@@ -140,57 +133,53 @@ def _changed_since(api: Api, obj: str, state: dict) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _tables(obj: str, records: list[dict]) -> Iterator[Any]:
-    """One batch of records as dlt items: the Arrow table, its items, its quarantine rows."""
-    good, bad = pages.without(records, "id")
+def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, listing: pages.Listing) -> Iterator[Any]:
+    """One batch of pages as dlt items: the Arrow table, its items, its quarantine rows."""
+    records, bad = pages.split_missing(reader.read(batch), batch, ["id"])
     if bad:
         yield quarantine.mark(quarantine.row("stripe", obj, "missing required field(s): id", r) for r in bad)
-    if not good:
+    if not len(records):
         return
-    normalise = NORMALISE.get(obj)
-    if normalise:
-        good = [normalise(r) for r in good]
     keep = ["items__data"] if obj == "subscriptions" else []
-    table = pages.to_table(good, LEVELS, keep=keep)
+    table = pages.to_table(records, LEVELS, keep=keep)
     if "deleted" not in table.column_names:
         # Present from the first load on, so staging can filter on it before any delete.
         table = table.append_column("deleted", pa.nulls(len(table), pa.bool_()))
     for name, kind in DECIMALS.items():
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name, table[name].cast(kind))
+    if obj == "invoices":
+        table = _subscription_link(table)
+    listing.check(table)
     if obj == "subscriptions" and "items__data" in table.column_names:
         # Items sit one level down (`items.data`), so their own objects get one level less.
-        items = pages.children(table["items__data"], table["id"], "subscription", LEVELS - 1)
-        table = table.drop_columns(["items__data"])
-        yield table
-        yield pages.mark_child(items, ITEM_HINTS)
+        # Before 2025-03-31 the current period sat on the subscription: it moves to the items.
+        inherit = {c: table[c] for c in PERIOD if c in table.column_names}
+        items = pages.children(table["items__data"], table["id"], "subscription", LEVELS - 1, inherit=inherit,
+                               markers=not listing.replacing)
+        yield listing.table(table.drop_columns(["items__data", *inherit]))
+        yield listing.child(items, ITEM_HINTS)
     else:
-        yield table
-
-
-def _batches(obj: str, pages_: Iterator[list[dict]]) -> Iterator[Any]:
-    batch: list[dict] = []
-    for page in pages_:
-        batch.extend(page)
-        if len(batch) >= BATCH:
-            yield from _tables(obj, batch)
-            batch = []
-    if batch:
-        yield from _tables(obj, batch)
+        yield listing.table(table)
 
 
 def _resource(obj: str, api: Api):
     @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
     def objects() -> Iterator[Any]:
         state = dlt.current.resource_state()
+        reader = pages.RecordReader("data")
         if "events_since" not in state:
             # Note the newest event first: whatever happens while we list is replayed next run.
             events_since = _newest_event(api)
             params = {"status": "all"} if obj == "subscriptions" else {}
-            yield from _batches(obj, api.list(f"v1/{obj}", params))
-            state["events_since"], state["events_seen"] = events_since, []
+            chunks: Iterator[pages.Chunk] = api.list(f"v1/{obj}", params)
         else:
-            yield from _batches(obj, iter([_changed_since(api, obj, state)]))
+            events_since, chunks = None, iter([pages.Chunk(_changed_since(api, obj, state))])
+        listing = pages.Listing(full=events_since is not None)
+        for batch in pages.batches(chunks, BATCH):
+            yield from _tables(obj, batch, reader, listing)
+        if events_since is not None:
+            state["events_since"], state["events_seen"] = events_since, []
 
     return objects
 

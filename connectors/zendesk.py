@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors import pages, quarantine
-from connectors.http import retrying_session
+from connectors.http import ApiClient
 
 EXPORT_PAGE = 1000  # Zendesk's largest export page
 RATINGS_PAGE = 100  # and the largest cursor-paginated page
@@ -60,58 +60,55 @@ def to_unix(value: Any) -> int:
 
 class Api:
     def __init__(self, base_url: str, email: str, api_token: str):
-        self.base = base_url.rstrip("/") + "/"
-        self.session = retrying_session(self.base)
-        self.session.auth = (f"{email}/token", api_token)
+        self.http = ApiClient("zendesk", base_url, basic_auth=(f"{email}/token", api_token))
 
-    def get(self, url: str, params: dict | None = None) -> dict:
-        return pages.get_json(self.session, url if "://" in url else self.base + url, params)
-
-    def cursor_export(self, obj: str, start_time: int, key: str | None = None, **params) -> Iterator[list[dict]]:
+    def cursor_export(self, obj: str, start_time: int, key: str | None = None, **params) -> Iterator[pages.Chunk]:
         """`incremental/<obj>/cursor.json`: `start_time` first, then `cursor` to `end_of_stream`."""
         params = {"per_page": EXPORT_PAGE, **params, "start_time": start_time}
         while True:
-            page = self.get(f"api/v2/incremental/{obj}/cursor.json", params)
-            yield page.get(key or obj) or []
-            cursor = page.get("after_cursor")
-            if not cursor or page.get("end_of_stream", True):
+            page = self.http.get(f"api/v2/incremental/{obj}/cursor.json", params)
+            yield pages.Chunk.of(page, key or obj)
+            cursor = page.json.get("after_cursor")
+            if not cursor or page.json.get("end_of_stream", True):
                 return
             # After the first page the cursor alone positions the export.
             params.pop("start_time", None)
             params["cursor"] = cursor
 
-    def time_export(self, obj: str, start_time: int) -> Iterator[list[dict]]:
+    def time_export(self, obj: str, start_time: int) -> Iterator[pages.Chunk]:
         """`incremental/<obj>.json`: `start_time`, then `next_page` until `end_of_stream`."""
         url, params = f"api/v2/incremental/{obj}.json", {"per_page": EXPORT_PAGE, "start_time": start_time}
         while True:
-            page = self.get(url, params)
-            yield page.get(obj) or []
-            if not page.get("next_page") or page.get("end_of_stream", True):
+            page = self.http.get(url, params)
+            yield pages.Chunk.of(page, obj)
+            if not page.json.get("next_page") or page.json.get("end_of_stream", True):
                 return
-            url, params = page["next_page"], None
+            url, params = page.json["next_page"], None
 
-    def cursor_pages(self, obj: str, **params) -> Iterator[list[dict]]:
+    def cursor_pages(self, obj: str, **params) -> Iterator[pages.Chunk]:
         """`<obj>.json` with cursor pagination: `page[after]` while `meta.has_more`."""
         params = {"page[size]": RATINGS_PAGE, **params}
         while True:
-            page = self.get(f"api/v2/{obj}.json", params)
-            yield page.get(obj) or []
-            meta = page.get("meta") or {}
+            page = self.http.get(f"api/v2/{obj}.json", params)
+            yield pages.Chunk.of(page, obj)
+            meta = page.json.get("meta") or {}
             if not meta.get("has_more") or not meta.get("after_cursor"):
                 return
             params["page[after]"] = meta["after_cursor"]
 
 
-def _tables(obj: str, records: list[dict], cursor: pages.Cursor) -> Iterator[Any]:
-    good, bad = pages.without(records, "id", "updated_at")
+def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, cursor: pages.Cursor,
+            listing: pages.Listing) -> Iterator[Any]:
+    records, bad = pages.split_missing(reader.read(batch), batch, ["id", "updated_at"])
     if bad:
         yield quarantine.mark(quarantine.row("zendesk", obj, _reason(r), r) for r in bad)
-    if not good:
+    if not len(records):
         return
     child = CHILDREN.get(obj)
-    table = pages.to_table(good, LEVELS, keep=[child[0]] if child else [])
+    table = pages.to_table(records, LEVELS, keep=[child[0]] if child else [])
     if table["updated_at"].type != pages.UTC:
         # An `updated_at` that is not an instant cannot position the export: set it aside.
+        good = [r for r in pages.records_of(batch) if r.get("id") not in (None, "") and r.get("updated_at") not in (None, "")]
         yield quarantine.mark(quarantine.row("zendesk", obj, "updated_at is not an ISO 8601 timestamp", r) for r in good)
         return
     if obj == "organizations" and "deleted_at" not in table.column_names:
@@ -120,12 +117,13 @@ def _tables(obj: str, records: list[dict], cursor: pages.Cursor) -> Iterator[Any
     table = cursor.fresh(table, pc.divide(table["updated_at"].cast(pa.int64()), 1_000_000))  # whole seconds
     if not len(table):
         return
+    listing.check(table)
     if child and child[0] in table.column_names:
-        rows = pages.children(table[child[0]], table["id"], child[2], LEVELS - 1)
-        yield table.drop_columns([child[0]])
-        yield pages.mark_child(rows, CHILD_HINTS[obj])
+        rows = pages.children(table[child[0]], table["id"], child[2], LEVELS - 1, markers=not listing.replacing)
+        yield listing.table(table.drop_columns([child[0]]))
+        yield listing.child(rows, CHILD_HINTS[obj])
     else:
-        yield table
+        yield listing.table(table)
 
 
 def _reason(record: dict) -> str:
@@ -133,24 +131,17 @@ def _reason(record: dict) -> str:
     return f"missing required field(s): {', '.join(missing)}"
 
 
-def _batches(obj: str, pages_: Iterator[list[dict]], cursor: pages.Cursor) -> Iterator[Any]:
-    batch: list[dict] = []
-    for page in pages_:
-        batch.extend(page)
-        if len(batch) >= BATCH:
-            yield from _tables(obj, batch, cursor)
-            batch = []
-    if batch:
-        yield from _tables(obj, batch, cursor)
-    cursor.save()
-
-
-def _resource(obj: str, read):
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
+def _resource(obj: str, key: str, read):
+    # Exports can return a record twice (updated while the export ran): the newer wins.
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", columns={"updated_at": {"dedup_sort": "desc"}})
     def records() -> Iterator[Any]:
         # Exports return everything updated at or after `start_time` (whole seconds).
         cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
-        yield from _batches(obj, read(cursor.start), cursor)
+        reader = pages.RecordReader(key)
+        listing = pages.Listing(full=cursor.start == 0)
+        for batch in pages.batches(read(cursor.start), BATCH):
+            yield from _tables(obj, batch, reader, cursor, listing)
+        cursor.save()
 
     return records
 
@@ -159,10 +150,12 @@ def _resource(obj: str, read):
 def zendesk_source(base_url: str = dlt.config.value, email: str = dlt.config.value, api_token: str = dlt.secrets.value):
     api = Api(base_url, email, api_token)
     return [
-        _resource("tickets", lambda since: api.cursor_export("tickets", since)),
-        _resource("users", lambda since: api.cursor_export("users", since)),
-        _resource("organizations", lambda since: api.time_export("organizations", since)),
+        _resource("tickets", "tickets", lambda since: api.cursor_export("tickets", since)),
+        _resource("users", "users", lambda since: api.cursor_export("users", since)),
+        _resource("organizations", "organizations", lambda since: api.time_export("organizations", since)),
         # Metric sets ride along the ticket export, so they change exactly when their ticket does.
-        _resource("ticket_metrics", lambda since: api.cursor_export("tickets", since, "metric_sets", include="metric_sets")),
-        _resource("satisfaction_ratings", lambda since: api.cursor_pages("satisfaction_ratings", start_time=since)),
+        _resource("ticket_metrics", "metric_sets",
+                  lambda since: api.cursor_export("tickets", since, "metric_sets", include="metric_sets")),
+        _resource("satisfaction_ratings", "satisfaction_ratings",
+                  lambda since: api.cursor_pages("satisfaction_ratings", start_time=since)),
     ]

@@ -50,7 +50,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
             results = list(dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=pipeline))
             finish(source, pipeline)
         except PipelineStepFailed as exc:
-            raise explain(source, exc) or exc from exc
+            raise explain(exc) or exc from exc
         # Rows set aside at the edge, per resource, in this run and in all: shown on each asset.
         this_run = quarantine.counts(pipeline, pipeline.last_trace.last_load_info.loads_ids)
         in_all = quarantine.counts(pipeline)

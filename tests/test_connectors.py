@@ -316,19 +316,36 @@ def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company
     assert "current_period_start" not in columns  # normalised onto the items, one shape downstream
 
 
-# --- HTTP sessions honour the environment's proxy settings, read once ---------------------
+# --- HTTP clients honour the environment's proxy settings, read once ----------------------
 
-def test_sessions_take_proxy_settings_from_the_environment(monkeypatch):
-    from connectors.http import retrying_session
+def test_clients_take_proxy_settings_from_the_environment(monkeypatch):
+    import urllib3
+
+    from connectors.http import ApiClient
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/corporate.pem")
-    remote = retrying_session("https://api.stripe.com/")
-    assert remote.proxies.get("https") == "http://proxy.internal:3128"
-    assert remote.verify == "/etc/ssl/certs/corporate.pem"
-    local = retrying_session("http://127.0.0.1:8765/stripe/")
-    assert "https" not in local.proxies and "http" not in local.proxies
-    # Read once: a change to the environment after the session exists does not reach it.
+    remote = ApiClient("stripe", "https://api.stripe.com/")
+    assert isinstance(remote.pool, urllib3.ProxyManager)
+    assert remote.pool.proxy.url == "http://proxy.internal:3128"
+    assert remote.pool.connection_pool_kw["ca_certs"] == "/etc/ssl/certs/corporate.pem"
+    local = ApiClient("stripe", "http://127.0.0.1:8765/stripe/")
+    assert not isinstance(local.pool, urllib3.ProxyManager)
+    # Read once: a change to the environment after the client exists does not reach it.
     monkeypatch.setenv("HTTPS_PROXY", "http://other:1")
-    assert remote.proxies.get("https") == "http://proxy.internal:3128" and remote.trust_env is False
+    assert remote.pool.proxy.url == "http://proxy.internal:3128"
+
+
+def test_clients_take_retries_and_timeout_from_dlt_runtime_settings(monkeypatch):
+    from connectors.http import ApiClient
+
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.5")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "7")
+    monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "11")
+    client = ApiClient("hubspot", "http://127.0.0.1:8765/hubspot")
+    retry = client.pool.connection_pool_kw["retries"]
+    assert (retry.total, retry.backoff_factor, retry.backoff_max) == (2, 0.5, 7)
+    assert retry.respect_retry_after_header and 429 in retry.status_forcelist
+    assert client.pool.connection_pool_kw["timeout"].read_timeout == 11

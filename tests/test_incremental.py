@@ -133,12 +133,12 @@ CRASHING_LOAD = textwrap.dedent(
         import connectors.usage_events as usage
         usage.native_query = lambda *a, **k: die_on(1)
     elif point == "extract":  # a few pages in
-        import requests
-        send = requests.Session.send
-        def send_then_die(self, *a, **k):
+        from urllib3.connectionpool import HTTPConnectionPool
+        urlopen = HTTPConnectionPool.urlopen
+        def urlopen_then_die(self, *a, **k):
             die_on(4)
-            return send(self, *a, **k)
-        requests.Session.send = send_then_die
+            return urlopen(self, *a, **k)
+        HTTPConnectionPool.urlopen = urlopen_then_die
     elif point == "normalize":  # everything extracted, nothing normalized
         from dlt.pipeline.pipeline import Pipeline
         Pipeline.normalize = lambda self, *a, **k: die_on(1)
