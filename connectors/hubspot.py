@@ -190,7 +190,7 @@ def _resource(obj: str, api: Api):
             yield from _list(api, obj, archived=True)
 
         listing = pages.Listing(full=first_run)
-        for batch in pages.batches(chunks(), BATCH):
+        for batch in pages.read_ahead(pages.batches(chunks(), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()
 

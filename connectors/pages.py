@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from queue import Full, Queue
+from typing import Any, TypeVar
 
 import dlt
 import numpy as np
@@ -43,6 +45,9 @@ ISO_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-
 UTC = pa.timestamp("us", tz="UTC")
 # The hard-delete flag of a child table's empty-list markers.
 EMPTY_MARKER = "_empty_list"
+
+
+T = TypeVar("T")
 
 
 class Chunk:
@@ -83,6 +88,47 @@ def batches(chunks: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
             batch, count = [], 0
     if batch:
         yield batch
+
+
+def read_ahead(items: Iterable[T], ahead: int = 2) -> Iterator[T]:
+    """`items` (batches of pages, say), fetched by a thread of their own up to `ahead` items in
+    advance.
+
+    While a batch becomes Arrow and goes to disk, the next pages are on their way: libcurl
+    waits for the vendor, and pyarrow parses and writes, without holding the GIL. Whole
+    batches, not pages, are queued: dlt takes turns between resources, and a consumer
+    waiting for the pages of one batch would leave every other resource's fetcher stopped at
+    a full queue. An error in the fetching thread is raised here, where the items are used.
+    """
+    queue: Queue = Queue(maxsize=ahead)
+    done = object()
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put(item, timeout=0.2)
+                        break
+                    except Full:
+                        continue
+                else:
+                    return
+            queue.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put(exc)
+
+    thread = threading.Thread(target=fetch, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def records_of(batch: Sequence[Chunk]) -> list[dict]:

@@ -172,11 +172,11 @@ def _resource(obj: str, api: Api):
             # Note the newest event first: whatever happens while we list is replayed next run.
             events_since = _newest_event(api)
             params = {"status": "all"} if obj == "subscriptions" else {}
-            chunks: Iterator[pages.Chunk] = api.list(f"v1/{obj}", params)
+            batches = pages.read_ahead(pages.batches(api.list(f"v1/{obj}", params), BATCH))
         else:
-            events_since, chunks = None, iter([pages.Chunk(_changed_since(api, obj, state))])
+            events_since, batches = None, iter([[pages.Chunk(_changed_since(api, obj, state))]])
         listing = pages.Listing(full=events_since is not None)
-        for batch in pages.batches(chunks, BATCH):
+        for batch in batches:
             yield from _tables(obj, batch, reader, listing)
         if events_since is not None:
             state["events_since"], state["events_seen"] = events_since, []

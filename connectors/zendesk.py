@@ -139,7 +139,7 @@ def _resource(obj: str, key: str, read):
         cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
         reader = pages.RecordReader(key)
         listing = pages.Listing(full=cursor.start == 0)
-        for batch in pages.batches(read(cursor.start), BATCH):
+        for batch in pages.read_ahead(pages.batches(read(cursor.start), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()
 

@@ -318,23 +318,46 @@ def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company
 
 # --- HTTP clients honour the environment's proxy settings, read once ----------------------
 
-def test_clients_take_proxy_settings_from_the_environment(monkeypatch):
-    import urllib3
+@pytest.fixture
+def proxy():
+    """A forward proxy that answers every request itself and notes what it was asked for."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
 
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
+    httpd.shutdown()
+
+
+def test_clients_go_through_the_environment_proxy_read_once(monkeypatch, proxy):
     from connectors.http import ApiClient
 
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    url, asked = proxy
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.setenv("NO_PROXY", "localhost")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/corporate.pem")
-    remote = ApiClient("stripe", "https://api.stripe.com/")
-    assert isinstance(remote.pool, urllib3.ProxyManager)
-    assert remote.pool.proxy.url == "http://proxy.internal:3128"
-    assert remote.pool.connection_pool_kw["ca_certs"] == "/etc/ssl/certs/corporate.pem"
-    local = ApiClient("stripe", "http://127.0.0.1:8765/stripe/")
-    assert not isinstance(local.pool, urllib3.ProxyManager)
-    # Read once: a change to the environment after the client exists does not reach it.
-    monkeypatch.setenv("HTTPS_PROXY", "http://other:1")
-    assert remote.pool.proxy.url == "http://proxy.internal:3128"
+    remote = ApiClient("stripe", "http://api.stripe.invalid/")
+    local = ApiClient("stripe", "http://localhost:1/stripe")
+    assert (remote.proxy, local.proxy) == (url, "")
+    assert remote.ca_bundle == "/etc/ssl/certs/corporate.pem"
+    # Read once: the client made before the change still goes through the proxy.
+    monkeypatch.delenv("HTTP_PROXY")
+    assert remote.get("v1/customers", {"limit": 1}).json == {}
+    assert asked == ["http://api.stripe.invalid/v1/customers?limit=1"]
 
 
 def test_clients_take_retries_and_timeout_from_dlt_runtime_settings(monkeypatch):
@@ -345,7 +368,14 @@ def test_clients_take_retries_and_timeout_from_dlt_runtime_settings(monkeypatch)
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "7")
     monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "11")
     client = ApiClient("hubspot", "http://127.0.0.1:8765/hubspot")
-    retry = client.pool.connection_pool_kw["retries"]
-    assert (retry.total, retry.backoff_factor, retry.backoff_max) == (2, 0.5, 7)
-    assert retry.respect_retry_after_header and 429 in retry.status_forcelist
-    assert client.pool.connection_pool_kw["timeout"].read_timeout == 11
+    assert (client.attempts, client.backoff.multiplier, client.backoff.max, client.timeout) == (3, 0.5, 7, 11)
+
+
+def test_a_vendor_that_never_answers_fails_naming_the_source(monkeypatch):
+    from connectors.http import ApiClient
+
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.01")
+    client = ApiClient("zendesk", "http://127.0.0.1:9/zendesk")  # the discard port: nothing listens
+    with pytest.raises(SourceRequestError, match=r"^zendesk: GET /zendesk/api/v2/users.json did not answer: .*after every retry"):
+        client.get("api/v2/users.json")

@@ -133,12 +133,12 @@ CRASHING_LOAD = textwrap.dedent(
         import connectors.usage_events as usage
         usage.native_query = lambda *a, **k: die_on(1)
     elif point == "extract":  # a few pages in
-        from urllib3.connectionpool import HTTPConnectionPool
-        urlopen = HTTPConnectionPool.urlopen
-        def urlopen_then_die(self, *a, **k):
+        from connectors.http import ApiClient
+        attempt = ApiClient._attempt
+        def attempt_then_die(self, *a, **k):
             die_on(4)
-            return urlopen(self, *a, **k)
-        HTTPConnectionPool.urlopen = urlopen_then_die
+            return attempt(self, *a, **k)
+        ApiClient._attempt = attempt_then_die
     elif point == "normalize":  # everything extracted, nothing normalized
         from dlt.pipeline.pipeline import Pipeline
         Pipeline.normalize = lambda self, *a, **k: die_on(1)
