@@ -13,14 +13,17 @@ Increment  `updatedAt` (HubSpot's `hs_lastmodifieddate`; `lastmodifieddate` for 
 Deletes    archived records are listed (HubSpot offers no filter there) and those archived
            since the last run are loaded with `archived = true`, a soft delete that staging
            filters out.
-Write      merge on `id`; an object without an `id` goes to `raw_hubspot.quarantine`.
+Write      merge on `id` (the newer `updatedAt` wins); the first run's full listing replaces
+           the tables instead (see `pages.Listing`). An object without an `id` goes to
+           `raw_hubspot.quarantine`.
 Shape      HubSpot returns every property as a string inside `properties`; the connector lifts
            the requested properties to top-level columns and leaves typing to dbt staging, so
            a property that changes its look never breaks a load (text that reads as an instant
            is typed as a timestamp, as dlt does). A deal's company comes from its `companies`
            association.
-Speed      lists are read 100 records a page and searches 200 (HubSpot's maxima), and loaded
-           as Arrow tables of up to `BATCH` records (see `connectors.pages`).
+Speed      lists are read 100 records a page and searches 200 (HubSpot's maxima), every
+           object by a thread of its own a batch ahead, and loaded as Arrow tables of up to
+           `BATCH` records (see `connectors.pages`).
 """
 
 from __future__ import annotations

@@ -387,14 +387,16 @@ def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: st
     return required(pa.concat_tables([rows, markers], promote_options="default"), keys)
 
 
-def child_hints(table: str, parent_key: str, columns: Iterable[dict] = ()) -> dict:
-    """Hints for a child table: merged per parent, so a reloaded parent replaces its items."""
+def child_hints(table: str, parent_key: str, replacing: bool = False) -> dict:
+    """Hints for a child table: merged per parent, so a reloaded parent replaces its items;
+    or, in a run that replaces the tables, replaced, without the empty-list markers' column
+    (nothing in a replaced table needs deleting)."""
+    keys = {"table_name": table, "primary_key": [parent_key, "position"]}
+    if replacing:
+        return dlt.mark.make_hints(write_disposition="replace", **keys)
     return dlt.mark.make_hints(
-        table_name=table,
-        write_disposition="merge",
-        primary_key=[parent_key, "position"],
-        merge_key=parent_key,
-        columns=[{"name": EMPTY_MARKER, "data_type": "bool", "hard_delete": True}, *columns],
+        write_disposition="merge", merge_key=parent_key,
+        columns=[{"name": EMPTY_MARKER, "data_type": "bool", "hard_delete": True}], **keys,
     )
 
 
@@ -433,12 +435,9 @@ class Listing:
         """A resource's own table."""
         return dlt.mark.with_hints(table, REPLACE if self.replacing else MERGE)
 
-    def child(self, rows: pa.Table, hints: dict):
-        """A child table (see `child_hints`); when replacing, without the hard-delete marker
-        column: nothing in a replaced table needs deleting."""
-        if self.replacing:
-            hints = {**hints, "write_disposition": "replace", "columns": {}}
-        return dlt.mark.with_hints(rows, hints, create_table_variant=True)
+    def child(self, rows: pa.Table, table: str, parent_key: str):
+        """The rows of a child table (see `children`, `child_hints`)."""
+        return dlt.mark.with_hints(rows, child_hints(table, parent_key, self.replacing), create_table_variant=True)
 
 
 class Cursor:

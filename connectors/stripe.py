@@ -12,7 +12,9 @@ Increment  Stripe lists filter only on `created`, so changes come from events, a
 Deletes    a `*.deleted` event (customer, product, price, invoice) keeps the row with
            `deleted = true`, a soft delete that staging filters out; a canceled subscription is
            an update (status `canceled`).
-Write      merge on `id`, so a re-read never duplicates and the latest state wins.
+Write      merge on `id`, so a re-read never duplicates and the latest state wins; the first
+           run's full listing replaces the tables instead (merging if a page came twice, see
+           `pages.Listing`).
 Contract   an object without an `id` goes to `raw_stripe.quarantine` with the reason; other
            columns evolve (a new field becomes a new column).
 Nesting    subscription items become the table `subscriptions__items__data`, keyed by their own
@@ -20,8 +22,9 @@ Nesting    subscription items become the table `subscriptions__items__data`, key
            reloaded subscription replaces its items), with the price flattened into `price__*`
            columns and `price__recurring` as JSON text; other nested objects become `parent__child`
            columns two levels deep (`discount__coupon__percent_off`).
-Speed      pages are read 100 at a time (Stripe's maximum) and loaded as Arrow tables of up to
-           `BATCH` records (see `connectors.pages`).
+Speed      pages are read 100 at a time (Stripe's maximum), every object's list by a thread of
+           its own a batch ahead, and loaded as Arrow tables of up to `BATCH` records (see
+           `connectors.pages`).
 Shapes     API version 2025-03-31 moved the current period from the subscription to its items
            and the invoice's subscription under `parent.subscription_details`; both shapes
            are accepted: periods always land on the items, and the invoice's subscription id
@@ -57,7 +60,6 @@ PAGE = 100  # Stripe's largest page
 BATCH = 20_000  # records per Arrow table handed to dlt
 LEVELS = 2  # nested objects flattened this deep (`discount__coupon__percent_off`)
 ITEMS = "subscriptions__items__data"
-ITEM_HINTS = pages.child_hints(ITEMS, "subscription")
 # Numbers Stripe sends as decimals even when a page happens to hold only whole ones.
 DECIMALS = {"discount__coupon__percent_off": pa.float64()}
 
@@ -158,7 +160,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
         items = pages.children(table["items__data"], table["id"], "subscription", LEVELS - 1, inherit=inherit,
                                markers=not listing.replacing)
         yield listing.table(table.drop_columns(["items__data", *inherit]))
-        yield listing.child(items, ITEM_HINTS)
+        yield listing.child(items, ITEMS, "subscription")
     else:
         yield listing.table(table)
 

@@ -15,15 +15,17 @@ Increment  every resource resumes from the largest `updated_at` already loaded, 
 Deletes    deleted tickets come through the export with status `deleted`, deleted users with
            `active = false`, deleted organizations with `deleted_at`: rows stay in raw and
            staging filters them out.
-Write      merge on `id`; a record without `id` or `updated_at` goes to
-           `raw_zendesk.quarantine` with the reason.
+Write      merge on `id`, the newer `updated_at` winning (an export can return a record twice);
+           the first run's full export replaces the tables instead (see `pages.Listing`). A
+           record without `id` or `updated_at` goes to `raw_zendesk.quarantine` with the reason.
 Nesting    ticket custom fields become the table `tickets__custom_fields` (`ticket_id`,
            `position`, the field's `id` and `value`) and organization domain names
            `organizations__domain_names` (`organization_id`, `position`, `value`), each merged per
            parent: a reloaded ticket or organization replaces its rows. Other nested objects
            become `parent__child` columns one level deep (`organization_fields__plan_tier`).
 Speed      exports are read 1,000 records a page (Zendesk's maximum), satisfaction ratings 100,
-           and loaded as Arrow tables of up to `BATCH` records (see `connectors.pages`).
+           every resource by a thread of its own a batch ahead, and loaded as Arrow tables of
+           up to `BATCH` records (see `connectors.pages`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ CHILDREN = {
     "tickets": ("custom_fields", "tickets__custom_fields", "ticket_id"),
     "organizations": ("domain_names", "organizations__domain_names", "organization_id"),
 }
-CHILD_HINTS = {obj: pages.child_hints(table, key) for obj, (_, table, key) in CHILDREN.items()}
 
 
 def to_unix(value: Any) -> int:
@@ -121,7 +122,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, curs
     if child and child[0] in table.column_names:
         rows = pages.children(table[child[0]], table["id"], child[2], LEVELS - 1, markers=not listing.replacing)
         yield listing.table(table.drop_columns([child[0]]))
-        yield listing.child(rows, CHILD_HINTS[obj])
+        yield listing.child(rows, child[1], child[2])
     else:
         yield listing.table(table)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import os
 import json
+import os
 import subprocess
 import sys
+import time
 
 import duckdb
 import pytest
@@ -217,29 +218,45 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
 
 
 _HOLD_THE_WAREHOUSE = """
-import sys, time, duckdb
+import sys, duckdb
 con = duckdb.connect(sys.argv[1])
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()  # until told to let go
 """
 
 
 def test_a_warehouse_locked_by_another_process_is_waited_for(first_run):
     """A DuckDB shell holding the file makes the dbt step wait and retry, not fail the run."""
+    import threading
+
     import dagster as dg
 
     from orchestration.definitions import defs
 
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_WAREHOUSE, str(settings().warehouse), "12"],
-                              stdout=subprocess.PIPE, text=True)
+    instance = dg.DagsterInstance.get()
+    retry_events = dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    retried_before = len(instance.get_event_records(retry_events))
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_WAREHOUSE, str(settings().warehouse)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
+
+    def let_go_once_the_step_retried() -> None:
+        # Held until the step has found the lock and asked to be retried (a slow machine's dbt
+        # start-up must not outlast a fixed hold), at most two minutes.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(instance.get_event_records(retry_events)) == retried_before:
+            time.sleep(0.5)
+        holder.communicate("go\n", timeout=30)
+
+    releaser = threading.Thread(target=let_go_once_the_step_retried, daemon=True)
+    releaser.start()
     try:
         result = defs.resolve_job_def("spine_job").execute_in_process(
-            instance=dg.DagsterInstance.get(),
+            instance=instance,
             asset_selection=[dg.AssetKey(["staging", "stg_usage__events"])],
         )
     finally:
-        holder.wait(timeout=60)
+        releaser.join(timeout=150)
     assert result.success
     retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert len(retries) >= 1

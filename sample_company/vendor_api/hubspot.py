@@ -69,17 +69,37 @@ def _shape(r: dict, wanted: list[str], associations: list[str]) -> dict:
     return out
 
 
+def _pair(key: str, value) -> bytes:
+    return orjson.dumps(key) + b":" + orjson.dumps(value)
+
+
+def _pieces(rows: list[dict]) -> dict[bool, list[tuple[bytes, dict[str, bytes], dict[str, bytes]]]]:
+    """Per record (listed or archived), its serialization in the pieces any page is put
+    together from: the fields besides properties and associations (without the closing
+    brace), each property as `"name":"value"`, each association the same way."""
+    def pieces(r: dict):
+        head = orjson.dumps({k: v for k, v in r.items() if k not in ("properties", "associations")})[:-1]
+        props = {k: _pair(k, None if v is None else str(v)) for k, v in r["properties"].items()}
+        links = {k: _pair(k, v) for k, v in (r.get("associations") or {}).items()}
+        return compact(head), props, links
+
+    return {flag: [pieces(r) for r in listed] for flag, listed in split(rows).items()}
+
+
 def _shaped(store: RecordStore, obj: str, archived: bool, wanted: list[str], associations: list[str],
             offset: int, limit: int) -> orjson.Fragment:
-    """A page of shaped records, each shaped and serialized once per property selection."""
-    name = f"shaped:{archived}:{sorted(wanted)}:{sorted(associations)}"
-
-    def build(_) -> list[bytes]:
-        rows = store.derived("hubspot", obj, "by_archived", split)[archived]
-        return [compact(orjson.dumps(_shape(r, wanted, associations))) for r in rows]
-
-    shaped = store.derived("hubspot", obj, name, build)
-    return orjson.Fragment(b"[" + b",".join(shaped[offset : offset + limit]) + b"]")
+    """A page of records with the requested properties and associations, put together from
+    each record's stored pieces (the same bytes `_shape` would serialize)."""
+    keep = set(wanted) | set(DEFAULT_PROPERTIES) if wanted else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
+    records = []
+    for head, props, links in store.derived("hubspot", obj, "pieces", _pieces)[archived][offset : offset + limit]:
+        parts = [head, b',"properties":{', b",".join([v for k, v in props.items() if k in keep]), b"}"]
+        chosen = [v for k, v in links.items() if k in associations]
+        if chosen:
+            parts += [b',"associations":{', b",".join(chosen), b"}"]
+        parts.append(b"}")
+        records.append(b"".join(parts))
+    return orjson.Fragment(b"[" + b",".join(records) + b"]")
 
 
 def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str, body: dict | None = None) -> tuple[int, dict]:

@@ -115,6 +115,7 @@ class VendorApiServer:
                 zendesk.warm(self.store, obj)
             elif system == "hubspot":
                 self.store.derived("hubspot", obj, "by_archived", hubspot.split)
+                self.store.derived("hubspot", obj, "pieces", hubspot._pieces)
 
     @property
     def requests_served(self) -> int:

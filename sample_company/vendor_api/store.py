@@ -8,6 +8,7 @@ serialization of every record on every request.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,43 +28,46 @@ class RecordStore:
         self.sources_dir = sources_dir
         self._cache: dict[tuple[str, str], tuple[int, list[dict]]] = {}
         self._derived: dict[tuple[str, str, str], tuple[int, Any]] = {}
+        self._paths: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
 
-    def _path(self, system: str, obj: str) -> Path:
-        return self.sources_dir / system / f"{obj}.jsonl"
+    def _path(self, system: str, obj: str) -> str:
+        path = self._paths.get((system, obj))
+        if path is None:
+            path = self._paths[(system, obj)] = str(self.sources_dir / system / f"{obj}.jsonl")
+        return path
 
-    def _version(self, system: str, obj: str) -> int:
+    def _load(self, system: str, obj: str, optional: bool) -> tuple[int, list[dict]]:
+        """(version, records): the file's modification time, and its records read again if it
+        changed; one `stat` per call, as every request makes several."""
+        key = (system, obj)
+        path = self._path(system, obj)
         try:
-            return self._path(system, obj).stat().st_mtime_ns
+            version = os.stat(path).st_mtime_ns
         except FileNotFoundError:
-            return -1
+            if optional:
+                return -1, []
+            raise KeyError(obj) from None
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != version:
+            with open(path) as f:
+                cached = self._cache[key] = (version, [orjson.loads(line) for line in f if line.strip()])
+        return cached
 
     def records(self, system: str, obj: str, optional: bool = False) -> list[dict]:
         """The object's records; a missing file is a 404 unless the object is `optional`."""
-        key = (system, obj)
         with self._lock:
-            version = self._version(system, obj)
-            cached = self._cache.get(key)
-            if cached is None or cached[0] != version:
-                path = self._path(system, obj)
-                if not path.exists():
-                    if optional:
-                        return []
-                    raise KeyError(obj)
-                with path.open() as f:
-                    self._cache[key] = (version, [orjson.loads(line) for line in f if line.strip()])
-            return self._cache[key][1]
+            return self._load(system, obj, optional)[1]
 
     def derived(self, system: str, obj: str, name: str, build: Callable[[list[dict]], Any], optional: bool = False) -> Any:
         """`build(records)`, computed once per version of the object's file."""
         key = (system, obj, name)
         with self._lock:
-            rows = self.records(system, obj, optional=optional)
-            version = self._version(system, obj)
+            version, rows = self._load(system, obj, optional)
             cached = self._derived.get(key)
             if cached is None or cached[0] != version:
-                self._derived[key] = (version, build(rows))
-            return self._derived[key][1]
+                cached = self._derived[key] = (version, build(rows))
+            return cached[1]
 
     def encoded(self, system: str, obj: str, optional: bool = False) -> dict[int, bytes]:
         """Each record's JSON, by the record's identity (`id(record)`)."""
