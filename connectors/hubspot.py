@@ -130,7 +130,7 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
         }
         page = api.http.post(f"crm/v3/objects/{obj}/search", body)
         results = page.json.get("results") or []
-        yield pages.Chunk(results) if obj == "deals" else pages.Chunk.of(page, "results")
+        yield pages.Chunk.of(page, "results")
         nxt = ((page.json.get("paging") or {}).get("next") or {}).get("after")
         if not nxt:
             return
@@ -146,7 +146,7 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
 
 def _with_companies(api: Api, chunk: pages.Chunk) -> pages.Chunk:
     """Attach each deal's company association, which search results leave out."""
-    deals = chunk.records
+    deals = chunk.records  # dicts of their own, to be added to
     ids = [d["id"] for d in deals if d.get("id")]
     if not ids:
         return chunk
@@ -179,7 +179,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, curs
 
 def _resource(obj: str, api: Api):
     # Of two versions of a record in one load, the newer wins.
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", columns={"updatedAt": {"dedup_sort": "desc"}})
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True, columns={"updatedAt": {"dedup_sort": "desc"}})
     def objects() -> Iterator[Any]:
         # `updatedAt` in epoch ms; searches start there.
         cursor = pages.Cursor(dlt.current.resource_state(), "updated_at_ms", drop_older=True)

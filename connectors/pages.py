@@ -95,10 +95,10 @@ def read_ahead(items: Iterable[T], ahead: int = 2) -> Iterator[T]:
     advance.
 
     While a batch becomes Arrow and goes to disk, the next pages are on their way: libcurl
-    waits for the vendor, and pyarrow parses and writes, without holding the GIL. Whole
-    batches, not pages, are queued: dlt takes turns between resources, and a consumer
-    waiting for the pages of one batch would leave every other resource's fetcher stopped at
-    a full queue. An error in the fetching thread is raised here, where the items are used.
+    waits for the vendor, and pyarrow parses and writes, without holding the GIL. The
+    resources themselves are `parallelized` (dlt asks each for its next batch in a worker
+    thread), so every resource's fetcher starts at once instead of when dlt first turns to it.
+    An error in the fetching thread is raised here, where the items are used.
     """
     queue: Queue = Queue(maxsize=ahead)
     done = object()

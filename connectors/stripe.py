@@ -166,7 +166,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
 
 
 def _resource(obj: str, api: Api):
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge")
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True)
     def objects() -> Iterator[Any]:
         state = dlt.current.resource_state()
         reader = pages.RecordReader("data")

@@ -134,7 +134,7 @@ def _reason(record: dict) -> str:
 
 def _resource(obj: str, key: str, read):
     # Exports can return a record twice (updated while the export ran): the newer wins.
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", columns={"updated_at": {"dedup_sort": "desc"}})
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True, columns={"updated_at": {"dedup_sort": "desc"}})
     def records() -> Iterator[Any]:
         # Exports return everything updated at or after `start_time` (whole seconds).
         cursor = pages.Cursor(dlt.current.resource_state(), "start_time")

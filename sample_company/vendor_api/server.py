@@ -30,6 +30,8 @@ class Request(NamedTuple):
     vendor: str
     path: str  # with the query string
     status: int
+    connection: str = ""  # the client's host:port: requests on one connection come in order
+    cut: bool = False  # the body was cut short (the `truncated` fault)
 
 
 # Each vendor's error bodies for the faults the server can inject.
@@ -196,7 +198,7 @@ class VendorApiServer:
 
             def _send(self, status: int, body: dict, extra: dict, truncate: bool) -> None:
                 vendor = urlsplit(self.path).path.lstrip("/").partition("/")[0]
-                server.log.append(Request(time.monotonic(), vendor, self.path, status))
+                server.log.append(Request(time.monotonic(), vendor, self.path, status, "%s:%s" % self.client_address[:2], truncate))
                 # orjson, because pages embed their records' stored serializations (`Fragment`s).
                 payload = orjson.dumps(body)
                 self.send_response(status)
