@@ -178,8 +178,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, curs
 
 
 def _resource(obj: str, api: Api):
-    # Of two versions of a record in one load, the newer wins.
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True, columns={"updatedAt": {"dedup_sort": "desc"}})
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True)
     def objects() -> Iterator[Any]:
         # `updatedAt` in epoch ms; searches start there.
         cursor = pages.Cursor(dlt.current.resource_state(), "updated_at_ms", drop_older=True)
@@ -192,7 +191,7 @@ def _resource(obj: str, api: Api):
             # Archived lists cannot be filtered: the cursor keeps only recent archivals.
             yield from _list(api, obj, archived=True)
 
-        listing = pages.Listing(full=first_run)
+        listing = pages.Listing(full=first_run, newest="updatedAt")  # of two versions, the newer
         for batch in pages.read_ahead(pages.batches(chunks(), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()

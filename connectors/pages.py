@@ -412,14 +412,17 @@ class Listing:
     a merge's cost (no staging table, no dedup). A listing that returns some record twice (a
     redelivered page, a record updated while an export ran) switches the run to merge from
     that batch on: the resource's last hints are the ones dlt applies to the whole load, so
-    every row is merged and one row per key is kept (the newest, where the resource declares
-    a `dedup_sort`). An incremental run always merges.
+    every row is merged and one row per key is kept (the one with the largest `newest`, a
+    resource's update instant, if it has one). An incremental run always merges.
     """
 
-    def __init__(self, full: bool, key: str = "id"):
+    def __init__(self, full: bool, key: str = "id", newest: str | None = None):
         self.replacing = full
         self.key = key
         self._seen: set = set()
+        # Only a merge has rows to choose between: the hint goes with the merge alone.
+        self._merge = MERGE if newest is None else dlt.mark.make_hints(
+            write_disposition="merge", columns=[{"name": newest, "dedup_sort": "desc"}])
 
     def check(self, table: pa.Table) -> None:
         """Note the keys of a batch about to be yielded; a key seen before ends the replacing."""
@@ -433,7 +436,7 @@ class Listing:
 
     def table(self, table: pa.Table):
         """A resource's own table."""
-        return dlt.mark.with_hints(table, REPLACE if self.replacing else MERGE)
+        return dlt.mark.with_hints(table, REPLACE if self.replacing else self._merge)
 
     def child(self, rows: pa.Table, table: str, parent_key: str):
         """The rows of a child table (see `children`, `child_hints`)."""

@@ -133,13 +133,13 @@ def _reason(record: dict) -> str:
 
 
 def _resource(obj: str, key: str, read):
-    # Exports can return a record twice (updated while the export ran): the newer wins.
-    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True, columns={"updated_at": {"dedup_sort": "desc"}})
+    @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True)
     def records() -> Iterator[Any]:
         # Exports return everything updated at or after `start_time` (whole seconds).
         cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
         reader = pages.RecordReader(key)
-        listing = pages.Listing(full=cursor.start == 0)
+        # Exports can return a record twice (updated while the export ran): the newer wins.
+        listing = pages.Listing(full=cursor.start == 0, newest="updated_at")
         for batch in pages.read_ahead(pages.batches(read(cursor.start), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()
