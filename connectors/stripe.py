@@ -20,15 +20,20 @@ Contract   an object without an `id` goes to `raw_stripe.quarantine` with the re
 Nesting    subscription items become the table `subscriptions__items__data`, keyed by their own
            `id` and linked to their subscription by `subscription` (merged per subscription: a
            reloaded subscription replaces its items), with the price flattened into `price__*`
-           columns and `price__recurring` as JSON text; other nested objects become `parent__child`
-           columns two levels deep (`discount__coupon__percent_off`).
+           columns and `price__recurring` as JSON text. Invoice lines (what each invoice billed:
+           price, quantity, period, discounts) become `invoices__lines__data`, keyed by `invoice`
+           and `position` and merged per invoice, flattened to `pricing__price_details__price`,
+           `parent__subscription_item_details__subscription_item`, `period__start`, ... with
+           `discount_amounts` as JSON text. Other nested objects become `parent__child` columns
+           two levels deep (`discount__coupon__percent_off`).
 Speed      pages are read 100 at a time (Stripe's maximum), every object's list by a thread of
            its own a batch ahead, and loaded as Arrow tables of up to `BATCH` records (see
            `connectors.pages`).
-Shapes     API version 2025-03-31 moved the current period from the subscription to its items
-           and the invoice's subscription under `parent.subscription_details`; both shapes
-           are accepted: periods always land on the items, and the invoice's subscription id
-           in one `subscription` column.
+Shapes     API version 2025-03-31 moved the current period from the subscription to its items,
+           the invoice's subscription under `parent.subscription_details`, and an invoice
+           line's price and subscription item under `pricing` and `parent`; both shapes are
+           accepted: periods always land on the items, the invoice's subscription id in one
+           `subscription` column, and lines in the current shape's columns.
 """
 
 from __future__ import annotations
@@ -60,6 +65,17 @@ PAGE = 100  # Stripe's largest page
 BATCH = 20_000  # records per Arrow table handed to dlt
 LEVELS = 2  # nested objects flattened this deep (`discount__coupon__percent_off`)
 ITEMS = "subscriptions__items__data"
+LINES = "invoices__lines__data"
+# Invoice lines before 2025-03-31 named their price and subscription item at the top level;
+# each lands in the column the current shape gives it.
+OLD_LINE_COLUMNS = {
+    "price__id": "pricing__price_details__price",
+    "price__product": "pricing__price_details__product",
+    "price__unit_amount": "pricing__unit_amount_decimal",
+    "subscription": "parent__subscription_item_details__subscription",
+    "subscription_item": "parent__subscription_item_details__subscription_item",
+    "proration": "parent__subscription_item_details__proration",
+}
 # Numbers Stripe sends as decimals even when a page happens to hold only whole ones.
 DECIMALS = {"discount__coupon__percent_off": pa.float64()}
 
@@ -135,6 +151,15 @@ def _changed_since(api: Api, obj: str, state: dict) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def _current_line_shape(lines: pa.Table) -> pa.Table:
+    """Invoice lines in the current API version's columns, whichever version sent them."""
+    for old, new in OLD_LINE_COLUMNS.items():
+        if old in lines.column_names and new not in lines.column_names:
+            values = lines[old].cast(pa.string()) if new == "pricing__unit_amount_decimal" else lines[old]
+            lines = lines.append_column(new, values)
+    return lines.drop_columns([c for c in lines.column_names if c.startswith("price__") or c in OLD_LINE_COLUMNS])
+
+
 def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, listing: pages.Listing) -> Iterator[Any]:
     """One batch of pages as dlt items: the Arrow table, its items, its quarantine rows."""
     records, bad = pages.split_missing(reader.read(batch), batch, ["id"])
@@ -142,7 +167,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
         yield quarantine.mark(quarantine.row("stripe", obj, "missing required field(s): id", r) for r in bad)
     if not len(records):
         return
-    keep = ["items__data"] if obj == "subscriptions" else []
+    keep = {"subscriptions": ["items__data"], "invoices": ["lines__data"]}.get(obj, [])
     table = pages.to_table(records, LEVELS, keep=keep)
     if "deleted" not in table.column_names:
         # Present from the first load on, so staging can filter on it before any delete.
@@ -161,6 +186,12 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
                                markers=not listing.replacing)
         yield listing.table(table.drop_columns(["items__data", *inherit]))
         yield listing.child(items, ITEMS, "subscription")
+    elif obj == "invoices" and "lines__data" in table.column_names:
+        # Lines sit one level down too, but their price and subscription item sit two deeper
+        # (`pricing.price_details.price`): flattened as far, into columns of their own.
+        lines = pages.children(table["lines__data"], table["id"], "invoice", LEVELS, markers=not listing.replacing)
+        yield listing.table(table.drop_columns(["lines__data"]))
+        yield listing.child(_current_line_shape(lines), LINES, "invoice")
     else:
         yield listing.table(table)
 

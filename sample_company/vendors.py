@@ -126,7 +126,40 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
             pl.lit(False).alias("has_more"),
         ).alias("items"),
     )
-    invoices = c.invoices.select(
+    # Each invoice bills one line: the subscription's item as it stood when the period began.
+    line = pl.struct(
+        ("il_" + pl.col("invoice_id").str.slice(3)).alias("id"),
+        pl.lit("line_item").alias("object"),
+        pl.col("subtotal").alias("amount"),
+        pl.col("currency"),
+        (pl.col("quantity").cast(pl.Utf8) + " × " + pl.col("product_name")).alias("description"),
+        pl.concat_list(
+            pl.struct((pl.col("subtotal") - pl.col("total")).alias("amount"), pl.col("discount_id").alias("discount"))
+        ).list.filter(pl.element().struct.field("amount") > 0).alias("discount_amounts"),
+        pl.lit(True).alias("discountable"),
+        pl.col("invoice_id").alias("invoice"),
+        pl.struct(_unix("period_start").alias("start"), _unix("period_end").alias("end")).alias("period"),
+        pl.struct(
+            pl.lit("price_details").alias("type"),
+            pl.struct(pl.col("price_id").alias("price"), pl.col("product_id").alias("product")).alias("price_details"),
+            pl.col("unit_amount").cast(pl.Utf8).alias("unit_amount_decimal"),
+        ).alias("pricing"),
+        pl.col("quantity"),
+        pl.struct(
+            pl.lit("subscription_item_details").alias("type"),
+            pl.struct(
+                pl.col("subscription_id").alias("subscription"),
+                pl.col("subscription_item_id").alias("subscription_item"),
+                pl.lit(False).alias("proration"),
+            ).alias("subscription_item_details"),
+        ).alias("parent"),
+    )
+    billed = c.invoices.join(
+        c.prices.select("price_id", "product_id", "product_name", "unit_amount"), on="price_id", how="left",
+        maintain_order="left",
+    ).join(c.subscriptions.select("subscription_id", "subscription_item_id"), on="subscription_id", how="left",
+           maintain_order="left")
+    invoices = billed.select(
         pl.col("invoice_id").alias("id"),
         pl.lit("invoice").alias("object"),
         pl.col("stripe_customer_id").alias("customer"),
@@ -149,6 +182,13 @@ def stripe(c: Company) -> dict[str, pl.DataFrame]:
             pl.lit("subscription_details").alias("type"),
             pl.struct(pl.col("subscription_id").alias("subscription")).alias("subscription_details"),
         ).alias("parent"),
+        pl.struct(
+            pl.lit("list").alias("object"),
+            pl.concat_list(line).alias("data"),
+            pl.lit(False).alias("has_more"),
+            pl.lit(1).alias("total_count"),
+            ("/v1/invoices/" + pl.col("invoice_id") + "/lines").alias("url"),
+        ).alias("lines"),
     )
     charges = c.charges.select(
         pl.col("charge_id").alias("id"),
@@ -282,12 +322,22 @@ def zendesk(c: Company) -> dict[str, pl.DataFrame]:
             pl.struct(pl.lit(360_000_101).alias("id"), pl.col("priority").alias("value"))
         ).alias("custom_fields"),
     )
+    def minutes(name: str) -> pl.Expr:
+        """Zendesk's {calendar, business} pair of a duration in minutes (both null if none)."""
+        return pl.struct(pl.col(f"{name}_minutes").alias("calendar"), pl.col(f"{name}_business_minutes").alias("business"))
+
     ticket_metrics = c.tickets.select(
         pl.col("ticket_id").alias("id"),
         pl.col("ticket_id"),
         _iso("created_at").alias("created_at"),
         _iso("updated_at").alias("updated_at"),
         _iso("solved_at").alias("solved_at"),
+        _iso("updated_at").alias("status_updated_at"),
+        pl.col("replies"),
+        pl.col("reopens"),
+        minutes("first_reply").alias("reply_time_in_minutes"),
+        minutes("first_resolution").alias("first_resolution_time_in_minutes"),
+        minutes("full_resolution").alias("full_resolution_time_in_minutes"),
     )
     satisfaction_ratings = c.satisfaction_ratings.select(
         pl.col("rating_id").alias("id"),

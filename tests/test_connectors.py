@@ -25,7 +25,7 @@ CREDENTIALS = {
 # Raw tables per source and the manifest entry each must match.
 EXPECTED = {
     "stripe": {t: ("stripe", t) for t in ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")}
-    | {"subscriptions__items__data": ("stripe", "subscriptions")},
+    | {"subscriptions__items__data": ("stripe", "subscriptions"), "invoices__lines__data": ("stripe", "invoices")},
     "hubspot": {t: ("hubspot", t) for t in ("companies", "contacts", "deals")},
     "zendesk": {t: ("zendesk", t) for t in ("organizations", "users", "tickets", "ticket_metrics", "satisfaction_ratings")},
     "usage_events": {"events": ("usage", "events")},
@@ -318,7 +318,8 @@ def test_usage_column_changing_type_goes_to_a_variant_column(fresh):
 # --- Stripe API versions: both object shapes load the same -----------------------------
 
 def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company, fresh):
-    """Older accounts get the current period on the subscription and `invoice.subscription`."""
+    """Older accounts get the current period on the subscription, `invoice.subscription`, and
+    each invoice line's price and subscription item at its top level."""
     with VendorApiServer(settings().sources_dir, stripe_api_version="2024-06-20") as old:
         sample = old.route("GET", "/stripe/v1/subscriptions?limit=1&status=all",
                            {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"})[1]["data"][0]
@@ -331,8 +332,12 @@ def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company
         [(invoices, with_sub)] = con.execute("select count(*), count(subscription) from raw_stripe.invoices").fetchall()
         columns = {r[0] for r in con.execute(
             "select column_name from duckdb_columns() where schema_name = 'raw_stripe' and table_name = 'subscriptions'").fetchall()}
+        [(lines, priced, itemized)] = con.execute(
+            "select count(*), count(pricing__price_details__price), count(parent__subscription_item_details__subscription_item)"
+            " from raw_stripe.invoices__lines__data").fetchall()
     assert items == with_period > 0
     assert invoices == with_sub > 0
+    assert lines == priced == itemized == invoices  # lines in the current shape's columns
     assert "current_period_start" not in columns  # normalised onto the items, one shape downstream
 
 

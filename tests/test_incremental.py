@@ -29,7 +29,7 @@ CREDENTIALS = {
 CHANGED_AT = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
 # Child tables carry one row per parent in the sample company, so they change with it.
 CHILDREN = {
-    "stripe": {"subscriptions__items__data": "subscriptions"},
+    "stripe": {"subscriptions__items__data": "subscriptions", "invoices__lines__data": "invoices"},
     "zendesk": {"tickets__custom_fields": "tickets", "organizations__domain_names": "organizations"},
     "hubspot": {},
 }

@@ -5,8 +5,9 @@ Lists are newest first, paged with `limit` (max 100) and `starting_after=<id>`, 
 objects are gone from lists, as on Stripe. What changed is told by events (`customer.updated`,
 `customer.deleted`, ...), each carrying the object as it was then; `type=customer.*` filters by
 prefix. Objects are rendered in the API version the request asks for (`Stripe-Version`) or the
-account's default: before 2025-03-31 the current period sat on the subscription and an
-invoice named its subscription at the top level.
+account's default: before 2025-03-31 the current period sat on the subscription, an invoice
+named its subscription at the top level, and an invoice line its price (the whole object) and
+subscription item.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ def render(obj: dict, version: str) -> dict:
     else:
         parent = old.pop("parent", None) or {}
         old["subscription"] = (parent.get("subscription_details") or {}).get("subscription")
+        for line in (old.get("lines") or {}).get("data") or []:
+            # Lines named their price (whole) and subscription item at the top level.
+            pricing = line.pop("pricing", None) or {}
+            details = pricing.get("price_details") or {}
+            line["price"] = {"id": details.get("price"), "object": "price", "product": details.get("product"),
+                             "unit_amount": int(pricing["unit_amount_decimal"]) if pricing.get("unit_amount_decimal") else None,
+                             "currency": line.get("currency")}
+            item = (line.pop("parent", None) or {}).get("subscription_item_details") or {}
+            line["subscription"], line["subscription_item"] = item.get("subscription"), item.get("subscription_item")
+            line["proration"] = bool(item.get("proration"))
     return old
 
 
