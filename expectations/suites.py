@@ -102,8 +102,9 @@ CUSTOMER = Suite(
             csat_score,
             arr - 12 * mrr AS arr_minus_12x_mrr,
             -- Only paying customers have a billing ARR to compare with; NULL = not applicable.
+            -- Sales books ARR at list price, so it is compared before discounts.
             CASE WHEN subscription_status = 'active'
-                 THEN coalesce(abs(crm_arr - arr) <= 0.05 * arr, false)
+                 THEN coalesce(abs(crm_arr - gross_arr) <= 0.05 * gross_arr, false)
             END AS crm_arr_matches_billing,
             coalesce((crm_status = 'active') = (subscription_status = 'active'), false)
                 AS crm_status_matches_billing,

@@ -95,7 +95,13 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
         raise
 
 
-MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention", "feature_adoption_daily")
+def _marts(manifest: Path) -> tuple[str, ...]:
+    """The models of the marts folder: what consumers read and the reports wait for."""
+    nodes = json.loads(manifest.read_text())["nodes"].values()
+    return tuple(sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1:2] == ["marts"]))
+
+
+MARTS = _marts(dbt_project.manifest_path)
 MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
 
 

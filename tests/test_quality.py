@@ -40,6 +40,7 @@ SELECT
     ['usd', 'eur', 'gbp'][i % 3 + 1] AS currency,
     CASE WHEN i <= 14 THEN 100.0 * i ELSE 0.0 END AS mrr,
     CASE WHEN i <= 14 THEN 1200.0 * i ELSE 0.0 END AS arr,
+    CASE WHEN i <= 14 THEN 1200.0 * i ELSE 0.0 END AS gross_arr,
     CASE WHEN i <= 14 THEN 1200.0 * i * 1.02 END AS crm_arr,
     CASE WHEN i <= 14 OR i > 17 THEN TIMESTAMP '2024-01-01' + INTERVAL (i) DAY END
         AS first_subscription_at,

@@ -57,7 +57,7 @@
 #}
 {% macro monthly_amount(amount, interval, interval_count) -%}
     cast(
-        {{ amount }}
+        ({{ amount }})
         / (
             case {{ interval }}
                 when 'month' then 1.0

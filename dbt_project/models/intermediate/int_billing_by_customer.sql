@@ -1,8 +1,23 @@
--- A customer can hold several subscriptions over time (a lapsed one and its replacement);
--- the one describing the customer is the one currently in force, else the latest.
+-- Billing facts per customer, across all the Stripe customers it holds. A customer can hold
+-- several subscriptions over time (a lapsed one and its replacement); the one describing
+-- the customer is the one currently in force, else the latest. Amounts are in USD.
 
-with subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+with crosswalk as (
+    select source_id as stripe_customer_id, customer_id
+    from {{ ref('int_identity_resolution') }}
+    where source_system = 'stripe'
+),
+
+exchange_rates as (
+    select * from {{ ref('exchange_rates') }}
+),
+
+subscriptions as (
+    select crosswalk.customer_id, subscriptions.*
+    from {{ ref('stg_stripe__subscriptions') }} as subscriptions
+    inner join crosswalk
+        on subscriptions.stripe_customer_id = crosswalk.stripe_customer_id
+    where subscriptions.started_at < {{ as_of_timestamp() }}
 ),
 
 items as (
@@ -13,14 +28,15 @@ products as (
     select * from {{ ref('stg_stripe__products') }}
 ),
 
-subscription_tiers as (
+subscription_plans as (
     -- The plan of a subscription is its largest item by monthly amount.
     select
         items.subscription_id,
         arg_max(
             products.plan_tier,
             ({{ monthly_amount('items.unit_amount * items.quantity', 'items.billing_interval', 'items.billing_interval_count') }}, items.subscription_item_id)
-        ) as plan_tier
+        ) as plan_tier,
+        cast(sum(items.quantity) as bigint) as seats
     from items
     left join products
         on items.product_id = products.product_id
@@ -30,32 +46,28 @@ subscription_tiers as (
 normalised as (
     select
         subscriptions.*,
-        subscription_tiers.plan_tier,
+        subscription_plans.plan_tier,
+        subscription_plans.seats,
         case
             -- past_due and unpaid subscriptions are still contracted, only in dunning
             when subscriptions.status in ('active', 'past_due', 'unpaid') then 'active'
             when subscriptions.status = 'trialing' then 'trialing'
             -- incomplete: the first payment never succeeded, so it never took effect
-            when subscriptions.status = 'incomplete' then 'none'
+            when subscriptions.status in ('incomplete', 'incomplete_expired') then 'none'
             else 'canceled'
         end as normalised_status
     from subscriptions
-    left join subscription_tiers
-        on subscriptions.subscription_id = subscription_tiers.subscription_id
+    left join subscription_plans
+        on subscriptions.subscription_id = subscription_plans.subscription_id
 ),
 
 ranked as (
     select
         *,
         row_number() over (
-            partition by stripe_customer_id
+            partition by customer_id
             order by
-                case normalised_status
-                    when 'active' then 1
-                    when 'trialing' then 2
-                    when 'canceled' then 3
-                    else 4
-                end,
+                case normalised_status when 'active' then 1 when 'trialing' then 2 when 'canceled' then 3 else 4 end,
                 started_at desc,
                 subscription_id
         ) as relevance_rank
@@ -64,25 +76,91 @@ ranked as (
 
 per_customer as (
     select
-        stripe_customer_id,
+        customer_id,
         count(*) as subscription_count,
         min(started_at) as first_subscription_at,
+        max(started_at) as latest_subscription_at,
         max(greatest(created_at, canceled_at, ended_at)) as last_subscription_change_at
     from subscriptions
-    group by stripe_customer_id
+    group by customer_id
+),
+
+invoices as (
+    select crosswalk.customer_id, invoices.*, exchange_rates.rate_to_usd
+    from {{ ref('stg_stripe__invoices') }} as invoices
+    inner join crosswalk
+        on invoices.stripe_customer_id = crosswalk.stripe_customer_id
+    left join exchange_rates
+        on invoices.currency = exchange_rates.currency
+    where invoices.created_at < {{ as_of_timestamp() }}
+),
+
+charges as (
+    select crosswalk.customer_id, charges.*
+    from {{ ref('stg_stripe__charges') }} as charges
+    inner join crosswalk
+        on charges.stripe_customer_id = crosswalk.stripe_customer_id
+    where charges.created_at < {{ as_of_timestamp() }}
+),
+
+refunds as (
+    select charges.customer_id, sum(refunds.amount * exchange_rates.rate_to_usd) as refunded
+    from {{ ref('stg_stripe__refunds') }} as refunds
+    inner join charges
+        on refunds.charge_id = charges.charge_id
+    left join exchange_rates
+        on refunds.currency = exchange_rates.currency
+    where refunds.created_at < {{ as_of_timestamp() }}
+    group by charges.customer_id
+),
+
+invoice_stats as (
+    select
+        customer_id,
+        sum(amount_paid * rate_to_usd) as paid,
+        -- What is owed now: open invoices still in dunning (uncollectible ones are written off).
+        sum(amount_remaining * rate_to_usd) filter (where status = 'open') as outstanding_balance,
+        count(*) filter (where status = 'open') as open_invoices,
+        count(*) filter (where status = 'uncollectible') as uncollectible_invoices
+    from invoices
+    group by customer_id
+),
+
+charge_stats as (
+    select
+        customer_id,
+        count(*) filter (where status = 'failed' and created_at >= {{ as_of_timestamp() }} - interval 90 day) as failed_payments_90d,
+        count(*) filter (where status = 'failed') as failed_payments
+    from charges
+    group by customer_id
 )
 
 select
+    ranked.customer_id,
     ranked.stripe_customer_id,
     ranked.subscription_id as current_subscription_id,
     ranked.normalised_status as subscription_status,
     ranked.status as stripe_status,
     ranked.plan_tier,
+    ranked.seats,
     ranked.currency,
     per_customer.subscription_count,
     per_customer.first_subscription_at,
-    per_customer.last_subscription_change_at
+    per_customer.latest_subscription_at,
+    per_customer.last_subscription_change_at,
+    round(coalesce(invoice_stats.paid, 0) - coalesce(refunds.refunded, 0), 2) as lifetime_revenue,
+    round(coalesce(invoice_stats.outstanding_balance, 0), 2) as outstanding_balance,
+    coalesce(invoice_stats.open_invoices, 0) as open_invoices,
+    coalesce(invoice_stats.uncollectible_invoices, 0) as uncollectible_invoices,
+    coalesce(charge_stats.failed_payments, 0) as failed_payments,
+    coalesce(charge_stats.failed_payments_90d, 0) as failed_payments_90d
 from ranked
 inner join per_customer
-    on ranked.stripe_customer_id = per_customer.stripe_customer_id
+    on ranked.customer_id = per_customer.customer_id
+left join invoice_stats
+    on ranked.customer_id = invoice_stats.customer_id
+left join refunds
+    on ranked.customer_id = refunds.customer_id
+left join charge_stats
+    on ranked.customer_id = charge_stats.customer_id
 where ranked.relevance_rank = 1

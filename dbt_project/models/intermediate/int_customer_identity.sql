@@ -1,75 +1,50 @@
--- The HubSpot company is the anchor: every other system is attached to it. When two links
--- disagree or one company matches several records, one is chosen deterministically and the
--- candidate counts are kept so the disagreement stays visible downstream.
+-- One row per customer: its id in every system. A customer may hold several ids of one
+-- system (duplicate CRM companies, a second Stripe customer); the one shown is the one its
+-- strongest rule linked, and the count says how many there are (all are in the crosswalk).
 
-with companies as (
-    select * from {{ ref('stg_hubspot__companies') }}
+with crosswalk as (
+    select * from {{ ref('int_identity_resolution') }}
 ),
 
-stripe_customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+companies as (
+    select company_id, created_at from {{ ref('stg_hubspot__companies') }}
 ),
 
-organizations as (
-    select * from {{ ref('stg_zendesk__organizations') }}
-),
-
-stripe_candidates as (
-    -- The CRM property is what sales maintains, so it wins over Stripe's metadata.
+ranked as (
     select
-        companies.company_id,
-        stripe_customers.stripe_customer_id,
-        stripe_customers.created_at,
-        1 as link_priority,
-        'crm_property' as link_source
-    from companies
-    inner join stripe_customers
-        on companies.stripe_customer_id = stripe_customers.stripe_customer_id
-
-    union all
-
-    select
-        stripe_customers.hubspot_company_id as company_id,
-        stripe_customers.stripe_customer_id,
-        stripe_customers.created_at,
-        2 as link_priority,
-        'stripe_metadata' as link_source
-    from stripe_customers
-    where stripe_customers.hubspot_company_id is not null
-),
-
-stripe_links as (
-    select
-        company_id,
-        count(distinct stripe_customer_id) as stripe_customer_candidates,
-        arg_min(stripe_customer_id, (link_priority, created_at, stripe_customer_id)) as stripe_customer_id,
-        arg_min(link_source, (link_priority, created_at, stripe_customer_id)) as stripe_link_source
-    from stripe_candidates
-    group by company_id
-),
-
-zendesk_links as (
-    select
-        hubspot_company_id as company_id,
-        count(*) as zendesk_organization_candidates,
-        min(organization_id) as zendesk_organization_id
-    from organizations
-    where hubspot_company_id is not null
-    group by hubspot_company_id
+        crosswalk.*,
+        row_number() over (
+            partition by crosswalk.customer_id, crosswalk.source_system
+            order by
+                -- The surviving CRM company, then explicit links, then inferred ones.
+                case crosswalk.match_rule
+                    when 'crm_company' then 0
+                    when 'manual_override' then 1
+                    when 'crm_stripe_property' then 1
+                    when 'zendesk_external_id' then 1
+                    when 'crm_workspace_property' then 1
+                    when 'stripe_metadata' then 2
+                    else 3
+                end,
+                companies.created_at,
+                crosswalk.source_id
+        ) as rank_in_system
+    from crosswalk
+    left join companies
+        on crosswalk.source_system = 'hubspot'
+        and crosswalk.source_id = companies.company_id
 )
 
 select
-    companies.company_id as customer_id,
-    companies.company_id as hubspot_company_id,
-    stripe_links.stripe_customer_id,
-    stripe_links.stripe_link_source,
-    coalesce(stripe_links.stripe_customer_candidates, 0) as stripe_customer_candidates,
-    companies.stripe_customer_id as crm_stripe_customer_id,
-    zendesk_links.zendesk_organization_id,
-    coalesce(zendesk_links.zendesk_organization_candidates, 0) as zendesk_organization_candidates,
-    companies.workspace_id
-from companies
-left join stripe_links
-    on companies.company_id = stripe_links.company_id
-left join zendesk_links
-    on companies.company_id = zendesk_links.company_id
+    customer_id,
+    max(source_id) filter (where source_system = 'hubspot' and rank_in_system = 1) as hubspot_company_id,
+    max(source_id) filter (where source_system = 'stripe' and rank_in_system = 1) as stripe_customer_id,
+    cast(max(source_id) filter (where source_system = 'zendesk' and rank_in_system = 1) as bigint) as zendesk_organization_id,
+    max(source_id) filter (where source_system = 'product' and rank_in_system = 1) as workspace_id,
+    count(*) filter (where source_system = 'hubspot') as hubspot_company_count,
+    count(*) filter (where source_system = 'stripe') as stripe_customer_count,
+    count(*) filter (where source_system = 'zendesk') as zendesk_organization_count,
+    count(*) filter (where source_system = 'product') as workspace_count,
+    list_sort(list_distinct(list(source_system))) as source_systems
+from ranked
+group by customer_id

@@ -1,81 +1,120 @@
--- Revenue months of each subscription item; see the mrr doc block for the rules.
+-- The terms of each subscription item in force at the close of each month; see the mrr doc
+-- block: a month's MRR is what is contracted at its last instant (for the as-of month, at
+-- the as-of instant).
 
-with items as (
-    select * from {{ ref('stg_stripe__subscription_items') }}
-),
-
-subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+with terms as (
+    select * from {{ ref('int_subscription_item_terms') }}
 ),
 
 products as (
-    select * from {{ ref('stg_stripe__products') }}
+    select product_id, plan_tier from {{ ref('stg_stripe__products') }}
 ),
 
-items_with_terms as (
+candidate_months as (
+    select
+        terms.*,
+        cast(unnest(generate_series(
+            cast(date_trunc('month', terms.effective_from) as date),
+            {{ as_of_month() }},
+            interval 1 month
+        )) as date) as month
+    from terms
+    where terms.effective_from < {{ as_of_timestamp() }}
+),
+
+in_force as (
+    select
+        *,
+        least(cast(month + interval 1 month as timestamp), {{ as_of_timestamp() }}) as month_close
+    from candidate_months
+),
+
+-- Now, the item as it stands: Stripe changes the item at once when the plan changes, while
+-- the invoice line (`proration_behavior: none`) catches up only at the renewal.
+current_items as (
     select
         items.subscription_item_id,
-        items.subscription_id,
-        subscriptions.stripe_customer_id,
         items.price_id,
         items.product_id,
-        products.plan_tier,
-        items.currency,
         items.quantity,
         items.unit_amount,
         items.billing_interval,
         items.billing_interval_count,
-        {{ monthly_amount('items.unit_amount * items.quantity', 'items.billing_interval', 'items.billing_interval_count') }} as mrr_local,
-        -- Paid service starts when the trial ends; trial months are not revenue.
-        coalesce(subscriptions.trial_ended_at, subscriptions.started_at) as paid_started_at,
-        subscriptions.ended_at
-    from items
-    inner join subscriptions
+        cast(items.unit_amount * items.quantity as decimal(18, 2)) as gross_amount,
+        case when subscriptions.coupon_duration in ('forever', 'repeating') then cast(least(
+            coalesce(items.unit_amount * items.quantity * subscriptions.coupon_percent_off / 100, subscriptions.coupon_amount_off),
+            items.unit_amount * items.quantity
+        ) as decimal(18, 2)) else 0 end as recurring_discount
+    from {{ ref('stg_stripe__subscription_items') }} as items
+    inner join {{ ref('stg_stripe__subscriptions') }} as subscriptions
         on items.subscription_id = subscriptions.subscription_id
-    left join products
-        on items.product_id = products.product_id
 ),
 
-revenue_spans as (
+closes as (
     select
-        *,
-        cast(date_trunc('month', paid_started_at) as date) as first_month,
-        cast(
-            least(
-                date_trunc('month', coalesce(ended_at, {{ as_of_timestamp() }})),
-                {{ as_of_month() }}
-            ) as date
-        ) as last_month
-    from items_with_terms
-    where
-        -- still in trial at the as-of instant
-        paid_started_at < {{ as_of_timestamp() }}
-        -- cancelled before the trial ended: never paid
-        and (ended_at is null or ended_at > paid_started_at)
-),
-
-months as (
-    select
-        *,
-        cast(unnest(generate_series(first_month, last_month, interval 1 month)) as date) as month
-    from revenue_spans
+        in_force.* replace (
+            coalesce(now.price_id, in_force.price_id) as price_id,
+            coalesce(now.product_id, in_force.product_id) as product_id,
+            coalesce(now.quantity, in_force.quantity) as quantity,
+            coalesce(now.unit_amount, in_force.unit_amount) as unit_amount,
+            coalesce(now.billing_interval, in_force.billing_interval) as billing_interval,
+            coalesce(now.billing_interval_count, in_force.billing_interval_count) as billing_interval_count,
+            coalesce(now.gross_amount, in_force.gross_amount) as gross_amount,
+            coalesce(now.recurring_discount, in_force.recurring_discount) as recurring_discount
+        ),
+        now.subscription_item_id is not null as is_current_item,
+        -- What the invoice line in force bills per month, whatever the item says now.
+        case when in_force.is_paused then cast(0 as decimal(18, 6)) else
+            {{ monthly_amount('in_force.gross_amount - in_force.recurring_discount', 'in_force.billing_interval', 'in_force.billing_interval_count') }}
+        end as line_mrr_local
+    from in_force
+    left join current_items as now
+        on in_force.subscription_item_id = now.subscription_item_id
+        -- the as-of month of a term still running (a pause keeps its voided invoice's terms)
+        and in_force.month = {{ as_of_month() }}
+        and in_force.effective_to is null
+        and not in_force.is_paused
 )
 
 select
-    subscription_item_id || ':' || strftime(month, '%Y-%m') as subscription_item_month_id,
-    month,
-    subscription_item_id,
-    subscription_id,
-    stripe_customer_id,
-    price_id,
-    product_id,
-    plan_tier,
-    currency,
-    quantity,
-    unit_amount,
-    billing_interval,
-    billing_interval_count,
-    mrr_local,
-    paid_started_at,
-    ended_at
-from months
+    closes.subscription_item_id || ':' || strftime(closes.month, '%Y-%m') as subscription_item_month_id,
+    closes.month,
+    closes.month_close,
+    closes.subscription_item_id,
+    closes.subscription_item_term_id,
+    closes.subscription_id,
+    closes.stripe_customer_id,
+    closes.invoice_id,
+    closes.invoice_status,
+    closes.term_source,
+    closes.price_id,
+    closes.product_id,
+    products.plan_tier,
+    closes.currency,
+    closes.quantity,
+    closes.unit_amount,
+    closes.billing_interval,
+    closes.billing_interval_count,
+    closes.is_paused,
+    closes.is_current_item,
+    -- Paused: nothing is billed or owed while the pause lasts, so no MRR either.
+    case when closes.is_paused then cast(0 as decimal(18, 6)) else
+        {{ monthly_amount('closes.gross_amount', 'closes.billing_interval', 'closes.billing_interval_count') }}
+    end as gross_mrr_local,
+    case when closes.is_paused then cast(0 as decimal(18, 6)) else
+        {{ monthly_amount('closes.recurring_discount', 'closes.billing_interval', 'closes.billing_interval_count') }}
+    end as discount_mrr_local,
+    case when closes.is_paused then cast(0 as decimal(18, 6)) else
+        {{ monthly_amount('closes.gross_amount - closes.recurring_discount', 'closes.billing_interval', 'closes.billing_interval_count') }}
+    end as mrr_local,
+    closes.line_mrr_local,
+    {{ monthly_amount('closes.one_off_discount', 'closes.billing_interval', 'closes.billing_interval_count') }} as one_off_discount_mrr_local,
+    closes.billed_until,
+    closes.effective_from,
+    closes.effective_to
+from closes
+left join products
+    on closes.product_id = products.product_id
+where
+    closes.effective_from < closes.month_close
+    and (closes.effective_to is null or closes.effective_to >= closes.month_close)

@@ -1,63 +1,83 @@
--- Ticket statuses are the state at load time and cannot be replayed; only tickets and
--- ratings created before the as-of instant are counted so a rebuild stays comparable.
+-- Support facts per customer. Ticket statuses are the state at load time and cannot be
+-- replayed; only tickets and ratings created before the as-of instant are counted so a
+-- rebuild stays comparable.
 
-with identity as (
-    select * from {{ ref('int_customer_identity') }}
+with crosswalk as (
+    select cast(source_id as bigint) as organization_id, customer_id
+    from {{ ref('int_identity_resolution') }}
+    where source_system = 'zendesk'
 ),
 
 tickets as (
-    select * from {{ ref('stg_zendesk__tickets') }}
-    where created_at < {{ as_of_timestamp() }}
+    select crosswalk.customer_id, tickets.*, metrics.first_reply_minutes
+    from {{ ref('stg_zendesk__tickets') }} as tickets
+    inner join crosswalk
+        on tickets.organization_id = crosswalk.organization_id
+    left join {{ ref('stg_zendesk__ticket_metrics') }} as metrics
+        on tickets.ticket_id = metrics.ticket_id
+    where tickets.created_at < {{ as_of_timestamp() }}
 ),
 
 ratings as (
-    select * from {{ ref('stg_zendesk__satisfaction_ratings') }}
-    where created_at < {{ as_of_timestamp() }}
+    select crosswalk.customer_id, ratings.*
+    from {{ ref('stg_zendesk__satisfaction_ratings') }} as ratings
+    inner join crosswalk
+        on ratings.organization_id = crosswalk.organization_id
+    where ratings.created_at < {{ as_of_timestamp() }}
 ),
 
 organizations as (
-    select * from {{ ref('stg_zendesk__organizations') }}
+    select crosswalk.customer_id, max(organizations.updated_at) as organization_updated_at
+    from {{ ref('stg_zendesk__organizations') }} as organizations
+    inner join crosswalk
+        on organizations.organization_id = crosswalk.organization_id
+    group by crosswalk.customer_id
 ),
 
 ticket_stats as (
     select
-        organization_id,
+        customer_id,
         count(*) as tickets_total,
         count(*) filter (where is_open) as open_tickets,
-        count(*) filter (
-            where created_at >= {{ as_of_timestamp() }} - interval 30 day
-        ) as tickets_last_30d,
+        count(*) filter (where created_at >= {{ as_of_timestamp() }} - interval 30 day) as tickets_last_30d,
+        median(first_reply_minutes) filter (
+            where created_at >= {{ as_of_timestamp() }} - interval 90 day
+        ) as median_first_reply_minutes_90d,
         max(updated_at) as last_ticket_updated_at
     from tickets
-    group by organization_id
+    group by customer_id
 ),
 
 rating_stats as (
     select
-        organization_id,
+        customer_id,
         count(*) filter (where score = 'good') as good_ratings,
-        count(*) filter (where score = 'bad') as bad_ratings
+        count(*) filter (where score = 'bad') as bad_ratings,
+        count(*) filter (where score = 'good' and created_at >= {{ as_of_timestamp() }} - interval 90 day) as good_ratings_90d,
+        count(*) filter (where score = 'bad' and created_at >= {{ as_of_timestamp() }} - interval 90 day) as bad_ratings_90d
     from ratings
-    group by organization_id
+    group by customer_id
 )
 
 select
-    identity.customer_id,
-    identity.zendesk_organization_id,
+    customers.customer_id,
     coalesce(ticket_stats.tickets_total, 0) as tickets_total,
     coalesce(ticket_stats.open_tickets, 0) as open_tickets,
     coalesce(ticket_stats.tickets_last_30d, 0) as tickets_last_30d,
+    ticket_stats.median_first_reply_minutes_90d,
     coalesce(rating_stats.good_ratings, 0) as good_ratings,
     coalesce(rating_stats.bad_ratings, 0) as bad_ratings,
     -- Offered-but-unanswered surveys are not opinions, so they are left out of the share.
     cast(rating_stats.good_ratings as double)
         / nullif(rating_stats.good_ratings + rating_stats.bad_ratings, 0) as csat_score,
+    cast(rating_stats.good_ratings_90d as double)
+        / nullif(rating_stats.good_ratings_90d + rating_stats.bad_ratings_90d, 0) as csat_score_90d,
     ticket_stats.last_ticket_updated_at,
-    organizations.updated_at as organization_updated_at
-from identity
+    organizations.organization_updated_at
+from (select distinct customer_id from crosswalk) as customers
 left join ticket_stats
-    on identity.zendesk_organization_id = ticket_stats.organization_id
+    on customers.customer_id = ticket_stats.customer_id
 left join rating_stats
-    on identity.zendesk_organization_id = rating_stats.organization_id
+    on customers.customer_id = rating_stats.customer_id
 left join organizations
-    on identity.zendesk_organization_id = organizations.organization_id
+    on customers.customer_id = organizations.customer_id

@@ -1,17 +1,33 @@
-with companies as (
-    select * from {{ ref('stg_hubspot__companies') }}
-),
+-- The Customer 360: one row per customer; see the customer_360 and health_score doc blocks.
+-- Each system owns its facts (survivorship): the CRM the company's name, industry and owner
+-- (from its surviving company), billing MRR and subscription status, support the tickets,
+-- the product the usage.
 
-identity as (
+{%- set w = var('health_weights') %}
+{%- set risk = var('churn_risk_thresholds') %}
+
+with identity as (
     select * from {{ ref('int_customer_identity') }}
 ),
 
-billing as (
-    select * from {{ ref('int_billing_by_customer') }}
+crosswalk as (
+    select * from {{ ref('int_identity_resolution') }}
+),
+
+companies as (
+    select * from {{ ref('stg_hubspot__companies') }}
 ),
 
 stripe_customers as (
     select * from {{ ref('stg_stripe__customers') }}
+),
+
+organizations as (
+    select * from {{ ref('stg_zendesk__organizations') }}
+),
+
+billing as (
+    select * from {{ ref('int_billing_by_customer') }}
 ),
 
 support as (
@@ -24,63 +40,213 @@ usage as (
 
 current_mrr as (
     -- Read from the monthly mart itself so the two marts cannot disagree.
-    select customer_id, mrr, arr
+    select customer_id, mrr, arr, gross_mrr
     from {{ ref('mrr_by_customer_month') }}
     where month = {{ as_of_month() }}
 ),
 
+ever_paid as (
+    select distinct customer_id from {{ ref('mrr_by_customer_month') }}
+),
+
+paused_now as (
+    select distinct stripe_ids.customer_id
+    from {{ ref('int_subscription_items_monthly') }} as item_months
+    inner join crosswalk as stripe_ids
+        on stripe_ids.source_system = 'stripe'
+        and item_months.stripe_customer_id = stripe_ids.source_id
+    where item_months.month = {{ as_of_month() }} and item_months.is_paused
+),
+
+-- CRM fields come from the surviving company; a duplicate fills only what it left empty.
+crm as (
+    select
+        crosswalk.customer_id,
+        arg_min(companies.company_name, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
+            filter (where companies.company_name is not null) as company_name,
+        arg_min(companies.domain, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
+            filter (where companies.domain is not null) as domain,
+        arg_min(companies.industry, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
+            filter (where companies.industry is not null) as industry,
+        arg_min(companies.owner_id, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
+            filter (where companies.owner_id is not null) as owner_id,
+        arg_min(companies.crm_status, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
+            filter (where companies.crm_status is not null) as crm_status,
+        arg_min(companies.annual_revenue, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
+            filter (where companies.annual_revenue is not null) as crm_arr,
+        min(companies.created_at) as created_at,
+        max(companies.updated_at) as updated_at
+    from crosswalk
+    inner join companies
+        on crosswalk.source_system = 'hubspot'
+        and crosswalk.source_id = companies.company_id
+    group by crosswalk.customer_id
+),
+
 primary_contacts as (
     select
-        company_id,
-        arg_min(email, (created_at, contact_id)) as primary_contact_email
-    from {{ ref('stg_hubspot__contacts') }}
-    where email is not null
-    group by company_id
+        crosswalk.customer_id,
+        arg_min(contacts.email, (contacts.created_at, contacts.contact_id)) as primary_contact_email,
+        arg_min(concat_ws(' ', contacts.first_name, contacts.last_name), (contacts.created_at, contacts.contact_id)) as primary_contact_name
+    from {{ ref('stg_hubspot__contacts') }} as contacts
+    inner join crosswalk
+        on crosswalk.source_system = 'hubspot'
+        and contacts.company_id = crosswalk.source_id
+    where contacts.email is not null
+    group by crosswalk.customer_id
+),
+
+assembled as (
+    select
+        identity.customer_id,
+        identity.hubspot_company_id,
+        identity.stripe_customer_id,
+        identity.zendesk_organization_id,
+        identity.workspace_id,
+        array_to_string(identity.source_systems, ',') as source_systems,
+        -- Known outside the CRM only: the name billing or support has for it.
+        coalesce(crm.company_name, stripe_customers.customer_name, organizations.organization_name) as company_name,
+        crm.domain,
+        crm.industry,
+        crm.owner_id,
+        crm.crm_status,
+        case
+            when coalesce(current_mrr.mrr, 0) > 0 then 'active'
+            when paused_now.customer_id is not null then 'paused'
+            when billing.subscription_status = 'trialing' then 'trial'
+            when ever_paid.customer_id is not null then 'churned'
+            else 'none'
+        end as status,
+        coalesce(billing.subscription_status, 'none') as subscription_status,
+        billing.plan_tier,
+        billing.seats,
+        coalesce(billing.currency, stripe_customers.currency) as currency,
+        primary_contacts.primary_contact_name,
+        primary_contacts.primary_contact_email,
+        coalesce(current_mrr.mrr, 0) as mrr,
+        coalesce(current_mrr.arr, 0) as arr,
+        12 * coalesce(current_mrr.gross_mrr, 0) as gross_arr,
+        cast(crm.crm_arr as double) as crm_arr,
+        cast(coalesce(billing.lifetime_revenue, 0) as double) as lifetime_revenue,
+        billing.first_subscription_at,
+        billing.latest_subscription_at,
+        coalesce(usage.active_users_7d, 0) as active_users_7d,
+        coalesce(usage.active_users_30d, 0) as active_users_30d,
+        coalesce(usage.features_used_30d, 0) as features_used_30d,
+        coalesce(usage.events_30d, 0) as events_30d,
+        coalesce(usage.events_prev_30d, 0) as events_prev_30d,
+        usage.last_seen_at,
+        coalesce(support.open_tickets, 0) as open_tickets,
+        coalesce(support.tickets_last_30d, 0) as tickets_last_30d,
+        support.median_first_reply_minutes_90d as median_first_reply_minutes,
+        support.csat_score,
+        support.csat_score_90d,
+        coalesce(billing.failed_payments_90d, 0) as failed_payments_90d,
+        cast(coalesce(billing.outstanding_balance, 0) as double) as outstanding_balance,
+        coalesce(crm.created_at, stripe_customers.created_at, organizations.created_at) as created_at,
+        greatest(
+            crm.updated_at,
+            billing.last_subscription_change_at,
+            support.organization_updated_at,
+            support.last_ticket_updated_at,
+            usage.last_seen_at
+        ) as source_updated_at
+    from identity
+    left join crm
+        on identity.customer_id = crm.customer_id
+    left join stripe_customers
+        on identity.stripe_customer_id = stripe_customers.stripe_customer_id
+    left join organizations
+        on identity.zendesk_organization_id = organizations.organization_id
+    left join billing
+        on identity.customer_id = billing.customer_id
+    left join primary_contacts
+        on identity.customer_id = primary_contacts.customer_id
+    left join support
+        on identity.customer_id = support.customer_id
+    left join usage
+        on identity.customer_id = usage.customer_id
+    left join current_mrr
+        on identity.customer_id = current_mrr.customer_id
+    left join ever_paid
+        on identity.customer_id = ever_paid.customer_id
+    left join paused_now
+        on identity.customer_id = paused_now.customer_id
+),
+
+-- Health, for customers who have a subscription now (trial, active, paused): four parts
+-- between 0 and 1, weighted (var `health_weights`).
+parts as (
+    select
+        *,
+        case when events_prev_30d = 0 and events_30d = 0 then null
+             else cast(events_30d as double) / nullif(events_prev_30d, 0) - 1 end as usage_trend,
+        least(cast(active_users_30d as double) / greatest(coalesce(seats, 1), 1), 1) as adoption_part,
+        case when events_prev_30d = 0 then case when events_30d > 0 then 1.0 else 0.0 end
+             else least(cast(events_30d as double) / events_prev_30d, 1) end as engagement_part,
+        1 - 0.5 * least(cast(tickets_last_30d as double) / {{ var('health_ticket_ceiling') }}, 1)
+          - 0.5 * (1 - coalesce(csat_score_90d, 1)) as support_part,
+        case when outstanding_balance > 0 then 0.0 when failed_payments_90d > 0 then 0.5 else 1.0 end as billing_part
+    from assembled
+),
+
+scored as (
+    select
+        *,
+        case when status in ('trial', 'active', 'paused') then cast(round(100 * (
+            {{ w['adoption'] }} * adoption_part
+            + {{ w['engagement'] }} * engagement_part
+            + {{ w['support'] }} * support_part
+            + {{ w['billing'] }} * billing_part
+        )) as integer) end as health_score
+    from parts
 )
 
 select
-    companies.company_id as customer_id,
-    companies.company_name,
-    companies.domain,
-    companies.industry,
-    companies.owner_id,
-    companies.crm_status,
-    coalesce(billing.subscription_status, 'none') as subscription_status,
-    billing.plan_tier,
-    primary_contacts.primary_contact_email,
-    identity.stripe_customer_id,
-    identity.zendesk_organization_id,
-    identity.workspace_id,
-    coalesce(billing.currency, stripe_customers.currency) as currency,
-    coalesce(current_mrr.mrr, 0) as mrr,
-    coalesce(current_mrr.arr, 0) as arr,
-    cast(companies.annual_revenue as double) as crm_arr,
-    billing.first_subscription_at,
-    coalesce(support.open_tickets, 0) as open_tickets,
-    coalesce(support.tickets_last_30d, 0) as tickets_last_30d,
-    support.csat_score,
-    coalesce(usage.active_users_30d, 0) as active_users_30d,
-    usage.last_seen_at,
-    companies.created_at,
-    greatest(
-        companies.updated_at,
-        billing.last_subscription_change_at,
-        support.organization_updated_at,
-        support.last_ticket_updated_at,
-        usage.last_seen_at
-    ) as source_updated_at
-from companies
-left join identity
-    on companies.company_id = identity.customer_id
-left join billing
-    on identity.stripe_customer_id = billing.stripe_customer_id
-left join primary_contacts
-    on companies.company_id = primary_contacts.company_id
-left join stripe_customers
-    on identity.stripe_customer_id = stripe_customers.stripe_customer_id
-left join support
-    on companies.company_id = support.customer_id
-left join usage
-    on companies.company_id = usage.customer_id
-left join current_mrr
-    on companies.company_id = current_mrr.customer_id
+    customer_id,
+    hubspot_company_id,
+    stripe_customer_id,
+    zendesk_organization_id,
+    workspace_id,
+    source_systems,
+    company_name,
+    domain,
+    industry,
+    owner_id,
+    crm_status,
+    status,
+    subscription_status,
+    plan_tier,
+    seats,
+    currency,
+    primary_contact_name,
+    primary_contact_email,
+    mrr,
+    arr,
+    gross_arr,
+    crm_arr,
+    lifetime_revenue,
+    first_subscription_at,
+    latest_subscription_at,
+    active_users_7d,
+    active_users_30d,
+    features_used_30d,
+    events_30d,
+    usage_trend,
+    last_seen_at,
+    open_tickets,
+    tickets_last_30d,
+    median_first_reply_minutes,
+    csat_score,
+    failed_payments_90d,
+    outstanding_balance,
+    health_score,
+    case
+        when health_score is null then null
+        when status = 'paused' or health_score < {{ risk['high'] }} then 'high'
+        when health_score < {{ risk['medium'] }} then 'medium'
+        else 'low'
+    end as churn_risk,
+    created_at,
+    source_updated_at
+from scored

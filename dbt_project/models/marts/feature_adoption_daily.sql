@@ -8,31 +8,33 @@
     )
 }}
 
-with identity as (
-    select customer_id, workspace_id from {{ ref('int_customer_identity') }}
-    where workspace_id is not null
+with crosswalk as (
+    select source_id as workspace_id, customer_id
+    from {{ ref('int_identity_resolution') }}
+    where source_system = 'product'
+),
+
+used as (
+    -- Each user's features of each day (int_usage_user_days keeps only well-named ones).
+    select
+        user_days.activity_date,
+        unnest(user_days.features) as used,
+        user_days.user_id,
+        crosswalk.customer_id
+    from {{ ref('int_usage_user_days') }} as user_days
+    inner join crosswalk
+        on user_days.workspace_id = crosswalk.workspace_id
+    {% if is_incremental() %}
+    -- Events arrive up to `usage_lookback_days` late: those days are computed again.
+    where user_days.activity_date >= (
+        select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
+    )
+    {% endif %}
 ),
 
 events as (
-    select
-        cast(events.occurred_at as date) as activity_date,
-        events.event_name as feature,
-        events.user_id,
-        identity.customer_id
-    from {{ ref('stg_usage__events') }} as events
-    inner join identity
-        on events.workspace_id = identity.workspace_id
-    where
-        events.occurred_at < {{ as_of_timestamp() }}
-        -- Only names that follow <domain>.<action>.<object> are features; the others are
-        -- defects the quality checks report.
-        and regexp_full_match(events.event_name, '[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+')
-        {% if is_incremental() %}
-        -- Events arrive up to `usage_lookback_days` late: those days are computed again.
-        and events.occurred_at >= (
-            select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
-        )
-        {% endif %}
+    select activity_date, used.feature as feature, used.events as events, user_id, customer_id
+    from used
 ),
 
 paying as (
@@ -50,7 +52,7 @@ usage as (
         count(distinct events.customer_id) as customers_using,
         count(distinct events.customer_id) filter (where paying.customer_id is not null) as paying_customers_using,
         count(distinct events.user_id) as users_using,
-        count(*) as events
+        cast(sum(events.events) as bigint) as events
     from events
     left join paying
         on events.customer_id = paying.customer_id

@@ -1,9 +1,13 @@
+-- Contracted MRR per customer and month; see the mrr doc block.
+
 with item_months as (
     select * from {{ ref('int_subscription_items_monthly') }}
 ),
 
-identity as (
-    select * from {{ ref('int_customer_identity') }}
+crosswalk as (
+    select source_id as stripe_customer_id, customer_id
+    from {{ ref('int_identity_resolution') }}
+    where source_system = 'stripe'
 ),
 
 exchange_rates as (
@@ -12,17 +16,20 @@ exchange_rates as (
 
 converted as (
     select
-        identity.customer_id,
+        crosswalk.customer_id,
         item_months.month,
         item_months.subscription_id,
         item_months.currency,
+        item_months.is_paused,
+        item_months.gross_mrr_local,
         item_months.mrr_local,
         -- A currency without a rate yields null USD amounts, caught by not_null tests,
         -- rather than silently dropping the revenue.
+        item_months.gross_mrr_local * exchange_rates.rate_to_usd as gross_mrr_usd,
         item_months.mrr_local * exchange_rates.rate_to_usd as mrr_usd
     from item_months
-    inner join identity
-        on item_months.stripe_customer_id = identity.stripe_customer_id
+    inner join crosswalk
+        on item_months.stripe_customer_id = crosswalk.stripe_customer_id
     left join exchange_rates
         on item_months.currency = exchange_rates.currency
 ),
@@ -35,20 +42,27 @@ customer_months as (
         -- as 'mixed' with no local total, and only the USD figures are meaningful.
         case when count(distinct currency) = 1 then min(currency) else 'mixed' end as currency,
         case when count(distinct currency) = 1 then round(sum(mrr_local), 2) end as mrr_local,
+        round(sum(gross_mrr_usd), 2) as gross_mrr,
         round(sum(mrr_usd), 2) as mrr,
-        count(distinct subscription_id) as subscription_count
+        count(distinct subscription_id) as subscription_count,
+        count(distinct subscription_id) filter (where is_paused) as paused_subscription_count
     from converted
     group by customer_id, month
 )
 
 select
+    customer_id || ':' || strftime(month, '%Y-%m') as customer_month_id,
     customer_id,
     month,
     currency,
     cast(mrr_local as double) as mrr_local,
+    cast(gross_mrr as double) as gross_mrr,
+    -- gross_mrr = mrr + discount_mrr exactly: the discount is what rounding leaves.
+    cast(gross_mrr - mrr as double) as discount_mrr,
     cast(mrr as double) as mrr,
     -- Multiplying the already rounded DOUBLE keeps arr = 12 * mrr bit for bit.
     12 * cast(mrr as double) as arr,
-    subscription_count
+    subscription_count,
+    paused_subscription_count
 from customer_months
 where coalesce(mrr_local, mrr) > 0
