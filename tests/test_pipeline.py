@@ -14,7 +14,9 @@ import pytest
 
 from data_spine.config import PROJECT_ROOT, settings
 
-MARTS = ("customers", "mrr_by_customer_month", "revenue_movements", "mrr_bridge", "revenue_retention", "feature_adoption_daily")
+MARTS = ("customers", "customer_crosswalk", "identity_resolution_metrics", "mrr_by_customer_month", "revenue_movements",
+         "mrr_bridge", "revenue_retention", "mrr_reconciliation", "feature_adoption_daily", "ticket_metrics",
+         "support_backlog_daily")
 
 
 def _run_job():
@@ -41,7 +43,8 @@ def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
         schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables").fetchall()}
         assert {"raw_stripe", "raw_hubspot", "raw_zendesk", "raw_usage", "staging", "marts", "quality"} <= schemas
         customers = con.execute("select count(*), count(distinct customer_id) from marts.customers").fetchone()
-        assert customers == (small_company["counts"]["hubspot"]["companies"],) * 2
+        duplicates = len(small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"])
+        assert customers == (small_company["counts"]["hubspot"]["companies"] - duplicates,) * 2
         active = con.execute("select count(*) from marts.customers where mrr > 0").fetchone()[0]
         assert active > 0
         months = con.execute("select count(distinct month) from marts.mrr_by_customer_month").fetchone()[0]
@@ -57,6 +60,61 @@ def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
         assert bridge_months >= months and unbalanced == 0
 
 
+def test_every_source_id_maps_to_exactly_one_customer(first_run, small_company):
+    counts = small_company["counts"]
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        per_system = dict(con.execute(
+            "select source_system, count(*) from marts.customer_crosswalk group by all").fetchall())
+        [(keys, distinct_keys)] = con.execute(
+            "select count(*), count(distinct (source_system, source_id)) from marts.customer_crosswalk").fetchall()
+        [(unknown,)] = con.execute(
+            "select count(*) from marts.customer_crosswalk where customer_id not in (select customer_id from marts.customers)"
+        ).fetchall()
+    assert keys == distinct_keys and unknown == 0
+    assert per_system == {"hubspot": counts["hubspot"]["companies"], "stripe": counts["stripe"]["customers"],
+                          "zendesk": counts["zendesk"]["organizations"], "product": counts["hubspot"]["companies"]
+                          - len(small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"])}
+
+
+def test_each_duplicate_company_of_the_manifest_is_merged_into_its_original(first_run, small_company):
+    duplicates = small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"]
+    assert duplicates
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select d.source_id, d.match_rule, o.source_id, c.hubspot_company_id, dc.domain = oc.domain"
+            " from marts.customer_crosswalk d"
+            " join marts.customer_crosswalk o on o.customer_id = d.customer_id and o.source_system = 'hubspot'"
+            "   and o.source_id <> d.source_id"
+            " join marts.customers c on c.customer_id = d.customer_id"
+            " join staging.stg_hubspot__companies dc on dc.company_id = d.source_id"
+            " join staging.stg_hubspot__companies oc on oc.company_id = o.source_id"
+            " where d.source_system = 'hubspot' and d.source_id in (select unnest(?::varchar[]))",
+            [duplicates],
+        ).fetchall()
+    # Each duplicate shares its customer with exactly one other company: the original, the
+    # one that survives, on the same domain.
+    assert sorted(r[0] for r in rows) == sorted(duplicates)
+    assert all(rule == "crm_duplicate_domain" and original not in duplicates and survivor == original and same_domain
+               for _, rule, original, survivor, same_domain in rows)
+
+
+def test_revenue_holds_together(first_run):
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        [(arr_off,)] = con.execute("select count(*) from marts.mrr_by_customer_month where arr <> 12 * mrr").fetchall()
+        movements = dict(con.execute("select movement, count(*) from marts.revenue_movements group by all").fetchall())
+        [(unreconciled,)] = con.execute(
+            "select count(*) from marts.mrr_reconciliation where billed_mrr <> contracted_mrr - unbilled_mrr"
+            " - pending_change_mrr - one_off_discount_mrr or invoiced_amount <> billed_mrr + proration_amount"
+            " + billing_timing_amount").fetchall()
+        [(mismatched,)] = con.execute(
+            "select count(*) from marts.customers c left join marts.mrr_by_customer_month m"
+            " on m.customer_id = c.customer_id and m.month = (select max(month) from marts.mrr_by_customer_month)"
+            " where c.mrr <> coalesce(m.mrr, 0)").fetchall()
+    assert arr_off == unreconciled == mismatched == 0
+    # Plan changes in the sample company's history show as expansion and contraction.
+    assert {"new", "expansion", "contraction", "churn", "reactivation"} <= set(movements)
+
+
 def test_reports_are_written(first_run):
     reports = settings().reports_dir
     card = json.loads((reports / "scorecard.json").read_text())
@@ -65,17 +123,20 @@ def test_reports_are_written(first_run):
     assert dimensions == {"completeness", "accuracy", "consistency", "timeliness", "validity", "uniqueness"}
     assert "<table" in (reports / "scorecard.html").read_text()
     docs = (reports / "dbt_docs" / "index.html").read_text()
-    assert "mrr_by_customer_month" in docs
+    # The static site embeds the manifest: every mart, with its lineage back to the raw sources.
+    for mart in MARTS:
+        assert f"model.data_spine.{mart}" in docs, mart
+    assert "source.data_spine.stripe.invoices__lines__data" in docs
 
 
 # The sample company's known defects (sample_company/defects.py) and the checks that see them:
-# orphan tickets, missing industries, invalid emails, duplicate companies, and CRM ARR and
-# status drifting from billing. They warn; nothing else may fail.
+# orphan tickets, missing industries, invalid emails, and CRM ARR and status drifting from
+# billing. They warn; nothing else may fail. (Duplicate companies are merged by identity
+# resolution, so the customers mart has none left to warn about.)
 KNOWN_DEFECT_WARNINGS = {
     "staging/stg_zendesk__tickets:relationships_stg_zendesk__tickets_organization_id__organization_id__ref_stg_zendesk__organizations_",
     "marts/customers:gx_completeness",
     "marts/customers:gx_validity",
-    "marts/customers:gx_uniqueness",
     "marts/customers:gx_accuracy",
 }
 
@@ -184,8 +245,6 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     from connectors.pipelines import load
     from orchestration.transformation import DBT_DIR, DBT_EXECUTABLE
 
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        (total,) = con.execute("select count(*) from marts.feature_adoption_daily").fetchone()
     event = {"type": "track", "event": "report.exported.csv", "user_id": "usr_500001", "account_id": "ws_100001",
              "timestamp": "2026-11-20T09:00:00.000Z", "received_at": "2026-11-20T09:00:01.000Z"}
     path = settings().landing_dir / "events_2026-11-20.extra.jsonl.gz"
@@ -196,20 +255,21 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     finally:
         path.unlink()
     run = subprocess.run(
-        [str(DBT_EXECUTABLE), "build", "--select", "feature_adoption_daily", "--target-path", str(tmp_path),
-         "--vars", json.dumps({"as_of_date": "2026-11-21"})],
+        [str(DBT_EXECUTABLE), "build", "--select", "int_usage_user_days", "feature_adoption_daily",
+         "--target-path", str(tmp_path), "--vars", json.dumps({"as_of_date": "2026-11-21"})],
         cwd=DBT_DIR, env={**os.environ, "SPINE_WAREHOUSE": str(settings().warehouse)}, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:]
-    results = json.loads((tmp_path / "run_results.json").read_text())["results"]
-    [model] = [r for r in results if r["unique_id"] == "model.data_spine.feature_adoption_daily"]
-    # dbt's own account of the run: it compiled the incremental branch, whose rows (the
-    # recomputed days, which delete+insert replaces) are a small part of the history.
-    compiled = model["compiled_code"]
-    assert 'max(activity_date) - interval 14 day from "warehouse"."marts"."feature_adoption_daily"' in compiled
+    results = {r["unique_id"]: r for r in json.loads((tmp_path / "run_results.json").read_text())["results"]}
+    # dbt's own account of the run: each usage model compiled its incremental branch, whose
+    # rows (the recomputed days, which delete+insert replaces) are a small part of the history.
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        (written,) = con.execute(f"select count(*) from ({compiled})").fetchone()
-        assert 0 < written < total / 10, (written, total)
+        for name, schema in (("int_usage_user_days", "intermediate"), ("feature_adoption_daily", "marts")):
+            compiled = results[f"model.data_spine.{name}"]["compiled_code"]
+            assert f'max(activity_date) - interval 14 day from "warehouse"."{schema}"."{name}"' in compiled
+            (history,) = con.execute(f"select count(*) from {schema}.{name}").fetchone()
+            (written,) = con.execute(f"select count(*) from ({compiled})").fetchone()
+            assert 0 < written < history / 10, (name, written, history)
         [(events,)] = con.execute("select events from marts.feature_adoption_daily "
                                   "where activity_date = '2026-11-20' and feature = 'report.exported.csv'").fetchall()
         [(raw,)] = con.execute("select count(*) from staging.stg_usage__events where event_name = 'report.exported.csv' "
