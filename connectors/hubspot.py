@@ -191,7 +191,7 @@ def _resource(obj: str, api: Api):
             # Archived lists cannot be filtered: the cursor keeps only recent archivals.
             yield from _list(api, obj, archived=True)
 
-        listing = pages.Listing(full=first_run, newest="updatedAt")  # of two versions, the newer
+        listing = pages.Listing(obj, full=first_run, newest="updatedAt")  # of two versions, the newer
         for batch in pages.read_ahead(pages.batches(chunks(), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()

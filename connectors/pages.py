@@ -400,10 +400,6 @@ def child_hints(table: str, parent_key: str, replacing: bool = False) -> dict:
     )
 
 
-REPLACE = dlt.mark.make_hints(write_disposition="replace")
-MERGE = dlt.mark.make_hints(write_disposition="merge")
-
-
 class Listing:
     """How one run's batches of a resource go to dlt: replacing the table or merging into it.
 
@@ -416,13 +412,12 @@ class Listing:
     resource's update instant, if it has one). An incremental run always merges.
     """
 
-    def __init__(self, full: bool, key: str = "id", newest: str | None = None):
+    def __init__(self, name: str, full: bool, key: str = "id", newest: str | None = None):
+        self.name = name
         self.replacing = full
         self.key = key
         self._seen: set = set()
-        # Only a merge has rows to choose between: the hint goes with the merge alone.
-        self._merge = MERGE if newest is None else dlt.mark.make_hints(
-            write_disposition="merge", columns=[{"name": newest, "dedup_sort": "desc"}])
+        self.newest = newest
 
     def check(self, table: pa.Table) -> None:
         """Note the keys of a batch about to be yielded; a key seen before ends the replacing."""
@@ -436,7 +431,18 @@ class Listing:
 
     def table(self, table: pa.Table):
         """A resource's own table."""
-        return dlt.mark.with_hints(table, REPLACE if self.replacing else self._merge)
+        # Fresh hints every time: dlt merges into the hints it is given, so a shared dict
+        # would carry one resource's columns into another's tables. Only a merge has rows to
+        # choose between: the dedup hint goes with the merge alone.
+        # The resource's own table is given as a table variant too: hints on the resource
+        # itself would reach its child tables as well.
+        keys = {"table_name": self.name, "primary_key": self.key}
+        if self.replacing:
+            return dlt.mark.with_hints(table, dlt.mark.make_hints(write_disposition="replace", **keys),
+                                       create_table_variant=True)
+        columns = [{"name": self.newest, "dedup_sort": "desc"}] if self.newest else []
+        return dlt.mark.with_hints(table, dlt.mark.make_hints(write_disposition="merge", columns=columns, **keys),
+                                   create_table_variant=True)
 
     def child(self, rows: pa.Table, table: str, parent_key: str):
         """The rows of a child table (see `children`, `child_hints`)."""

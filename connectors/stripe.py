@@ -208,7 +208,7 @@ def _resource(obj: str, api: Api):
             batches = pages.read_ahead(pages.batches(api.list(f"v1/{obj}", params), BATCH))
         else:
             events_since, batches = None, iter([[pages.Chunk(_changed_since(api, obj, state))]])
-        listing = pages.Listing(full=events_since is not None)
+        listing = pages.Listing(obj, full=events_since is not None)
         for batch in batches:
             yield from _tables(obj, batch, reader, listing)
         if events_since is not None:

@@ -139,7 +139,7 @@ def _resource(obj: str, key: str, read):
         cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
         reader = pages.RecordReader(key)
         # Exports can return a record twice (updated while the export ran): the newer wins.
-        listing = pages.Listing(full=cursor.start == 0, newest="updated_at")
+        listing = pages.Listing(obj, full=cursor.start == 0, newest="updated_at")
         for batch in pages.read_ahead(pages.batches(read(cursor.start), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         cursor.save()
