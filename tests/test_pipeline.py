@@ -255,7 +255,7 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     finally:
         path.unlink()
     run = subprocess.run(
-        [str(DBT_EXECUTABLE), "build", "--select", "int_usage_user_days", "feature_adoption_daily",
+        [str(DBT_EXECUTABLE), "build", "--select", "stg_usage__events", "int_usage_user_days", "feature_adoption_daily",
          "--target-path", str(tmp_path), "--vars", json.dumps({"as_of_date": "2026-11-21"})],
         cwd=DBT_DIR, env={**os.environ, "SPINE_WAREHOUSE": str(settings().warehouse)}, capture_output=True, text=True,
     )
@@ -264,6 +264,12 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     # dbt's own account of the run: each usage model compiled its incremental branch, whose
     # rows (the recomputed days, which delete+insert replaces) are a small part of the history.
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        compiled = results["model.data_spine.stg_usage__events"]["compiled_code"]
+        assert 'select coalesce(max(load_id), \'\') from "warehouse"."staging"."stg_usage__events"' in compiled
+        # The append brought exactly the new load's events.
+        (staged,) = con.execute("select count(*) from staging.stg_usage__events where load_id = "
+                                "(select max(load_id) from staging.stg_usage__events)").fetchone()
+        assert staged == 5
         for name, schema in (("int_usage_user_days", "intermediate"), ("feature_adoption_daily", "marts")):
             compiled = results[f"model.data_spine.{name}"]["compiled_code"]
             assert f'max(activity_date) - interval 14 day from "warehouse"."{schema}"."{name}"' in compiled

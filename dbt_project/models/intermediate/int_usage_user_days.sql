@@ -3,7 +3,7 @@
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=['activity_date'],
+        unique_key=['activity_date', 'workspace_id', 'user_id'],
         on_schema_change='fail',
     )
 }}
