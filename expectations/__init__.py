@@ -1,13 +1,17 @@
-"""Data-quality checks for the Data Spine marts.
+"""Data quality for the Data Spine: six dimensions in Great Expectations, run in DuckDB.
 
-Suites are declared as plain data in :mod:`expectations.suites`; :mod:`expectations.runner`
-evaluates them and appends the outcome to ``quality.validation_results``;
-:mod:`expectations.scorecard` turns a run into per-entity scores.
+Suites are declared as plain data (:mod:`expectations.suite`, one module per entity in
+:mod:`expectations.suites`); :mod:`expectations.runner` validates them inside the warehouse
+through Great Expectations (:mod:`expectations.gx_duckdb` is the adapter GX needs for DuckDB)
+and records the results; :mod:`expectations.publish` advances the serving schema only for
+entities whose blocking checks pass; :mod:`expectations.scorecard` reports, and
+:mod:`expectations.alerts` tells someone.
 
-Great Expectations is imported only when a validation actually runs: it takes seconds to
-import, and the CLI and the orchestrator import this package just to read suite metadata.
+Great Expectations is imported only when a validation runs: it takes seconds to import, and
+the CLI and the orchestrator import this package just to read suite metadata.
 """
 
-from expectations.suites import DIMENSIONS, SEVERITIES, SUITES, Check, Suite, get_suite
+from expectations.suite import DIMENSIONS, SEVERITIES, Batch, Check, Suite
+from expectations.suites import SUITES, get_suite
 
-__all__ = ["DIMENSIONS", "SEVERITIES", "SUITES", "Check", "Suite", "get_suite"]
+__all__ = ["DIMENSIONS", "SEVERITIES", "SUITES", "Batch", "Check", "Suite", "get_suite"]

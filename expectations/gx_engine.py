@@ -1,17 +1,20 @@
-"""Evaluate a suite on an in-memory frame with Great Expectations' pandas datasource.
+"""Evaluate batches with Great Expectations, inside the DuckDB warehouse.
 
-GX 1.x cannot run on DuckDB through SQLAlchemy (metric rows are fetched after the
-connection is closed, see STACK_NOTES.md), so the runner loads each suite's frame with the
-DuckDB API and hands it over here. A future in-database engine only has to return the same
-``Outcome`` list for a suite.
+Each batch becomes a GX query asset on a read-only DuckDB datasource and its checks one GX
+expectation suite; GX computes every metric with SQL in DuckDB (see `gx_duckdb`), so memory
+stays flat however large the table. The warehouse is opened read-only and released before
+this returns, so a writer can have it straight after.
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
 
-from expectations.suites import Check, Suite
+from expectations.suite import Batch, Check
 
 # Unique-value checks report every copy of a duplicate; ask for more than we keep so that
 # de-duplicating still leaves a useful sample.
@@ -28,33 +31,72 @@ class Outcome:
     element_count: int
     unexpected_count: int
     unexpected_percent: float | None
+    # Failing records: the batch's key columns and the checked value, or the values alone.
     sample: list[Any] = field(default_factory=list)
     observed_value: Any = None
     error: str | None = None
 
 
-def evaluate(suite: Suite, frame: Any) -> list[Outcome]:
-    """Run every check of ``suite`` on ``frame``; outcomes come back in check order."""
+@dataclass(frozen=True)
+class DuckDBSettings:
+    """How the validating connection may use the machine (DuckDB settings)."""
+
+    memory_limit: str | None = None  # e.g. "1GB"; DuckDB spills to disk past it
+    threads: int | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {k: v for k, v in (("memory_limit", self.memory_limit), ("threads", self.threads)) if v}
+
+
+def render_sql(sql: str, as_of: datetime) -> str:
+    """The batch's SQL with `$as_of` bound to a TIMESTAMP literal (naive UTC), as one SELECT
+    (GX query assets must start with one; a query with a WITH clause is wrapped)."""
+    sql = string.Template(sql).safe_substitute(as_of=f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S.%f}'")
+    sql = sql.strip()
+    return sql if sql[:7].lower() == "select\n" or sql[:7].lower() == "select " else f"select * from ({sql})"
+
+
+def evaluate(
+    warehouse: Path,
+    batches: Sequence[Batch],
+    as_of: datetime,
+    settings: DuckDBSettings = DuckDBSettings(),
+) -> dict[str, list[Outcome]]:
+    """Outcomes per batch name, in check order."""
     import great_expectations as gx
 
-    batch = (
-        _context()
-        .data_sources.add_pandas(f"{suite.entity}_frame")
-        .add_dataframe_asset(suite.entity)
-        .add_batch_definition_whole_dataframe("whole_frame")
-        .get_batch(batch_parameters={"dataframe": frame})
+    from expectations import gx_duckdb
+
+    datasource: gx_duckdb.DuckDBDatasource = _context().data_sources.add_duckdb(
+        name="warehouse",
+        connection_string=f"duckdb:///{Path(warehouse).resolve()}",
+        kwargs={"connect_args": {"read_only": True, "config": settings.config()}},
     )
-    gx_suite = gx.ExpectationSuite(
-        name=suite.entity,
-        expectations=[_expectation(i, c) for i, c in enumerate(suite.checks)],
-    )
-    validation = batch.validate(
-        gx_suite,
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED},
-    )
-    # GX does not keep suite order in its results; the index in meta maps them back.
-    by_index = {r.expectation_config.meta[_INDEX_KEY]: r for r in validation.results}
-    return [_outcome(by_index[i]) for i in range(len(suite.checks))]
+    try:
+        outcomes = {}
+        for batch in batches:
+            gx_batch = (
+                datasource.add_query_asset(name=batch.name, query=render_sql(batch.sql, as_of))
+                .add_batch_definition_whole_table("whole_table")
+                .get_batch()
+            )
+            suite = gx.ExpectationSuite(
+                name=batch.name,
+                expectations=[_expectation(i, c) for i, c in enumerate(batch.checks)],
+            )
+            result_format: dict[str, Any] = {
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": PARTIAL_UNEXPECTED,
+            }
+            if batch.key:
+                result_format["unexpected_index_column_names"] = list(batch.key)
+            validation = gx_batch.validate(suite, result_format=result_format)
+            # GX does not keep suite order in its results; the index in meta maps them back.
+            by_index = {r.expectation_config.meta[_INDEX_KEY]: r for r in validation.results}
+            outcomes[batch.name] = [_outcome(by_index[i]) for i in range(len(batch.checks))]
+        return outcomes
+    finally:
+        datasource.close()
 
 
 def _context() -> Any:
@@ -65,8 +107,8 @@ def _context() -> Any:
         ProgressBarsConfig,
     )
 
-    # A fresh in-memory context per suite: nothing persists between runs, and no telemetry
-    # leaves a machine that may hold customer data.
+    # In memory: nothing persists between runs, and no telemetry leaves a machine that may hold
+    # customer data.
     config = DataContextConfig(
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
@@ -85,6 +127,7 @@ def _expectation(index: int, check: Check) -> Any:
         kwargs=dict(check.kwargs),
         meta={
             _INDEX_KEY: index,
+            "name": check.name,
             "dimension": check.dimension,
             "severity": check.severity,
             "owner": check.owner,
@@ -114,7 +157,8 @@ def _outcome(result: Any) -> Outcome:
         element_count=evaluated,
         unexpected_count=unexpected,
         unexpected_percent=100.0 * unexpected / evaluated if evaluated else 0.0,
-        sample=list(details.get("partial_unexpected_list") or []),
+        sample=list(details.get("partial_unexpected_index_list")
+                    or details.get("partial_unexpected_list") or []),
     )
 
 

@@ -1,9 +1,10 @@
-"""Run the suites against the warehouse and record the outcome in ``quality.validation_results``.
+"""Validate entities in the warehouse and record every check's outcome in
+``quality.validation_results``.
 
-DuckDB allows a single writer process, and the orchestrator, dbt and ingestion all want to
-write the same file. So the runner never holds a connection while it computes: it loads
-every frame through one read-only connection, closes it, evaluates the checks in memory, and
-then opens a read-write connection once, briefly, to append the results.
+DuckDB allows one writing process, and ingestion, dbt and publishing all write the same file.
+So a validation first evaluates every check through a read-only connection (Great
+Expectations computes the metrics in DuckDB), releases it, and then opens the file for
+writing once, briefly, to append the results.
 """
 
 from __future__ import annotations
@@ -12,38 +13,48 @@ import json
 import math
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from expectations.suites import SUITES, Check, Suite, get_suite
+from expectations.gx_engine import DuckDBSettings, Outcome, evaluate
+from expectations.suite import Batch, Check
+from expectations.suites import SUITES, get_suite
 
 RESULTS_TABLE = "quality.validation_results"
 SAMPLE_SIZE = 5
 
-RESULTS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (
-    run_id             VARCHAR   NOT NULL,
-    validated_at       TIMESTAMP NOT NULL,  -- UTC
-    as_of              TIMESTAMP NOT NULL,  -- UTC reference time for timeliness
-    entity             VARCHAR   NOT NULL,
-    table_name         VARCHAR   NOT NULL,
-    dimension          VARCHAR   NOT NULL,
-    expectation        VARCHAR   NOT NULL,
-    column_name        VARCHAR,             -- NULL for table-level checks
-    description        VARCHAR   NOT NULL,
-    severity           VARCHAR   NOT NULL,  -- blocking | warning
-    success            BOOLEAN   NOT NULL,
-    element_count      BIGINT    NOT NULL,  -- rows evaluated; 1 for aggregate checks
-    unexpected_count   BIGINT    NOT NULL,
-    unexpected_percent DOUBLE,              -- NULL when the check raised an error
-    sample_unexpected  VARCHAR   NOT NULL,  -- JSON list, at most 5 values, PII masked
-    observed_value     VARCHAR,             -- JSON, aggregate checks only
-    owner              VARCHAR   NOT NULL,
-    error              VARCHAR              -- exception message when the check could not run
+# (column, type, constraint); the table is created with every column, and a warehouse made by
+# an older release gains the columns it lacks (new columns may be null in old rows).
+_COLUMNS = (
+    ("run_id", "VARCHAR", "NOT NULL"),
+    ("validated_at", "TIMESTAMP", "NOT NULL"),  # UTC
+    ("as_of", "TIMESTAMP", "NOT NULL"),  # UTC reference time for timeliness
+    ("entity", "VARCHAR", "NOT NULL"),
+    ("table_name", "VARCHAR", "NOT NULL"),  # the batch: a mart or a source model
+    ("dimension", "VARCHAR", "NOT NULL"),
+    ("expectation", "VARCHAR", "NOT NULL"),
+    ("column_name", "VARCHAR", ""),  # NULL for table-level checks
+    ("description", "VARCHAR", "NOT NULL"),
+    ("severity", "VARCHAR", "NOT NULL"),  # blocking | warning
+    ("success", "BOOLEAN", "NOT NULL"),
+    ("element_count", "BIGINT", "NOT NULL"),  # rows evaluated; 1 for aggregate checks
+    ("unexpected_count", "BIGINT", "NOT NULL"),
+    ("unexpected_percent", "DOUBLE", ""),  # NULL when the check raised an error
+    ("sample_unexpected", "VARCHAR", "NOT NULL"),  # JSON list, at most 5, PII masked
+    ("observed_value", "VARCHAR", ""),  # JSON, aggregate checks only
+    ("owner", "VARCHAR", "NOT NULL"),
+    ("error", "VARCHAR", ""),  # exception message when the check could not run
+    ("check_name", "VARCHAR", ""),  # the check's stable name within its entity
+    ("expectation_kwargs", "VARCHAR", ""),  # JSON arguments of the expectation
 )
-"""
+RESULTS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (\n    "
+    + ",\n    ".join(f"{name} {kind} {constraint}".rstrip() for name, kind, constraint in _COLUMNS)
+    + "\n)"
+)
 
 
 @dataclass(frozen=True)
@@ -68,10 +79,19 @@ class Result:
     observed_value: str | None
     owner: str
     error: str | None
+    check_name: str
+    expectation_kwargs: str
 
     @property
     def blocking_failure(self) -> bool:
         return self.severity == "blocking" and not self.success
+
+    @property
+    def score(self) -> float:
+        """100 x the share of evaluated rows that passed (see README: Scores and bands)."""
+        if self.element_count == 0:
+            return 100.0 if self.success else 0.0
+        return 100.0 * (1 - self.unexpected_count / self.element_count)
 
 
 def validate_all(
@@ -79,8 +99,9 @@ def validate_all(
     run_id: str,
     as_of: datetime | date | None = None,
     entities: list[str] | None = None,
+    settings: DuckDBSettings = DuckDBSettings(),
 ) -> list[Result]:
-    """Validate the marts of ``entities`` (default: every suite) and record the results.
+    """Validate ``entities`` (default: every suite) and record the results.
 
     ``as_of`` is the reference time for timeliness checks: pass the as-of date of the data
     (a date means midnight UTC); naive datetimes are taken as UTC; default is now. Rows
@@ -90,17 +111,12 @@ def validate_all(
     suites = [get_suite(e) for e in (entities if entities is not None else list(SUITES))]
     reference = _naive_utc(as_of)
     validated_at = datetime.now(UTC).replace(tzinfo=None)
-    frames = load_frames(warehouse_path, suites, reference)
-
-    from expectations import gx_engine
-
     results: list[Result] = []
     for suite in suites:
-        outcomes = gx_engine.evaluate(suite, frames[suite.entity])
-        for check, outcome in zip(suite.checks, outcomes, strict=True):
-            results.append(
-                _result(run_id, validated_at, reference, suite, check, outcome)
-            )
+        outcomes = evaluate(warehouse_path, suite.batches, reference, settings)
+        for batch in suite.batches:
+            for check, outcome in zip(batch.checks, outcomes[batch.name], strict=True):
+                results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome))
     write_results(warehouse_path, results)
     return results
 
@@ -110,29 +126,21 @@ def validate_entity(
     entity: str,
     run_id: str,
     as_of: datetime | date | None = None,
+    settings: DuckDBSettings = DuckDBSettings(),
 ) -> list[Result]:
     """Validate one entity; see :func:`validate_all`."""
-    return validate_all(warehouse_path, run_id, as_of=as_of, entities=[entity])
+    return validate_all(warehouse_path, run_id, as_of=as_of, entities=[entity], settings=settings)
 
 
 def blocking_failures(results: list[Result]) -> list[Result]:
     return [r for r in results if r.blocking_failure]
 
 
-def load_frames(warehouse_path: Path, suites: list[Suite], as_of: datetime) -> dict[str, Any]:
-    """Each suite's frame (pandas), read through one short-lived read-only connection."""
-    frames = {}
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        for suite in suites:
-            params = {"as_of": as_of} if "$as_of" in suite.sql else {}
-            try:
-                frames[suite.entity] = con.execute(suite.sql, params).df()
-            except duckdb.CatalogException as exc:
-                raise LookupError(
-                    f"cannot load entity {suite.entity!r} from {suite.table} in "
-                    f"{warehouse_path}: {exc}"
-                ) from exc
-    return frames
+def ensure_results_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+    con.execute(RESULTS_DDL)
+    for name, kind, _ in _COLUMNS:
+        con.execute(f"ALTER TABLE {RESULTS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
 def write_results(warehouse_path: Path, results: list[Result]) -> None:
@@ -144,8 +152,7 @@ def write_results(warehouse_path: Path, results: list[Result]) -> None:
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
     with duckdb.connect(str(warehouse_path)) as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-        con.execute(RESULTS_DDL)
+        ensure_results_table(con)
         con.execute("BEGIN TRANSACTION")
         try:
             for run_id, entity in sorted({(r.run_id, r.entity) for r in results}):
@@ -170,18 +177,19 @@ def _result(
     run_id: str,
     validated_at: datetime,
     as_of: datetime,
-    suite: Suite,
+    entity: str,
+    batch: Batch,
     check: Check,
-    outcome: Any,
+    outcome: Outcome,
 ) -> Result:
-    pii = bool(suite.pii_columns & set((check.column or "").split(", ")))
+    pii = batch.pii & set((check.column or "").split(", "))
     observed = outcome.observed_value
     return Result(
         run_id=run_id,
         validated_at=validated_at,
         as_of=as_of,
-        entity=suite.entity,
-        table_name=suite.table,
+        entity=entity,
+        table_name=batch.name,
         dimension=check.dimension,
         expectation=check.expectation,
         column_name=check.column,
@@ -191,17 +199,24 @@ def _result(
         element_count=outcome.element_count,
         unexpected_count=outcome.unexpected_count,
         unexpected_percent=outcome.unexpected_percent,
-        sample_unexpected=json.dumps(_sample(outcome.sample, pii)),
+        sample_unexpected=json.dumps(_sample(outcome.sample, batch.pii, bool(pii))),
         observed_value=None if observed is None else json.dumps(_plain(observed)),
         owner=check.owner,
         error=outcome.error,
+        check_name=check.name,
+        expectation_kwargs=json.dumps(_plain(dict(check.kwargs))),
     )
 
 
-def _sample(values: list[Any], pii: bool) -> list[Any]:
+def _sample(values: list[Any], pii_columns: frozenset[str], value_is_pii: bool) -> list[Any]:
+    """Up to SAMPLE_SIZE distinct failing records (or values), personal data masked."""
     seen: list[Any] = []
     for value in values:
-        value = _masked(_plain(value), pii)
+        value = _plain(value)
+        if isinstance(value, dict):
+            value = {k: mask(v) if k in pii_columns else v for k, v in value.items()}
+        elif value_is_pii:
+            value = mask(value)
         if value not in seen:
             seen.append(value)
         if len(seen) == SAMPLE_SIZE:
@@ -209,12 +224,13 @@ def _sample(values: list[Any], pii: bool) -> list[Any]:
     return seen
 
 
-def _masked(value: Any, pii: bool) -> Any:
-    if isinstance(value, dict):
-        return {k: _masked(v, pii) for k, v in value.items()}
-    if isinstance(value, str) and ("@" in value or pii):
+def mask(value: Any) -> Any:
+    """Personal data as a sample may show it: emails keep their domain, text its first letter."""
+    if not isinstance(value, str):
+        return value
+    if "@" in value:
         return mask_email(value)
-    return value
+    return f"{value[:1]}***"
 
 
 def _plain(value: Any) -> Any:
@@ -227,6 +243,8 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, (datetime, date)):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

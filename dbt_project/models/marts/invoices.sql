@@ -1,0 +1,43 @@
+-- One row per Stripe invoice, with its customer and its total in USD. Every invoice staging
+-- has is kept (any status, any date) so that the quality checks see the source as it is.
+
+with invoices as (
+    select * from {{ ref('stg_stripe__invoices') }}
+),
+
+crosswalk as (
+    select source_id as stripe_customer_id, customer_id
+    from {{ ref('int_identity_resolution') }}
+    where source_system = 'stripe'
+),
+
+exchange_rates as (
+    select * from {{ ref('exchange_rates') }}
+)
+
+select
+    invoices.invoice_id,
+    invoices.stripe_customer_id,
+    crosswalk.customer_id,
+    invoices.subscription_id,
+    invoices.status,
+    invoices.billing_reason,
+    invoices.currency,
+    invoices.subtotal,
+    invoices.total,
+    invoices.amount_due,
+    invoices.amount_paid,
+    invoices.amount_remaining,
+    -- The planning rate, as for MRR. Not rounded, so that sums over invoices round to cents
+    -- once and agree with mrr_reconciliation; a currency without a rate leaves it null
+    -- rather than dropping the invoice.
+    invoices.total * exchange_rates.rate_to_usd as total_usd,
+    invoices.attempt_count,
+    invoices.created_at,
+    invoices.period_start_at,
+    invoices.period_end_at
+from invoices
+left join crosswalk
+    on invoices.stripe_customer_id = crosswalk.stripe_customer_id
+left join exchange_rates
+    on invoices.currency = exchange_rates.currency

@@ -1,0 +1,30 @@
+-- One row per product event with its customer. Rebuilt in full each run (staging is the
+-- incremental layer); kept to one join because it holds every event. Malformed names and
+-- future timestamps stay in: the quality checks report them.
+{{ config(materialized='table') }}
+
+with events as (
+    select * from {{ ref('stg_usage__events') }}
+),
+
+crosswalk as (
+    select source_id as workspace_id, customer_id
+    from {{ ref('int_identity_resolution') }}
+    where source_system = 'product'
+)
+
+select
+    events.event_id,
+    crosswalk.customer_id,
+    events.workspace_id,
+    events.user_id,
+    events.event_type,
+    events.event_name,
+    events.event_domain,
+    events.plan_tier,
+    events.occurred_at,
+    events.received_at,
+    events.source_file_name
+from events
+left join crosswalk
+    on events.workspace_id = crosswalk.workspace_id
