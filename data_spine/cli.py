@@ -194,9 +194,10 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, port: int, reg
     os.environ["SPINE_AS_OF"] = manifest["as_of"]
     with local_vendor_apis(port):
         result = execute_spine_job(log_level="DEBUG" if verbose else "INFO")
+    alerts = send_alerts()
     from data_spine.summary import print_summary
 
-    print_summary(result, elapsed=time.perf_counter() - started)
+    print_summary(result, alerts, elapsed=time.perf_counter() - started)
     if not result.success:
         raise SystemExit(1)
 
@@ -216,6 +217,18 @@ def execute_spine_job(log_level: str = "INFO"):
     job = defs.resolve_job_def("spine_job")
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+
+
+def send_alerts() -> list:
+    """Announce what changed, as the alerts sensor does in `spine dev` (they share their state,
+    so nothing is announced twice)."""
+    import dagster as dg
+
+    from orchestration.alerting import dispatch_alerts
+    from orchestration.definitions import defs
+    from orchestration.resources import alerts_from_env
+
+    return dispatch_alerts(dg.DagsterInstance.get(), defs.resolve_asset_graph(), alerts_from_env())
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

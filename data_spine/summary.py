@@ -29,7 +29,7 @@ def raw_row_counts(warehouse) -> dict[str, dict[str, int]]:
     return counts
 
 
-def print_summary(result, elapsed: float) -> None:
+def print_summary(result, alerts: list, elapsed: float) -> None:
     cfg = settings()
     status = click.style("succeeded", fg="green") if result.success else click.style("FAILED", fg="red")
     click.echo(f"\nspine_job {status} in {elapsed:.0f}s (Dagster run {result.run_id})")
@@ -60,6 +60,9 @@ def print_summary(result, elapsed: float) -> None:
     click.echo(f"\nAssets materialized: {len(materialized)}; dbt models and seeds built: {built or 'none'}")
     if layers.get("marts"):
         click.echo(f"  marts: {', '.join(sorted(layers['marts']))}")
+    served = sorted(key.path[1] for key in materialized if key.path[0] == "serving")
+    if served:
+        click.echo(f"  published to serving after their audit: {len(served)} tables")
     click.echo(f"Asset checks: {len(checks)} run, {len(checks) - len(failed)} passed, {len(failed)} failed")
     for c in failed:
         click.echo(f"  failed: {c.asset_key.to_user_string()} / {c.check_name} ({c.severity.value})")
@@ -71,10 +74,26 @@ def print_summary(result, elapsed: float) -> None:
         click.echo("\nData-quality scorecard:")
         click.echo(format_summary(json.loads(scorecard_path.read_text())))
 
+    held = [e for e in result.get_step_failure_events() if e.step_key.startswith("publish_")]
+    if held:
+        click.echo(click.style("\nNot published (serving keeps the last good version):", fg="red", bold=True))
+        for event in held:
+            error = event.step_failure_data.error
+            click.echo(click.style(f"  {error.message.strip() if error else event.step_key}", fg="red"))
+
+    from orchestration.resources import alerts_from_env
+
+    log = alerts_from_env().log_path
+    click.echo(f"\nAlerts sent this run: {len(alerts)} (log: {log})")
+    for alert in alerts:
+        colour = "green" if alert.status == "resolved" else "red" if alert.severity == "critical" else "yellow"
+        click.echo(click.style(f"  {alert.status:<8} {alert.severity:<8} {alert.dataset}: {alert.what}", fg=colour))
+
     click.echo("\nReports:")
     for label, path in (
         ("scorecard", cfg.reports_dir / "scorecard.html"),
         ("scorecard data", scorecard_path),
+        ("scorecard digest", cfg.reports_dir / "scorecard.md"),
         ("dbt docs", cfg.reports_dir / "dbt_docs" / "index.html"),
         ("warehouse", cfg.warehouse),
     ):

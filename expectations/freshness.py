@@ -120,22 +120,22 @@ def timeliness_batch(entity: str) -> Batch | None:
         check(
             f"{f.kind}_{f.name}_fresh", "timeliness", "warning", f.owner,
             "expect_column_values_to_be_between",
-            f"{f.kind.capitalize()} {f.name}: newest data at most {f.fail_hours:g} h older than the "
-            f"as-of time (warn after {f.warn_hours:g} h)",
-            causes=_STALE_CAUSES[f.kind], action=_STALE_ACTION[f.kind],
-            column="age_hours", max_value=f.fail_hours, **where("name", f.key),
+            f"{f.kind.capitalize()} {f.name}: newest data at most {f.warn_hours:g} h older than the "
+            f"as-of time (alerts escalate past {f.fail_hours:g} h)",
+            causes=STALE_CAUSES[f.kind], action=STALE_ACTION[f.kind],
+            column="age_hours", max_value=f.warn_hours, **where("name", f.key),
         )
         for f in windows
     )
     return Batch("freshness", sql, checks, key=("name",))
 
 
-_STALE_CAUSES = {
+STALE_CAUSES = {
     "source": ("the source stopped delivering (an outage at the vendor or in the event collector)",
                "the connector fails, or the schedule or sensor that loads it is off"),
     "mart": ("the daily run did not rebuild the mart", "the sources it is built from are stale"),
 }
-_STALE_ACTION = {
+STALE_ACTION = {
     "source": "Check the source's last load and its connector's logs in Dagster; ask the source's "
               "owner whether it still sends data.",
     "mart": "Check the last run of the mart in Dagster and the freshness of its sources.",

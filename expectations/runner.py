@@ -167,6 +167,28 @@ def write_results(warehouse_path: Path, results: list[Result]) -> None:
             raise
 
 
+def failing_since(con: duckdb.DuckDBPyConnection, results: list[Any]) -> dict[tuple[str, str], datetime]:
+    """(entity, check) -> when the check's current run of failures began, for the failed
+    ones among `results` (`Result`s or result rows as dicts)."""
+    rows = [r if isinstance(r, dict) else {"entity": r.entity, "check_name": r.check_name, "success": r.success}
+            for r in results]
+    failing = [(r["entity"], r["check_name"]) for r in rows if not r["success"] and r["check_name"]]
+    if not failing:
+        return {}
+    found = con.execute(f"""
+        WITH h AS (
+            SELECT entity, check_name, validated_at, success FROM {RESULTS_TABLE}
+            WHERE (entity, check_name) IN (SELECT unnest(?::STRUCT(e VARCHAR, c VARCHAR)[], recursive := true))
+        ),
+        last_pass AS (SELECT entity, check_name, max(validated_at) AS at FROM h WHERE success GROUP BY ALL)
+        SELECT h.entity, h.check_name, min(h.validated_at)
+        FROM h LEFT JOIN last_pass USING (entity, check_name)
+        WHERE NOT h.success AND h.validated_at > coalesce(last_pass.at, TIMESTAMP '-infinity')
+        GROUP BY ALL
+    """, [[{"e": e, "c": c} for e, c in failing]]).fetchall()
+    return {(e, c): at for e, c, at in found}
+
+
 def mask_email(value: str) -> str:
     """``jane.doe@example.com`` -> ``j***@example.com``; keeps the domain for triage."""
     local, at, domain = value.partition("@")

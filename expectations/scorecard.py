@@ -1,14 +1,21 @@
-"""Turn one validation run into a per-entity, per-dimension quality scorecard.
+"""The data-quality scorecard: per entity a score per dimension and overall, the trend over
+past runs, the failing checks with sample records, what is published, and the alerts.
 
 Scores (see README.md): a check scores ``100 * (1 - unexpected / evaluated)``; a dimension
 is the mean of its checks; an entity's overall score is the mean of its dimensions; the
 scorecard's overall score is the mean of the entities'. Bands follow the governance
 reference: green >= 95 (healthy), yellow 90-95 (warning), red < 90 (critical).
+
+Each entity is scored on its latest audit. The files written: `scorecard.json` (layout in
+`scorecard.schema.json`), `scorecard.html` (self-contained: inline CSS and an inline SVG
+chart, nothing fetched) and `scorecard.md` (a digest for chat or email).
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
@@ -16,12 +23,19 @@ from typing import Any
 
 import duckdb
 
-from expectations.runner import RESULTS_TABLE
-from expectations.suites import DIMENSIONS, SUITES
+from expectations.alerts import Condition, audit_conditions, drift_condition, volume_condition
+from expectations.monitors import current_drifts, latest_volumes
+from expectations.publish import PUBLICATIONS_TABLE
+from expectations.runner import RESULTS_TABLE, failing_since
+from expectations.suite import DIMENSIONS
+from expectations.suites import SUITES
 
 # (band, inclusive lower bound, label), best first.
 BANDS = (("green", 95.0, "Healthy"), ("yellow", 90.0, "Warning"), ("red", 0.0, "Critical"))
-TEMPLATE = Path(__file__).with_name("templates") / "scorecard.html.j2"
+TEMPLATES = Path(__file__).with_name("templates")
+SCHEMA = Path(__file__).with_name("scorecard.schema.json")
+TREND_RUNS = 30
+FAILING_SHOWN = 25  # per entity in the Markdown digest
 
 
 def band(score: float) -> str:
@@ -45,35 +59,42 @@ def bands_legend() -> dict[str, dict[str, Any]]:
     return legend
 
 
-def build_scorecard(warehouse_path: Path, reports_dir: Path, run_id: str | None = None) -> dict:
-    """Score ``run_id`` (default: the latest run) and write scorecard.json and scorecard.html
-    into ``reports_dir``. Returns the scorecard dict (layout in README.md)."""
-    rows, run_id = load_results(warehouse_path, run_id)
-    scorecard = score_results(rows, run_id)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    (reports_dir / "scorecard.json").write_text(json.dumps(scorecard, indent=2) + "\n")
-    (reports_dir / "scorecard.html").write_text(render_html(scorecard))
+def build_scorecard(warehouse_path: Path, reports_dir: Path) -> dict:
+    """Score every entity's latest audit and write scorecard.json, .html and .md into
+    ``reports_dir``. Returns the scorecard dict."""
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        rows = _query(con, f"""
+            SELECT * FROM {RESULTS_TABLE}
+            WHERE (entity, run_id) IN (
+                SELECT entity, arg_max(run_id, validated_at) FROM {RESULTS_TABLE} GROUP BY entity)
+        """, missing=f"no validation results in {warehouse_path}: audit the marts first")
+        if not rows:
+            raise LookupError(f"{RESULTS_TABLE} in {warehouse_path} is empty: audit the marts first")
+        history = _query(con, f"""
+            SELECT run_id, entity, dimension, success, element_count, unexpected_count,
+                   max(validated_at) OVER (PARTITION BY run_id, entity) AS validated_at
+            FROM {RESULTS_TABLE}
+            WHERE run_id IN (SELECT run_id FROM {RESULTS_TABLE} GROUP BY run_id
+                             ORDER BY max(validated_at) DESC LIMIT {TREND_RUNS})
+        """)
+        since = failing_since(con, rows)
+        publications = _query(con, f"""
+            SELECT entity, arg_max(status, decided_at) AS status,
+                   arg_max(serving_run_id, decided_at) AS serving_run_id,
+                   max(decided_at) FILTER (WHERE status = 'published') AS published_at
+            FROM {PUBLICATIONS_TABLE} GROUP BY entity
+        """)
+        conditions = _conditions(con, rows, since)
+    scorecard = score_results(rows, history, since, publications, conditions)
+    write_reports(scorecard, reports_dir)
     return scorecard
 
 
-def load_results(warehouse_path: Path, run_id: str | None = None) -> tuple[list[dict], str]:
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        try:
-            if run_id is None:
-                latest = con.execute(
-                    f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY validated_at DESC LIMIT 1"
-                ).fetchone()
-                if latest is None:
-                    raise LookupError(f"{RESULTS_TABLE} in {warehouse_path} is empty")
-                run_id = latest[0]
-            cursor = con.execute(f"SELECT * FROM {RESULTS_TABLE} WHERE run_id = ?", [run_id])
-        except duckdb.CatalogException as exc:
-            raise LookupError(f"no validation results in {warehouse_path}: {exc}") from exc
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, values)) for values in cursor.fetchall()]
-    if not rows:
-        raise LookupError(f"no validation results for run {run_id!r} in {warehouse_path}")
-    return rows, run_id
+def write_reports(scorecard: dict, reports_dir: Path) -> None:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    (reports_dir / "scorecard.json").write_text(json.dumps(scorecard, indent=2) + "\n")
+    (reports_dir / "scorecard.html").write_text(render_html(scorecard))
+    (reports_dir / "scorecard.md").write_text(render_markdown(scorecard))
 
 
 def check_score(row: dict) -> float:
@@ -82,53 +103,101 @@ def check_score(row: dict) -> float:
     return 100.0 * (1 - row["unexpected_count"] / row["element_count"])
 
 
-def score_results(rows: list[dict], run_id: str) -> dict:
-    """The scorecard for the result rows of one run (pure: no I/O)."""
-    known = list(SUITES)
-    entity_names = sorted(
-        {r["entity"] for r in rows},
-        key=lambda e: (known.index(e) if e in known else len(known), e),
-    )
-    entities = {e: _score_entity([r for r in rows if r["entity"] == e]) for e in entity_names}
-    overall = _rounded(fmean(e["overall"]["score"] for e in entities.values()))
-    as_of = max(r["as_of"] for r in rows)
-    return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run_id": run_id,
-        "as_of": as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of),
-        "bands": bands_legend(),
-        "entities": entities,
-        "overall": {"score": overall, "band": band(overall)},
-    }
-
-
-def _score_entity(rows: list[dict]) -> dict:
+def entity_score(rows: list[dict]) -> tuple[float, dict[str, dict]]:
     dimensions = {}
     for dim in DIMENSIONS:
         checks = [r for r in rows if r["dimension"] == dim]
-        if not checks:
-            continue
-        score = _rounded(fmean(check_score(r) for r in checks))
-        dimensions[dim] = {
-            "score": score,
-            "band": band(score),
-            "checks": len(checks),
-            "failed": sum(not r["success"] for r in checks),
+        if checks:
+            score = _rounded(fmean(check_score(r) for r in checks))
+            dimensions[dim] = {"score": score, "band": band(score), "checks": len(checks),
+                               "failed": sum(not r["success"] for r in checks)}
+    return _rounded(fmean(d["score"] for d in dimensions.values())), dimensions
+
+
+def score_results(
+    rows: list[dict],
+    history: list[dict] | None = None,
+    since: dict[tuple[str, str], datetime] | None = None,
+    publications: list[dict] | None = None,
+    conditions: list[Condition] | None = None,
+) -> dict:
+    """The scorecard of the latest result rows of each entity (pure: no I/O)."""
+    since = since or {}
+    published = {p["entity"]: p for p in publications or []}
+    known = list(SUITES)
+    names = sorted({r["entity"] for r in rows}, key=lambda e: (known.index(e) if e in known else len(known), e))
+    entities = {}
+    for entity in names:
+        mine = [r for r in rows if r["entity"] == entity]
+        overall, dimensions = entity_score(mine)
+        failing = sorted((r for r in mine if not r["success"]),
+                         key=lambda r: (r["severity"] != "blocking", check_score(r)))
+        suite = SUITES.get(entity)
+        pub = published.get(entity)
+        entities[entity] = {
+            "run_id": mine[0]["run_id"],
+            "validated_at": _iso(max(r["validated_at"] for r in mine)),
+            "owner": suite.owner if suite else None,
+            "description": suite.description if suite else None,
+            "overall": {"score": overall, "band": band(overall)},
+            "dimensions": dimensions,
+            "checks": {"total": len(mine), "failed": len(failing),
+                       "blocking_failed": sum(r["severity"] == "blocking" for r in failing)},
+            "publication": {
+                "status": pub["status"] if pub else "none",
+                "serving_run_id": pub["serving_run_id"] if pub else None,
+                "published_at": _iso(pub["published_at"]) if pub and pub["published_at"] else None,
+            },
+            "failing_checks": [_failing(r, suite, since.get((entity, r["check_name"]))) for r in failing],
         }
-    overall = _rounded(fmean(d["score"] for d in dimensions.values()))
-    failing = sorted(
-        (r for r in rows if not r["success"]),
-        key=lambda r: (r["severity"] != "blocking", check_score(r)),
-    )
+    overall = _rounded(fmean(e["overall"]["score"] for e in entities.values())) if entities else 0.0
+    latest = max(rows, key=lambda r: r["validated_at"]) if rows else None
     return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": latest["run_id"] if latest else None,
+        "as_of": _iso(max(r["as_of"] for r in rows)) if rows else None,
+        "bands": bands_legend(),
         "overall": {"score": overall, "band": band(overall)},
-        "dimensions": dimensions,
-        "failing_checks": [_failing(r) for r in failing],
+        "entities": entities,
+        "trend": trend(history or []),
+        "alerts": [_alert(c) for c in conditions or [] if c.firing],
     }
 
 
-def _failing(row: dict) -> dict:
+def trend(history: list[dict]) -> list[dict]:
+    """Overall score per entity per past run, oldest first."""
+    runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in history:
+        runs[(r["run_id"], r["entity"])].append(r)
+    points = [
+        {"run_id": run_id, "entity": entity, "validated_at": _iso(max(r["validated_at"] for r in rs)),
+         "score": entity_score(rs)[0]}
+        for (run_id, entity), rs in runs.items()
+    ]
+    return sorted(points, key=lambda p: (p["validated_at"], p["entity"]))
+
+
+def _conditions(con: duckdb.DuckDBPyConnection, rows: list[dict],
+                since: dict[tuple[str, str], datetime]) -> list[Condition]:
+    conditions: list[Condition] = []
+    for entity, suite in SUITES.items():
+        mine = [r for r in rows if r["entity"] == entity]
+        conditions += audit_conditions(suite, mine, {c: at for (e, c), at in since.items() if e == entity})
+    conditions += [volume_condition(reading, at) for reading, at in latest_volumes(con)]
+    conditions += [drift_condition(drift) for drift in current_drifts(con)]
+    return conditions
+
+
+def _failing(row: dict, suite: Any, since: datetime | None) -> dict:
+    check = None
+    if suite is not None and row["check_name"]:
+        try:
+            check = suite.check(row["check_name"])
+        except KeyError:
+            check = None
     return {
+        "check": row["check_name"],
+        "table": row["table_name"],
         "expectation": row["expectation"],
         "column": row["column_name"],
         "dimension": row["dimension"],
@@ -137,10 +206,37 @@ def _failing(row: dict) -> dict:
         "owner": row["owner"],
         "unexpected_count": row["unexpected_count"],
         "element_count": row["element_count"],
+        "score": _rounded(check_score(row)),
         "sample": json.loads(row["sample_unexpected"] or "[]"),
         "observed_value": json.loads(row["observed_value"]) if row["observed_value"] else None,
         "error": row["error"],
+        "failing_since": _iso(since) if since else None,
+        "likely_causes": list(check.likely_causes) if check else [],
+        "suggested_action": check.suggested_action if check else None,
     }
+
+
+def _alert(c: Condition) -> dict:
+    return {"key": c.key, "kind": c.kind, "state": c.state, "dataset": c.dataset, "what": c.what,
+            "how_many": c.how_many, "since": c.since, "likely_causes": list(c.causes), "owner": c.owner,
+            "suggested_action": c.action}
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, missing: str | None = None) -> list[dict]:
+    try:
+        cursor = con.execute(sql)
+    except duckdb.CatalogException as exc:
+        if missing:
+            raise LookupError(missing) from exc
+        return []
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _rounded(score: float) -> float:
@@ -149,42 +245,100 @@ def _rounded(score: float) -> float:
     return round(score, 1)
 
 
-def render_html(scorecard: dict) -> str:
+# --- rendering ------------------------------------------------------------------------------
+
+
+def trend_svg(scorecard: dict) -> str:
+    """The score of every entity over past runs as an inline SVG line chart, bands shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    points = scorecard["trend"]
+    runs = sorted({(p["validated_at"], p["run_id"]) for p in points})
+    index = {run_id: i for i, (_, run_id) in enumerate(runs)}
+    low = min([p["score"] for p in points] + [85.0])
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable
+    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=96)
+    ax.axhspan(95, 100.5, color="#d3f9d8", zorder=0)
+    ax.axhspan(90, 95, color="#fff3bf", zorder=0)
+    ax.axhspan(low - 2, 90, color="#ffd8d8", zorder=0)
+    for entity in scorecard["entities"]:
+        mine = sorted((index[p["run_id"]], p["score"]) for p in points if p["entity"] == entity)
+        if mine:
+            ax.plot([x for x, _ in mine], [y for _, y in mine], marker="o", markersize=3, linewidth=1.5,
+                    label=entity)
+    ax.set_ylim(low - 2, 100.5)
+    ax.set_xlim(-0.5, max(len(runs) - 0.5, 0.5))
+    labels = [datetime.fromisoformat(at).strftime("%m-%d %H:%M") for at, _ in runs]
+    step = max(1, len(labels) // 8)
+    ax.set_xticks(range(0, len(labels), step), labels[::step], fontsize=8)
+    ax.set_ylabel("score")
+    ax.set_title(f"Overall score per entity, last {len(runs)} run(s)", fontsize=10)
+    ax.legend(loc="lower left", fontsize=8, ncol=3, frameon=False)
+    ax.grid(axis="y", color="#ffffff", linewidth=0.8)
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def _environment() -> Any:
     import jinja2
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE.parent),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template(TEMPLATE.name).render(sc=scorecard, dimensions=DIMENSIONS)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["j2"]),
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["human"] = lambda v: datetime.fromisoformat(v.rstrip("Z")).strftime("%Y-%m-%d %H:%M UTC") if v else ""
+    env.filters["record"] = lambda v: (", ".join(f"{k}={_short(x)}" for k, x in v.items())
+                                       if isinstance(v, dict) else _short(v))
+    return env
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "null" if value is None else str(value)
+
+
+def render_html(scorecard: dict) -> str:
+    import markupsafe
+
+    return _environment().get_template("scorecard.html.j2").render(
+        sc=scorecard, dimensions=DIMENSIONS, chart=markupsafe.Markup(trend_svg(scorecard)))
+
+
+def render_markdown(scorecard: dict) -> str:
+    env = _environment()
+    env.autoescape = False
+    return env.get_template("scorecard.md.j2").render(sc=scorecard, dimensions=DIMENSIONS, shown=FAILING_SHOWN)
 
 
 def format_summary(scorecard: dict) -> str:
     """A plain-text table for the terminal: entities x dimensions, plus overall."""
-    headers = ["entity", *DIMENSIONS, "overall"]
+    headers = ["entity", *DIMENSIONS, "overall", "serving"]
     lines = [[*headers]]
     for entity, card in scorecard["entities"].items():
         cells = [_cell(card["dimensions"].get(d)) for d in DIMENSIONS]
-        lines.append([entity, *cells, _cell(card["overall"])])
-    lines.append(["all", *([""] * len(DIMENSIONS)), _cell(scorecard["overall"])])
+        lines.append([entity, *cells, _cell(card["overall"]), card["publication"]["status"]])
+    lines.append(["all", *([""] * len(DIMENSIONS)), _cell(scorecard["overall"]), ""])
     widths = [max(len(row[i]) for row in lines) for i in range(len(headers))]
     table = [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                  enumerate(zip(row, widths))).rstrip()
+        "  ".join(cell.ljust(w) if i in (0, len(headers) - 1) else cell.rjust(w)
+                  for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
         for row in lines
     ]
     failing = [
-        f"{entity}: {len(card['failing_checks'])} failing "
-        f"({sum(c['severity'] == 'blocking' for c in card['failing_checks'])} blocking)"
+        f"{entity}: {card['checks']['failed']} failing ({card['checks']['blocking_failed']} blocking)"
         for entity, card in scorecard["entities"].items()
     ]
     return "\n".join([
-        f"Data quality scorecard - run {scorecard['run_id']}, as of {scorecard['as_of']}",
+        f"Data quality scorecard - as of {scorecard['as_of']}",
         *table,
         "; ".join(failing),
-        "bands: G >= 95, Y 90-95, R < 90; '-' = no checks",
+        f"alerts: {len(scorecard['alerts'])} firing; bands: G >= 95, Y 90-95, R < 90; '-' = no checks",
     ])
 
 

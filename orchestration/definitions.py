@@ -1,7 +1,8 @@
 """The one place the Dagster definitions are assembled, from the per-domain modules:
 
-ingestion (dlt) → transformation (dbt) → quality (Great Expectations, scorecard) → reports,
-plus the jobs, schedule and sensor in `automation`.
+ingestion (dlt) and its source monitors → transformation (dbt) → audit (Great Expectations)
+→ serving (write-audit-publish) → reports (scorecard, docs), plus the jobs, schedule and
+sensors in `automation` and the alerts sensor in `alerting`.
 """
 
 from __future__ import annotations
@@ -9,21 +10,25 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from orchestration.alerting import quality_alerts_sensor
 from orchestration.automation import daily_schedule, spine_job, usage_files_sensor, usage_ingestion_job
 from orchestration.ingestion import ingestion_assets
-from orchestration.quality import quality_checks, scorecard
-from orchestration.resources import warehouse_from_env
+from orchestration.monitors import source_monitors
+from orchestration.quality import audit_assets, publish_assets, scorecard
+from orchestration.resources import alerts_from_env, quality_from_env, warehouse_from_env
 from orchestration.transformation import dbt_cli, dbt_docs, dbt_models
 
 defs = dg.Definitions(
-    assets=[*ingestion_assets, dbt_models, dbt_docs, scorecard],
-    asset_checks=quality_checks,
+    assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard],
+    asset_checks=source_monitors,
     jobs=[spine_job, usage_ingestion_job],
     schedules=[daily_schedule],
-    sensors=[usage_files_sensor],
+    sensors=[usage_files_sensor, quality_alerts_sensor],
     resources={
         "dlt": DagsterDltResource(),
         "dbt": dbt_cli(),
         "warehouse": warehouse_from_env(),
+        "quality": quality_from_env(),
+        "alerts": alerts_from_env(),
     },
 )

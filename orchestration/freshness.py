@@ -1,26 +1,30 @@
-"""How stale each source may get before someone should hear about it.
-
-Declared once here and turned into Dagster freshness policies on the raw assets (evaluated by
-the freshness daemon that `dagster dev` runs).
-"""
+"""Dagster freshness policies from the windows declared once in `expectations.freshness`
+(evaluated by the freshness daemon that `dagster dev` runs); the same windows are the
+timeliness checks of the suites."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import dagster as dg
 
-# (warn after, fail after) since the last successful load. The sources are loaded daily, so
-# a missed day warns and two missed days fail; usage events arrive continuously and are
-# picked up by the landing-folder sensor, so they are held to a tighter window.
-SOURCE_WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
-    "stripe": (timedelta(hours=26), timedelta(hours=50)),
-    "hubspot": (timedelta(hours=26), timedelta(hours=50)),
-    "zendesk": (timedelta(hours=26), timedelta(hours=50)),
-    "usage_events": (timedelta(hours=6), timedelta(hours=26)),
-}
+from expectations.freshness import MARTS, SOURCES, Freshness
+
+
+def _policy(window: Freshness) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(fail_window=window.fail, warn_window=window.warn)
 
 
 def source_policy(source: str) -> dg.FreshnessPolicy:
-    warn, fail = SOURCE_WINDOWS[source]
-    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+    return _policy(SOURCES[source])
+
+
+def mart_policy(mart: str) -> dg.FreshnessPolicy | None:
+    return _policy(MARTS[mart]) if mart in MARTS else None
+
+
+def window_of(key: dg.AssetKey) -> Freshness | None:
+    """The declared window behind an asset's policy: raw assets are `<source>/<resource>`,
+    marts `marts/<model>`."""
+    if len(key.path) != 2:
+        return None
+    head, name = key.path
+    return MARTS.get(name) if head == "marts" else SOURCES.get(head)

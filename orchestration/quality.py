@@ -1,88 +1,168 @@
-"""Quality assets: Great Expectations suites as asset checks on the marts, and the scorecard."""
+"""Quality assets: write-audit-publish per entity, and the scorecard.
 
+    marts/* (dbt: write) ──► audit/<entity> (Great Expectations: audit) ──► serving/<table> (publish)
+                                   └──────────────────────────────────────► scorecard
+
+An audit never fails on bad data: it records what it found (one Dagster check per quality
+dimension, ERROR when a blocking expectation failed, scores as numeric metadata) so that the
+scorecard is always written. The publishing step is the gate: it copies the entity's marts
+into `serving` only if the audit passed every blocking check, and otherwise fails the run
+loudly while consumers keep the last good version.
+"""
+
+import re
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_dbt import get_asset_key_for_model
 
-from expectations.suites import DIMENSIONS, SUITES, Suite
-from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
-from orchestration.transformation import MART_KEYS, dbt_models
+from expectations.suite import Suite
+from expectations.suites import SUITES
+from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
+from orchestration.transformation import dbt_models
+
+_RELATION = re.compile(r"\b(marts|staging)\.([a-z_0-9]+)")
 
 
-def _mart_key(suite: Suite) -> dg.AssetKey:
-    return get_asset_key_for_model([dbt_models], suite.table.split(".")[-1])
+def audit_key(suite: Suite) -> dg.AssetKey:
+    return dg.AssetKey(["audit", suite.entity])
 
 
-def _suite_checks(suite: Suite) -> dg.AssetChecksDefinition:
-    """One Dagster check per data-quality dimension the entity's suite covers."""
-    key = _mart_key(suite)
-    dimensions = [d for d in DIMENSIONS if any(c.dimension == d for c in suite.checks)]
-    specs = [
-        dg.AssetCheckSpec(
-            name=f"gx_{dimension}",
-            asset=key,
-            # Blocking: downstream reports wait for the check; they are skipped only when a
-            # check fails with ERROR severity, i.e. a blocking expectation failed.
-            blocking=True,
-            description=f"Great Expectations: {dimension} checks of the {suite.entity} suite.",
-        )
-        for dimension in dimensions
-    ]
+def _models_read(suite: Suite) -> list[dg.AssetKey]:
+    """The dbt models the suite's SQL reads (its marts, and source models it checks)."""
+    names = sorted({name for b in suite.batches for _, name in _RELATION.findall(b.sql)} | set(suite.publishes))
+    return [get_asset_key_for_model([dbt_models], name) for name in names]
 
-    @dg.multi_asset_check(specs=specs, name=f"gx_{suite.entity}", pool=WAREHOUSE_POOL)
-    def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-        from expectations.runner import validate_entity
 
-        results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id, as_of=warehouse.as_of_date())
-        for dimension in dimensions:
-            mine = [r for r in results if r.dimension == dimension]
-            failed = [r for r in mine if not r.success]
-            blocking = any(r.severity == "blocking" for r in failed)
+def _audit(suite: Suite) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=audit_key(suite),
+        deps=_models_read(suite),
+        group_name="audit",
+        kinds={"great_expectations", "duckdb"},
+        pool=WAREHOUSE_POOL,
+        description=f"Audit of the {suite.entity} entity: its Great Expectations suite, run inside DuckDB on "
+                    f"the freshly built marts ({', '.join(suite.publishes)}). {suite.description}",
+        check_specs=[
+            dg.AssetCheckSpec(name=dim, asset=audit_key(suite),
+                              description=f"{dim.capitalize()} checks of the {suite.entity} suite; ERROR when a "
+                                          "blocking one fails.")
+            for dim in suite.dimensions
+        ],
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
+        from expectations.alerts import audit_conditions
+        from expectations.runner import failing_since, validate_entity
+        from expectations.scorecard import entity_score
+
+        results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
+                                  as_of=warehouse.as_of_date(), settings=quality.duckdb_settings())
+        with duckdb.connect(str(warehouse.file), read_only=True) as con:
+            since = failing_since(con, results)
+        conditions = audit_conditions(suite, results, {c: at for (_, c), at in since.items()})
+        rows = [asdict(r) for r in results]
+        overall, dimensions = entity_score(rows)
+        failed = [r for r in results if not r.success]
+        blocking = [r for r in failed if r.severity == "blocking"]
+        for r in blocking:
+            context.log.error(f"{suite.entity}: blocking check {r.check_name} failed: {r.description} "
+                              f"({r.unexpected_count:,} of {r.element_count:,}){' - ' + r.error if r.error else ''}")
+        for dim in suite.dimensions:
+            mine = [r for r in results if r.dimension == dim]
+            bad = [r for r in mine if not r.success]
             yield dg.AssetCheckResult(
-                asset_key=key,
-                check_name=f"gx_{dimension}",
-                passed=not failed,
-                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+                check_name=dim,
+                passed=not bad,
+                severity=dg.AssetCheckSeverity.ERROR if any(r.severity == "blocking" for r in bad)
+                else dg.AssetCheckSeverity.WARN,
                 metadata={
-                    "expectations": len(mine),
-                    "failed": len(failed),
-                    "unexpected_rows": sum(r.unexpected_count for r in mine),
-                    "failures": dg.MetadataValue.md(
-                        "\n".join(f"- **{r.severity}** {r.description}: {r.unexpected_count} of {r.element_count}" for r in failed)
-                        or "none"
-                    ),
+                    "score": dg.MetadataValue.float(dimensions[dim]["score"]),
+                    "checks": len(mine),
+                    "failed": len(bad),
+                    "failures": dg.MetadataValue.md("\n".join(
+                        f"- **{r.severity}** `{r.check_name}`: {r.description} - {r.unexpected_count:,} of "
+                        f"{r.element_count:,}" for r in bad) or "none"),
                 },
             )
+        yield dg.MaterializeResult(metadata={
+            "score/overall": dg.MetadataValue.float(overall),
+            **{f"score/{dim}": dg.MetadataValue.float(d["score"]) for dim, d in dimensions.items()},
+            "checks": len(results),
+            "failed": len(failed),
+            "blocking_failed": len(blocking),
+            "as_of": warehouse.as_of_date().isoformat(),
+            # Read back by the alerts sensor, which never opens the warehouse.
+            "alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions]),
+        })
 
-    return _checks
+    return _asset
 
 
-quality_checks = [_suite_checks(suite) for suite in SUITES.values()]
+def _publish(suite: Suite) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(
+            ["serving", table],
+            deps=[audit_key(suite), get_asset_key_for_model([dbt_models], table)],
+            group_name="serving",
+            kinds={"duckdb"},
+            description=f"`serving.{table}`: what consumers read. A copy of `marts.{table}` taken when the "
+                        f"{suite.entity} audit passed every blocking check; held at the last good version otherwise.",
+        )
+        for table in suite.publishes
+    ]
+
+    @dg.multi_asset(specs=specs, name=f"publish_{suite.entity}", pool=WAREHOUSE_POOL)
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        from expectations.publish import NotAudited, publish
+
+        try:
+            decision = publish(warehouse.file, suite, context.run.run_id)
+        except NotAudited as exc:
+            raise dg.Failure(str(exc)) from exc
+        if not decision.published:
+            context.log.error(decision.describe())
+            raise dg.Failure(
+                description=decision.describe(),
+                metadata={"blocking_failures": decision.blocking_failures,
+                          "serving_run_id": decision.serving_run_id or "none"},
+                allow_retries=False,
+            )
+        context.log.info(decision.describe())
+        for table, rows in decision.row_counts.items():
+            yield dg.MaterializeResult(asset_key=["serving", table], metadata={
+                "dagster/row_count": rows, "published_from_run": decision.run_id,
+                "table": f"serving.{table}",
+            })
+
+    return _asset
+
+
+audit_assets = [_audit(suite) for suite in SUITES.values()]
+publish_assets = [_publish(suite) for suite in SUITES.values()]
 
 
 @dg.asset(
     key="scorecard",
-    deps=MART_KEYS,
+    deps=[audit_key(suite) for suite in SUITES.values()],
     group_name="reports",
     kinds={"html", "json"},
     pool=WAREHOUSE_POOL,
-    description="Data-quality scorecard: per entity, a score per dimension and overall, with bands.",
+    description="Data-quality scorecard: per entity a score per dimension and overall with bands, the trend "
+                "over past runs, failing checks with samples, publication status and alerts "
+                "(scorecard.html, .json, .md).",
 )
-def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def scorecard(warehouse: WarehouseResource) -> dg.MaterializeResult:
     from expectations.scorecard import build_scorecard
 
     reports = Path(warehouse.reports_dir)
-    try:
-        card = build_scorecard(warehouse.file, reports, run_id=context.run_id)
-    except LookupError:
-        # The checks did not run in this run (the scorecard was materialized on its own):
-        # score the latest validation run instead.
-        card = build_scorecard(warehouse.file, reports)
+    card = build_scorecard(warehouse.file, reports)
     metadata: dict[str, object] = {
-        "validation_run_id": card["run_id"],
         "html": dg.MetadataValue.path(str(reports / "scorecard.html")),
+        "markdown": dg.MetadataValue.path(str(reports / "scorecard.md")),
         "overall_score": dg.MetadataValue.float(float(card["overall"]["score"])),
+        "alerts_firing": len(card["alerts"]),
     }
     for entity, body in card["entities"].items():
         metadata[f"{entity}/overall"] = dg.MetadataValue.float(float(body["overall"]["score"]))

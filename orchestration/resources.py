@@ -1,7 +1,8 @@
-"""Resources shared by the asset modules."""
+"""Resources shared by the asset modules, configured from the environment."""
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 
@@ -34,10 +35,76 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.path)
 
 
+class QualityResource(dg.ConfigurableResource):
+    """How audits and source monitors judge the data (see expectations/README.md)."""
+
+    volume_tolerance: float = 0.5  # anomaly when a count is further than this share from its average
+    volume_window: int = 7  # readings averaged
+    volume_min_readings: int = 3  # readings needed before judging
+    duckdb_memory_limit: str | None = None  # e.g. "1GB" for validating connections; DuckDB's default when unset
+
+    def volume_policy(self):
+        from expectations.monitors import VolumePolicy
+
+        return VolumePolicy(self.volume_tolerance, self.volume_window, self.volume_min_readings)
+
+    def duckdb_settings(self):
+        from expectations.gx_engine import DuckDBSettings
+
+        return DuckDBSettings(memory_limit=self.duckdb_memory_limit)
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go: the JSONL log always, a JSON webhook and Slack when their URLs are set."""
+
+    log_path: str
+    webhook_url: str | None = None
+    slack_webhook_url: str | None = None
+    max_attempts: int = 4
+    timeout_seconds: float = 10.0
+    backoff_seconds: float = 0.5
+
+    def channels(self) -> list:
+        from expectations.channels import JsonlLog, Slack, Webhook
+
+        http = {"timeout_seconds": self.timeout_seconds, "max_attempts": self.max_attempts,
+                "backoff_seconds": self.backoff_seconds}
+        channels: list = [JsonlLog(Path(self.log_path))]
+        if self.webhook_url:
+            channels.append(Webhook(self.webhook_url, **http))
+        if self.slack_webhook_url:
+            channels.append(Slack(self.slack_webhook_url, **http))
+        return channels
+
+    def store(self):
+        from expectations.alerts import AlertStore
+
+        return AlertStore(Path(self.log_path).with_name("alert_state.json"))
+
+
 def warehouse_from_env() -> WarehouseResource:
     cfg = settings()
     return WarehouseResource(
         path=str(cfg.warehouse),
         reports_dir=str(cfg.reports_dir),
         as_of=cfg.as_of.isoformat() if cfg.as_of else None,
+    )
+
+
+def quality_from_env() -> QualityResource:
+    env = os.environ
+    return QualityResource(
+        volume_tolerance=float(env.get("SPINE_VOLUME_TOLERANCE", 0.5)),
+        volume_window=int(env.get("SPINE_VOLUME_WINDOW", 7)),
+        volume_min_readings=int(env.get("SPINE_VOLUME_MIN_READINGS", 3)),
+        duckdb_memory_limit=env.get("SPINE_DUCKDB_MEMORY_LIMIT") or None,
+    )
+
+
+def alerts_from_env() -> AlertsResource:
+    env = os.environ
+    return AlertsResource(
+        log_path=env.get("SPINE_ALERT_LOG") or str(settings().data_dir / "alerts" / "alerts.jsonl"),
+        webhook_url=env.get("SPINE_ALERT_WEBHOOK_URL") or None,
+        slack_webhook_url=env.get("SPINE_ALERT_SLACK_WEBHOOK_URL") or None,
     )

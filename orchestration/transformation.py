@@ -12,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from data_spine.config import PROJECT_ROOT, settings
+from orchestration.freshness import mart_policy
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 
 # dbt's profile reads the warehouse location from SPINE_WAREHOUSE; hand it the same absolute
@@ -47,6 +48,13 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
 
 
 class SpineDbtTranslator(DagsterDbtTranslator):
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "model" and props.get("fqn", [])[1:2] == ["marts"]:
+            return spec.replace_attributes(freshness_policy=mart_policy(props["name"]))
+        return spec
+
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             # Child tables (`subscriptions__items__data`) are loaded by their parent's

@@ -1,0 +1,363 @@
+"""Alerts that reach someone: what broke, how much, since when, why it may have, who acts.
+
+A *condition* is one thing that can be wrong, with a stable key and a state (`ok`, `warn`,
+`fail`): a blocking check of an entity, the age of a source's or mart's data, the time since a
+source or mart was last loaded (Dagster's freshness policies), a raw table's volume, a
+source's schema. `dispatch` compares the conditions with what was last announced and sends an
+alert only when a condition's state changes: a new problem fires once, a worse state
+(warn → fail) fires again, a return to `ok` sends a resolved message, and evaluating the
+same state again sends nothing. What was announced is kept in a small JSON file beside the
+alert log, under a file lock, so the Dagster sensor and `spine run` never announce twice.
+Deliveries that fail after their retries stay pending and are tried again on the next
+dispatch; channels that already have an alert never get it twice.
+
+The message follows the governance reference's alert: dataset, issue, how many, since when,
+severity, possible causes, action, owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol
+
+from expectations.freshness import MARTS, SOURCES, STALE_ACTION, STALE_CAUSES, Freshness
+from expectations.monitors import Drift, VolumeReading
+from expectations.suite import DATA_ENG, Suite
+
+OK = "ok"
+SEVERITY = {"blocking_check": "critical", "data_freshness": "high", "load_freshness": "high",
+            "volume": "high", "schema_drift": "medium"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str  # stable identity, e.g. `blocking_check:customer:customer_id_unique`
+    kind: str  # blocking_check | data_freshness | load_freshness | volume | schema_drift
+    state: str  # ok | warn | fail
+    dataset: str
+    what: str
+    how_many: str = ""
+    since: str | None = None  # ISO 8601, UTC: when the problem started, if known
+    causes: tuple[str, ...] = ()
+    owner: str = DATA_ENG
+    action: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def firing(self) -> bool:
+        return self.state != OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "causes": list(self.causes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Condition:
+        return cls(**{**data, "causes": tuple(data.get("causes", ()))})
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message about a condition: it started (or got worse), or it is resolved."""
+
+    id: str
+    key: str
+    status: str  # firing | resolved
+    kind: str
+    severity: str  # critical | high | medium | info (resolved)
+    state: str
+    dataset: str
+    what: str
+    how_many: str
+    since: str | None
+    likely_causes: list[str]
+    owner: str
+    suggested_action: str
+    details: dict[str, Any]
+    sent_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": "data-spine", **asdict(self)}
+
+    def text(self) -> str:
+        """The plain-text message (alert log, Slack)."""
+        if self.status == "resolved":
+            lines = [f"RESOLVED: {self.dataset}", f"Issue: {self.what}"]
+            if self.since:
+                lines.append(f"Was failing since: {_human(self.since)}")
+            lines += [f"Now: {self.how_many}" if self.how_many else "Now: back within its limits",
+                      f"Owner: {self.owner}"]
+            return "\n".join(lines)
+        lines = [f"DATA QUALITY ALERT ({self.severity.upper()})", f"Dataset: {self.dataset}",
+                 f"Issue: {self.what}"]
+        if self.how_many:
+            lines.append(f"How many: {self.how_many}")
+        if self.since:
+            lines.append(f"Since: {_human(self.since)}")
+        if self.likely_causes:
+            lines.append("Possible causes:")
+            lines += [f"  - {cause}" for cause in self.likely_causes]
+        lines += [f"Action: {self.suggested_action}", f"Owner: {self.owner}"]
+        return "\n".join(lines)
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, alert: Alert) -> None: ...
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[str, datetime]) -> list[Condition]:
+    """Every blocking check and every freshness window of the suite, from one audit's results
+    (`runner.Result`s, or result rows as dicts)."""
+    by_name = {_field(r, "check_name"): r for r in results}
+    conditions = []
+    for check in suite.checks:
+        result = by_name.get(check.name)
+        if result is None:
+            continue
+        failed = not _field(result, "success")
+        since = failing_since.get(check.name)
+        sample = json.loads(_field(result, "sample_unexpected") or "[]")
+        if check.severity == "blocking":
+            conditions.append(Condition(
+                key=f"blocking_check:{suite.entity}:{check.name}",
+                kind="blocking_check",
+                state="fail" if failed else OK,
+                dataset=f"{suite.entity} ({_field(result, 'table_name')})",
+                what=f"blocking check failed: {check.description}",
+                how_many=_how_many(result) if failed else "",
+                since=since.isoformat() + "Z" if failed and since else None,
+                causes=check.likely_causes,
+                owner=check.owner,
+                action=check.suggested_action + f" Until it passes, serving keeps the last good {suite.entity} data.",
+                details={"check": check.name, "dimension": check.dimension, "expectation": check.expectation,
+                         "column": check.column, "sample": sample, "run_id": _field(result, "run_id")},
+            ))
+        elif check.name.endswith("_fresh") and check.dimension == "timeliness":
+            window = _window(check.name)
+            if window is None:
+                continue
+            age = next((s.get("age_hours") for s in sample if isinstance(s, dict)), None) if failed else None
+            state = window.state(age) if failed else OK
+            conditions.append(data_freshness_condition(window, state, age, _field(result, "as_of")))
+    return conditions
+
+
+def data_freshness_condition(window: Freshness, state: str, age_hours: float | None, as_of: datetime) -> Condition:
+    since = None
+    if state != OK and age_hours is not None and age_hours != float("inf"):
+        newest = as_of.timestamp() - age_hours * 3600
+        limit = window.fail_hours if state == "fail" else window.warn_hours
+        since = datetime.fromtimestamp(newest + limit * 3600, UTC).replace(tzinfo=None).isoformat() + "Z"
+    age = "no data at all" if age_hours in (None, float("inf")) else f"newest data {age_hours:.1f} h old"
+    return Condition(
+        key=f"data_freshness:{window.key}",
+        kind="data_freshness",
+        state=state,
+        dataset=f"{window.kind} {window.name} ({window.relation})",
+        what=f"data older than its freshness window (warn after {window.warn_hours:g} h, fail after "
+             f"{window.fail_hours:g} h)",
+        how_many=f"{age} at the as-of time {as_of:%Y-%m-%d %H:%M} UTC" if state != OK else "",
+        since=since,
+        causes=STALE_CAUSES[window.kind],
+        owner=window.owner,
+        action=STALE_ACTION[window.kind],
+        details={"window": window.key, "age_hours": age_hours, "warn_hours": window.warn_hours,
+                 "fail_hours": window.fail_hours},
+    )
+
+
+def load_freshness_condition(asset: str, window: Freshness, state: str, since: datetime | None) -> Condition:
+    """Dagster's freshness policy for an asset: time since its last successful load or build."""
+    return Condition(
+        key=f"load_freshness:{asset}",
+        kind="load_freshness",
+        state=state,
+        dataset=f"{window.kind} {window.name} (Dagster asset {asset})",
+        what=f"not loaded within its window (warn after {window.warn_hours:g} h, fail after "
+             f"{window.fail_hours:g} h since the last successful run)",
+        since=since.replace(tzinfo=None).isoformat() + "Z" if since and state != OK else None,
+        causes=("the daily schedule or the landing-folder sensor is off", "its last runs failed"),
+        owner=DATA_ENG,
+        action="Open the asset in the Dagster UI: check its latest runs and the schedule and sensor status.",
+        details={"asset": asset, "window": window.key},
+    )
+
+
+def volume_condition(reading: VolumeReading, measured_at: datetime | None = None) -> Condition:
+    how_many = ""
+    if reading.anomalous and reading.average is not None:
+        how_many = (f"{reading.rows:,} rows against an average of {reading.average:,.0f} over the last "
+                    f"{reading.readings} loads ({reading.deviation:+.0%})")
+    return Condition(
+        key=f"volume:{reading.table}",
+        kind="volume",
+        state="fail" if reading.anomalous else OK,
+        dataset=f"source {reading.source} ({reading.table})",
+        what="row count far from its recent average",
+        how_many=how_many,
+        since=measured_at.isoformat() + "Z" if measured_at and reading.anomalous else None,
+        causes=("the source returned fewer records (an outage, a changed filter or lost permissions)",
+                "a load that duplicated or deleted rows"),
+        owner=DATA_ENG,
+        action="Compare with the source system's own count and check the connector's last run.",
+        details={"rows": reading.rows, "average": reading.average, "readings": reading.readings},
+    )
+
+
+def drift_condition(drift: Drift) -> Condition:
+    listed = ", ".join(
+        f"{c.table}" + (f".{c.column} ({c.data_type})" if c.column else " (new table)") for c in drift.changes[:8]
+    )
+    return Condition(
+        key=f"schema_drift:{drift.source}",
+        kind="schema_drift",
+        state="warn" if drift.drifted else OK,
+        dataset=f"source {drift.source}",
+        what="the source's schema changed in its latest load",
+        how_many=f"{len(drift.changes)} change(s): {listed}" if drift.drifted else "",
+        since=_load_time(drift.load_id) if drift.drifted else None,
+        causes=("the vendor added or renamed a field, or changed its type",
+                "a new API version, or a client sending a new property"),
+        owner=DATA_ENG,
+        action="Review the new columns in the raw table; model them in staging if they matter, or pin "
+               "the source's API version. A type change lands in a `__v_<type>` column beside the old one.",
+        details={"load_id": drift.load_id, "changes": [asdict(c) for c in drift.changes]},
+    )
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+
+class AlertStore:
+    """What was announced per condition, and deliveries still owed, in one JSON file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = json.loads(self.path.read_text()) if self.path.exists() else {}
+            state.setdefault("conditions", {})
+            state.setdefault("undelivered", [])
+            yield state
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+
+
+def dispatch(
+    conditions: Iterable[Condition],
+    store: AlertStore,
+    channels: list[Channel],
+    now: datetime | None = None,
+) -> list[Alert]:
+    """Announce every change of state since the last dispatch; returns the alerts sent."""
+    now = now or datetime.now(UTC)
+    sent: list[Alert] = []
+    with store.locked() as state:
+        owed, state["undelivered"] = state["undelivered"], []
+        for entry in owed:
+            _deliver(Alert(**{k: v for k, v in entry["alert"].items() if k != "source"}),
+                     [c for c in channels if c.name in entry["channels"]], state)
+        for condition in conditions:
+            previous = state["conditions"].get(condition.key, {"state": OK})
+            if condition.state == previous["state"]:
+                continue
+            if condition.firing:
+                alert = _alert(condition, "firing", now)
+                state["conditions"][condition.key] = {
+                    "state": condition.state, "alert_id": alert.id, "since": condition.since or alert.sent_at,
+                    "dataset": condition.dataset, "what": condition.what, "owner": condition.owner,
+                    "kind": condition.kind,
+                }
+            else:
+                resolved = replace(condition, dataset=previous.get("dataset", condition.dataset),
+                                   what=previous.get("what", condition.what), since=previous.get("since"))
+                alert = _alert(resolved, "resolved", now)
+                state["conditions"].pop(condition.key, None)
+            _deliver(alert, channels, state)
+            sent.append(alert)
+    return sent
+
+
+def _deliver(alert: Alert, channels: list[Channel], state: dict[str, Any]) -> None:
+    failed = []
+    for channel in channels:
+        try:
+            channel.send(alert)
+        except Exception:  # noqa: BLE001 - a channel that is down must not stop the others
+            failed.append(channel.name)
+    if failed:
+        state["undelivered"].append({"alert": alert.to_json(), "channels": failed})
+
+
+def _alert(condition: Condition, status: str, now: datetime) -> Alert:
+    return Alert(
+        id=uuid.uuid4().hex,
+        key=condition.key,
+        status=status,
+        kind=condition.kind,
+        severity=("info" if status == "resolved" else
+                  "medium" if condition.state == "warn" and condition.kind != "blocking_check"
+                  else SEVERITY[condition.kind]),
+        state=condition.state,
+        dataset=condition.dataset,
+        what=condition.what,
+        how_many=condition.how_many,
+        since=condition.since,
+        likely_causes=list(condition.causes),
+        owner=condition.owner,
+        suggested_action=condition.action,
+        details=condition.details,
+        sent_at=now.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _window(check_name: str) -> Freshness | None:
+    kind, _, rest = check_name.partition("_")
+    name = rest.removesuffix("_fresh")
+    return (SOURCES if kind == "source" else MARTS).get(name)
+
+
+def _field(result: Any, name: str) -> Any:
+    return result[name] if isinstance(result, dict) else getattr(result, name)
+
+
+def _how_many(result: Any) -> str:
+    if _field(result, "error"):
+        return f"the check could not run: {_field(result, 'error')}"
+    unexpected, elements = _field(result, "unexpected_count"), _field(result, "element_count")
+    if _field(result, "expectation").startswith(("expect_table_", "expect_column_min", "expect_column_max")):
+        return f"observed {_field(result, 'observed_value')}"
+    return f"{unexpected:,} of {elements:,} rows"
+
+
+def _load_time(load_id: str | None) -> str | None:
+    try:
+        return datetime.fromtimestamp(float(load_id), UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    except (TypeError, ValueError):
+        return None
+
+
+def _human(instant: str) -> str:
+    try:
+        return datetime.fromisoformat(instant.rstrip("Z")).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return instant

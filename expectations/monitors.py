@@ -1,0 +1,228 @@
+"""Source monitors: volume anomalies and schema drift in the raw schemas dlt loads.
+
+- Volume: each raw table's row count is recorded after every load and compared with the
+  average of its recent readings; a count far from it (by more than `tolerance`, a share of
+  the average) is an anomaly, e.g. a connector that suddenly returns half the records.
+- Schema drift: dlt stores a new schema version whenever a load brings a column, a table or
+  a type it had not seen (a type change shows as a `<column>__v_<type>` variant column). The
+  latest load drifted when its schema differs from the load before it.
+
+Readings and changes are kept in the warehouse (`quality.table_volumes`,
+`quality.schema_changes`) so that the scorecard and the alerts tell the same story.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from statistics import fmean
+
+import duckdb
+
+VOLUMES_TABLE = "quality.table_volumes"
+SCHEMA_CHANGES_TABLE = "quality.schema_changes"
+_DDL = (
+    f"""CREATE TABLE IF NOT EXISTS {VOLUMES_TABLE} (
+        measured_at TIMESTAMP NOT NULL,  -- UTC
+        run_id      VARCHAR   NOT NULL,
+        source      VARCHAR   NOT NULL,
+        table_name  VARCHAR   NOT NULL,  -- <raw schema>.<table>
+        row_count   BIGINT    NOT NULL,
+        average     DOUBLE,              -- of the readings before it; NULL while learning
+        readings    INTEGER   NOT NULL,  -- how many readings the average is of
+        anomalous   BOOLEAN   NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA_CHANGES_TABLE} (
+        detected_at TIMESTAMP NOT NULL,  -- UTC
+        run_id      VARCHAR   NOT NULL,
+        source      VARCHAR   NOT NULL,
+        load_id     VARCHAR   NOT NULL,  -- the load that brought the change
+        table_name  VARCHAR   NOT NULL,
+        column_name VARCHAR,             -- NULL when a whole table is new
+        data_type   VARCHAR,
+        change      VARCHAR   NOT NULL   -- new_table | new_column | type_variant
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class VolumeReading:
+    source: str
+    table: str  # <raw schema>.<table>
+    rows: int
+    average: float | None  # None while there are fewer than `min_readings` earlier readings
+    readings: int
+    anomalous: bool
+
+    @property
+    def deviation(self) -> float | None:
+        """Relative distance from the average (-0.5: half as many rows)."""
+        if self.average is None:
+            return None
+        return (self.rows - self.average) / self.average if self.average else float("inf") if self.rows else 0.0
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    table: str
+    column: str | None
+    data_type: str | None
+    change: str  # new_table | new_column | type_variant
+
+
+@dataclass(frozen=True)
+class Drift:
+    source: str
+    load_id: str | None  # the latest load, None before any
+    changes: list[SchemaChange] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True)
+class VolumePolicy:
+    tolerance: float = 0.5  # anomaly when |rows - average| > tolerance x average
+    window: int = 7  # readings averaged
+    min_readings: int = 3  # readings needed before judging
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+    for ddl in _DDL:
+        con.execute(ddl)
+
+
+def raw_tables(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
+    """The data tables of a raw schema: dlt's bookkeeping and the quarantine left out."""
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
+        "AND table_name <> 'quarantine' ORDER BY 1",
+        [dataset],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def measure_volumes(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    dataset: str,
+    run_id: str,
+    policy: VolumePolicy = VolumePolicy(),
+) -> list[VolumeReading]:
+    """Count every raw table of the source, judge each count against its recent readings,
+    and record the readings."""
+    ensure_tables(con)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    readings = []
+    for table in raw_tables(con, dataset):
+        name = f"{dataset}.{table}"
+        rows = con.execute(f'SELECT count(*) FROM "{dataset}"."{table}"').fetchone()[0]
+        history = [r[0] for r in con.execute(
+            f"SELECT row_count FROM {VOLUMES_TABLE} WHERE source = ? AND table_name = ? "
+            "ORDER BY measured_at DESC LIMIT ?",
+            [source, name, policy.window],
+        ).fetchall()]
+        average = fmean(history) if len(history) >= policy.min_readings else None
+        anomalous = average is not None and abs(rows - average) > policy.tolerance * average
+        reading = VolumeReading(source, name, rows, average, len(history), anomalous)
+        con.execute(
+            f"INSERT INTO {VOLUMES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [now, run_id, source, name, rows, average, len(history), anomalous],
+        )
+        readings.append(reading)
+    return readings
+
+
+def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_id: str) -> Drift:
+    """What the schema of the source's latest load added to the schema of the load before it;
+    new changes are recorded once."""
+    ensure_tables(con)
+    try:
+        loads = con.execute(
+            f'SELECT load_id, schema_version_hash FROM "{dataset}"._dlt_loads WHERE status = 0 '
+            "ORDER BY load_id DESC LIMIT 2"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return Drift(source, None)
+    if len(loads) < 2 or loads[0][1] == loads[1][1]:
+        return Drift(source, loads[0][0] if loads else None)
+    (latest, new_hash), (_, old_hash) = loads
+    schemas = dict(con.execute(
+        f'SELECT version_hash, schema FROM "{dataset}"._dlt_version WHERE version_hash IN (?, ?)',
+        [new_hash, old_hash],
+    ).fetchall())
+    if new_hash not in schemas or old_hash not in schemas:
+        return Drift(source, latest)
+    changes = _compare(json.loads(schemas[old_hash]), json.loads(schemas[new_hash]))
+    recorded = con.execute(
+        f"SELECT count(*) FROM {SCHEMA_CHANGES_TABLE} WHERE source = ? AND load_id = ?", [source, latest]
+    ).fetchone()[0]
+    if changes and not recorded:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        con.executemany(
+            f"INSERT INTO {SCHEMA_CHANGES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [[now, run_id, source, latest, f"{dataset}.{c.table}", c.column, c.data_type, c.change]
+             for c in changes],
+        )
+    return Drift(source, latest, changes)
+
+
+def _compare(old: dict, new: dict) -> list[SchemaChange]:
+    def data_tables(schema: dict) -> dict[str, dict]:
+        return {name: t.get("columns", {}) for name, t in schema.get("tables", {}).items()
+                if not name.startswith("_dlt")}
+
+    before, after = data_tables(old), data_tables(new)
+    changes = []
+    for table, columns in sorted(after.items()):
+        if table not in before:
+            changes.append(SchemaChange(table, None, None, "new_table"))
+            continue
+        for column, spec in sorted(columns.items()):
+            if column in before[table] or column.startswith("_dlt"):
+                continue
+            kind = "type_variant" if "__v_" in column else "new_column"
+            changes.append(SchemaChange(table, column, spec.get("data_type"), kind))
+    return changes
+
+
+def latest_volumes(con: duckdb.DuckDBPyConnection) -> list[tuple[VolumeReading, datetime]]:
+    """Each raw table's latest reading and when it was taken."""
+    try:
+        rows = con.execute(f"""
+            SELECT source, table_name, arg_max(row_count, measured_at), arg_max(average, measured_at),
+                   arg_max(readings, measured_at), arg_max(anomalous, measured_at), max(measured_at)
+            FROM {VOLUMES_TABLE} GROUP BY source, table_name ORDER BY source, table_name
+        """).fetchall()
+    except duckdb.CatalogException:
+        return []
+    return [(VolumeReading(s, t, n, avg, k, bool(a)), at) for s, t, n, avg, k, a, at in rows]
+
+
+def current_drifts(con: duckdb.DuckDBPyConnection) -> list[Drift]:
+    """The schema changes each source's latest load brought, for sources whose latest load
+    changed the schema."""
+    try:
+        recorded = con.execute(f"""
+            SELECT source, max(load_id), arg_max(split_part(table_name, '.', 1), load_id)
+            FROM {SCHEMA_CHANGES_TABLE} GROUP BY source ORDER BY source
+        """).fetchall()
+    except duckdb.CatalogException:
+        return []
+    drifts = []
+    for source, load_id, dataset in recorded:
+        try:
+            (latest,) = con.execute(
+                f'SELECT max(load_id) FROM "{dataset}"._dlt_loads WHERE status = 0').fetchone()
+        except duckdb.CatalogException:
+            continue
+        if latest != load_id:
+            continue
+        changes = [SchemaChange(t.split(".", 1)[1], c, d, k) for t, c, d, k in con.execute(
+            f"SELECT table_name, column_name, data_type, change FROM {SCHEMA_CHANGES_TABLE} "
+            "WHERE source = ? AND load_id = ? ORDER BY ALL", [source, load_id]).fetchall()]
+        drifts.append(Drift(source, load_id, changes))
+    return drifts

@@ -1,0 +1,71 @@
+"""The alerts sensor: announce every change of state of a quality condition, once.
+
+Conditions are read from the Dagster instance only (the warehouse may be locked by a run):
+the latest audit of each entity (its blocking checks and data freshness, in the audit's
+metadata), the latest source-monitor checks (volume, schema drift), and the freshness
+daemon's state of every asset with a freshness policy. `expectations.alerts.dispatch` decides
+what changed and delivers it to the configured channels.
+"""
+
+import dagster as dg
+
+from expectations.alerts import Condition, dispatch, load_freshness_condition
+from expectations.suites import SUITES
+from orchestration.freshness import window_of
+from orchestration.resources import AlertsResource
+
+_FRESHNESS_STATE = {"PASS": "ok", "WARN": "warn", "FAIL": "fail"}
+
+
+def collect_conditions(instance: dg.DagsterInstance, asset_graph) -> list[Condition]:
+    conditions: dict[str, Condition] = {}
+
+    def add(payload) -> None:
+        for data in payload or []:
+            condition = Condition.from_json(data)
+            conditions[condition.key] = condition
+
+    for entity in SUITES:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["audit", entity]))
+        if event and event.asset_materialization:
+            entry = event.asset_materialization.metadata.get("alert_conditions")
+            add(entry.value if entry else None)
+
+    check_keys = [key for node in asset_graph.asset_nodes for key in node.check_keys
+                  if key.name in ("volume", "schema_drift")]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    for record in latest.values():
+        evaluation = record.evaluation if record else None
+        if evaluation is not None:
+            entry = evaluation.metadata.get("alert_conditions")
+            add(entry.value if entry else None)
+
+    with_policy = {node.key: window_of(node.key) for node in asset_graph.asset_nodes if node.freshness_policy}
+    records = instance.get_freshness_state_records([k for k, w in with_policy.items() if w])
+    for key, record in records.items():
+        state = _FRESHNESS_STATE.get(record.freshness_state.value)
+        if state is None:  # UNKNOWN (never loaded) or not applicable: nothing to say yet
+            continue
+        condition = load_freshness_condition(key.to_user_string(), with_policy[key], state, record.updated_at)
+        conditions[condition.key] = condition
+    return list(conditions.values())
+
+
+def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource):
+    return dispatch(collect_conditions(instance, asset_graph), alerts.store(), alerts.channels())
+
+
+@dg.sensor(
+    name="quality_alerts_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sends an alert when a blocking check fails, data or a load goes stale, a raw table's volume "
+                "jumps or a source's schema changes, and a resolved message when it recovers (JSONL log, "
+                "webhook, Slack).",
+)
+def quality_alerts_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
+    graph = context.repository_def.asset_graph
+    sent = dispatch_alerts(context.instance, graph, alerts)
+    for alert in sent:
+        context.log.info(f"{alert.status}: {alert.dataset}: {alert.what}")
+    return dg.SkipReason(f"{len(sent)} alert(s) sent" if sent else "no change in any quality condition")

@@ -1,0 +1,77 @@
+"""Source monitors: after each load, a volume check and a schema-drift check on every raw asset."""
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from connectors.pipelines import DATASETS
+from orchestration.ingestion import ingestion_assets
+from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
+
+
+def _asset_of(source: str, table: str) -> dg.AssetKey:
+    # Child tables (`subscriptions__items__data`) are loaded by their parent's resource.
+    return dg.AssetKey([source, table.split(".", 1)[-1].split("__")[0]])
+
+
+def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
+    specs = [
+        spec
+        for key in keys
+        for spec in (
+            dg.AssetCheckSpec("volume", asset=key,
+                              description="Row count within its tolerance of the average of recent loads."),
+            dg.AssetCheckSpec("schema_drift", asset=key,
+                              description="The latest load brought no new table, column or column type."),
+        )
+    ]
+
+    @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL)
+    def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
+        from expectations.alerts import drift_condition, volume_condition
+        from expectations.monitors import detect_drift, measure_volumes
+
+        with duckdb.connect(str(warehouse.file)) as con:
+            readings = measure_volumes(con, source, DATASETS[source], context.run.run_id, quality.volume_policy())
+            drift = detect_drift(con, source, DATASETS[source], context.run.run_id)
+        volumes = defaultdict(list)
+        for reading in readings:
+            volumes[_asset_of(source, reading.table)].append(reading)
+        changes = defaultdict(list)
+        for change in drift.changes:
+            changes[_asset_of(source, change.table)].append(change)
+        drift_alert = drift_condition(drift).to_json()
+        measured_at = datetime.now(UTC).replace(tzinfo=None)
+        for key in keys:
+            mine = volumes.get(key, [])
+            anomalous = [r for r in mine if r.anomalous]
+            for r in anomalous:
+                context.log.warning(f"{r.table}: {r.rows:,} rows, average {r.average:,.0f} ({r.deviation:+.0%})")
+            yield dg.AssetCheckResult(
+                asset_key=key, check_name="volume", passed=not anomalous, severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    **{f"rows/{r.table}": r.rows for r in mine},
+                    "alert_conditions": dg.MetadataValue.json([volume_condition(r, measured_at).to_json() for r in mine]),
+                },
+            )
+            drifted = changes.get(key, [])
+            yield dg.AssetCheckResult(
+                asset_key=key, check_name="schema_drift", passed=not drifted, severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "changes": dg.MetadataValue.md("\n".join(
+                        f"- {c.change}: `{c.table}`" + (f" `{c.column}` ({c.data_type})" if c.column else "")
+                        for c in drifted) or "none"),
+                    "load_id": drift.load_id or "none",
+                    "alert_conditions": dg.MetadataValue.json([drift_alert]),
+                },
+            )
+
+    return _checks
+
+
+source_monitors = [
+    _monitor(assets_def.node_def.name.removeprefix("ingest_"), sorted(assets_def.keys, key=str))
+    for assets_def in ingestion_assets
+]
