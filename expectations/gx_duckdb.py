@@ -37,6 +37,9 @@ if gx.__version__ != GX_VERSION:
         f"{gx.__version__}: check it against tests/test_gx_duckdb.py before changing the pin"
     )
 
+import atexit  # noqa: E402
+import sys  # noqa: E402
+
 import sqlalchemy as sa  # noqa: E402
 from great_expectations.datasource.fluent import SQLDatasource  # noqa: E402
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine  # noqa: E402
@@ -96,3 +99,19 @@ def _regex_expression(column: Any, regex: str, dialect: Any, positive: bool = Tr
 for _module in (column_values_match_regex, column_values_not_match_regex,
                 column_values_match_regex_list, column_values_not_match_regex_list):
     _module.get_dialect_regex_expression = _regex_expression
+
+
+def _drop_duckdb_type_constants() -> None:
+    # With GX and duckdb-engine both loaded, DuckDB's type constants (`duckdb.sqltypes.BIGINT`,
+    # ...) are still referenced from module dictionaries when DuckDB's binding library shuts
+    # down, and it prints dozens of "nanobind: leaked instance" lines at every exit. Nothing
+    # leaks for real (the process is ending); dropping those references first keeps it quiet.
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            for name, value in list(namespace.items()):
+                if type(value).__name__ == "DuckDBPyType":
+                    namespace[name] = None
+
+
+atexit.register(_drop_duckdb_type_constants)

@@ -256,7 +256,10 @@ def trend_svg(scorecard: dict) -> str:
     from matplotlib import pyplot as plt
 
     points = scorecard["trend"]
-    runs = sorted({(p["validated_at"], p["run_id"]) for p in points})
+    ended: dict[str, str] = {}
+    for p in points:  # a run's time is when its last audit ended
+        ended[p["run_id"]] = max(ended.get(p["run_id"], ""), p["validated_at"])
+    runs = sorted((at, run_id) for run_id, at in ended.items())
     index = {run_id: i for i, (_, run_id) in enumerate(runs)}
     low = min([p["score"] for p in points] + [85.0])
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable

@@ -42,3 +42,24 @@ def small_company(spine_root: Path) -> dict:
 
     cfg = settings()
     return generate(cfg.sources_dir, cfg.landing_dir, preset="small", seed=SEED, as_of=AS_OF, log=lambda *_: None)
+
+
+def run_spine_job(**kwargs):
+    """`spine_job` in this process against the local vendor APIs, as `spine run` runs it."""
+    from data_spine.cli import execute_spine_job, local_vendor_apis
+
+    with local_vendor_apis(port=0):
+        return execute_spine_job(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def run_job():
+    return run_spine_job
+
+
+@pytest.fixture(scope="session")
+def first_run(small_company):
+    """The whole pipeline once on the `small` company with its default defects."""
+    result = run_spine_job()
+    assert result.success, "spine_job failed"
+    return result

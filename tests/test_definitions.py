@@ -15,6 +15,8 @@ import dagster as dg
 import pytest
 
 from orchestration.definitions import defs
+from expectations.suites import SUITES
+from orchestration.freshness import window_of
 from orchestration.resources import WAREHOUSE_POOL
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -47,23 +49,36 @@ def test_asset_graph_matches_snapshot():
 
 
 def test_every_layer_is_in_the_graph():
-    groups = {node.group_name for node in defs.resolve_asset_graph().asset_nodes}
-    assert {"ingestion", "staging", "intermediate", "marts", "reports"} <= groups
-    marts = [dg.AssetKey(["marts", "customers"]), dg.AssetKey(["marts", "mrr_by_customer_month"])]
     graph = defs.resolve_asset_graph()
-    for mart in marts:
-        checks = {c.name for c in graph.get(mart).check_keys}
-        # dbt tests and one Great Expectations check per quality dimension
-        assert {f"gx_{d}" for d in ("completeness", "accuracy", "consistency", "timeliness", "validity", "uniqueness")} <= checks
-        assert any(name.startswith("unique_") for name in checks)
+    groups = {node.group_name for node in graph.asset_nodes}
+    assert {"ingestion", "staging", "intermediate", "marts", "audit", "serving", "reports"} <= groups
+    for entity, suite in SUITES.items():
+        audit = dg.AssetKey(["audit", entity])
+        # One check per quality dimension the suite covers, on the audit of the entity.
+        assert {c.name for c in graph.get(audit).check_keys} == set(suite.dimensions)
+        for table in suite.publishes:
+            # Consumers' tables wait for the audit of their entity.
+            assert audit in graph.get(dg.AssetKey(["serving", table])).parent_keys
+            assert any(c.name.startswith("unique") or c.name.startswith("not_null")
+                       for c in graph.get(dg.AssetKey(["marts", table])).check_keys), table
+    assert {dg.AssetKey(["audit", e]) for e in SUITES} == set(graph.get(dg.AssetKey("scorecard")).parent_keys)
 
 
-def test_raw_sources_have_freshness_policies():
+def test_raw_assets_have_source_monitors():
+    graph = defs.resolve_asset_graph()
+    for node in graph.asset_nodes:
+        if node.group_name == "ingestion":
+            assert {"volume", "schema_drift"} <= {c.name for c in node.check_keys}, node.key
+
+
+def test_raw_sources_and_marts_have_freshness_policies():
     graph = defs.resolve_asset_graph()
     raw = [n for n in graph.asset_nodes if n.group_name == "ingestion"]
     assert {n.key.path[0] for n in raw} == {"stripe", "hubspot", "zendesk", "usage_events"}
-    for node in raw:
-        assert node.freshness_policy is not None, node.key
+    for node in raw + [n for n in graph.asset_nodes if n.group_name == "marts"]:
+        window = window_of(node.key)
+        assert node.freshness_policy is not None and window is not None, node.key
+        assert node.freshness_policy.fail_window.to_timedelta() == window.fail, node.key
 
 
 def test_every_warehouse_step_claims_the_duckdb_pool():
@@ -72,6 +87,11 @@ def test_every_warehouse_step_claims_the_duckdb_pool():
         assert assets_def.node_def.pool == WAREHOUSE_POOL, assets_def.node_def.name
     for checks_def in defs.asset_checks or []:
         assert checks_def.node_def.pool == WAREHOUSE_POOL, checks_def.node_def.name
+
+
+def test_alerts_sensor_runs_by_default():
+    sensor = defs.resolve_sensor_def("quality_alerts_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.minimum_interval_seconds == 60
 
 
 def test_daily_schedule_runs_everything():

@@ -1,0 +1,151 @@
+"""The Great Expectations adapter for DuckDB (`expectations/gx_duckdb.py`), on a real DuckDB file.
+
+Shows the failure the adapter exists for (stock GX on DuckDB computes nothing), then every
+expectation type the suites use, evaluated in the database with exact counts, and that the
+file is released for a writer as soon as a validation ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import great_expectations as gx
+import pytest
+
+from expectations.gx_engine import evaluate, render_sql
+from expectations.suite import Batch, check, where
+from expectations.suites import SUITES
+
+AS_OF = datetime(2026, 11, 21)
+
+TABLE = """
+CREATE SCHEMA marts;
+CREATE TABLE marts.things AS
+SELECT
+    i AS id,
+    CASE WHEN i % 10 = 0 THEN 'Viewed Dashboard' ELSE 'app.viewed.dashboard' END AS event_name,
+    CASE WHEN i % 25 = 0 THEN NULL ELSE 'user' || i || '@example.com' END AS email,
+    CASE WHEN i <= 500 THEN 'crm' ELSE 'billing' END AS role,
+    i * 1.5 AS amount,
+    TIMESTAMP '2026-11-20 00:00:00' + INTERVAL (i) MINUTE AS happened_at
+FROM range(1, 1001) AS t(i);
+INSERT INTO marts.things SELECT * FROM marts.things WHERE id IN (7, 8);
+"""
+ROWS = 1002
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gx") / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(TABLE)
+    return path
+
+
+def test_stock_gx_cannot_compute_a_metric_on_duckdb(warehouse):
+    """Why the adapter exists: GX reads rows after closing DuckDB's connection."""
+    context = gx.get_context(mode="ephemeral")
+    datasource = context.data_sources.add_sql(
+        "stock", connection_string=f"duckdb:///{warehouse}", kwargs={"connect_args": {"read_only": True}})
+    batch = datasource.add_table_asset("things", table_name="things", schema_name="marts") \
+        .add_batch_definition_whole_table("all").get_batch()
+    result = batch.validate(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
+    assert not result.success
+    assert "list index out of range" in str(result.exception_info)
+    datasource.get_execution_engine().close()
+    datasource.get_engine().dispose()
+
+
+def _batch(*checks, key=("id",)) -> Batch:
+    return Batch("things", "select * from marts.things where happened_at < $as_of", tuple(checks), key=key)
+
+
+def test_every_expectation_type_the_suites_use_runs_in_duckdb(warehouse):
+    used = {c.expectation for s in SUITES.values() for c in s.checks}
+    checks = (
+        check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1),
+        check("email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="email"),
+        check("email_null", "completeness", "warning", "o", "expect_column_values_to_be_null", "d", column="email"),
+        check("unique", "uniqueness", "blocking", "o", "expect_column_values_to_be_unique", "d", column="id"),
+        check("compound", "uniqueness", "blocking", "o", "expect_compound_columns_to_be_unique", "d",
+              column_list=["id", "role"]),
+        check("amount", "validity", "blocking", "o", "expect_column_values_to_be_between", "d",
+              column="amount", min_value=0, max_value=1200),
+        check("role", "validity", "blocking", "o", "expect_column_values_to_be_in_set", "d",
+              column="role", value_set=["crm"]),
+        check("not_role", "validity", "blocking", "o", "expect_column_values_to_not_be_in_set", "d",
+              column="role", value_set=["billing"]),
+        check("name", "validity", "warning", "o", "expect_column_values_to_match_regex", "d",
+              column="event_name", regex=r"^[a-z]+\.[a-z]+\.[a-z]+$"),
+        check("min", "timeliness", "warning", "o", "expect_column_min_to_be_between", "d",
+              column="amount", max_value=1),
+        check("billing_email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d",
+              column="email", **where("role", "billing")),
+    )
+    assert used <= {c.expectation for c in checks}, "a suite uses an expectation type this test does not cover"
+    # Rows before the as-of time: minutes 1..1439 of the day before, i.e. every row.
+    outcomes = dict(zip([c.name for c in checks], evaluate(warehouse, [_batch(*checks)], AS_OF)["things"]))
+    counts = {name: (o.success, o.unexpected_count, o.element_count) for name, o in outcomes.items()}
+    assert counts == {
+        "rows": (True, 0, 1),
+        "email": (False, 40, ROWS),  # every 25th id has no email
+        "email_null": (False, ROWS - 40, ROWS),  # null checks judge every row
+        "unique": (False, 4, ROWS),  # ids 7 and 8 twice: every copy counts
+        "compound": (False, 4, ROWS),
+        "amount": (False, 200, ROWS),  # 1.5 x id > 1200 for ids 801..1000
+        "role": (False, 500, ROWS),
+        "not_role": (False, 500, ROWS),
+        "name": (False, 100, ROWS),
+        "min": (False, 1, 1),
+        "billing_email": (False, 20, 500),  # the row condition keeps the 500 billing rows
+    }
+    assert outcomes["min"].observed_value == 1.5
+    assert all(o.error is None for o in outcomes.values())
+    # Failing records come with the batch's key, as the scorecard shows them.
+    assert {"id": 10, "event_name": "Viewed Dashboard"} in outcomes["name"].sample
+
+
+def test_regex_searches_like_gx_everywhere_else(warehouse):
+    """DuckDB's `~` matches whole strings; GX's pandas and Spark engines search."""
+    checks = (
+        check("contains", "validity", "warning", "o", "expect_column_values_to_match_regex", "d",
+              column="event_name", regex=r"viewed"),
+        check("not_contains", "validity", "warning", "o", "expect_column_values_to_not_match_regex", "d",
+              column="event_name", regex=r"Dashboard"),
+    )
+    contains, not_contains = evaluate(warehouse, [_batch(*checks)], AS_OF)["things"]
+    assert (contains.success, contains.unexpected_count) == (False, 100)  # "Viewed" has a capital V
+    assert (not_contains.success, not_contains.unexpected_count) == (False, 100)
+
+
+def test_as_of_is_bound_in_the_sql(warehouse):
+    early = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d",
+                  min_value=1)
+    [outcome] = evaluate(warehouse, [_batch(early)], datetime(2026, 11, 20, 0, 10))["things"]
+    assert outcome.observed_value == 11  # minutes 1..9, and the second copies of 7 and 8
+    assert render_sql("with x as (select $as_of) select * from x", AS_OF).startswith("select * from (with x")
+
+
+def test_a_failing_query_is_an_error_not_a_crash(warehouse):
+    batch = Batch("missing", "select * from marts.nowhere",
+                  (check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d",
+                         min_value=1),))
+    [outcome] = evaluate(warehouse, [batch], AS_OF)["missing"]
+    assert not outcome.success and "nowhere" in outcome.error
+
+
+def test_the_file_is_released_for_a_writer(warehouse):
+    check_ = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d",
+                   min_value=1)
+    evaluate(warehouse, [_batch(check_)], AS_OF)
+    # DuckDB refuses a read-write open while a read-only connection of this process is open.
+    with duckdb.connect(str(warehouse)) as con:
+        assert con.execute("select count(*) from marts.things").fetchone() == (ROWS,)
+
+
+def test_the_adapter_is_pinned_to_its_gx_version():
+    from expectations import gx_duckdb
+
+    assert gx.__version__ == gx_duckdb.GX_VERSION

@@ -1,0 +1,88 @@
+"""Write-audit-publish on the real pipeline: a mart broken on purpose is audited, held back and
+alerted once, consumers keep the last good version, and the fix publishes and resolves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from data_spine.config import settings
+from expectations.suites import SUITES
+from orchestration.definitions import defs
+from orchestration.resources import AlertsResource
+
+CUSTOMER_TABLES = SUITES["customer"].publishes
+AUDIT_AND_PUBLISH = [dg.AssetKey(["audit", "customer"]), *(dg.AssetKey(["serving", t]) for t in CUSTOMER_TABLES)]
+DUPLICATE_ALERT = "blocking_check:customer:customer_id_unique"
+
+
+def _rows(schema: str, table: str = "customers") -> list[tuple]:
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        return con.execute(f"select * from {schema}.{table} order by all").fetchall()
+
+
+def _audit_and_publish(instance):
+    return defs.resolve_job_def("spine_job").execute_in_process(
+        instance=instance, asset_selection=AUDIT_AND_PUBLISH, raise_on_error=False)
+
+
+def _sensor_ticks(instance, alerts: AlertsResource, times: int) -> None:
+    sensor = defs.resolve_sensor_def("quality_alerts_sensor")
+    for _ in range(times):
+        sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources={"alerts": alerts}))
+
+
+def _alerts_about(alerts: AlertsResource, key: str) -> list[dict]:
+    lines = Path(alerts.log_path).read_text().splitlines()
+    return [a for a in map(json.loads, lines) if a["key"] == key]
+
+
+def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_run, tmp_path):
+    instance = dg.DagsterInstance.get()
+    alerts = AlertsResource(log_path=str(tmp_path / "alerts.jsonl"))
+    good = _rows("serving")
+    assert good == _rows("marts")
+
+    # Someone's model change duplicates a customer.
+    with duckdb.connect(str(settings().warehouse)) as con:
+        [(victim,)] = con.execute("select min(customer_id) from marts.customers").fetchall()
+        con.execute("insert into marts.customers select * from marts.customers where customer_id = ?", [victim])
+
+    held = _audit_and_publish(instance)
+    assert not held.success
+    checks = {c.check_name: c for c in held.get_asset_check_evaluations()}
+    assert not checks["uniqueness"].passed and checks["uniqueness"].severity == dg.AssetCheckSeverity.ERROR
+    [failure] = held.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert failure.step_key == "publish_customer"
+    assert "customer: audit FAILED, not published" in message and "customer_id_unique" in message
+    assert f"serving keeps the version published by run {first_run.run_id}" in message
+    assert _rows("serving") == good, "consumers still read the last good customers"
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        decision = con.execute("select status, serving_run_id, blocking_failures from quality.publications "
+                               "where run_id = ?", [held.run_id]).fetchone()
+    assert decision[:2] == ("held", first_run.run_id) and "customer_id_unique" in json.loads(decision[2])
+
+    _sensor_ticks(instance, alerts, times=3)
+    [fired] = _alerts_about(alerts, DUPLICATE_ALERT)
+    assert (fired["status"], fired["severity"], fired["owner"]) == ("firing", "critical", "Data Engineering")
+    assert fired["how_many"] == f"2 of {len(good) + 1:,} rows"
+    assert fired["details"]["sample"] == [{"customer_id": victim}]
+
+    # The model is fixed: the next build has each customer once.
+    with duckdb.connect(str(settings().warehouse)) as con:
+        con.execute("delete from marts.customers where rowid = (select max(rowid) from marts.customers "
+                    "where customer_id = ?)", [victim])
+
+    fixed = _audit_and_publish(instance)
+    assert fixed.success
+    assert _rows("serving") == _rows("marts") == good
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        assert con.execute("select status from quality.publications where run_id = ?", [fixed.run_id]).fetchone() \
+            == ("published",)
+
+    _sensor_ticks(instance, alerts, times=2)
+    assert [a["status"] for a in _alerts_about(alerts, DUPLICATE_ALERT)] == ["firing", "resolved"]
