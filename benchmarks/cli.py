@@ -17,7 +17,7 @@ from benchmarks.vendor import VendorApiProcess
 from data_spine.config import PROJECT_ROOT
 from sample_company.presets import PRESETS
 
-GROUPS = ("generate", "usage", "api")
+GROUPS = ("generate", "usage", "api", "quality")
 COMPANY_MARKER = "company.json"
 
 
@@ -123,6 +123,32 @@ class Bench:
         if server.peak_rss_mb is not None:
             click.echo(f"  vendor API server peak RSS {server.peak_rss_mb:,.0f} MB (not an ingestion step)")
 
+    def quality(self) -> None:
+        """Validate every suite at this preset, each in its own process, in one fully built
+        warehouse (built once per company: all sources loaded, then dbt)."""
+        from expectations.suites import SUITES
+
+        from sample_company.generate import read_manifest
+
+        as_of = f"--as-of={read_manifest(self.root / 'sources')['as_of']}"
+        build_dir = self.root / "runs" / "build"
+        built = build_dir / "built.json"
+        company = json.loads((self.root / COMPANY_MARKER).read_text())
+        if not built.exists() or json.loads(built.read_text()) != company:
+            click.echo(f"» starting the vendor APIs to build the warehouse (load average {_load()})")
+            with VendorApiProcess(self.root / "sources") as server:
+                urls = [f"--base-url={s}={server.base_url(s)}" for s in report.API_SOURCES]
+                m = self.run("build", ["build", *urls, as_of])
+            if m.error:
+                raise click.ClickException("building the warehouse for the quality benchmark failed")
+            built.write_text(json.dumps(company) + "\n")
+        else:
+            click.echo(f"» build: reusing the warehouse in {build_dir} (delete it to rebuild)")
+        env = self.env(build_dir)
+        for entity in SUITES:
+            self._measure(f"validate {entity}", ["validate", entity, as_of], env,
+                          self.root / "runs" / f"validate_{entity}.json")
+
 
 @click.command()
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="large", show_default=True,
@@ -138,7 +164,7 @@ class Bench:
               help="Stop a step whose RSS passes this (0: never), so a runaway step fails alone instead of "
               "exhausting a shared machine's memory.")
 def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool, memory_cap_mb: float) -> None:
-    """Measure ingestion speed, peak memory and generation time against the targets."""
+    """Measure generation, ingestion and validation: speed and peak memory against the targets."""
     asked = groups  # `--only generate` measures generation even when the company exists
     groups = groups or GROUPS
     bench = Bench(data_dir.resolve(), preset, seed, memory_cap_mb or None)
@@ -157,10 +183,14 @@ def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regene
             bench.usage()
         if "api" in groups:
             bench.api()
+        if "quality" in groups:
+            bench.quality()
     finally:
         every = dict(bench.results)
         if total := report.api_total(every):
             every["api"] = total
+        if total := report.quality_total(every):
+            every["validate (all)"] = total
         if every:
             path = bench.root / "results.json"
             report.save(path, preset, seed, every)

@@ -19,6 +19,7 @@ MEMORY_LIMIT_MB = 2048
 API_RATE = 50_000
 USAGE_VS_DUCKDB = 0.8
 GENERATE_SECONDS = 600
+VALIDATE_USAGE_MEMORY_MB = 1536
 
 
 @dataclass
@@ -46,10 +47,32 @@ def verdicts(name: str, m: Measurement, every: dict[str, Measurement]) -> list[V
         # A step that was killed needed at least what it had reached.
         measured = f"{'≥ ' if m.error else ''}{m.peak_rss_mb:,.0f} MB"
         out.append(Verdict(f"peak RSS ≤ {MEMORY_LIMIT_MB:,} MB", measured, m.peak_rss_mb <= MEMORY_LIMIT_MB))
+    if name == "validate usage_event":
+        measured = f"{'≥ ' if m.error else ''}{m.peak_rss_mb:,.0f} MB"
+        out.append(Verdict(f"peak RSS ≤ {VALIDATE_USAGE_MEMORY_MB:,} MB", measured,
+                           not m.error and m.peak_rss_mb <= VALIDATE_USAGE_MEMORY_MB))
     if name == "generate":
         measured = unfinished if m.error else f"{m.seconds / 60:.1f} min"
         out.append(Verdict(f"< {GENERATE_SECONDS // 60} min", measured, not m.error and m.seconds < GENERATE_SECONDS))
     return out
+
+
+def quality_total(every: dict[str, Measurement]) -> Measurement | None:
+    """Every suite validated, one after another, as one figure."""
+    parts = [m for name, m in every.items() if name.startswith("validate ")]
+    if not parts:
+        return None
+    return Measurement(
+        step="validate (all)",
+        records=sum(p.records for p in parts),
+        seconds=sum(p.seconds for p in parts),
+        peak_rss_mb=max(p.peak_rss_mb for p in parts),
+        process_seconds=sum(p.process_seconds for p in parts),
+        cpu_seconds=sum(p.cpu_seconds for p in parts),
+        load_before=parts[0].load_before,
+        load_after=parts[-1].load_after,
+        error=", ".join(f"{p.step} did not finish" for p in parts if p.error) or None,
+    )
 
 
 def api_total(every: dict[str, Measurement]) -> Measurement | None:

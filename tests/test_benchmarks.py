@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from data_spine.config import PROJECT_ROOT
+from expectations.suites import SUITES
 
 
 def test_harness_reports_every_measurement(tmp_path):
@@ -18,7 +19,9 @@ def test_harness_reports_every_measurement(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
     measured = results["measurements"]
-    assert set(measured) == {"generate", "duckdb", "usage", "stripe", "hubspot", "zendesk", "api"}
+    suites = [f"validate {entity}" for entity in SUITES]
+    assert set(measured) == {"generate", "duckdb", "usage", "stripe", "hubspot", "zendesk", "api", "build",
+                             *suites, "validate (all)"}
     manifest = json.loads((tmp_path / "tiny" / "sources" / "manifest.json").read_text())
     # Every usage event reaches the warehouse, both natively and through the connector.
     assert measured["usage"]["records"] == measured["duckdb"]["records"] == manifest["counts"]["usage"]["events"]
@@ -27,4 +30,12 @@ def test_harness_reports_every_measurement(tmp_path):
     for m in measured.values():
         assert m["seconds"] > 0 and m["peak_rss_mb"] > 0
     assert all(t["target"] for t in measured["usage"]["targets"])
+    # Every suite ran every check on the warehouse the build step made, none of them in error.
+    for entity, suite in SUITES.items():
+        validated = measured[f"validate {entity}"]
+        assert validated["detail"]["checks"] == len(suite.checks) and validated["detail"]["errors"] == 0
+        assert set(validated["detail"]["tables"]) == set(suite.publishes)
+    assert measured["validate usage_event"]["detail"]["tables"]["usage_events"] == manifest["counts"]["usage"]["events"]
+    [memory] = measured["validate usage_event"]["targets"]
+    assert memory["target"] == "peak RSS ≤ 1,536 MB"
     assert "records/s" in run.stdout

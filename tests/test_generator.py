@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from expectations.suites import EMAIL_REGEX
+from expectations.suites.common import EMAIL_REGEX
 from sample_company.defects import DefectRates
 from sample_company.generate import generate
 
