@@ -1,4 +1,4 @@
-"""Benchmarks: how fast, and in how much memory, the platform ingests a `large` company.
+"""Benchmarks: how fast, and in how much memory, the platform ingests and validates a `large` company.
 
 `python -m benchmarks` (or `make bench`) measures, each step in its own process:
 
@@ -9,6 +9,10 @@
                the API connectors, end to end over HTTP from the   target: ≥ 50k records/s
                local vendor APIs (served by another process)
     every ingestion step                                           target: peak RSS ≤ 2 GB
+    build      all sources into one warehouse and `dbt build`        (what the suites need)
+    validate <entity>
+               one entity's suite, metrics computed in DuckDB       target for usage_event:
+                                                                    peak RSS ≤ 1.5 GB
 
 Figures are printed, and written to `<data dir>/<preset>/results.json`; they are never
 asserted, because wall time depends on whatever else the machine is doing.

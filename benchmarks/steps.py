@@ -192,14 +192,16 @@ def validate(entity: str, as_of: str, result: Path) -> None:
         rows = {t: con.execute(f"select count(*) from marts.{t}").fetchone()[0] for t in suite.publishes}
     import great_expectations  # noqa: F401 - imported before the clock starts, as a running step has it
 
-    memory_limit = os.environ.get("SPINE_DUCKDB_MEMORY_LIMIT") or None
+    # As the product's audits run it: SPINE_DUCKDB_MEMORY_LIMIT, else the engine's default.
+    limit = os.environ.get("SPINE_DUCKDB_MEMORY_LIMIT")
+    duckdb_settings = DuckDBSettings(memory_limit=limit) if limit else DuckDBSettings()
     started = time.perf_counter()
     results = validate_entity(cfg.warehouse, entity, run_id=f"bench-{int(time.time())}",
-                              as_of=date.fromisoformat(as_of), settings=DuckDBSettings(memory_limit=memory_limit))
+                              as_of=date.fromisoformat(as_of), settings=duckdb_settings)
     seconds = time.perf_counter() - started
     _write(result, records=sum(rows.values()), seconds=seconds, tables=rows, checks=len(results),
            failed=sum(not r.success for r in results), errors=sum(bool(r.error) for r in results),
-           duckdb_memory_limit=memory_limit or "DuckDB default")
+           duckdb_memory_limit=duckdb_settings.memory_limit)
 
 
 if __name__ == "__main__":

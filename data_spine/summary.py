@@ -98,5 +98,5 @@ def print_summary(result, alerts: list, elapsed: float) -> None:
         ("warehouse", cfg.warehouse),
     ):
         mark = "" if path.exists() else "  (missing)"
-        click.echo(f"  {label:<15} {path}{mark}")
+        click.echo(f"  {label:<17} {path}{mark}")
     click.echo("\nExplore in the Dagster UI: .venv/bin/spine dev   (then open http://127.0.0.1:3000)")

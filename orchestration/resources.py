@@ -41,7 +41,7 @@ class QualityResource(dg.ConfigurableResource):
     volume_tolerance: float = 0.5  # anomaly when a count is further than this share from its average
     volume_window: int = 7  # readings averaged
     volume_min_readings: int = 3  # readings needed before judging
-    duckdb_memory_limit: str | None = None  # e.g. "1GB" for validating connections; DuckDB's default when unset
+    duckdb_memory_limit: str | None = None  # for validating connections, e.g. "2GB"; unset: DuckDBSettings' default
 
     def volume_policy(self):
         from expectations.monitors import VolumePolicy
@@ -51,7 +51,7 @@ class QualityResource(dg.ConfigurableResource):
     def duckdb_settings(self):
         from expectations.gx_engine import DuckDBSettings
 
-        return DuckDBSettings(memory_limit=self.duckdb_memory_limit)
+        return DuckDBSettings(memory_limit=self.duckdb_memory_limit) if self.duckdb_memory_limit else DuckDBSettings()
 
 
 class AlertsResource(dg.ConfigurableResource):
