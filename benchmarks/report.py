@@ -60,19 +60,7 @@ def verdicts(name: str, m: Measurement, every: dict[str, Measurement]) -> list[V
 def quality_total(every: dict[str, Measurement]) -> Measurement | None:
     """Every suite validated, one after another, as one figure."""
     parts = [m for name, m in every.items() if name.startswith("validate ")]
-    if not parts:
-        return None
-    return Measurement(
-        step="validate (all)",
-        records=sum(p.records for p in parts),
-        seconds=sum(p.seconds for p in parts),
-        peak_rss_mb=max(p.peak_rss_mb for p in parts),
-        process_seconds=sum(p.process_seconds for p in parts),
-        cpu_seconds=sum(p.cpu_seconds for p in parts),
-        load_before=parts[0].load_before,
-        load_after=parts[-1].load_after,
-        error=", ".join(f"{p.step} did not finish" for p in parts if p.error) or None,
-    )
+    return _combined("validate (all)", parts) if parts else None
 
 
 def api_total(every: dict[str, Measurement]) -> Measurement | None:
@@ -80,8 +68,14 @@ def api_total(every: dict[str, Measurement]) -> Measurement | None:
     parts = [every[s] for s in API_SOURCES if s in every]
     if len(parts) < len(API_SOURCES):
         return None
+    return _combined("api", parts, {"server_cpu_seconds": _sum_or_none(p.detail.get("server_cpu_seconds")
+                                                                       for p in parts)})
+
+
+def _combined(step: str, parts: list[Measurement], detail: dict | None = None) -> Measurement:
+    """Steps run one after another, as one: times and records add up, memory is the largest."""
     return Measurement(
-        step="api",
+        step=step,
         records=sum(p.records for p in parts),
         seconds=sum(p.seconds for p in parts),
         peak_rss_mb=max(p.peak_rss_mb for p in parts),
@@ -89,7 +83,7 @@ def api_total(every: dict[str, Measurement]) -> Measurement | None:
         cpu_seconds=sum(p.cpu_seconds for p in parts),
         load_before=parts[0].load_before,
         load_after=parts[-1].load_after,
-        detail={"server_cpu_seconds": _sum_or_none(p.detail.get("server_cpu_seconds") for p in parts)},
+        detail=detail or {},
         error=", ".join(f"{p.step} did not finish" for p in parts if p.error) or None,
     )
 

@@ -23,7 +23,7 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -136,7 +136,7 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
                 dataset=f"{suite.entity} ({_field(result, 'table_name')})",
                 what=f"blocking check failed: {check.description}",
                 how_many=_how_many(result) if failed else "",
-                since=since.isoformat() + "Z" if failed and since else None,
+                since=_z(since) if failed and since else None,
                 causes=check.likely_causes,
                 owner=check.owner,
                 action=check.suggested_action + f" Until it passes, serving keeps the last good {suite.entity} data.",
@@ -156,9 +156,8 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
 def data_freshness_condition(window: Freshness, state: str, age_hours: float | None, as_of: datetime) -> Condition:
     since = None
     if state != OK and age_hours is not None and age_hours != float("inf"):
-        newest = as_of.timestamp() - age_hours * 3600
         limit = window.fail_hours if state == "fail" else window.warn_hours
-        since = datetime.fromtimestamp(newest + limit * 3600, UTC).replace(tzinfo=None).isoformat() + "Z"
+        since = _z(as_of + timedelta(hours=limit - age_hours))  # the newest data, plus the window
     age = "no data at all" if age_hours in (None, float("inf")) else f"newest data {age_hours:.1f} h old"
     return Condition(
         key=f"data_freshness:{window.key}",
@@ -186,7 +185,7 @@ def load_freshness_condition(asset: str, window: Freshness, state: str, since: d
         dataset=f"{window.kind} {window.name} (Dagster asset {asset})",
         what=f"not loaded within its window (warn after {window.warn_hours:g} h, fail after "
              f"{window.fail_hours:g} h since the last successful run)",
-        since=since.replace(tzinfo=None).isoformat() + "Z" if since and state != OK else None,
+        since=_z(since) if since and state != OK else None,
         causes=("the daily schedule or the landing-folder sensor is off", "its last runs failed"),
         owner=DATA_ENG,
         action="Open the asset in the Dagster UI: check its latest runs and the schedule and sensor status.",
@@ -206,7 +205,7 @@ def volume_condition(reading: VolumeReading, measured_at: datetime | None = None
         dataset=f"source {reading.source} ({reading.table})",
         what="row count far from its recent average",
         how_many=how_many,
-        since=measured_at.isoformat() + "Z" if measured_at and reading.anomalous else None,
+        since=_z(measured_at) if measured_at and reading.anomalous else None,
         causes=("the source returned fewer records (an outage, a changed filter or lost permissions)",
                 "a load that duplicated or deleted rows"),
         owner=DATA_ENG,
@@ -323,7 +322,7 @@ def _alert(condition: Condition, status: str, now: datetime) -> Alert:
         owner=condition.owner,
         suggested_action=condition.action,
         details=condition.details,
-        sent_at=now.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
+        sent_at=_z(now),
     )
 
 
@@ -351,9 +350,16 @@ def _how_many(result: Any) -> str:
 
 def _load_time(load_id: str | None) -> str | None:
     try:
-        return datetime.fromtimestamp(float(load_id), UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+        return _z(datetime.fromtimestamp(float(load_id), UTC))
     except (TypeError, ValueError):
         return None
+
+
+def _z(instant: datetime) -> str:
+    """ISO 8601 in UTC with a Z; naive datetimes are UTC already (as DuckDB keeps them)."""
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(UTC).replace(tzinfo=None)
+    return instant.isoformat(timespec="seconds") + "Z"
 
 
 def _human(instant: str) -> str:
