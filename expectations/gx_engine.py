@@ -65,13 +65,18 @@ def evaluate(
     settings: DuckDBSettings = DuckDBSettings(),
 ) -> dict[str, list[Outcome]]:
     """Outcomes per batch name, in check order."""
+    import duckdb
     import great_expectations as gx
 
     from expectations import gx_duckdb
 
+    path = Path(warehouse).resolve()
+    # A file locked by another process raises DuckDB's own error here, which the orchestrator
+    # retries; inside GX it would be recorded as every check failing.
+    duckdb.connect(str(path), read_only=True).close()
     datasource: gx_duckdb.DuckDBDatasource = _context().data_sources.add_duckdb(
         name="warehouse",
-        connection_string=f"duckdb:///{Path(warehouse).resolve()}",
+        connection_string=f"duckdb:///{path}",
         kwargs={"connect_args": {"read_only": True, "config": settings.config()}},
     )
     try:

@@ -8,7 +8,7 @@ import duckdb
 
 from connectors.pipelines import DATASETS
 from orchestration.ingestion import ingestion_assets
-from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
+from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource, waiting_for_the_warehouse
 
 
 def _asset_of(source: str, table: str) -> dg.AssetKey:
@@ -33,7 +33,7 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         from expectations.alerts import drift_condition, volume_condition
         from expectations.monitors import detect_drift, measure_volumes
 
-        with duckdb.connect(str(warehouse.file)) as con:
+        with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file)) as con:
             readings = measure_volumes(con, source, DATASETS[source], context.run.run_id, quality.volume_policy())
             drift = detect_drift(con, source, DATASETS[source], context.run.run_id)
         volumes = defaultdict(list)

@@ -20,7 +20,7 @@ from dagster_dbt import get_asset_key_for_model
 
 from expectations.suite import Suite
 from expectations.suites import SUITES
-from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource
+from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource, waiting_for_the_warehouse
 from orchestration.transformation import dbt_models
 
 _RELATION = re.compile(r"\b(marts|staging)\.([a-z_0-9]+)")
@@ -57,10 +57,11 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         from expectations.runner import failing_since, validate_entity
         from expectations.scorecard import entity_score
 
-        results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
-                                  as_of=warehouse.as_of_date(), settings=quality.duckdb_settings())
-        with duckdb.connect(str(warehouse.file), read_only=True) as con:
-            since = failing_since(con, results)
+        with waiting_for_the_warehouse(context):
+            results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
+                                      as_of=warehouse.as_of_date(), settings=quality.duckdb_settings())
+            with duckdb.connect(str(warehouse.file), read_only=True) as con:
+                since = failing_since(con, results)
         conditions = audit_conditions(suite, results, {c: at for (_, c), at in since.items()})
         rows = [asdict(r) for r in results]
         overall, dimensions = entity_score(rows)
@@ -118,7 +119,8 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
         from expectations.publish import NotAudited, publish
 
         try:
-            decision = publish(warehouse.file, suite, context.run.run_id)
+            with waiting_for_the_warehouse(context):
+                decision = publish(warehouse.file, suite, context.run.run_id)
         except NotAudited as exc:
             raise dg.Failure(str(exc)) from exc
         if not decision.published:
@@ -153,11 +155,12 @@ publish_assets = [_publish(suite) for suite in SUITES.values()]
                 "over past runs, failing checks with samples, publication status and alerts "
                 "(scorecard.html, .json, .md).",
 )
-def scorecard(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     from expectations.scorecard import build_scorecard
 
     reports = Path(warehouse.reports_dir)
-    card = build_scorecard(warehouse.file, reports)
+    with waiting_for_the_warehouse(context):
+        card = build_scorecard(warehouse.file, reports)
     metadata: dict[str, object] = {
         "html": dg.MetadataValue.path(str(reports / "scorecard.html")),
         "markdown": dg.MetadataValue.path(str(reports / "scorecard.md")),

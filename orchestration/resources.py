@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import date, datetime, time, timezone
 from pathlib import Path
+from typing import Iterator
 
 import dagster as dg
+import duckdb
 
 from data_spine.config import settings
 
@@ -14,6 +17,29 @@ from data_spine.config import settings
 # pool one slot (`.dagster_home/dagster.yaml`), so two runs never hold the file at once:
 # DuckDB allows a single writer process.
 WAREHOUSE_POOL = "duckdb_warehouse"
+
+# DuckDB's message when another process holds the warehouse file. The pool keeps our own runs
+# apart, but any other process with the file open (a DuckDB shell, a notebook, a run of
+# another deployment) holds DuckDB's lock: steps wait and try again rather than fail the run.
+WAREHOUSE_LOCKED = "Could not set lock on file"
+LOCK_RETRIES = 6
+LOCK_RETRY_SECONDS = 5
+
+
+def retry_when_locked(context) -> dg.RetryRequested:
+    context.log.warning(f"The warehouse is locked by another process; retrying in {LOCK_RETRY_SECONDS} s")
+    return dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=LOCK_RETRY_SECONDS)
+
+
+@contextlib.contextmanager
+def waiting_for_the_warehouse(context) -> Iterator[None]:
+    """Turn DuckDB's lock error into a retry of the step."""
+    try:
+        yield
+    except duckdb.IOException as exc:
+        if WAREHOUSE_LOCKED in str(exc):
+            raise retry_when_locked(context) from exc
+        raise
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -13,7 +13,7 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from data_spine.config import PROJECT_ROOT, settings
 from orchestration.freshness import mart_policy
-from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
+from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
 
 # dbt's profile reads the warehouse location from SPINE_WAREHOUSE; hand it the same absolute
 # path the other layers use (a relative one would resolve against dbt's working directory).
@@ -76,12 +76,6 @@ def dbt_vars(warehouse: WarehouseResource) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": warehouse.as_of_date().isoformat()})]
 
 
-# DuckDB's message when another process holds the warehouse file.
-WAREHOUSE_LOCKED = "Could not set lock on file"
-LOCK_RETRIES = 6
-LOCK_RETRY_SECONDS = 5
-
-
 @dbt_assets(
     manifest=ensure_manifest(),
     project=dbt_project,
@@ -94,12 +88,8 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     try:
         yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
     except DagsterDbtCliRuntimeError as exc:
-        # The pool keeps our own runs apart, but any other process with the file open (a
-        # DuckDB shell, a notebook, a run of another deployment) holds DuckDB's lock: wait and
-        # try again rather than fail the run.
         if WAREHOUSE_LOCKED in str(exc):
-            context.log.warning(f"The warehouse is locked by another process; retrying in {LOCK_RETRY_SECONDS} s")
-            raise dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=LOCK_RETRY_SECONDS) from exc
+            raise retry_when_locked(context) from exc
         raise
 
 

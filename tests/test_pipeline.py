@@ -285,8 +285,9 @@ sys.stdin.readline()  # until told to let go
 """
 
 
-def test_a_warehouse_locked_by_another_process_is_waited_for(first_run):
-    """A DuckDB shell holding the file makes the dbt step wait and retry, not fail the run."""
+@pytest.mark.parametrize("step", [["staging", "stg_usage__events"], ["audit", "ticket"]], ids=["dbt", "audit"])
+def test_a_warehouse_locked_by_another_process_is_waited_for(first_run, step):
+    """A DuckDB shell holding the file makes a step (dbt, an audit) wait and retry, not fail the run."""
     import threading
 
     import dagster as dg
@@ -313,7 +314,7 @@ def test_a_warehouse_locked_by_another_process_is_waited_for(first_run):
     try:
         result = defs.resolve_job_def("spine_job").execute_in_process(
             instance=instance,
-            asset_selection=[dg.AssetKey(["staging", "stg_usage__events"])],
+            asset_selection=[dg.AssetKey(step)],
         )
     finally:
         releaser.join(timeout=150)
