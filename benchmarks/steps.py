@@ -135,7 +135,6 @@ def build(base_urls: tuple[str, ...], as_of: str, result: Path) -> None:
     """Everything the suites look at: all four sources loaded into one warehouse, then `dbt build`.
 
     A preparation for the `validate` steps, reported but not held to a target."""
-    import os
     import subprocess
 
     from orchestration.transformation import DBT_DIR, DBT_EXECUTABLE
@@ -182,9 +181,9 @@ def validate(entity: str, as_of: str, result: Path) -> None:
     """One entity's suite, in the warehouse `build` made: Great Expectations metrics computed in DuckDB."""
     import duckdb as ddb
 
-    from expectations.gx_engine import DuckDBSettings
     from expectations.runner import validate_entity
     from expectations.suites import get_suite
+    from orchestration.resources import quality_from_env
 
     cfg = settings()
     suite = get_suite(entity)
@@ -192,9 +191,7 @@ def validate(entity: str, as_of: str, result: Path) -> None:
         rows = {t: con.execute(f"select count(*) from marts.{t}").fetchone()[0] for t in suite.publishes}
     import great_expectations  # noqa: F401 - imported before the clock starts, as a running step has it
 
-    # As the product's audits run it: SPINE_DUCKDB_MEMORY_LIMIT, else the engine's default.
-    limit = os.environ.get("SPINE_DUCKDB_MEMORY_LIMIT")
-    duckdb_settings = DuckDBSettings(memory_limit=limit) if limit else DuckDBSettings()
+    duckdb_settings = quality_from_env().duckdb_settings()  # as the product's audits run
     started = time.perf_counter()
     results = validate_entity(cfg.warehouse, entity, run_id=f"bench-{int(time.time())}",
                               as_of=date.fromisoformat(as_of), settings=duckdb_settings)

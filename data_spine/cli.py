@@ -228,7 +228,9 @@ def send_alerts() -> list:
     from orchestration.definitions import defs
     from orchestration.resources import alerts_from_env
 
-    return dispatch_alerts(dg.DagsterInstance.get(), defs.resolve_asset_graph(), alerts_from_env())
+    # No freshness daemon runs here, so its states may be old: leave them to the sensor.
+    return dispatch_alerts(dg.DagsterInstance.get(), defs.resolve_asset_graph(), alerts_from_env(),
+                           load_freshness=False)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -85,6 +85,10 @@ class Alert:
     def to_json(self) -> dict[str, Any]:
         return {"source": "data-spine", **asdict(self)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alert:
+        return cls(**{k: v for k, v in data.items() if k != "source"})
+
     def text(self) -> str:
         """The plain-text message (alert log, Slack)."""
         if self.status == "resolved":
@@ -136,7 +140,7 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
                 dataset=f"{suite.entity} ({_field(result, 'table_name')})",
                 what=f"blocking check failed: {check.description}",
                 how_many=_how_many(result) if failed else "",
-                since=_z(since) if failed and since else None,
+                since=utc_iso(since) if failed and since else None,
                 causes=check.likely_causes,
                 owner=check.owner,
                 action=check.suggested_action + f" Until it passes, serving keeps the last good {suite.entity} data.",
@@ -149,16 +153,20 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
                 continue
             age = next((s.get("age_hours") for s in sample if isinstance(s, dict)), None) if failed else None
             state = window.state(age) if failed else OK
-            conditions.append(data_freshness_condition(window, state, age, _field(result, "as_of")))
+            conditions.append(data_freshness_condition(window, state, age, _field(result, "as_of"),
+                                                       error=_field(result, "error")))
     return conditions
 
 
-def data_freshness_condition(window: Freshness, state: str, age_hours: float | None, as_of: datetime) -> Condition:
+def data_freshness_condition(window: Freshness, state: str, age_hours: float | None, as_of: datetime,
+                             error: str | None = None) -> Condition:
     since = None
     if state != OK and age_hours is not None and age_hours != float("inf"):
         limit = window.fail_hours if state == "fail" else window.warn_hours
-        since = _z(as_of + timedelta(hours=limit - age_hours))  # the newest data, plus the window
+        since = utc_iso(as_of + timedelta(hours=limit - age_hours))  # the newest data, plus the window
     age = "no data at all" if age_hours in (None, float("inf")) else f"newest data {age_hours:.1f} h old"
+    if error:
+        age = f"the check could not run ({error})"
     return Condition(
         key=f"data_freshness:{window.key}",
         kind="data_freshness",
@@ -185,7 +193,7 @@ def load_freshness_condition(asset: str, window: Freshness, state: str, since: d
         dataset=f"{window.kind} {window.name} (Dagster asset {asset})",
         what=f"not loaded within its window (warn after {window.warn_hours:g} h, fail after "
              f"{window.fail_hours:g} h since the last successful run)",
-        since=_z(since) if since and state != OK else None,
+        since=utc_iso(since) if since and state != OK else None,
         causes=("the daily schedule or the landing-folder sensor is off", "its last runs failed"),
         owner=DATA_ENG,
         action="Open the asset in the Dagster UI: check its latest runs and the schedule and sensor status.",
@@ -193,7 +201,7 @@ def load_freshness_condition(asset: str, window: Freshness, state: str, since: d
     )
 
 
-def volume_condition(reading: VolumeReading, measured_at: datetime | None = None) -> Condition:
+def volume_condition(reading: VolumeReading) -> Condition:
     how_many = ""
     if reading.anomalous and reading.average is not None:
         how_many = (f"{reading.rows:,} rows against an average of {reading.average:,.0f} over the last "
@@ -205,9 +213,9 @@ def volume_condition(reading: VolumeReading, measured_at: datetime | None = None
         dataset=f"source {reading.source} ({reading.table})",
         what="row count far from its recent average",
         how_many=how_many,
-        since=_z(measured_at) if measured_at and reading.anomalous else None,
-        causes=("the source returned fewer records (an outage, a changed filter or lost permissions)",
-                "a load that duplicated or deleted rows"),
+        since=utc_iso(reading.measured_at) if reading.measured_at and reading.anomalous else None,
+        causes=("a full reload that returned fewer records (an outage, a changed filter, lost permissions)",
+                "a table emptied, or rows loaded twice"),
         owner=DATA_ENG,
         action="Compare with the source system's own count and check the connector's last run.",
         details={"rows": reading.rows, "average": reading.average, "readings": reading.readings},
@@ -250,12 +258,15 @@ class AlertStore:
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = json.loads(self.path.read_text()) if self.path.exists() else {}
-            state.setdefault("conditions", {})
-            state.setdefault("undelivered", [])
+            for key, empty in (("conditions", {}), ("undelivered", []), ("undeliverable", [])):
+                state.setdefault(key, empty)
             yield state
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            self.save(state)
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
 
 
 def dispatch(
@@ -264,22 +275,30 @@ def dispatch(
     channels: list[Channel],
     now: datetime | None = None,
 ) -> list[Alert]:
-    """Announce every change of state since the last dispatch; returns the alerts sent."""
+    """Announce every change of state since the last dispatch, and deliver what is owed;
+    returns the alerts this dispatch raised.
+
+    Decisions are saved before anything is sent, and each delivery as it succeeds, so an
+    interrupted dispatch leaves them owed rather than forgotten or sent twice. A channel that
+    fails is not tried again in this dispatch (its deliveries wait for the next one); one that
+    refuses the request outright (4xx) will not take it later either, so those are set aside
+    in `undeliverable` with the error instead of being retried forever. Deliveries owed to a
+    channel this process has not configured wait for one that has."""
     now = now or datetime.now(UTC)
-    sent: list[Alert] = []
+    raised: list[Alert] = []
+    by_name = {c.name: c for c in channels}
     with store.locked() as state:
-        owed, state["undelivered"] = state["undelivered"], []
-        for entry in owed:
-            _deliver(Alert(**{k: v for k, v in entry["alert"].items() if k != "source"}),
-                     [c for c in channels if c.name in entry["channels"]], state)
         for condition in conditions:
             previous = state["conditions"].get(condition.key, {"state": OK})
             if condition.state == previous["state"]:
                 continue
             if condition.firing:
-                alert = _alert(condition, "firing", now)
+                # Worse (warn -> fail) or better (fail -> warn) but still wrong: the problem
+                # started when it was first announced.
+                since = previous.get("since") or condition.since
+                alert = _alert(replace(condition, since=since), "firing", now)
                 state["conditions"][condition.key] = {
-                    "state": condition.state, "alert_id": alert.id, "since": condition.since or alert.sent_at,
+                    "state": condition.state, "alert_id": alert.id, "since": since or alert.sent_at,
                     "dataset": condition.dataset, "what": condition.what, "owner": condition.owner,
                     "kind": condition.kind,
                 }
@@ -288,20 +307,28 @@ def dispatch(
                                    what=previous.get("what", condition.what), since=previous.get("since"))
                 alert = _alert(resolved, "resolved", now)
                 state["conditions"].pop(condition.key, None)
-            _deliver(alert, channels, state)
-            sent.append(alert)
-    return sent
-
-
-def _deliver(alert: Alert, channels: list[Channel], state: dict[str, Any]) -> None:
-    failed = []
-    for channel in channels:
-        try:
-            channel.send(alert)
-        except Exception:  # noqa: BLE001 - a channel that is down must not stop the others
-            failed.append(channel.name)
-    if failed:
-        state["undelivered"].append({"alert": alert.to_json(), "channels": failed})
+            state["undelivered"].append({"alert": alert.to_json(), "channels": sorted(by_name)})
+            raised.append(alert)
+        store.save(state)
+        down: set[str] = set()
+        for entry in list(state["undelivered"]):
+            alert = Alert.from_json(entry["alert"])
+            for name in list(entry["channels"]):
+                channel = by_name.get(name)
+                if channel is None or name in down:
+                    continue
+                try:
+                    channel.send(alert)
+                except Exception as exc:  # noqa: BLE001 - a channel that is down must not stop the others
+                    if getattr(exc, "retryable", True):
+                        down.add(name)
+                        continue
+                    state["undeliverable"].append({"alert": entry["alert"], "channel": name, "error": str(exc)})
+                entry["channels"].remove(name)
+                if not entry["channels"]:
+                    state["undelivered"].remove(entry)
+                store.save(state)
+    return raised
 
 
 def _alert(condition: Condition, status: str, now: datetime) -> Alert:
@@ -322,7 +349,7 @@ def _alert(condition: Condition, status: str, now: datetime) -> Alert:
         owner=condition.owner,
         suggested_action=condition.action,
         details=condition.details,
-        sent_at=_z(now),
+        sent_at=utc_iso(now),
     )
 
 
@@ -350,12 +377,12 @@ def _how_many(result: Any) -> str:
 
 def _load_time(load_id: str | None) -> str | None:
     try:
-        return _z(datetime.fromtimestamp(float(load_id), UTC))
+        return utc_iso(datetime.fromtimestamp(float(load_id), UTC))
     except (TypeError, ValueError):
         return None
 
 
-def _z(instant: datetime) -> str:
+def utc_iso(instant: datetime) -> str:
     """ISO 8601 in UTC with a Z; naive datetimes are UTC already (as DuckDB keeps them)."""
     if instant.tzinfo is not None:
         instant = instant.astimezone(UTC).replace(tzinfo=None)

@@ -46,10 +46,10 @@ class Freshness:
         return self.fail.total_seconds() / 3600
 
     def state(self, age_hours: float | None) -> str:
-        """`pass`, `warn` or `fail` for data that is `age_hours` old (None: no data at all)."""
+        """`ok`, `warn` or `fail` for data that is `age_hours` old (None: no data at all)."""
         if age_hours is None or age_hours > self.fail_hours:
             return "fail"
-        return "warn" if age_hours > self.warn_hours else "pass"
+        return "warn" if age_hours > self.warn_hours else "ok"
 
 
 def _source(name, entity, relation, newest, warn=DAILY[0], fail=DAILY[1]):

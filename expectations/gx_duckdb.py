@@ -106,7 +106,9 @@ def _drop_duckdb_type_constants() -> None:
     # ...) are still referenced from module dictionaries when DuckDB's binding library shuts
     # down, and it prints dozens of "nanobind: leaked instance" lines at every exit. Nothing
     # leaks for real (the process is ending); dropping those references first keeps it quiet.
-    for module in list(sys.modules.values()):
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(("duckdb", "_duckdb")):
+            continue
         namespace = getattr(module, "__dict__", None)
         if isinstance(namespace, dict):
             for name, value in list(namespace.items()):

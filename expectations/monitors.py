@@ -2,7 +2,10 @@
 
 - Volume: each raw table's row count is recorded after every load and compared with the
   average of its recent readings; a count far from it (by more than `tolerance`, a share of
-  the average) is an anomaly, e.g. a connector that suddenly returns half the records.
+  the average) is an anomaly: a table emptied or replaced by a full reload that returned
+  half the records, rows loaded twice. (Merge keeps what a short incremental read did not
+  touch, so a partial read alone does not move the count: freshness and the suites' checks
+  see that.)
 - Schema drift: dlt stores a new schema version whenever a load brings a column, a table or
   a type it had not seen (a type change shows as a `<column>__v_<type>` variant column). The
   latest load drifted when its schema differs from the load before it.
@@ -54,6 +57,7 @@ class VolumeReading:
     average: float | None  # None while there are fewer than `min_readings` earlier readings
     readings: int
     anomalous: bool
+    measured_at: datetime | None = None  # UTC
 
     @property
     def deviation(self) -> float | None:
@@ -127,7 +131,7 @@ def measure_volumes(
         ).fetchall()]
         average = fmean(history) if len(history) >= policy.min_readings else None
         anomalous = average is not None and abs(rows - average) > policy.tolerance * average
-        reading = VolumeReading(source, name, rows, average, len(history), anomalous)
+        reading = VolumeReading(source, name, rows, average, len(history), anomalous, now)
         con.execute(
             f"INSERT INTO {VOLUMES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [now, run_id, source, name, rows, average, len(history), anomalous],
@@ -189,8 +193,8 @@ def _compare(old: dict, new: dict) -> list[SchemaChange]:
     return changes
 
 
-def latest_volumes(con: duckdb.DuckDBPyConnection) -> list[tuple[VolumeReading, datetime]]:
-    """Each raw table's latest reading and when it was taken."""
+def latest_volumes(con: duckdb.DuckDBPyConnection) -> list[VolumeReading]:
+    """Each raw table's latest reading."""
     try:
         rows = con.execute(f"""
             SELECT source, table_name, arg_max(row_count, measured_at), arg_max(average, measured_at),
@@ -199,7 +203,7 @@ def latest_volumes(con: duckdb.DuckDBPyConnection) -> list[tuple[VolumeReading, 
         """).fetchall()
     except duckdb.CatalogException:
         return []
-    return [(VolumeReading(s, t, n, avg, k, bool(a)), at) for s, t, n, avg, k, a, at in rows]
+    return [VolumeReading(s, t, n, avg, k, bool(a), at) for s, t, n, avg, k, a, at in rows]
 
 
 def current_drifts(con: duckdb.DuckDBPyConnection) -> list[Drift]:

@@ -3,9 +3,10 @@ entity's audit passes.
 
 dbt writes the marts (schema `marts`), the entity's suite audits them, and only then are the
 entity's marts copied into `serving`, all of them in one transaction together with a row in
-`quality.publications`. When a blocking check failed, nothing is copied: `serving` keeps the
-last version that passed, and the decision is recorded as `held` with the failures that
-caused it. A reader of `serving` never sees a half-published entity or an unaudited table.
+`quality.publications`. Nothing is copied, and the decision is recorded as `held`, when a
+blocking check of the audit failed, or when the marts are no longer what was audited (another
+run rebuilt them in between: their fingerprints differ): `serving` keeps the last version that
+passed. A reader of `serving` never sees a half-published entity or an unaudited table.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from expectations.runner import RESULTS_TABLE
+from expectations.runner import AUDITS_TABLE, RESULTS_TABLE, fingerprints
 from expectations.suite import Suite
 
 SERVING_SCHEMA = "serving"
@@ -25,12 +26,14 @@ PUBLICATIONS_TABLE = "quality.publications"
 PUBLICATIONS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {PUBLICATIONS_TABLE} (
     entity            VARCHAR   NOT NULL,
-    run_id            VARCHAR   NOT NULL,  -- the run whose audit decided
+    run_id            VARCHAR   NOT NULL,  -- the run that decided
     decided_at        TIMESTAMP NOT NULL,  -- UTC
     status            VARCHAR   NOT NULL,  -- published | held
     row_counts        VARCHAR   NOT NULL,  -- JSON {{table: rows}} of the candidate marts
     blocking_failures VARCHAR   NOT NULL,  -- JSON list of failed blocking check names
-    serving_run_id    VARCHAR              -- the run whose version serving holds afterwards
+    serving_run_id    VARCHAR,             -- the run whose version serving holds afterwards
+    audit_run_id      VARCHAR,             -- the run whose audit was decided on
+    reason            VARCHAR              -- why it was held
 )
 """
 
@@ -44,6 +47,7 @@ class Decision:
     blocking_failures: list[str]
     serving_run_id: str | None
     serving_published_at: datetime | None
+    reason: str | None = None
 
     @property
     def published(self) -> bool:
@@ -58,47 +62,57 @@ class Decision:
             f"{self.serving_published_at:%Y-%m-%d %H:%M} UTC"
             if self.serving_run_id else "serving holds no version of it yet"
         )
-        return (
-            f"{self.entity}: audit FAILED, not published: {len(self.blocking_failures)} blocking "
-            f"check(s) failed ({', '.join(self.blocking_failures)}); {kept}."
-        )
+        return f"{self.entity}: audit FAILED, not published: {self.reason}; {kept}."
 
 
 class NotAudited(LookupError):
-    """The run has no audit of the entity to decide on."""
+    """No audit of the entity in the run (or the runs it re-executes) to decide on."""
 
 
-def publish(warehouse: Path, suite: Suite, run_id: str) -> Decision:
-    """Publish the entity's marts if the audit of `run_id` passed every blocking check,
-    otherwise hold them back; either way the decision is recorded and returned."""
+def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, ...] = ()) -> Decision:
+    """Publish the entity's marts if its latest audit in `run_id` (or in `audit_runs`, the runs a
+    re-execution continues) passed every blocking check and still matches the marts; otherwise
+    hold them back. Either way the decision is recorded and returned."""
     with duckdb.connect(str(warehouse)) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS quality")
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVING_SCHEMA}")
         con.execute(PUBLICATIONS_DDL)
-        failures = _blocking_failures(con, suite.entity, run_id)
+        for column in ("audit_run_id", "reason"):  # a warehouse made by an older release
+            con.execute(f"ALTER TABLE {PUBLICATIONS_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+        audit_run, audited = _latest_audit(con, suite.entity, (run_id, *audit_runs))
+        failures = _blocking_failures(con, suite.entity, audit_run)
+        current = fingerprints(con, suite.publishes)
+        changed = sorted(t for t in suite.publishes if audited.get(t) != current[t])
+        reason = None
+        if failures:
+            reason = f"{len(failures)} blocking check(s) failed ({', '.join(failures)})"
+        elif changed:
+            reason = (f"{', '.join(changed)} changed after the audit of run {audit_run} (rebuilt by another "
+                      "run?); audit them again")
         counts = {t: con.execute(f"SELECT count(*) FROM marts.{t}").fetchone()[0] for t in suite.publishes}
         now = datetime.now(UTC).replace(tzinfo=None)
         con.execute("BEGIN TRANSACTION")
         try:
-            if not failures:
+            if reason is None:
                 for table in suite.publishes:
                     con.execute(
                         f"CREATE OR REPLACE TABLE {SERVING_SCHEMA}.{table} AS SELECT * FROM marts.{table}"
                     )
             previous = current_version(con, suite.entity)
-            serving_run_id = run_id if not failures else (previous[0] if previous else None)
+            serving_run_id = run_id if reason is None else (previous[0] if previous else None)
             con.execute(
-                f"INSERT INTO {PUBLICATIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [suite.entity, run_id, now, "held" if failures else "published",
-                 json.dumps(counts), json.dumps(failures), serving_run_id],
+                f"INSERT INTO {PUBLICATIONS_TABLE} (entity, run_id, decided_at, status, row_counts, "
+                "blocking_failures, serving_run_id, audit_run_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [suite.entity, run_id, now, "held" if reason else "published", json.dumps(counts),
+                 json.dumps(failures), serving_run_id, audit_run, reason],
             )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
     return Decision(
-        suite.entity, run_id, "held" if failures else "published", counts, failures,
-        serving_run_id, now if not failures else (previous[1] if previous else None),
+        suite.entity, run_id, "held" if reason else "published", counts, failures,
+        serving_run_id, now if reason is None else (previous[1] if previous else None), reason,
     )
 
 
@@ -114,18 +128,27 @@ def current_version(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, d
         return None
 
 
-def _blocking_failures(con: duckdb.DuckDBPyConnection, entity: str, run_id: str) -> list[str]:
+def _latest_audit(con: duckdb.DuckDBPyConnection, entity: str, runs: tuple[str, ...]) -> tuple[str, dict]:
     try:
-        rows = con.execute(
-            f"SELECT check_name, success FROM {RESULTS_TABLE} WHERE entity = ? AND run_id = ? "
-            "AND severity = 'blocking' ORDER BY check_name",
-            [entity, run_id],
-        ).fetchall()
+        found = con.execute(
+            f"SELECT run_id, fingerprints FROM {AUDITS_TABLE} WHERE entity = ? AND run_id IN (SELECT unnest(?)) "
+            "ORDER BY audited_at DESC LIMIT 1",
+            [entity, list(runs)],
+        ).fetchone()
     except duckdb.CatalogException:
-        rows = []
-    if not rows:
+        found = None
+    if found is None:
         raise NotAudited(
-            f"{entity}: run {run_id} has no audit of it; audit the entity in the same run before "
-            f"publishing it (materialize audit/{entity} with serving/{entity})"
+            f"{entity}: run {runs[0]} has no audit of it; audit the entity in the same run before "
+            f"publishing it (materialize audit/{entity} with serving/{entity}'s tables)"
         )
-    return [name for name, success in rows if not success]
+    return found[0], json.loads(found[1])
+
+
+def _blocking_failures(con: duckdb.DuckDBPyConnection, entity: str, run_id: str) -> list[str]:
+    rows = con.execute(
+        f"SELECT check_name FROM {RESULTS_TABLE} WHERE entity = ? AND run_id = ? AND severity = 'blocking' "
+        "AND NOT success ORDER BY check_name",
+        [entity, run_id],
+    ).fetchall()
+    return [name for (name,) in rows]

@@ -24,7 +24,16 @@ from expectations.suite import Batch, Check
 from expectations.suites import SUITES, get_suite
 
 RESULTS_TABLE = "quality.validation_results"
+AUDITS_TABLE = "quality.audits"
 SAMPLE_SIZE = 5
+AUDITS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {AUDITS_TABLE} (
+    run_id       VARCHAR   NOT NULL,
+    entity       VARCHAR   NOT NULL,
+    audited_at   TIMESTAMP NOT NULL,  -- UTC
+    fingerprints VARCHAR   NOT NULL   -- JSON {{table: "rows:content hash"}} of the marts audited
+)
+"""
 
 # (column, type, constraint); the table is created with every column, and a warehouse made by
 # an older release gains the columns it lacks (new columns may be null in old rows).
@@ -86,13 +95,6 @@ class Result:
     def blocking_failure(self) -> bool:
         return self.severity == "blocking" and not self.success
 
-    @property
-    def score(self) -> float:
-        """100 x the share of evaluated rows that passed (see README: Scores and bands)."""
-        if self.element_count == 0:
-            return 100.0 if self.success else 0.0
-        return 100.0 * (1 - self.unexpected_count / self.element_count)
-
 
 def validate_all(
     warehouse_path: Path,
@@ -112,12 +114,15 @@ def validate_all(
     reference = _naive_utc(as_of)
     validated_at = datetime.now(UTC).replace(tzinfo=None)
     results: list[Result] = []
+    audited: dict[str, dict[str, str | None]] = {}
     for suite in suites:
         outcomes = evaluate(warehouse_path, suite.batches, reference, settings)
+        with duckdb.connect(str(warehouse_path), read_only=True) as con:
+            audited[suite.entity] = fingerprints(con, suite.publishes)
         for batch in suite.batches:
             for check, outcome in zip(batch.checks, outcomes[batch.name], strict=True):
                 results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome))
-    write_results(warehouse_path, results)
+    write_results(warehouse_path, results, {(run_id, e): f for e, f in audited.items()})
     return results
 
 
@@ -132,18 +137,34 @@ def validate_entity(
     return validate_all(warehouse_path, run_id, as_of=as_of, entities=[entity], settings=settings)
 
 
-def blocking_failures(results: list[Result]) -> list[Result]:
-    return [r for r in results if r.blocking_failure]
+def fingerprints(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, str | None]:
+    """What each mart held, as `rows:hash of every row`: publishing compares it with what was
+    audited, so a mart rebuilt in between (by another run) is never published unaudited."""
+    prints: dict[str, str | None] = {}
+    for table in tables:
+        try:
+            rows, digest = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM marts.{table} AS t").fetchone()
+        except duckdb.CatalogException:
+            prints[table] = None
+        else:
+            prints[table] = f"{rows}:{digest or 0}"
+    return prints
 
 
 def ensure_results_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS quality")
     con.execute(RESULTS_DDL)
+    con.execute(AUDITS_DDL)
     for name, kind, _ in _COLUMNS:
         con.execute(f"ALTER TABLE {RESULTS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
-def write_results(warehouse_path: Path, results: list[Result]) -> None:
+def write_results(
+    warehouse_path: Path,
+    results: list[Result],
+    audited: dict[tuple[str, str], dict[str, str | None]] | None = None,
+) -> None:
+    """Store the results and, per (run, entity), the fingerprints of the marts audited."""
     if not results:
         return
     columns = [f.name for f in fields(Result)]
@@ -161,6 +182,10 @@ def write_results(warehouse_path: Path, results: list[Result]) -> None:
                     [run_id, entity],
                 )
             con.executemany(insert, [list(astuple(r)) for r in results])
+            for (run_id, entity), prints in (audited or {}).items():
+                con.execute(f"DELETE FROM {AUDITS_TABLE} WHERE run_id = ? AND entity = ?", [run_id, entity])
+                con.execute(f"INSERT INTO {AUDITS_TABLE} VALUES (?, ?, ?, ?)",
+                            [run_id, entity, results[0].validated_at, json.dumps(prints)])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

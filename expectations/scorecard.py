@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from expectations.alerts import Condition, audit_conditions, drift_condition, volume_condition
+from expectations.alerts import Condition, audit_conditions, drift_condition, utc_iso, volume_condition
 from expectations.monitors import current_drifts, latest_volumes
 from expectations.publish import PUBLICATIONS_TABLE
 from expectations.runner import RESULTS_TABLE, failing_since
@@ -80,6 +80,7 @@ def build_scorecard(warehouse_path: Path, reports_dir: Path) -> dict:
         since = failing_since(con, rows)
         publications = _query(con, f"""
             SELECT entity, arg_max(status, decided_at) AS status,
+                   arg_max(coalesce(audit_run_id, run_id), decided_at) AS audit_run_id,
                    arg_max(serving_run_id, decided_at) AS serving_run_id,
                    max(decided_at) FILTER (WHERE status = 'published') AS published_at
             FROM {PUBLICATIONS_TABLE} GROUP BY entity
@@ -144,7 +145,9 @@ def score_results(
             "checks": {"total": len(mine), "failed": len(failing),
                        "blocking_failed": sum(r["severity"] == "blocking" for r in failing)},
             "publication": {
-                "status": pub["status"] if pub else "none",
+                # Decided on an earlier audit than the one scored: this audit's decision is to come.
+                "status": "none" if not pub else pub["status"] if pub["audit_run_id"] == mine[0]["run_id"]
+                else "pending",
                 "serving_run_id": pub["serving_run_id"] if pub else None,
                 "published_at": _iso(pub["published_at"]) if pub and pub["published_at"] else None,
             },
@@ -153,7 +156,7 @@ def score_results(
     overall = _rounded(fmean(e["overall"]["score"] for e in entities.values())) if entities else 0.0
     latest = max(rows, key=lambda r: r["validated_at"]) if rows else None
     return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated_at": utc_iso(datetime.now(UTC)),
         "run_id": latest["run_id"] if latest else None,
         "as_of": _iso(max(r["as_of"] for r in rows)) if rows else None,
         "bands": bands_legend(),
@@ -183,7 +186,7 @@ def _conditions(con: duckdb.DuckDBPyConnection, rows: list[dict],
     for entity, suite in SUITES.items():
         mine = [r for r in rows if r["entity"] == entity]
         conditions += audit_conditions(suite, mine, {c: at for (e, c), at in since.items() if e == entity})
-    conditions += [volume_condition(reading, at) for reading, at in latest_volumes(con)]
+    conditions += [volume_condition(reading) for reading in latest_volumes(con)]
     conditions += [drift_condition(drift) for drift in current_drifts(con)]
     return conditions
 
@@ -234,9 +237,10 @@ def _query(con: duckdb.DuckDBPyConnection, sql: str, missing: str | None = None)
 
 
 def _iso(value: Any) -> str | None:
+    """Instants as UTC ISO 8601 with a Z, as alerts give them (DuckDB's TIMESTAMPs are UTC)."""
     if value is None:
         return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return utc_iso(value) if isinstance(value, datetime) else str(value)
 
 
 def _rounded(score: float) -> float:

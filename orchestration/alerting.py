@@ -17,7 +17,7 @@ from orchestration.resources import AlertsResource
 _FRESHNESS_STATE = {"PASS": "ok", "WARN": "warn", "FAIL": "fail"}
 
 
-def collect_conditions(instance: dg.DagsterInstance, asset_graph) -> list[Condition]:
+def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness: bool = True) -> list[Condition]:
     conditions: dict[str, Condition] = {}
 
     def add(payload) -> None:
@@ -40,6 +40,8 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph) -> list[Condit
             entry = evaluation.metadata.get("alert_conditions")
             add(entry.value if entry else None)
 
+    if not load_freshness:
+        return list(conditions.values())
     with_policy = {node.key: window_of(node.key) for node in asset_graph.asset_nodes if node.freshness_policy}
     records = instance.get_freshness_state_records([k for k, w in with_policy.items() if w])
     for key, record in records.items():
@@ -51,8 +53,10 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph) -> list[Condit
     return list(conditions.values())
 
 
-def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource):
-    return dispatch(collect_conditions(instance, asset_graph), alerts.store(), alerts.channels())
+def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource, load_freshness: bool = True):
+    """Announce what changed. `load_freshness=False` leaves out Dagster's freshness states,
+    which only the freshness daemon of `dagster dev` keeps current."""
+    return dispatch(collect_conditions(instance, asset_graph, load_freshness), alerts.store(), alerts.channels())
 
 
 @dg.sensor(

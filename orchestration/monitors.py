@@ -1,7 +1,6 @@
 """Source monitors: after each load, a volume check and a schema-drift check on every raw asset."""
 
 from collections import defaultdict
-from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -43,7 +42,6 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         for change in drift.changes:
             changes[_asset_of(source, change.table)].append(change)
         drift_alert = drift_condition(drift).to_json()
-        measured_at = datetime.now(UTC).replace(tzinfo=None)
         for key in keys:
             mine = volumes.get(key, [])
             anomalous = [r for r in mine if r.anomalous]
@@ -53,7 +51,7 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
                 asset_key=key, check_name="volume", passed=not anomalous, severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     **{f"rows/{r.table}": r.rows for r in mine},
-                    "alert_conditions": dg.MetadataValue.json([volume_condition(r, measured_at).to_json() for r in mine]),
+                    "alert_conditions": dg.MetadataValue.json([volume_condition(r).to_json() for r in mine]),
                 },
             )
             drifted = changes.get(key, [])

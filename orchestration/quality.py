@@ -59,7 +59,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
 
         with waiting_for_the_warehouse(context):
             results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
-                                      as_of=warehouse.as_of_date(), settings=quality.duckdb_settings())
+                                      as_of=warehouse.as_of_instant(), settings=quality.duckdb_settings())
             with duckdb.connect(str(warehouse.file), read_only=True) as con:
                 since = failing_since(con, results)
         conditions = audit_conditions(suite, results, {c: at for (_, c), at in since.items()})
@@ -93,7 +93,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
             "checks": len(results),
             "failed": len(failed),
             "blocking_failed": len(blocking),
-            "as_of": warehouse.as_of_date().isoformat(),
+            "as_of": warehouse.as_of_instant().isoformat(timespec="seconds"),
             # Read back by the alerts sensor, which never opens the warehouse.
             "alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions]),
         })
@@ -119,15 +119,17 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
         from expectations.publish import NotAudited, publish
 
         try:
+            # A re-execution of a failed run continues its parent's run: its audit counts.
+            earlier = tuple(r for r in (context.run.parent_run_id, context.run.root_run_id) if r)
             with waiting_for_the_warehouse(context):
-                decision = publish(warehouse.file, suite, context.run.run_id)
+                decision = publish(warehouse.file, suite, context.run.run_id, audit_runs=earlier)
         except NotAudited as exc:
             raise dg.Failure(str(exc)) from exc
         if not decision.published:
             context.log.error(decision.describe())
             raise dg.Failure(
                 description=decision.describe(),
-                metadata={"blocking_failures": decision.blocking_failures,
+                metadata={"reason": decision.reason, "blocking_failures": decision.blocking_failures,
                           "serving_run_id": decision.serving_run_id or "none"},
                 allow_retries=False,
             )
@@ -151,6 +153,9 @@ publish_assets = [_publish(suite) for suite in SUITES.values()]
     group_name="reports",
     kinds={"html", "json"},
     pool=WAREHOUSE_POOL,
+    # Not downstream of publishing (a held entity fails its step, and the scorecard must still
+    # be written), so it waits its turn behind the publishing steps by priority instead.
+    op_tags={"dagster/priority": "-1"},
     description="Data-quality scorecard: per entity a score per dimension and overall with bands, the trend "
                 "over past runs, failing checks with samples, publication status and alerts "
                 "(scorecard.html, .json, .md).",

@@ -52,9 +52,12 @@ class WarehouseResource(dg.ConfigurableResource):
     def as_of_date(self) -> date:
         return date.fromisoformat(self.as_of) if self.as_of else datetime.now(timezone.utc).date()
 
-    def as_of_end(self) -> datetime:
-        """End of the as-of day (UTC): the reference time for timeliness checks."""
-        return datetime.combine(self.as_of_date(), time.max, tzinfo=timezone.utc)
+    def as_of_instant(self) -> datetime:
+        """The time the data describes, as audits judge it (naive UTC): the start of the set
+        as-of day (the sample company's history ends there), or now in production."""
+        if self.as_of:
+            return datetime.combine(date.fromisoformat(self.as_of), time())
+        return datetime.now(timezone.utc).replace(tzinfo=None)
 
     @property
     def file(self) -> Path:
@@ -87,7 +90,7 @@ class AlertsResource(dg.ConfigurableResource):
     webhook_url: str | None = None
     slack_webhook_url: str | None = None
     max_attempts: int = 4
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = 5.0  # per attempt: a dispatch waits at most ~25 s for a channel that is down
     backoff_seconds: float = 0.5
 
     def channels(self) -> list:

@@ -252,3 +252,46 @@ def test_audit_conditions_cover_every_blocking_check_and_judge_freshness_by_its_
     assert conditions["data_freshness:source:usage_events"].state == "warn"  # 10 h: past 6, within 26
     assert conditions["data_freshness:mart:usage_events"].state == "fail"  # 72 h: past 50
     assert conditions["data_freshness:mart:feature_adoption_daily"].state == "ok"
+
+
+def test_a_refused_delivery_is_set_aside_and_one_for_an_absent_channel_waits(alerts, receiver, tmp_path):
+    """A 4xx will not succeed later: it is recorded, not retried forever. A delivery owed to a
+    channel this process does not have (the sensor and `spine run` may be configured apart)
+    waits for a process that has it."""
+    state_file = Path(alerts.log_path).with_name("alert_state.json")
+    receiver.statuses["/hook"] = [400]
+    with dg.instance_for_test() as instance:
+        _audit_reports(instance, _blocking_condition("fail"))
+        _tick(instance, alerts)
+        _tick(instance, alerts)
+        assert len(receiver.posts("/hook")) == 1  # refused once, never asked again
+        state = json.loads(state_file.read_text())
+        [refused] = state["undeliverable"]
+        assert refused["channel"] == "webhook" and "HTTP 400" in refused["error"]
+        assert state["undelivered"] == []
+
+        receiver.statuses["/hook"] = [503]  # down: the resolved message stays owed to it
+        _audit_reports(instance, _blocking_condition("ok"))
+        _tick(instance, alerts)
+        assert [e["channels"] for e in json.loads(state_file.read_text())["undelivered"]] == [["webhook"]]
+        _tick(instance, AlertsResource(log_path=alerts.log_path))  # a process without the webhook
+        assert [e["channels"] for e in json.loads(state_file.read_text())["undelivered"]] == [["webhook"]]
+        receiver.statuses["/hook"] = [200]
+        _tick(instance, alerts)
+    assert json.loads(state_file.read_text())["undelivered"] == []
+    assert [b["status"] for b in receiver.posts("/hook")] == ["firing"] + ["resolved"] * 5  # 4 refused, 1 taken
+    assert [b["text"].split(":")[1] for b in receiver.posts("/slack")] == ["rotating_light", "white_check_mark"]
+    assert [a["status"] for a in _log(alerts)] == ["firing", "resolved"]
+
+
+def test_an_improving_problem_is_announced_and_keeps_when_it_began(alerts, receiver):
+    window = Condition(key="data_freshness:source:usage_events", kind="data_freshness", state="fail",
+                       dataset="source usage_events", what="data older than its freshness window",
+                       since="2026-11-20T01:50:00Z")
+    with dg.instance_for_test() as instance:
+        _audit_reports(instance, window)
+        _tick(instance, alerts)
+        _audit_reports(instance, Condition(**{**window.__dict__, "state": "warn", "since": "2026-11-21T09:00:00Z"}))
+        _tick(instance, alerts)
+    assert [(a["state"], a["severity"], a["since"]) for a in _log(alerts)] == [
+        ("fail", "high", "2026-11-20T01:50:00Z"), ("warn", "medium", "2026-11-20T01:50:00Z")]

@@ -60,7 +60,7 @@ def test_every_source_has_a_window_judged_by_some_suite():
 def test_freshness_states():
     window = SOURCES["usage_events"]  # warn after 6 h, fail after 26 h
     assert [window.state(a) for a in (0.5, 6.0, 6.1, 26.0, 26.5, None)] == \
-        ["pass", "pass", "warn", "warn", "fail", "fail"]
+        ["ok", "ok", "warn", "warn", "fail", "fail"]
 
 
 def test_a_check_must_name_a_known_dimension_and_severity():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from data_spine.config import settings
 from expectations.suites import SUITES
@@ -89,3 +90,32 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
 
     _sensor_ticks(instance, alerts, times=2)
     assert [a["status"] for a in _alerts_about(alerts, DUPLICATE_ALERT)] == ["firing", "resolved"]
+
+
+def test_marts_rebuilt_after_their_audit_are_not_published(first_run):
+    """Runs interleave step by step: another run may rebuild a mart between this run's audit
+    and its publishing step. What was audited is what gets published, or nothing."""
+    from expectations.publish import NotAudited, publish
+
+    instance = dg.DagsterInstance.get()
+    audited = _audit_and_publish(instance)
+    assert audited.success
+    suite, warehouse = SUITES["customer"], settings().warehouse
+    before = _rows("serving")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update marts.customers set company_name = company_name || ' (renamed)' "
+                    "where customer_id = (select min(customer_id) from marts.customers)")
+    try:
+        decision = publish(warehouse, suite, audited.run_id)
+        assert not decision.published and decision.blocking_failures == []
+        assert f"customers changed after the audit of run {audited.run_id}" in decision.describe()
+        assert _rows("serving") == before
+        # A run without an audit of its own cannot publish at all.
+        with pytest.raises(NotAudited, match="has no audit of it"):
+            publish(warehouse, suite, "a-run-that-audited-nothing")
+    finally:
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("update marts.customers set company_name = replace(company_name, ' (renamed)', '')")
+    # Re-executing a failed run from its failure continues it: the parent's audit counts.
+    again = publish(warehouse, suite, "re-execution-of-it", audit_runs=(audited.run_id,))
+    assert again.published and _rows("serving") == before
