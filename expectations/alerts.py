@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
-from expectations.freshness import MARTS, SOURCES, STALE_ACTION, STALE_CAUSES, Freshness
+from expectations.freshness import STALE_ACTION, STALE_CAUSES, Freshness, by_check_name
 from expectations.monitors import Drift, VolumeReading
 from expectations.suite import DATA_ENG, Suite
 
@@ -124,6 +124,7 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
     """Every blocking check and every freshness window of the suite, from one audit's results
     (`runner.Result`s, or result rows as dicts)."""
     by_name = {_field(r, "check_name"): r for r in results}
+    windows = by_check_name()
     conditions = []
     for check in suite.checks:
         result = by_name.get(check.name)
@@ -147,10 +148,8 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
                 details={"check": check.name, "dimension": check.dimension, "expectation": check.expectation,
                          "column": check.column, "sample": sample, "run_id": _field(result, "run_id")},
             ))
-        elif check.name.endswith("_fresh") and check.dimension == "timeliness":
-            window = _window(check.name)
-            if window is None:
-                continue
+        elif check.name in windows:
+            window = windows[check.name]
             age = next((s.get("age_hours") for s in sample if isinstance(s, dict)), None) if failed else None
             state = window.state(age) if failed else OK
             conditions.append(data_freshness_condition(window, state, age, _field(result, "as_of"),
@@ -354,12 +353,6 @@ def _alert(condition: Condition, status: str, now: datetime) -> Alert:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _window(check_name: str) -> Freshness | None:
-    kind, _, rest = check_name.partition("_")
-    name = rest.removesuffix("_fresh")
-    return (SOURCES if kind == "source" else MARTS).get(name)
 
 
 def _field(result: Any, name: str) -> Any:

@@ -38,6 +38,11 @@ class Freshness:
         return f"{self.kind}:{self.name}"
 
     @property
+    def check_name(self) -> str:
+        """The name of the timeliness check that judges this window in its entity's suite."""
+        return f"{self.kind}_{self.name}_fresh"
+
+    @property
     def warn_hours(self) -> float:
         return self.warn.total_seconds() / 3600
 
@@ -92,6 +97,11 @@ MARTS: dict[str, Freshness] = {f.name: f for f in (
 )}
 
 
+def by_check_name() -> dict[str, Freshness]:
+    """Every window that a timeliness check judges, by that check's name."""
+    return {f.check_name: f for f in (*SOURCES.values(), *MARTS.values()) if f.relation}
+
+
 def judged_by(entity: str) -> list[Freshness]:
     """The windows whose data the `entity` suite checks: its sources first, then its marts."""
     return [f for f in (*SOURCES.values(), *MARTS.values()) if f.entity == entity and f.relation]
@@ -118,7 +128,7 @@ def timeliness_batch(entity: str) -> Batch | None:
     """
     checks = tuple(
         check(
-            f"{f.kind}_{f.name}_fresh", "timeliness", "warning", f.owner,
+            f.check_name, "timeliness", "warning", f.owner,
             "expect_column_values_to_be_between",
             f"{f.kind.capitalize()} {f.name}: newest data at most {f.warn_hours:g} h older than the "
             f"as-of time (alerts escalate past {f.fail_hours:g} h)",

@@ -89,7 +89,7 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
         elif changed:
             reason = (f"{', '.join(changed)} changed after the audit of run {audit_run} (rebuilt by another "
                       "run?); audit them again")
-        counts = {t: con.execute(f"SELECT count(*) FROM marts.{t}").fetchone()[0] for t in suite.publishes}
+        counts = {t: int(p.split(":")[0]) if p else 0 for t, p in current.items()}
         now = datetime.now(UTC).replace(tzinfo=None)
         con.execute("BEGIN TRANSACTION")
         try:
