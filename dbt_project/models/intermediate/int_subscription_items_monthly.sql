@@ -1,6 +1,7 @@
 -- The terms of each subscription item in force at the close of each month; see the mrr doc
 -- block: a month's MRR is what is contracted at its last instant (for the as-of month, at
--- the as-of instant).
+-- the as-of instant itself, so a term starting exactly then counts and one ending exactly
+-- then does not).
 
 with terms as (
     select * from {{ ref('int_subscription_item_terms') }}
@@ -19,7 +20,7 @@ candidate_months as (
             interval 1 month
         )) as date) as month
     from terms
-    where terms.effective_from < {{ as_of_timestamp() }}
+    where terms.effective_from <= {{ as_of_timestamp() }}
 ),
 
 in_force as (
@@ -116,5 +117,14 @@ from closes
 left join products
     on closes.product_id = products.product_id
 where
-    closes.effective_from < closes.month_close
-    and (closes.effective_to is null or closes.effective_to >= closes.month_close)
+    case
+        -- The as-of instant is an instant: in force at it means started at or before it and
+        -- not yet ended (a cancellation at period end, midnight UTC, is churn that month).
+        when closes.month = {{ as_of_month() }} then
+            closes.effective_from <= closes.month_close
+            and (closes.effective_to is null or closes.effective_to > closes.month_close)
+        -- A past month's close is the end of its last instant: whatever ran until then counts.
+        else
+            closes.effective_from < closes.month_close
+            and (closes.effective_to is null or closes.effective_to >= closes.month_close)
+    end
