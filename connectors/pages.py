@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from connectors import contract
 from connectors.http import Page
 
 # dlt detects ISO 8601 instants in text and types the column as a timestamp.
@@ -284,12 +285,15 @@ def struct_fields(array: pa.ChunkedArray) -> list[pa.ChunkedArray]:
             for i, field in enumerate(array.type)]
 
 
-def _columns(name: str, array: pa.ChunkedArray, depth: int, levels: int, keep: set[str], out: dict) -> None:
+def _columns(name: str, array: pa.ChunkedArray, depth: int, levels: int, keep: set[str], out: dict,
+             whole: frozenset[str] = frozenset()) -> None:
     kind = array.type
     if name in keep:
         out[name] = array
     elif pa.types.is_null(kind) or array.null_count == len(array):
         return
+    elif name in whole and (pa.types.is_struct(kind) or pa.types.is_list(kind) or pa.types.is_map(kind)):
+        out[name] = _json_text(array)
     elif pa.types.is_struct(kind):
         if depth <= levels:
             for field, child in zip(kind, struct_fields(array)):
@@ -304,11 +308,13 @@ def _columns(name: str, array: pa.ChunkedArray, depth: int, levels: int, keep: s
         out[name] = array
 
 
-def shape(table: pa.Table, levels: int, keep: Sequence[str] = ()) -> pa.Table:
-    """Flatten objects into `a__b` columns `levels` deep; `keep` columns stay as they are."""
+def shape(table: pa.Table, levels: int, keep: Sequence[str] = (), whole: Sequence[str] = ()) -> pa.Table:
+    """Flatten objects into `a__b` columns `levels` deep; `keep` columns stay as they are,
+    `whole` top-level objects become one JSON text column (free-form maps such as metadata,
+    whose keys are the account's own)."""
     out: dict[str, pa.ChunkedArray] = {}
     for name, array in zip(table.column_names, table.columns):
-        _columns(name, array, 1, levels, set(keep), out)
+        _columns(name, array, 1, levels, set(keep), out, frozenset(whole))
     return pa.table(out)
 
 
@@ -330,10 +336,11 @@ def from_records(records: list[dict]) -> pa.Table:
         return _tolerant(records)
 
 
-def to_table(records: pa.Table, levels: int, keep: Sequence[str] = (), keys: Sequence[str] = ("id",)) -> pa.Table:
+def to_table(records: pa.Table, levels: int, keep: Sequence[str] = (), keys: Sequence[str] = ("id",),
+             whole: Sequence[str] = ()) -> pa.Table:
     """Records (see `RecordReader`) as one Arrow table shaped like dlt's normaliser would (see
     the module doc)."""
-    return required(shape(records, levels, keep), keys)
+    return required(shape(records, levels, keep, whole), keys)
 
 
 def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: str, levels: int,
@@ -412,12 +419,19 @@ class Listing:
     resource's update instant, if it has one). An incremental run always merges.
     """
 
-    def __init__(self, name: str, full: bool, key: str = "id", newest: str | None = None):
+    def __init__(self, name: str, full: bool, key: str = "id", newest: str | None = None, source: str | None = None):
         self.name = name
         self.replacing = full
         self.key = key
         self._seen: set = set()
         self.newest = newest
+        # Batches are conformed to the source's raw contract (see `connectors.contract`).
+        self.source = source
+        self.written: set[str] = set()
+
+    def _conform(self, name: str, table: pa.Table) -> pa.Table:
+        self.written.add(name)
+        return contract.conform(self.source, name, table) if self.source else table
 
     def check(self, table: pa.Table) -> None:
         """Note the keys of a batch about to be yielded; a key seen before ends the replacing."""
@@ -436,6 +450,7 @@ class Listing:
         # choose between: the dedup hint goes with the merge alone.
         # The resource's own table is given as a table variant too: hints on the resource
         # itself would reach its child tables as well.
+        table = self._conform(self.name, table)
         keys = {"table_name": self.name, "primary_key": self.key}
         if self.replacing:
             return dlt.mark.with_hints(table, dlt.mark.make_hints(write_disposition="replace", **keys),
@@ -446,7 +461,40 @@ class Listing:
 
     def child(self, rows: pa.Table, table: str, parent_key: str):
         """The rows of a child table (see `children`, `child_hints`)."""
+        rows = self._conform(table, rows)
         return dlt.mark.with_hints(rows, child_hints(table, parent_key, self.replacing), create_table_variant=True)
+
+    def related(self, rows: pa.Table, table: str, key: str = "id"):
+        """Rows of another table this resource fills (objects it finds embedded in its own),
+        always merged on `key`: several resources may fill it, and none of them lists it whole."""
+        rows = self._conform(table, rows)
+        return dlt.mark.with_hints(rows, dlt.mark.make_hints(table_name=table, write_disposition="merge", primary_key=key),
+                                   create_table_variant=True)
+
+    def missing(self, children: dict[str, str] | None = None, related: dict[str, str] | None = None) -> Iterator:
+        """Empty batches, conformed to the contract, for the tables this run wrote nothing to:
+        after a full listing they replace what the table held (the vendor has none of them
+        now), and a table the warehouse does not have yet is created, so staging always finds
+        every declared table and column. `children` and `related` map table names to their
+        parent key / key."""
+        if not self.source:
+            return
+        known = dlt.current.source_schema().tables
+        todo = [(self.name, "own", self.key), *(((t, "child", k) for t, k in (children or {}).items())),
+                *(((t, "related", k) for t, k in (related or {}).items()))]
+        for name, kind, key in todo:
+            declared = contract.table(self.source, name)
+            if name in self.written or declared is None:
+                continue
+            if not (self.replacing and kind != "related") and name in known and known[name].get("columns"):
+                continue
+            empty = required(declared.empty(), [key, "position"] if kind == "child" else [key])
+            if kind == "own":
+                yield self.table(empty)
+            elif kind == "child":
+                yield self.child(empty, name, key)
+            else:
+                yield self.related(empty, name, key)
 
 
 class Cursor:

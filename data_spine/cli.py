@@ -47,36 +47,57 @@ def _defect_rates(spec: str):
         raise click.BadParameter(str(exc), param_hint="--defects / SPINE_DEFECTS") from None
 
 
-def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool, defects: str = "default") -> dict:
+def _variant(spec: str):
+    from sample_company.variants import Variant
+
+    try:
+        return Variant.parse(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--variant / SPINE_VARIANT") from None
+
+
+def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool, defects: str = "default",
+                    variant: str = "default") -> dict:
     from dataclasses import asdict
 
     from sample_company.generate import generate, read_manifest
 
     cfg = settings()
     rates = _defect_rates(defects)
+    shape = _variant(variant)
     try:
         manifest = read_manifest(cfg.sources_dir)
         same = manifest["preset"]["name"] == preset and manifest["seed"] == seed
         same = same and (as_of is None or manifest["as_of"] == as_of.isoformat())
         same = same and manifest.get("defects", {}).get("rates") == asdict(rates)
+        same = same and manifest.get("variant") == shape.as_dict()
         if same and not regenerate:
             click.echo(f"Using the generated {preset!r} company in {cfg.sources_dir} (as of {manifest['as_of']}).")
             return manifest
     except FileNotFoundError:
         pass
-    return generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, as_of=as_of, defects=rates, log=click.echo)
+    return generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, as_of=as_of, defects=rates,
+                    variant=shape, log=click.echo)
 
 
 @contextlib.contextmanager
 def local_vendor_apis(port: int):
     """Serve the sample company and point the connectors at it through dlt's env config."""
+    from sample_company.generate import read_manifest
     from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
+    from sample_company.variants import Variant
 
     if not _port_free(port):
         raise click.ClickException(
             f"port {port} is in use; set SPINE_VENDOR_API_PORT to a free port or stop the other server"
         )
-    with VendorApiServer(settings().sources_dir, port=port) as server:
+    sources = settings().sources_dir
+    try:
+        # The Stripe account's API version is part of how the company was generated.
+        stripe_version = Variant.from_manifest(read_manifest(sources)).stripe_api
+    except FileNotFoundError:
+        stripe_version = Variant().stripe_api
+    with VendorApiServer(sources, port=port, stripe_api_version=stripe_version) as server:
         env = {
             "SOURCES__STRIPE__BASE_URL": server.base_url("stripe"),
             "SOURCES__STRIPE__API_KEY": DEMO_CREDENTIALS["stripe_api_key"],
@@ -109,6 +130,12 @@ defects_option = click.option(
     "(e.g. none,late_event=0.05); env SPINE_DEFECTS.",
 )
 clean_option = click.option("--clean", is_flag=True, help="A clean company without defects (same as --defects none).")
+variant_option = click.option(
+    "--variant", default=lambda: settings().variant, show_default="default", metavar="SPEC",
+    help="How vendor-realistic the company looks: NAME=VALUE,... with stripe_api (2024-06-20, 2025-03-31.basil, "
+    "2025-09-30.clover), product_ids (named, generated), custom_fields (present, absent), events (spine, segment, "
+    "rudderstack, snowplow), trials (yes, no), coupons (yes, no); env SPINE_VARIANT.",
+)
 port_option = click.option(
     "--port", type=int, default=lambda: int(os.environ.get("SPINE_VENDOR_API_PORT", DEFAULT_API_PORT)),
     show_default=str(DEFAULT_API_PORT), help="Port of the local vendor APIs.",
@@ -121,14 +148,15 @@ port_option = click.option(
 @as_of_option
 @defects_option
 @clean_option
-def generate(preset: str, seed: int, as_of, defects: str, clean: bool) -> None:
+@variant_option
+def generate(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str) -> None:
     """Generate the sample company (sources and landing files), with known defects unless --clean."""
     from sample_company.generate import generate as run_generate
 
     cfg = settings()
     rates = _defect_rates("none" if clean else defects)
     run_generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed,
-                 as_of=as_of.date() if as_of else None, defects=rates, log=click.echo)
+                 as_of=as_of.date() if as_of else None, defects=rates, variant=_variant(variant), log=click.echo)
 
 
 @main.command()
@@ -183,14 +211,17 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
 @as_of_option
 @defects_option
 @clean_option
+@variant_option
 @port_option
 @click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every Dagster event, not just step progress.")
-def run(preset: str, seed: int, as_of, defects: str, clean: bool, port: int, regenerate: bool, verbose: bool) -> None:
+def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, port: int, regenerate: bool,
+        verbose: bool) -> None:
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
     _use_persistent_dagster_home()
-    manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate, "none" if clean else defects)
+    manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate, "none" if clean else defects,
+                               variant)
     os.environ["SPINE_AS_OF"] = manifest["as_of"]
     with local_vendor_apis(port):
         result = execute_spine_job(log_level="DEBUG" if verbose else "INFO")

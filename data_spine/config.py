@@ -30,6 +30,9 @@ class Settings:
     # Known defects in the sample company: `default`, `none`, or `name=rate,...` overrides
     # (see sample_company.defects.DefectRates.parse).
     defects: str = "default"
+    # How vendor-realistic the sample company looks: `default` or `name=value,...` (see
+    # sample_company.variants.Variant.parse).
+    variant: str = "default"
 
     @property
     def sources_dir(self) -> Path:
@@ -61,4 +64,5 @@ def settings() -> Settings:
         seed=int(os.environ.get("SPINE_SEED", "42")),
         as_of=date.fromisoformat(as_of) if as_of else None,
         defects=os.environ.get("SPINE_DEFECTS", "default"),
+        variant=os.environ.get("SPINE_VARIANT", "default"),
     )

@@ -163,9 +163,15 @@ class Billing:
     current_span: np.ndarray  # per company: its latest subscription
 
 
-def _spans(rng, end, created, tier, seats, converts) -> Spans:
+# Stripe expires a subscription whose first payment never succeeded after 23 hours.
+INCOMPLETE_EXPIRES = np.timedelta64(23 * 3600, "s")
+
+
+def _spans(rng, end, created, tier, seats, converts, trials: bool = True) -> Spans:
+    """Without trials a company subscribes and pays at once; one that does not convert is a
+    subscription whose first payment failed (`incomplete_expired` a day later)."""
     n = len(created)
-    trial_end = created + TRIAL_DAYS * DAY
+    trial_end = created + (TRIAL_DAYS * DAY if trials else INCOMPLETE_EXPIRES)
     churn = trial_end + seconds(rng.exponential(MEAN_LIFETIME_DAYS, n))
     first_end = np.where(converts, np.where(churn < end, churn, NAT), np.where(trial_end < end, trial_end, NAT))
     back_at = churn + seconds(WINBACK_MIN_GAP_DAYS + rng.exponential(WINBACK_MEAN_EXTRA_GAP_DAYS, n))
@@ -179,9 +185,9 @@ def _spans(rng, end, created, tier, seats, converts) -> Spans:
     return Spans(
         company=np.r_[np.arange(n), back],
         start=np.r_[created, back_at[back]],
-        trial_start=np.r_[created, none],
-        trial_end=np.r_[trial_end, none],
-        paid_start=np.r_[np.where(converts, trial_end, NAT), back_at[back]],
+        trial_start=np.r_[created if trials else np.full(n, NAT), none],
+        trial_end=np.r_[trial_end if trials else np.full(n, NAT), none],
+        paid_start=np.r_[np.where(converts, trial_end if trials else created, NAT), back_at[back]],
         ended=ended,
         stop=np.where(np.isnat(ended), end, ended),
         tier=np.r_[tier, new_tier[back]],
@@ -225,8 +231,11 @@ def _discount_where(discounts: pl.DataFrame, applies: np.ndarray) -> pl.DataFram
     )
 
 
-def simulate_billing(rng, end, created, tier, seats, converts, currency, annual, customer_ids: pl.Series) -> Billing:
-    spans = _spans(rng, end, created, tier, seats, converts)
+def simulate_billing(rng, end, created, tier, seats, converts, currency, annual, customer_ids: pl.Series,
+                     trials: bool = True, coupons: bool = True) -> Billing:
+    """`trials` and `coupons` switch those features off (the same draws are made either way,
+    so everything else about the company stays as it was)."""
+    spans = _spans(rng, end, created, tier, seats, converts, trials)
     changes = _plan_changes(rng, spans, end)
     s = len(spans.company)
     cur = currency[spans.company]
@@ -234,7 +243,7 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
     months_per_period = np.where(yearly, 12, 1)
 
     # --- Coupons: applied when the subscription starts -------------------------------------
-    has_coupon = rng.random(s) < COUPON_RATE
+    has_coupon = (rng.random(s) < COUPON_RATE) & coupons
     coupon = rng.choice(len(COUPONS), size=s, p=(w := np.array([c.weight for c in COUPONS])) / w.sum())
     coupon_names = np.array([c.id for c in COUPONS])[coupon]
     duration = np.array([c.duration for c in COUPONS])[coupon]
@@ -364,13 +373,14 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
 
     # --- Subscriptions as they stand at the end of history -------------------------------
     running = np.isnat(spans.ended)
-    trialing = running & (spans.trial_end > end)
+    trialing = running & ~np.isnat(spans.trial_end) & (spans.trial_end > end)
     last_invoice = invoices.group_by("span").agg(pl.col("status").last())
     last_status = np.full(s, "", dtype=object)
     last_status[last_invoice["span"].to_numpy()] = last_invoice["status"].to_numpy()
     status = np.select(
-        [trialing, ~running, last_status == "open", last_status == "uncollectible"],
-        ["trialing", "canceled", "past_due", "unpaid"],
+        [trialing, ~running & ~spans.paid & np.isnat(spans.trial_end), ~running, last_status == "open",
+         last_status == "uncollectible"],
+        ["trialing", "incomplete_expired", "canceled", "past_due", "unpaid"],
         "active",
     )
     at = np.where(spans.paid & (spans.paid_start < end), spans.stop, spans.start)
@@ -398,7 +408,8 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
             "start_date": spans.start,
             "trial_start": spans.trial_start,
             "trial_end": spans.trial_end,
-            "canceled_at": spans.ended,
+            # An expired first payment is not a cancellation.
+            "canceled_at": np.where(~spans.paid & np.isnat(spans.trial_end), NAT, spans.ended),
             "ended_at": spans.ended,
             "currency": CURRENCIES[cur],
             "annual": yearly,

@@ -184,10 +184,11 @@ class Injector:
             + pl.Series(self.rng.uniform(30, 400, size=k) * 86400 * 1_000_000).cast(pl.Duration("us"))
         ).clip(upper_bound=self.end - timedelta(hours=1)).dt.strftime(ISO_MS)
         name = pl.col("name")
-        props = copies["properties"].struct.unnest().with_columns(
+        props = copies["properties"].struct.unnest()
+        links = [pl.lit("").alias(c) for c in ("stripe_customer_id", "product_workspace_id") if c in props.columns]
+        props = props.with_columns(
             _variant(self.rng, k, [name.str.to_uppercase(), name + ".", "The " + name, name.str.to_lowercase()]).alias("name"),
-            pl.lit("").alias("stripe_customer_id"),
-            pl.lit("").alias("product_workspace_id"),
+            *links,
             pl.lit(created).alias("createdate"),
             pl.lit(created).alias("hs_lastmodifieddate"),
             pl.lit(new_ids).alias("hs_object_id"),
@@ -214,8 +215,10 @@ class Injector:
         lapsed = np.zeros(companies.height, bool)
         lapsed[:n] = ((sim["crm_status"] == "churned") & (sim["lifecycle_stage"] == "customer")).to_numpy()
         rows = _choose(self.rng, lapsed, self.rates.crm_status_mismatch)
-        companies = _edit(companies, rows, "customer_status", pl.lit("active"), nested=True)
-        self.note("hubspot.companies", "crm_status_mismatch", _ids(companies, rows))
+        # An account without the custom status property has no status to drift.
+        if "customer_status" in {f.name for f in companies.schema["properties"].fields}:
+            companies = _edit(companies, rows, "customer_status", pl.lit("active"), nested=True)
+            self.note("hubspot.companies", "crm_status_mismatch", _ids(companies, rows))
         self.frames["hubspot"]["companies"] = companies
 
     # --- People -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sample_company import vendors
 from sample_company.defects import DefectRates, inject
 from sample_company.presets import get_preset
 from sample_company.simulate import simulate
+from sample_company.variants import Variant
 
 MANIFEST = "manifest.json"
 
@@ -53,22 +54,26 @@ def generate(
     seed: int = 42,
     as_of: date | None = None,
     defects: DefectRates | str | None = None,
+    variant: Variant | str | None = None,
     log=print,
 ) -> dict:
     """Generate the company and return its manifest (also written to `sources_dir`).
 
     `defects` are the rates of known defects to inject (default: `DefectRates()`; `"none"`
-    or `DefectRates.none()` for a clean company); see `sample_company.defects`."""
+    or `DefectRates.none()` for a clean company); see `sample_company.defects`. `variant`
+    says how vendor-realistic it looks (default: `Variant()`); see `sample_company.variants`."""
     p = get_preset(preset)
     rates = defects if isinstance(defects, DefectRates) else DefectRates.parse(defects)
+    variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
     as_of = as_of or default_as_of()
     started = time.perf_counter()
     log(f"Generating the {p.name!r} company (seed {seed}, as of {as_of}, "
-        f"{'with known defects' if rates.enabled else 'clean'}) ...")
-    company = simulate(p, seed, as_of)
-    frames = {"stripe": vendors.stripe(company), "hubspot": vendors.hubspot(company), "zendesk": vendors.zendesk(company)}
+        f"{'with known defects' if rates.enabled else 'clean'}, variant {variant}) ...")
+    company = simulate(p, seed, as_of, variant)
+    frames = {"stripe": vendors.stripe(company, variant), "hubspot": vendors.hubspot(company, variant),
+              "zendesk": vendors.zendesk(company, variant)}
     defect_report = inject(company, frames, rates, seed)
-    events = vendors.usage_events(company)
+    events = vendors.usage_events(company, variant)
 
     for folder in (sources_dir, landing_dir):
         if folder.exists():
@@ -103,6 +108,7 @@ def generate(
         "as_of": as_of.isoformat(),
         "counts": counts,
         "defects": defect_report,
+        "variant": variant.as_dict(),
     }
     (sources_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     log(f"  wrote {sum(sum(v.values()) for k, v in counts.items() if k != 'usage'):,} API records "

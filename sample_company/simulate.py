@@ -28,6 +28,7 @@ from sample_company.billing import (
     unit_amount,
 )
 from sample_company.presets import Preset
+from sample_company.variants import Variant
 
 INDUSTRIES = np.array(
     ["software", "healthcare", "finance", "retail", "manufacturing", "education", "media", "logistics"]
@@ -60,7 +61,8 @@ class Company:
         return datetime.combine(self.as_of, time(0))
 
 
-def simulate(preset: Preset, seed: int, as_of: date) -> Company:
+def simulate(preset: Preset, seed: int, as_of: date, variant: Variant | None = None) -> Company:
+    variant = variant or Variant()
     rng = np.random.default_rng(seed)
     end = np.datetime64(datetime.combine(as_of, time(0)), "s")
     start = end - preset.history_days * DAY
@@ -83,7 +85,8 @@ def simulate(preset: Preset, seed: int, as_of: date) -> Company:
     workspace = "ws_" + pl.Series(100_001 + np.arange(n)).cast(pl.String)
     zendesk_org = 360_000_001 + np.arange(n)
 
-    billing = simulate_billing(rng, end, created, tier, seats, converts, currency, annual, stripe_customer)
+    billing = simulate_billing(rng, end, created, tier, seats, converts, currency, annual, stripe_customer,
+                               trials=variant.has_trials, coupons=variant.has_coupons)
     spans = billing.spans
     subs = billing.subscriptions
     now = billing.current_span
@@ -143,7 +146,7 @@ def simulate(preset: Preset, seed: int, as_of: date) -> Company:
         "closedwon",
         np.where(spans.trial_end > end, "contractsent", "closedlost"),
     )
-    close = np.where(spans.winback, spans.start, spans.trial_end)
+    close = np.where(spans.winback | np.isnat(spans.trial_end), spans.start, spans.trial_end)
     # The amount is the annual list price of the plan the deal sold, in USD.
     sold = unit_amount(spans.tier, currency[s_company], annual[s_company]) * spans.seats
     deals = frame(

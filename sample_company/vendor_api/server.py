@@ -154,7 +154,8 @@ class VendorApiServer:
             if method != "GET":
                 return 405, {"error": {"type": "invalid_request_error", "message": f"{method} is not supported here"}}, {}
             version = headers.get("Stripe-Version") or self.stripe_api_version
-            status, answer = stripe.handle(self.store, rest, params, version)
+            expand = tuple(v for k, v in parse_qsl(split.query) if k == "expand[]")
+            status, answer = stripe.handle(self.store, rest, params, version, expand)
         elif vendor == "hubspot":
             if not hubspot.authorized(headers, creds["hubspot_token"]):
                 return 401, {"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"}, {}

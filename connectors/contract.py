@@ -1,0 +1,229 @@
+"""Raw contracts: the columns each raw table promises dbt, whatever a batch happened to hold.
+
+dlt creates a column only for a field it has seen a value of, so a field that is null or
+absent in every record of a batch (an account that never used trials, a customer without
+metadata, a Stripe version that dropped the field) would leave no column, and the staging
+model reading it would stop the build. Each source therefore declares, in
+`connectors/contracts/<source>.yml`, every raw column staging reads: its type as the vendor's
+API reference documents it, whether the vendor always sends it (`required`), and what it
+means. The connectors hand dlt every batch conformed to its table's contract:
+
+- a declared column missing from the batch is added, typed, with nulls;
+- a declared column of another type is cast to the declared one (a number where text is
+  declared becomes its text; an object or list where JSON text is declared becomes its JSON);
+- a value that cannot be cast (text where a number is declared) is nulled in the declared
+  column and kept, as text, in `<column>__v_text`: dlt's own name for a variant column, so
+  nothing the vendor sent is lost and the declared column keeps its type.
+
+Columns a contract does not declare still evolve into new columns as dlt finds them.
+`tests/test_contracts.py` holds staging to the contracts: no staging model reads a raw column
+that is not declared, and staging builds on raw tables holding only the declared columns.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+FOLDER = Path(__file__).resolve().parent / "contracts"
+UTC = pa.timestamp("us", tz="UTC")
+# dlt data types a contract may declare, and the Arrow type a conformed batch carries.
+ARROW = {
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": UTC,
+    # JSON documents (objects, lists) travel as their text; staging reads them with DuckDB's
+    # JSON functions.
+    "json": pa.string(),
+}
+# DuckDB's name for each type: what `empty_tables` creates.
+SQL = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ",
+       "json": "VARCHAR"}
+VARIANT = "__v_text"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str
+    description: str
+    # The vendor always sends a non-null value (a primary key, a creation instant).
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TableContract:
+    source: str
+    name: str
+    description: str
+    reference: str
+    columns: dict[str, Column] = field(default_factory=dict)
+
+    def arrow_type(self, column: str) -> pa.DataType:
+        return ARROW[self.columns[column].data_type]
+
+    def empty(self) -> pa.Table:
+        """A batch of no rows with every declared column: makes the table exist."""
+        return pa.table({name: pa.array([], ARROW[c.data_type]) for name, c in self.columns.items()})
+
+    def conform(self, table: pa.Table) -> pa.Table:
+        """`table` with every declared column present and of its declared type (see module doc)."""
+        fields: list[pa.Field] = []
+        arrays: list[pa.ChunkedArray | pa.Array] = []
+        variants: dict[str, pa.Array] = {}
+        for f, array in zip(table.schema, table.columns):
+            declared = self.columns.get(f.name)
+            if declared is not None and f.type != ARROW[declared.data_type]:
+                array, misfits = _fit(array, declared.data_type)
+                if misfits is not None:
+                    variants[f.name + VARIANT] = misfits
+                f = pa.field(f.name, array.type, nullable=f.nullable)
+            fields.append(f)
+            arrays.append(array)
+        have = set(table.column_names)
+        for name, declared in self.columns.items():
+            if name not in have:
+                fields.append(pa.field(name, ARROW[declared.data_type]))
+                arrays.append(pa.nulls(len(table), ARROW[declared.data_type]))
+        for name, misfits in variants.items():
+            if name not in have:
+                fields.append(pa.field(name, pa.string()))
+                arrays.append(misfits)
+            else:  # a variant the vendor's batch already had: keep both texts
+                index = [f.name for f in fields].index(name)
+                arrays[index] = pc.coalesce(arrays[index].cast(pa.string()), misfits)
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise ValueError(value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value) if not isinstance(value, int) else value
+    if number != int(number):
+        raise ValueError(value)
+    return int(number)
+
+
+def _to_instant(value: Any) -> datetime:
+    instant = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return instant
+
+
+CONVERT: dict[str, Callable[[Any], Any]] = {
+    "text": _text,
+    "json": _text,
+    "bigint": _to_int,
+    "double": lambda v: float(v) if not isinstance(v, bool) else _raise(v),
+    "bool": _to_bool,
+    "timestamp": _to_instant,
+}
+
+
+def _raise(value: Any):
+    raise ValueError(value)
+
+
+def _fit(array: pa.ChunkedArray | pa.Array, data_type: str) -> tuple[pa.Array, pa.Array | None]:
+    """(`array` as the declared type, the text of the values that do not fit or None)."""
+    target = ARROW[data_type]
+    kind = array.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(array), target), None
+    nested = pa.types.is_struct(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind)
+    if data_type in ("text", "json") and nested:
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in array.to_pylist()], pa.string()), None
+    if data_type in ("text", "json") and pa.types.is_timestamp(kind):
+        # Text the connector read as an instant: back to the ISO form the vendor sent.
+        return pc.strftime(array, format="%Y-%m-%dT%H:%M:%SZ"), None
+    if not nested:
+        try:
+            return array.cast(target), None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    # Value by value: what fits is converted, what does not goes to the variant column.
+    convert = CONVERT[data_type]
+    fitted, misfits = [], []
+    for value in array.to_pylist():
+        if value is None:
+            fitted.append(None)
+            misfits.append(None)
+            continue
+        try:
+            fitted.append(convert(value))
+            misfits.append(None)
+        except (ValueError, TypeError, OverflowError):
+            fitted.append(None)
+            misfits.append(_text(value))
+    return pa.array(fitted, target), pa.array(misfits, pa.string())
+
+
+@functools.cache
+def contract(source: str) -> dict[str, TableContract]:
+    """Every table's contract of one source, read from its YAML file."""
+    path = FOLDER / f"{source}.yml"
+    doc = yaml.safe_load(path.read_text())
+    tables = {}
+    for name, spec in (doc.get("tables") or {}).items():
+        columns = {}
+        for column, c in (spec.get("columns") or {}).items():
+            if c["type"] not in ARROW:
+                raise ValueError(f"{path.name}: {name}.{column} has unknown type {c['type']!r}; use one of {sorted(ARROW)}")
+            columns[column] = Column(column, c["type"], c.get("description", ""), bool(c.get("required", False)))
+        tables[name] = TableContract(source, name, spec.get("description", ""), spec.get("reference", doc.get("reference", "")),
+                                     columns)
+    return tables
+
+
+def sources() -> list[str]:
+    return sorted(p.stem for p in FOLDER.glob("*.yml"))
+
+
+def table(source: str, name: str) -> TableContract | None:
+    return contract(source).get(name)
+
+
+def conform(source: str, name: str, batch: pa.Table) -> pa.Table:
+    """`batch` conformed to its table's contract (as it is if the table has none)."""
+    declared = table(source, name)
+    return declared.conform(batch) if declared is not None else batch
+
+
+def dlt_columns(source: str, name: str) -> list[dict]:
+    """The contract as dlt column hints (for resources that hand dlt SQL or dicts, not Arrow)."""
+    declared = table(source, name)
+    return [{"name": c.name, "data_type": c.data_type} for c in declared.columns.values()] if declared else []
+
+
+def empty_tables(source: str) -> Iterator[tuple[str, str]]:
+    """(table, CREATE TABLE column list) for every declared table: the raw schema of a source
+    that has sent nothing but what its contract promises."""
+    for name, declared in contract(source).items():
+        yield name, ", ".join(f'"{c.name}" {SQL[c.data_type]}' for c in declared.columns.values())
