@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
+from dlt.common.normalizers.naming import snake_case
 
 FOLDER = Path(__file__).resolve().parent / "contracts"
 UTC = pa.timestamp("us", tz="UTC")
@@ -82,8 +83,12 @@ class TableContract:
         fields: list[pa.Field] = []
         arrays: list[pa.ChunkedArray | pa.Array] = []
         variants: dict[str, pa.Array] = {}
+        have = set()
         for f, array in zip(table.schema, table.columns):
-            declared = self.columns.get(f.name)
+            # Declared names are the warehouse's (dlt's snake_case: `createdAt` lands as `created_at`).
+            name = _normalized(f.name)
+            have.add(name)
+            declared = self.columns.get(name)
             if declared is not None and f.type != ARROW[declared.data_type]:
                 array, misfits = _fit(array, declared.data_type)
                 if misfits is not None:
@@ -91,7 +96,6 @@ class TableContract:
                 f = pa.field(f.name, array.type, nullable=f.nullable)
             fields.append(f)
             arrays.append(array)
-        have = set(table.column_names)
         for name, declared in self.columns.items():
             if name not in have:
                 fields.append(pa.field(name, ARROW[declared.data_type]))
@@ -101,7 +105,7 @@ class TableContract:
                 fields.append(pa.field(name, pa.string()))
                 arrays.append(misfits)
             else:  # a variant the vendor's batch already had: keep both texts
-                index = [f.name for f in fields].index(name)
+                index = [_normalized(f.name) for f in fields].index(name)
                 arrays[index] = pc.coalesce(arrays[index].cast(pa.string()), misfits)
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=table.schema.metadata))
 
@@ -131,10 +135,19 @@ def _to_int(value: Any) -> int:
 
 
 def _to_instant(value: Any) -> datetime:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(value)  # an epoch's unit is a guess: never guessed
     instant = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if instant.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone")
-    return instant
+    # Vendors document their instants as UTC; a date alone (a HubSpot date property) is its midnight.
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=timezone.utc)
+
+
+_NAMING = snake_case.NamingConvention()
+
+
+@functools.cache
+def _normalized(name: str) -> str:
+    return _NAMING.normalize_path(name)
 
 
 CONVERT: dict[str, Callable[[Any], Any]] = {

@@ -17,10 +17,15 @@ Write      merge on `id` (the newer `updatedAt` wins); the first run's full list
            the tables instead (see `pages.Listing`). An object without an `id` goes to
            `raw_hubspot.quarantine`.
 Shape      HubSpot returns every property as a string inside `properties`; the connector lifts
-           the requested properties to top-level columns and leaves typing to dbt staging, so
-           a property that changes its look never breaks a load (text that reads as an instant
-           is typed as a timestamp, as dlt does). A deal's company comes from its `companies`
-           association.
+           the default properties it requests to top-level columns and leaves typing to dbt
+           staging, so a property that changes its look never breaks a load (text that reads as
+           an instant is typed as a timestamp, as dlt does). The account's custom properties
+           named in `sources.hubspot.custom_properties` (by object) are requested too and kept
+           together as one JSON column, `custom_properties`: their names are the account's own,
+           and which one means what is dbt configuration (var `crm_custom_fields`). A deal's
+           company comes from its `companies` association.
+Contract   every batch is conformed to `connectors/contracts/hubspot.yml`: each declared
+           column exists and is typed, whether or not a record filled it.
 Speed      lists are read 100 records a page and searches 200 (HubSpot's maxima), every
            object by a thread of its own a batch ahead, and loaded as Arrow tables of up to
            `BATCH` records (see `connectors.pages`).
@@ -28,7 +33,7 @@ Speed      lists are read 100 records a page and searches 200 (HubSpot's maxima)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,15 +44,21 @@ import pyarrow.compute as pc
 from connectors import pages, quarantine
 from connectors.http import ApiClient
 
+# HubSpot's default properties the models read; the contract (connectors/contracts/hubspot.yml)
+# declares a column for each.
 PROPERTIES = {
     "companies": [
-        "name", "domain", "industry", "hubspot_owner_id", "lifecyclestage", "customer_status",
-        "annualrevenue", "stripe_customer_id", "product_workspace_id", "createdate",
+        "name", "domain", "industry", "hubspot_owner_id", "lifecyclestage", "annualrevenue", "createdate",
         "hs_lastmodifieddate",
     ],
     "contacts": ["email", "firstname", "lastname", "jobtitle", "associatedcompanyid", "createdate", "lastmodifieddate"],
     "deals": ["dealname", "amount", "dealstage", "pipeline", "closedate", "createdate", "hs_lastmodifieddate"],
 }
+# The account's custom properties to read as well, by object (`sources.hubspot.custom_properties`):
+# they land together in one JSON column, `custom_properties`, since their names are the
+# account's own. A name the account does not have is simply not returned.
+CUSTOM_PROPERTIES = {"companies": ["customer_status", "stripe_customer_id", "product_workspace_id"]}
+CUSTOM = "custom_properties"
 MODIFIED = {"companies": "hs_lastmodifieddate", "contacts": "lastmodifieddate", "deals": "hs_lastmodifieddate"}
 LIST_PAGE = 100  # HubSpot's largest list page
 SEARCH_PAGE = 200  # and search page
@@ -65,13 +76,19 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def to_table(table: pa.Table) -> pa.Table:
-    """`flatten` for a batch of records (see `pages.RecordReader`), column by column."""
+def to_table(table: pa.Table, custom: Sequence[str] = ()) -> pa.Table:
+    """`flatten` for a batch of records (see `pages.RecordReader`), column by column; the
+    `custom` properties go to one JSON column instead of columns of their own."""
     columns: dict[str, Any] = {}
     lifted: dict[str, Any] = {}
     for name, array in zip(table.column_names, table.columns):
         if name == "properties" and pa.types.is_struct(array.type):
-            lifted = {f.name: a for f, a in zip(array.type, pages.struct_fields(array))}
+            fields = dict(zip((f.name for f in array.type), pages.struct_fields(array)))
+            own = {n: fields.pop(n) for n in custom if n in fields}
+            lifted = fields
+            if own:
+                lifted[CUSTOM] = pa.chunked_array([pa.StructArray.from_arrays(
+                    [a.combine_chunks() for a in own.values()], names=list(own))])
         elif name == "associations" and pa.types.is_struct(array.type):
             companies = _field(_field(array, "companies"), "results")
             if companies is not None and pa.types.is_list(companies.type):
@@ -85,7 +102,7 @@ def to_table(table: pa.Table) -> pa.Table:
     columns |= lifted
     if company_id is not None:
         columns["company_id"] = company_id
-    return pages.required(pages.shape(pa.table(columns), 0), ["id"])
+    return pages.required(pages.shape(pa.table(columns), 0, whole=[CUSTOM]), ["id"])
 
 
 def _field(array, name: str):
@@ -99,12 +116,16 @@ def _ms(iso: str) -> int:
 
 
 class Api:
-    def __init__(self, base_url: str, token: str):
+    def __init__(self, base_url: str, token: str, custom_properties: dict[str, list[str]] | None = None):
         self.http = ApiClient("hubspot", base_url, {"Authorization": f"Bearer {token}"})
+        self.custom = {obj: list((custom_properties or {}).get(obj) or []) for obj in PROPERTIES}
+
+    def properties(self, obj: str) -> list[str]:
+        return PROPERTIES[obj] + [p for p in self.custom[obj] if p not in PROPERTIES[obj]]
 
 
 def _list(api: Api, obj: str, archived: bool) -> Iterator[pages.Chunk]:
-    params = {"limit": LIST_PAGE, "properties": ",".join(PROPERTIES[obj]), "archived": str(archived).lower()}
+    params = {"limit": LIST_PAGE, "properties": ",".join(api.properties(obj)), "archived": str(archived).lower()}
     if obj == "deals":
         params["associations"] = "companies"
     while True:
@@ -124,7 +145,7 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
         body = {
             "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(lower)}]}],
             "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
-            "properties": PROPERTIES[obj],
+            "properties": api.properties(obj),
             "limit": SEARCH_PAGE,
             "after": offset,
         }
@@ -166,12 +187,12 @@ def _fresh(cursor: pages.Cursor, table: pa.Table) -> pa.Table:
 
 
 def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, cursor: pages.Cursor,
-            listing: pages.Listing) -> Iterator[Any]:
+            listing: pages.Listing, custom: Sequence[str]) -> Iterator[Any]:
     records, bad = pages.split_missing(reader.read(batch), batch, ["id"])
     if bad:
         yield quarantine.mark(quarantine.row("hubspot", obj, "missing required field(s): id", flatten(r)) for r in bad)
     if len(records):
-        table = _fresh(cursor, to_table(records))
+        table = _fresh(cursor, to_table(records, custom))
         if len(table):
             listing.check(table)
             yield listing.table(table)
@@ -191,15 +212,20 @@ def _resource(obj: str, api: Api):
             # Archived lists cannot be filtered: the cursor keeps only recent archivals.
             yield from _list(api, obj, archived=True)
 
-        listing = pages.Listing(obj, full=first_run, newest="updatedAt")  # of two versions, the newer
+        # Of two versions of a record, the newer wins.
+        listing = pages.Listing(obj, full=first_run, newest="updatedAt", source="hubspot")
         for batch in pages.read_ahead(pages.batches(chunks(), BATCH)):
-            yield from _tables(obj, batch, reader, cursor, listing)
+            yield from _tables(obj, batch, reader, cursor, listing, api.custom[obj])
+        yield from listing.missing()
         cursor.save()
 
     return objects
 
 
 @dlt.source(name="hubspot", max_table_nesting=0)
-def hubspot_source(base_url: str = dlt.config.value, token: str = dlt.secrets.value):
-    api = Api(base_url, token)
+def hubspot_source(base_url: str = dlt.config.value, token: str = dlt.secrets.value,
+                   custom_properties: dict[str, list[str]] | None = None):
+    """`custom_properties`: the account's custom properties to read, by object (default
+    `CUSTOM_PROPERTIES`; `{}` reads none)."""
+    api = Api(base_url, token, CUSTOM_PROPERTIES if custom_properties is None else custom_properties)
     return [_resource(obj, api) for obj in PROPERTIES]

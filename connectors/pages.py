@@ -474,9 +474,9 @@ class Listing:
     def missing(self, children: dict[str, str] | None = None, related: dict[str, str] | None = None) -> Iterator:
         """Empty batches, conformed to the contract, for the tables this run wrote nothing to:
         after a full listing they replace what the table held (the vendor has none of them
-        now), and a table the warehouse does not have yet is created, so staging always finds
-        every declared table and column. `children` and `related` map table names to their
-        parent key / key."""
+        now), and a table the warehouse does not have yet, or not with every declared column,
+        gets them, so staging always finds every declared table and column. `children` and
+        `related` map table names to their parent key / key."""
         if not self.source:
             return
         known = dlt.current.source_schema().tables
@@ -486,7 +486,11 @@ class Listing:
             declared = contract.table(self.source, name)
             if name in self.written or declared is None:
                 continue
-            if not (self.replacing and kind != "related") and name in known and known[name].get("columns"):
+            columns = (known.get(name) or {}).get("columns") or {}
+            complete = all(c in columns for c in declared.columns)
+            # An incremental run leaves a complete table alone; a table without some declared
+            # column (created by an older contract) gets it from an empty batch.
+            if not (self.replacing and kind != "related") and complete:
                 continue
             empty = required(declared.empty(), [key, "position"] if kind == "child" else [key])
             if kind == "own":

@@ -18,11 +18,16 @@ Deletes    deleted tickets come through the export with status `deleted`, delete
 Write      merge on `id`, the newer `updated_at` winning (an export can return a record twice);
            the first run's full export replaces the tables instead (see `pages.Listing`). A
            record without `id` or `updated_at` goes to `raw_zendesk.quarantine` with the reason.
+Contract   every batch is conformed to `connectors/contracts/zendesk.yml`: each declared column
+           exists and is typed, whether or not a record filled it (a deleted organization's
+           `deleted_at`, a rating's `organization_id`, ...).
 Nesting    ticket custom fields become the table `tickets__custom_fields` (`ticket_id`,
            `position`, the field's `id` and `value`) and organization domain names
            `organizations__domain_names` (`organization_id`, `position`, `value`), each merged per
-           parent: a reloaded ticket or organization replaces its rows. Other nested objects
-           become `parent__child` columns one level deep (`organization_fields__plan_tier`).
+           parent: a reloaded ticket or organization replaces its rows. `organization_fields` and
+           `user_fields` (the account's custom fields) stay one JSON column each. Other nested
+           objects become `parent__child` columns one level deep
+           (`reply_time_in_minutes__calendar`).
 Speed      exports are read 1,000 records a page (Zendesk's maximum), satisfaction ratings 100,
            every resource by a thread of its own a batch ahead, and loaded as Arrow tables of
            up to `BATCH` records (see `connectors.pages`).
@@ -44,7 +49,9 @@ from connectors.http import ApiClient
 EXPORT_PAGE = 1000  # Zendesk's largest export page
 RATINGS_PAGE = 100  # and the largest cursor-paginated page
 BATCH = 20_000  # records per Arrow table handed to dlt
-LEVELS = 1  # nested objects flattened this deep (`organization_fields__plan_tier`)
+LEVELS = 1  # nested objects flattened this deep (`reply_time_in_minutes__calendar`)
+# Custom fields (the account's own keys): one JSON column each.
+WHOLE = ("organization_fields", "user_fields")
 CHILDREN = {
     "tickets": ("custom_fields", "tickets__custom_fields", "ticket_id"),
     "organizations": ("domain_names", "organizations__domain_names", "organization_id"),
@@ -106,15 +113,12 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, curs
     if not len(records):
         return
     child = CHILDREN.get(obj)
-    table = pages.to_table(records, LEVELS, keep=[child[0]] if child else [])
+    table = pages.to_table(records, LEVELS, keep=[child[0]] if child else [], whole=WHOLE)
     if table["updated_at"].type != pages.UTC:
         # An `updated_at` that is not an instant cannot position the export: set it aside.
         good = [r for r in pages.records_of(batch) if r.get("id") not in (None, "") and r.get("updated_at") not in (None, "")]
         yield quarantine.mark(quarantine.row("zendesk", obj, "updated_at is not an ISO 8601 timestamp", r) for r in good)
         return
-    if obj == "organizations" and "deleted_at" not in table.column_names:
-        # Present from the first load on, so staging can filter on it before any deletion.
-        table = table.append_column("deleted_at", pa.nulls(len(table), pages.UTC))
     table = cursor.fresh(table, pc.divide(table["updated_at"].cast(pa.int64()), 1_000_000))  # whole seconds
     if not len(table):
         return
@@ -139,9 +143,11 @@ def _resource(obj: str, key: str, read):
         cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
         reader = pages.RecordReader(key)
         # Exports can return a record twice (updated while the export ran): the newer wins.
-        listing = pages.Listing(obj, full=cursor.start == 0, newest="updated_at")
+        listing = pages.Listing(obj, full=cursor.start == 0, newest="updated_at", source="zendesk")
         for batch in pages.read_ahead(pages.batches(read(cursor.start), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
+        child = CHILDREN.get(obj)
+        yield from listing.missing({child[1]: child[2]} if child else None)
         cursor.save()
 
     return records

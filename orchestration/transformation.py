@@ -58,9 +58,10 @@ class SpineDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             # Child tables (`subscriptions__items__data`) are loaded by their parent's
-            # resource, so depend on that asset (several dbt sources then share one key,
-            # which the translator settings allow).
-            table = dbt_resource_props["name"].split("__")[0]
+            # resource, and so are tables a resource fills besides its own (`meta.loaded_by`):
+            # depend on that asset (several dbt sources then share one key, which the
+            # translator settings allow).
+            table = (dbt_resource_props.get("meta") or {}).get("loaded_by") or dbt_resource_props["name"].split("__")[0]
             return dg.AssetKey([dbt_resource_props["source_name"], table])
         return super().get_asset_key(dbt_resource_props)
 

@@ -3,7 +3,7 @@ companies it is built from."""
 
 from expectations.freshness import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, SALES_CS, SUPPORT, Batch, Suite, check, where
-from expectations.suites.common import CURRENCIES, EMAIL_REGEX
+from expectations.suites.common import CURRENCIES, EMAIL_REGEX, PLAN_TIERS
 
 CUSTOMERS = Batch(
     name="customers",
@@ -47,7 +47,9 @@ CUSTOMERS = Batch(
         check("status_valid", "validity", "blocking", DATA_ENG, "expect_column_values_to_be_in_set",
               "Status is trial, active, paused, churned or none", column="status",
               value_set=["trial", "active", "paused", "churned", "none"]),
-        check("crm_status_valid", "validity", "blocking", SALES_CS,
+        # The CRM's status is a custom property whose values are the account's own: a value
+        # outside the usual three is a finding, never a reason to hold the customers back.
+        check("crm_status_valid", "validity", "warning", SALES_CS,
               "expect_column_values_to_be_in_set", "CRM status is trial, active or churned",
               column="crm_status", value_set=["trial", "active", "churned"]),
         check("subscription_status_valid", "validity", "blocking", FINANCE,
@@ -55,10 +57,15 @@ CUSTOMERS = Batch(
               "Subscription status is trialing, active, canceled or none",
               column="subscription_status", value_set=["trialing", "active", "canceled", "none"]),
         check("plan_tier_valid", "validity", "warning", FINANCE, "expect_column_values_to_be_in_set",
-              "Plan tier is starter, growth or enterprise when set", column="plan_tier",
-              value_set=["starter", "growth", "enterprise"]),
+              "Plan tier, when set, is one the business sells (dbt var plan_tiers), not unmapped",
+              column="plan_tier", value_set=PLAN_TIERS,
+              causes=("a price whose lookup key or product the plan_tiers seed does not map and whose "
+                      "product's metadata names no tier",),
+              action="Map the sampled customers' prices in the plan_tiers seed, or set the tier in "
+                     "the product's metadata in billing."),
         check("currency_valid", "validity", "warning", FINANCE, "expect_column_values_to_be_in_set",
-              "Billing currency is usd, eur or gbp", column="currency", value_set=CURRENCIES),
+              "Billing currency has a planning rate (exchange_rates seed)", column="currency",
+              value_set=CURRENCIES),
         check("mrr_not_negative", "validity", "blocking", FINANCE,
               "expect_column_values_to_be_between", "MRR is never negative", column="mrr",
               min_value=0),

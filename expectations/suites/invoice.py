@@ -15,7 +15,7 @@ INVOICES = Batch(
             -- Payments reconcile with invoices: a paid invoice is backed by succeeded charges
             -- for exactly what it says was paid (a fully discounted invoice needs none).
             case when status = 'paid' and amount_paid > 0 then amount_paid - coalesce((
-                select sum(ch.amount) from staging.stg_stripe__charges as ch
+                select sum(ch.amount) from intermediate.int_stripe__charges as ch
                 where ch.invoice_id = i.invoice_id and ch.status = 'succeeded'
             ), 0) end as unpaid_by_charges,
             case when customer_id is not null then exists (
@@ -42,7 +42,7 @@ INVOICES = Batch(
               "Status is draft, open, paid, uncollectible or void", column="status",
               value_set=["draft", "open", "paid", "uncollectible", "void"]),
         check("invoice_currency_valid", "validity", "warning", FINANCE,
-              "expect_column_values_to_be_in_set", "Currency is usd, eur or gbp", column="currency",
+              "expect_column_values_to_be_in_set", "Currency has a planning rate (exchange_rates seed)", column="currency",
               value_set=CURRENCIES),
         check("invoice_total_not_negative", "validity", "blocking", FINANCE,
               "expect_column_values_to_be_between", "Invoice totals are never negative",

@@ -42,7 +42,7 @@ MRR = Batch(
               "expect_column_values_to_be_between", "Recurring discounts are never negative",
               column="discount_mrr", min_value=0),
         check("mrr_currency_valid", "validity", "blocking", FINANCE,
-              "expect_column_values_to_be_in_set", "Billing currency is usd, eur or gbp",
+              "expect_column_values_to_be_in_set", "Billing currency has a planning rate (exchange_rates seed)",
               column="currency", value_set=CURRENCIES),
         check("mrr_arr_is_12x_mrr", "consistency", "blocking", DATA_ENG,
               "expect_column_values_to_be_between", "ARR equals 12 x MRR (within a cent)",

@@ -24,8 +24,8 @@ items as (
     select * from {{ ref('stg_stripe__subscription_items') }}
 ),
 
-products as (
-    select * from {{ ref('stg_stripe__products') }}
+plan_tiers as (
+    select price_id, plan_tier from {{ ref('int_stripe__price_plan_tiers') }}
 ),
 
 subscription_plans as (
@@ -33,13 +33,13 @@ subscription_plans as (
     select
         items.subscription_id,
         arg_max(
-            products.plan_tier,
+            coalesce(plan_tiers.plan_tier, 'unmapped'),
             ({{ monthly_amount('items.unit_amount * items.quantity', 'items.billing_interval', 'items.billing_interval_count') }}, items.subscription_item_id)
         ) as plan_tier,
         cast(sum(items.quantity) as bigint) as seats
     from items
-    left join products
-        on items.product_id = products.product_id
+    left join plan_tiers
+        on items.price_id = plan_tiers.price_id
     group by items.subscription_id
 ),
 
@@ -97,7 +97,7 @@ invoices as (
 
 charges as (
     select crosswalk.customer_id, charges.*
-    from {{ ref('stg_stripe__charges') }} as charges
+    from {{ ref('int_stripe__charges') }} as charges
     inner join crosswalk
         on charges.stripe_customer_id = crosswalk.stripe_customer_id
     where charges.created_at < {{ as_of_timestamp() }}

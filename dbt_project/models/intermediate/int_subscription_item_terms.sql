@@ -9,7 +9,20 @@ with lines as (
 ),
 
 invoices as (
-    select invoice_id, status, coupon_duration from {{ ref('stg_stripe__invoices') }}
+    select invoice_id, status from {{ ref('stg_stripe__invoices') }}
+),
+
+-- Each line's discounts split by the kind of coupon behind them: a coupon that keeps applying
+-- lowers what the customer is contracted to pay; a one-off (`once`), or a discount whose
+-- coupon is unknown, is a discount on one invoice.
+line_discounts as (
+    select
+        line_discounts.invoice_line_id,
+        coalesce(sum(line_discounts.amount) filter (where discounts.is_recurring), 0) as recurring_discount
+    from {{ ref('stg_stripe__invoice_line_discounts') }} as line_discounts
+    left join {{ ref('int_stripe__discounts') }} as discounts
+        on line_discounts.discount_id = discounts.discount_id
+    group by line_discounts.invoice_line_id
 ),
 
 subscriptions as (
@@ -42,10 +55,9 @@ billed as (
             greatest(datediff('month', lines.period_start_at, lines.period_end_at), 1)
         ) as billing_interval_count,
         lines.amount as gross_amount,
-        -- A coupon that keeps applying lowers what the customer is contracted to pay; a
-        -- one-off (`once`) does not, it is a discount on one invoice.
-        case when invoices.coupon_duration in ('forever', 'repeating') then lines.discount_amount else 0 end as recurring_discount,
-        case when invoices.coupon_duration in ('forever', 'repeating') then 0 else lines.discount_amount end as one_off_discount,
+        cast(least(coalesce(line_discounts.recurring_discount, 0), lines.discount_amount) as decimal(18, 2)) as recurring_discount,
+        cast(lines.discount_amount - least(coalesce(line_discounts.recurring_discount, 0), lines.discount_amount)
+            as decimal(18, 2)) as one_off_discount,
         -- Stripe voids the invoices of a paused subscription (pause_collection: void).
         invoices.status = 'void' as is_paused,
         lines.period_start_at as effective_from,
@@ -54,6 +66,8 @@ billed as (
     from lines
     inner join invoices
         on lines.invoice_id = invoices.invoice_id
+    left join line_discounts
+        on lines.invoice_line_id = line_discounts.invoice_line_id
     left join prices
         on lines.price_id = prices.price_id
 ),

@@ -7,8 +7,8 @@ with terms as (
     select * from {{ ref('int_subscription_item_terms') }}
 ),
 
-products as (
-    select product_id, plan_tier from {{ ref('stg_stripe__products') }}
+plan_tiers as (
+    select price_id, plan_tier from {{ ref('int_stripe__price_plan_tiers') }}
 ),
 
 candidate_months as (
@@ -42,13 +42,16 @@ current_items as (
         items.billing_interval,
         items.billing_interval_count,
         cast(items.unit_amount * items.quantity as decimal(18, 2)) as gross_amount,
-        case when subscriptions.coupon_duration in ('forever', 'repeating') then cast(least(
-            coalesce(items.unit_amount * items.quantity * subscriptions.coupon_percent_off / 100, subscriptions.coupon_amount_off),
+        -- The subscription's recurring discounts applying now: percentages off the item, plus
+        -- amounts off (per invoice, so an item takes at most its own amount).
+        cast(least(
+            items.unit_amount * items.quantity * coalesce(discounts.recurring_percent_off, 0) / 100
+                + coalesce(discounts.recurring_amount_off, 0),
             items.unit_amount * items.quantity
-        ) as decimal(18, 2)) else 0 end as recurring_discount
+        ) as decimal(18, 2)) as recurring_discount
     from {{ ref('stg_stripe__subscription_items') }} as items
-    inner join {{ ref('stg_stripe__subscriptions') }} as subscriptions
-        on items.subscription_id = subscriptions.subscription_id
+    left join {{ ref('int_stripe__subscription_discounts') }} as discounts
+        on items.subscription_id = discounts.subscription_id
 ),
 
 closes as (
@@ -90,7 +93,7 @@ select
     closes.term_source,
     closes.price_id,
     closes.product_id,
-    products.plan_tier,
+    coalesce(plan_tiers.plan_tier, 'unmapped') as plan_tier,
     closes.currency,
     closes.quantity,
     closes.unit_amount,
@@ -114,8 +117,8 @@ select
     closes.effective_from,
     closes.effective_to
 from closes
-left join products
-    on closes.product_id = products.product_id
+left join plan_tiers
+    on closes.price_id = plan_tiers.price_id
 where
     case
         -- The as-of instant is an instant: in force at it means started at or before it and

@@ -5,10 +5,12 @@ select
     {{ clean_enum('industry') }} as industry,
     {{ clean_string('hubspot_owner_id') }} as owner_id,
     {{ clean_enum('lifecyclestage') }} as lifecycle_stage,
-    {{ clean_enum('customer_status') }} as crm_status,
     {{ hubspot_number('annualrevenue') }} as annual_revenue,
-    {{ clean_string('stripe_customer_id') }} as stripe_customer_id,
-    {{ clean_string('product_workspace_id') }} as workspace_id,
+    -- The account's custom properties, by what they mean (dbt var crm_custom_fields): null
+    -- for an account that does not keep them.
+    lower({{ custom_field('custom_properties', 'crm_custom_fields', 'customer_status') }}) as crm_status,
+    {{ custom_field('custom_properties', 'crm_custom_fields', 'stripe_customer_id') }} as stripe_customer_id,
+    {{ custom_field('custom_properties', 'crm_custom_fields', 'product_workspace_id') }} as workspace_id,
     archived as is_archived,
     -- The property and the object timestamp normally agree; the property is what users edit.
     {{ to_utc_timestamp('coalesce(createdate, created_at)') }} as created_at,

@@ -1,6 +1,8 @@
 select
     id as stripe_customer_id,
-    {{ clean_string('metadata__hubspot_company_id') }} as hubspot_company_id,
+    -- The CRM company the account notes in the customer's metadata (which key: dbt var
+    -- stripe_metadata_keys.crm_company_id).
+    {{ custom_field('metadata', 'stripe_metadata_keys', 'crm_company_id') }} as hubspot_company_id,
     {{ clean_string('name') }} as customer_name,
     {{ clean_enum('email') }} as email,
     {{ clean_enum('currency') }} as currency,

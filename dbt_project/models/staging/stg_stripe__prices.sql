@@ -1,6 +1,8 @@
 select
     id as price_id,
     product as product_id,
+    {{ clean_string('lookup_key') }} as lookup_key,
+    {{ clean_enum('type') }} as price_type,
     {{ clean_enum('currency') }} as currency,
     {{ stripe_amount('unit_amount', 'currency') }} as unit_amount,
     {{ clean_enum('recurring__interval') }} as billing_interval,

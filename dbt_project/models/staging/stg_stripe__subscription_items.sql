@@ -3,6 +3,7 @@ select
     subscription as subscription_id,
     price__id as price_id,
     price__product as product_id,
+    {{ clean_string('price__lookup_key') }} as price_lookup_key,
     quantity,
     {{ clean_enum('price__currency') }} as currency,
     {{ stripe_amount('price__unit_amount', 'price__currency') }} as unit_amount,

@@ -1,4 +1,3 @@
-{%- set subscriptions = source('stripe', 'subscriptions') %}
 select
     id as subscription_id,
     customer as stripe_customer_id,
@@ -9,12 +8,13 @@ select
     {{ unix_to_timestamp('trial_start') }} as trial_started_at,
     {{ unix_to_timestamp('trial_end') }} as trial_ended_at,
     {{ unix_to_timestamp('canceled_at') }} as canceled_at,
+    {{ unix_to_timestamp('cancel_at') }} as cancel_at,
+    cancel_at_period_end,
     {{ unix_to_timestamp('ended_at') }} as ended_at,
-    -- The discount applying now (Stripe removes one that ran out); an account that never
-    -- used a coupon has none of these columns.
-    {{ clean_enum(optional_column(subscriptions, 'discount__coupon__duration', 'varchar')) }} as coupon_duration,
-    cast({{ optional_column(subscriptions, 'discount__coupon__percent_off', 'double') }} as double) as coupon_percent_off,
-    {{ stripe_amount(optional_column(subscriptions, 'discount__coupon__amount_off', 'bigint'), 'currency') }} as coupon_amount_off,
+    {{ clean_enum('pause_collection__behavior') }} as pause_collection_behavior,
+    -- The discounts applying now (Stripe removes one that ran out), by id; their coupons are
+    -- in stg_stripe__discounts and stg_stripe__coupons.
+    coalesce(from_json(discounts, '["VARCHAR"]'), []) as discount_ids,
     -- Stripe embeds only the first page of items; true means items are missing here.
-    items__has_more as has_more_items
-from {{ subscriptions }}
+    coalesce(items__has_more, false) as has_more_items
+from {{ source('stripe', 'subscriptions') }}

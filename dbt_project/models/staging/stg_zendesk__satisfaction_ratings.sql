@@ -2,6 +2,8 @@ select
     id as satisfaction_rating_id,
     ticket_id,
     requester_id,
+    -- Not in Zendesk's API reference (some accounts send it): the ticket's organization is the
+    -- one to use (int_support_by_customer falls back to it).
     organization_id,
     {{ clean_enum('score') }} as score,
     {{ to_utc_timestamp('created_at') }} as created_at,
