@@ -235,8 +235,13 @@ def dlt_columns(source: str, name: str) -> list[dict]:
     return [{"name": c.name, "data_type": c.data_type} for c in declared.columns.values()] if declared else []
 
 
+# Columns dlt adds to every raw table (see [normalize.parquet_normalizer] in .dlt/config.toml).
+DLT_COLUMNS = {"_dlt_load_id": "text"}
+
+
 def empty_tables(source: str) -> Iterator[tuple[str, str]]:
     """(table, CREATE TABLE column list) for every declared table: the raw schema of a source
-    that has sent nothing but what its contract promises."""
+    that has sent nothing but what its contract promises (and dlt's own columns)."""
     for name, declared in contract(source).items():
-        yield name, ", ".join(f'"{c.name}" {SQL[c.data_type]}' for c in declared.columns.values())
+        columns = {c.name: c.data_type for c in declared.columns.values()} | DLT_COLUMNS
+        yield name, ", ".join(f'"{column}" {SQL[kind]}' for column, kind in columns.items())

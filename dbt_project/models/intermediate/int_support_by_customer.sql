@@ -21,11 +21,12 @@ tickets as (
 ratings as (
     select crosswalk.customer_id, ratings.*
     from {{ ref('stg_zendesk__satisfaction_ratings') }} as ratings
-    -- A rating belongs to its ticket's organization (the API reference gives ratings none).
+    -- A rating without an organization of its own (the API reference gives ratings none)
+    -- belongs to its ticket's.
     left join {{ ref('stg_zendesk__tickets') }} as rated
         on ratings.ticket_id = rated.ticket_id
     inner join crosswalk
-        on coalesce(rated.organization_id, ratings.organization_id) = crosswalk.organization_id
+        on coalesce(ratings.organization_id, rated.organization_id) = crosswalk.organization_id
     where ratings.created_at < {{ as_of_timestamp() }}
 ),
 
