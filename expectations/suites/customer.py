@@ -12,6 +12,9 @@ CUSTOMERS = Batch(
     sql="""
         select
             customer_id, hubspot_company_id, stripe_customer_id, company_name, domain, crm_status,
+            -- A customer known to the CRM has its company record; one known only to billing,
+            -- support or the product (no rule linked it) has no CRM name to have.
+            case when hubspot_company_id is not null then 'crm' else 'outside_crm' end as known_to,
             status, subscription_status, plan_tier, currency, primary_contact_email, mrr,
             health_score, churn_risk, csat_score,
             arr - 12 * mrr as arr_minus_12x_mrr,
@@ -35,8 +38,8 @@ CUSTOMERS = Batch(
         check("customer_id_present", "completeness", "blocking", DATA_ENG,
               "expect_column_values_to_not_be_null", "Every customer has an id", column="customer_id"),
         check("company_name_present", "completeness", "blocking", SALES_CS,
-              "expect_column_values_to_not_be_null", "Every customer has a company name",
-              column="company_name"),
+              "expect_column_values_to_not_be_null", "Every customer in the CRM has a company name",
+              column="company_name", **where("known_to", "crm")),
         check("status_present", "completeness", "blocking", DATA_ENG,
               "expect_column_values_to_not_be_null", "Every customer has a lifecycle status",
               column="status"),
