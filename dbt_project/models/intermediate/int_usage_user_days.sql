@@ -1,4 +1,5 @@
--- What each product user did each day; the base every usage measure is counted from.
+-- What each product user did each day; the base every usage measure is counted from. Only
+-- product events count (track, page, screen), in the account int_usage_events gives them.
 {{
     config(
         materialized='incremental',
@@ -17,9 +18,10 @@ with per_event_name as (
         count(*) as events,
         min(occurred_at) as first_event_at,
         max(occurred_at) as last_event_at
-    from {{ ref('stg_usage__events') }}
+    from {{ ref('int_usage_events') }}
     where
-        occurred_at < {{ as_of_timestamp() }}
+        is_product_event
+        and occurred_at < {{ as_of_timestamp() }}
         and workspace_id is not null
         and user_id is not null
         {% if is_incremental() %}
