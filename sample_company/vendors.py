@@ -472,16 +472,9 @@ def zendesk(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFram
 
 
 def usage_events(c: Company, variant: Variant | None = None) -> pl.DataFrame:
-    """Track calls as an event collector writes them (one JSON object per line), with the day
-    the collector received each one (`_day`): its file is that day's."""
-    return c.events.select(
-        pl.col("event_id").alias("message_id"),
-        pl.lit("track").alias("type"),
-        pl.col("event"),
-        pl.col("user_id"),
-        pl.col("account_id"),
-        _iso("timestamp", ISO_MS).alias("timestamp"),
-        _iso("received_at", ISO_MS).alias("received_at"),
-        pl.struct(pl.col("plan")).alias("properties"),
-        pl.col("received_at").cast(pl.Date).alias("_day"),
-    )
+    """Calls as the account's event collector writes them (one JSON object per line, in the
+    format `variant.events` names; see `sample_company.event_formats`), with the day the
+    collector received each one (`_day`): its file is that day's."""
+    from sample_company import event_formats
+
+    return event_formats.render(c, (variant or Variant()).events)

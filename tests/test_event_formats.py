@@ -7,18 +7,27 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-from datetime import datetime
+import os
+import re
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from connectors.pipelines import load
-from connectors.usage_events import read_file
-from data_spine.config import settings
+from connectors.usage_events import normalise, read_file
+from data_spine.config import PROJECT_ROOT, settings
+from expectations.suites.common import EVENT_NAME_REGEX
+from sample_company.generate import generate
+from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "events"
 DAY_FILE = "events_2026-11-20.jsonl.gz"
+DBT_DIR = PROJECT_ROOT / "dbt_project"
+DBT = str(Path(sys.executable).parent / "dbt")
 
 
 def _payloads() -> dict[str, dict]:
@@ -229,3 +238,211 @@ def test_a_self_describing_event_first_seen_deep_in_a_file_is_loaded_whole(tmp_p
     assert json.loads(properties) == json.loads(data) == click["unstruct_event_com_snowplowanalytics_snowplow_link_click_1"]
     assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false) from raw_usage.events") == [(121, 0)]
     assert _quarantined(cfg) == []
+
+
+# --- Through dbt: every payload reaches marts.usage_events with its customer ------------------
+
+# A minimal CRM: one HubSpot company per account the payloads name (by product_workspace_id),
+# no billing, no support. The objects the local vendor APIs serve, each an empty list but these.
+CRM = {
+    "hubspot:1": ("Initech", "initech.com", "0e8c78ea9d97a7b8185e8632"),  # Segment's group example
+    "hubspot:2": ("Globex", "globex.com", "acct_123"),  # the B2B spec's context.groupId
+    "hubspot:3": ("MyGroup", "mygroup.io", "12345"),  # RudderStack's group example
+    "hubspot:4": ("Snowplow Demo", "snowplow-demo.com", "ws_100042"),  # the Snowplow workspace entity
+}
+VENDOR_OBJECTS = {
+    "hubspot": ("companies", "contacts", "deals"),
+    "stripe": ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds", "coupons",
+               "discounts", "invoice_payments"),
+    "zendesk": ("organizations", "users", "tickets", "ticket_metrics", "satisfaction_ratings"),
+}
+CREDENTIALS = {
+    "stripe": {"api_key": DEMO_CREDENTIALS["stripe_api_key"]},
+    "hubspot": {"token": DEMO_CREDENTIALS["hubspot_token"]},
+    "zendesk": {"email": DEMO_CREDENTIALS["zendesk_email"], "api_token": DEMO_CREDENTIALS["zendesk_api_token"]},
+}
+# payload -> (customer, where its workspace came from)
+CUSTOMERS = {
+    "segment/track": ("hubspot:2", "event"),
+    "segment/identify": ("hubspot:1", "user"),  # the user's group call
+    "segment/group": ("hubspot:1", "event"),
+    "segment/page": ("hubspot:1", "user"),
+    "segment/screen": ("hubspot:1", "user"),
+    "segment/alias": ("hubspot:1", "anonymous_id"),  # a new user id, on the grouped device
+    "rudderstack/track": ("hubspot:3", "anonymous_id"),
+    "rudderstack/identify": ("hubspot:3", "anonymous_id"),
+    "rudderstack/group": ("hubspot:3", "event"),
+    "rudderstack/page": ("hubspot:3", "anonymous_id"),
+    "snowplow/page_view": ("hubspot:4", "event"),
+    "snowplow/link_click": ("hubspot:4", "event"),
+    "snowplow/struct": ("hubspot:4", "event"),
+}
+
+
+def _crm_sources(folder: Path) -> Path:
+    for system, objects in VENDOR_OBJECTS.items():
+        (folder / system).mkdir(parents=True)
+        for obj in objects:
+            (folder / system / f"{obj}.jsonl").write_text("")
+    created = "2013-01-01T00:00:00.000Z"
+    companies = [
+        {"id": customer.split(":")[1], "createdAt": created, "updatedAt": created, "archived": False,
+         "properties": {"name": name, "domain": domain, "product_workspace_id": workspace, "createdate": created,
+                        "hs_lastmodifieddate": created, "hs_object_id": customer.split(":")[1]}}
+        for customer, (name, domain, workspace) in CRM.items()
+    ]
+    (folder / "hubspot" / "companies.jsonl").write_text("".join(json.dumps(c) + "\n" for c in companies))
+    return folder
+
+
+def _dbt(args: list[str], warehouse: Path, target: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPINE_WAREHOUSE": str(warehouse)}
+    return subprocess.run(
+        [DBT, *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target),
+         "--vars", json.dumps({"as_of_date": "2026-11-21"})],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(landed, tmp_path_factory):
+    """The landed payloads and the minimal CRM, built by dbt up to the usage marts."""
+    cfg, _ = landed
+    root = tmp_path_factory.mktemp("crm")
+    with VendorApiServer(_crm_sources(root / "sources")) as api:
+        for system in VENDOR_OBJECTS:
+            load(system, cfg, base_url=api.base_url(system), **CREDENTIALS[system])
+    # Tests of the selected models that reach models outside the selection are left out.
+    result = _dbt(["build", "--select", "+usage_events", "+int_usage_accounts", "--indirect-selection", "cautious"],
+                  cfg.warehouse, root / "target")
+    assert result.returncode == 0, result.stdout[-4000:]
+    return cfg
+
+
+def test_every_payload_reaches_the_usage_events_mart_with_its_customer(built):
+    rows = {r[0]: r[1:] for r in _query(
+        built, "select event_id, customer_id, workspace_source, event_type, event_name from marts.usage_events")}
+    for name, payload in _payloads().items():
+        customer, source = CUSTOMERS[name]
+        call, event = RAW[name][:2]
+        assert rows[_message_id(payload)] == (customer, source, call, event.lower() if event else None), name
+    assert len(rows) == len(CUSTOMERS)
+
+
+def test_usage_measures_count_product_events_only(built):
+    # Segment's user 97980cfea0067 made an identify, a group, a page and a screen call that day.
+    assert _query(built, "select workspace_id, user_id, activity_date::varchar, events from intermediate.int_usage_user_days "
+                         "order by all") == [
+        ("0e8c78ea9d97a7b8185e8632", "97980cfea0067", "2015-02-23", 2),
+        ("acct_123", "AiUGstSDIg", "2015-12-12", 1),
+        ("ws_100042", "jon.doe@email.com", "2013-11-26", 2),
+    ]
+
+
+def test_group_traits_name_each_account_and_its_domain(built):
+    assert _query(built, "select account_id, account_name, account_domain, first_seen_at::varchar, group_calls "
+                         "from intermediate.int_usage_accounts order by all") == [
+        ("0e8c78ea9d97a7b8185e8632", "Initech", "initech.com", "2015-02-23 22:28:55.111", 1),
+        ("12345", "MyGroup", None, "2020-01-09 10:01:53.558", 1),
+    ]
+
+
+# --- The sample company in each collector's format ---------------------------------------------
+
+FORMATS = ("spine", "segment", "rudderstack", "snowplow")
+AS_OF_DAY = date(2026, 11, 21)
+
+
+def _generate(folder: Path, events: str) -> dict:
+    return generate(folder / "sources", folder / "landing", preset="tiny", seed=7, as_of=AS_OF_DAY,
+                    variant=f"events={events}", log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def companies(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """The `tiny` company with its default defects, once per event format."""
+    base = tmp_path_factory.mktemp("formats-company")
+    return {f: (base / f, _generate(base / f, f)) for f in FORMATS}
+
+
+def _lines(folder: Path) -> list[str]:
+    return [line for p in sorted((folder / "landing").glob("*.jsonl.gz"))
+            for line in gzip.decompress(p.read_bytes()).decode().splitlines()]
+
+
+def _calls(folder: Path) -> list[dict]:
+    """Every line as the connector normalises it (its Python path), none of them refused."""
+    calls = []
+    for line in _lines(folder):
+        row, reason = normalise(json.loads(line))
+        assert reason is None, (reason, line)
+        calls.append(row)
+    return calls
+
+
+def _defects(calls: list[dict]) -> dict[str, set[str]]:
+    """The usage defect classes, found as the quality checks find them."""
+    as_of = datetime.combine(AS_OF_DAY, datetime.min.time(), timezone.utc)
+    found = {"malformed_event_name": set(), "late_event": set(), "future_timestamp": set()}
+    for c in calls:
+        if c["type"] == "track" and not re.fullmatch(EVENT_NAME_REGEX, c["event"]):
+            found["malformed_event_name"].add(c["message_id"])
+        if c["received_at"] - c["timestamp"] > timedelta(days=1):
+            found["late_event"].add(c["message_id"])
+        if c["timestamp"] > as_of:
+            found["future_timestamp"].add(c["message_id"])
+    return found
+
+
+@pytest.mark.parametrize("events", FORMATS[1:])
+def test_each_format_renders_the_same_events_with_their_defects(companies, events):
+    folder, manifest = companies[events]
+    spine = {c["message_id"]: c for c in _calls(companies["spine"][0])}
+    calls = _calls(folder)
+    assert len(calls) == manifest["counts"]["usage"]["events"], "the manifest counts the lines written"
+    assert len({c["message_id"] for c in calls}) == len(calls)
+    products = {c["message_id"]: c for c in calls if c["type"] == "track"}
+    assert products.keys() == spine.keys(), "product events keep the simulated event ids"
+    for message_id, call in products.items():
+        # Spine writes whole seconds (`.000Z`); the other formats keep the milliseconds.
+        same = [call["event"], call["user_id"], call["timestamp"].replace(microsecond=0),
+                call["received_at"].replace(microsecond=0)]
+        theirs = spine[message_id]
+        assert same == [theirs["event"], theirs["user_id"], theirs["timestamp"], theirs["received_at"]], message_id
+    truth = {k: set(v) for k, v in manifest["defects"]["records"]["usage.events"].items()}
+    assert _defects(calls) == truth and all(truth.values())
+
+    accounts = {c["user_id"]: c["account_id"] for c in spine.values()}
+    if events == "snowplow":
+        assert all(c["account_id"] == accounts[c["user_id"]] for c in calls), "every event carries its workspace"
+        return
+    # One identify and one group call per user, naming the user's workspace; some track calls
+    # leave it to them.
+    by_type = {t: [c for c in calls if c["type"] == t] for t in ("identify", "group")}
+    for call_type, made in by_type.items():
+        assert sorted(c["user_id"] for c in made) == sorted(accounts), call_type
+        assert all(c["account_id"] == accounts[c["user_id"]] for c in made), call_type
+    assert all(json.loads(c["traits"])["email"].count("@") == 1 for c in by_type["identify"])
+    assert all(json.loads(c["traits"])["website"].startswith("https://") for c in by_type["group"])
+    unnamed = [c for c in products.values() if c["account_id"] is None]
+    assert 0.15 < len(unnamed) / len(products) < 0.35
+    assert all(c["account_id"] in (None, accounts[c["user_id"]]) for c in products.values())
+
+
+@pytest.mark.parametrize("events", ["segment", "snowplow"])
+def test_each_format_is_byte_identical_for_a_seed(companies, events, tmp_path):
+    again = tmp_path / "again"
+    _generate(again, events)
+    assert _lines(again) == _lines(companies[events][0])
+
+
+@pytest.mark.parametrize("events", FORMATS[1:])
+def test_each_format_loads_whole_through_the_fast_path(companies, events, tmp_path):
+    folder, manifest = companies[events]
+    cfg = dataclasses.replace(settings(), data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb")
+    info = load("usage_events", cfg, landing_dir=str(folder / "landing"))
+    assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false), count(distinct format) "
+                       "from raw_usage.events") == [(manifest["counts"]["usage"]["events"], 0, 1)]
+    assert _quarantined(cfg) == []
+    # Nothing was flagged, so nothing went through Python.
+    assert info.pipeline.last_trace.last_normalize_info.row_counts.get("events", 0) <= 1
