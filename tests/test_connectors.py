@@ -9,6 +9,7 @@ import json
 import shutil
 
 import duckdb
+import orjson
 import pytest
 
 from connectors.http import SourceRequestError
@@ -321,8 +322,9 @@ def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company
     """Older accounts get the current period on the subscription, `invoice.subscription`, and
     each invoice line's price and subscription item at its top level."""
     with VendorApiServer(settings().sources_dir, stripe_api_version="2024-06-20") as old:
-        sample = old.route("GET", "/stripe/v1/subscriptions?limit=1&status=all",
-                           {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"})[1]["data"][0]
+        answer = old.route("GET", "/stripe/v1/subscriptions?limit=1&status=all",
+                           {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"})[1]
+        sample = orjson.loads(orjson.dumps(answer))["data"][0]
         assert "current_period_start" in sample and "current_period_start" not in sample["items"]["data"][0]
         _load("stripe", old, fresh)
     _assert_exact_counts("stripe", fresh, small_company)

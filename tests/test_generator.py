@@ -148,14 +148,20 @@ def test_billing_has_plans_currencies_coupons_and_plan_changes(companies):
     assert {p["recurring"]["interval"] for p in prices} == {"month", "year"}
     assert {p["currency"] for p in prices} == {"usd", "eur", "gbp"}
 
-    coupons = [s["discount"]["coupon"] for s in subs if s["discount"]]
+    # Current API shape: objects name their discounts, a discount its coupon (source.coupon).
+    coupon_of = {c["id"]: c for c in _read(folder, "stripe", "coupons")}
+    discounts = {d["id"]: coupon_of[d["source"]["coupon"]] for d in _read(folder, "stripe", "discounts")}
+    coupons = [discounts[d] for s in subs for d in s["discounts"]]
     assert {c["duration"] for c in coupons} == {"once", "repeating", "forever"}
-    assert all((c["percent_off"] is None) != (c["amount_off"] is None) for c in coupons)
+    assert all((c["percent_off"] is None) != (c["amount_off"] is None) for c in coupon_of.values())
     invoices = _read(folder, "stripe", "invoices")
-    discounted = [i for i in invoices if i["discount"]]
+    discounted = [i for i in invoices if i["discounts"]]
     assert len(discounted) > 50
     for i in invoices:
-        coupon = (i["discount"] or {}).get("coupon") or {}
+        coupon = discounts[i["discounts"][0]] if i["discounts"] else {}
+        line_discounts = [a for line in i["lines"]["data"] for a in line["discount_amounts"]]
+        assert sum(a["amount"] for a in line_discounts) == i["subtotal"] - i["total"]
+        assert {a["discount"] for a in line_discounts} <= set(i["discounts"])
         if coupon.get("percent_off"):
             off = round(i["subtotal"] * coupon["percent_off"] / 100)
         else:
@@ -178,9 +184,13 @@ def test_billing_has_plans_currencies_coupons_and_plan_changes(companies):
 def test_failed_payments_are_retried_or_left_unpaid(companies):
     folder = companies["clean"]
     invoices = {i["id"]: i for i in _read(folder, "stripe", "invoices")}
+    # Since API version 2025-03-31 a charge names no invoice: its invoice's payment names the
+    # charge's PaymentIntent.
+    invoice_of = {p["payment"]["payment_intent"]: p["invoice"] for p in _read(folder, "stripe", "invoice_payments")}
     charges = defaultdict(list)
     for c in sorted(_read(folder, "stripe", "charges"), key=lambda c: c["created"]):
-        charges[c["invoice"]].append(c)
+        assert "invoice" not in c
+        charges[invoice_of[c["payment_intent"]]].append(c)
     failed = [c for cs in charges.values() for c in cs if c["status"] == "failed"]
     assert failed and all(c["failure_code"] and not c["paid"] for c in failed)
     recovered = [i for i, cs in charges.items() if [c["status"] for c in cs] == ["failed", "succeeded"]]

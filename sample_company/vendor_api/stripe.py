@@ -106,11 +106,15 @@ def render(obj: dict, version: str, lookups: Lookups, expand: frozenset = frozen
         old["discounts"] = [lookups.discount(d, version) or d for d in old.get("discounts") or []]
     if shape != "legacy":
         return old
+    # A record stored in the old shape already (a documented example of that version) is
+    # served as it is: each field is rendered down only where the current shape has it.
     if kind == "charge":
-        old["invoice"] = lookups.invoice_of_payment_intent(old.get("payment_intent"))
+        if "invoice" not in old:
+            old["invoice"] = lookups.invoice_of_payment_intent(old.get("payment_intent"))
         return old
-    first = (obj.get("discounts") or [None])[0]
-    old["discount"] = lookups.discount(first, version) if first else None
+    if "discount" not in old:
+        first = (obj.get("discounts") or [None])[0]
+        old["discount"] = lookups.discount(first, version) if first else None
     if kind == "subscription":
         items = (old.get("items") or {}).get("data") or []
         for item in items:
@@ -118,10 +122,13 @@ def render(obj: dict, version: str, lookups: Lookups, expand: frozenset = frozen
             old.setdefault("current_period_start", start)
             old.setdefault("current_period_end", end)
         return old
-    parent = old.pop("parent", None) or {}
-    old["subscription"] = (parent.get("subscription_details") or {}).get("subscription")
-    old["paid"] = old.get("status") == "paid"
+    if "parent" in old:
+        parent = old.pop("parent") or {}
+        old["subscription"] = (parent.get("subscription_details") or {}).get("subscription")
+    old.setdefault("paid", old.get("status") == "paid")
     for line in (old.get("lines") or {}).get("data") or []:
+        if "pricing" not in line and "parent" not in line:
+            continue
         # Lines named their price (whole), subscription item and kind at the top level.
         pricing = line.pop("pricing", None) or {}
         details = pricing.get("price_details") or {}
