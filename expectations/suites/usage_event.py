@@ -14,6 +14,10 @@ EVENTS = Batch(
     sql=f"""
         select
             event_id, customer_id, event_type, event_name, occurred_at, received_at,
+            -- Only track calls are named <domain>.<action>.<object>: page and screen names are
+            -- titles, and identify, group and alias calls have no name at all.
+            case when event_type = 'track' then event_name end as track_event_name,
+            case when event_type = 'track' then coalesce(event_name, '') <> '' end as track_named,
             {hours_after_as_of('occurred_at')} as occurred_hours_after_as_of,
             (epoch(received_at) - epoch(occurred_at)) / 3600.0 as arrival_delay_hours
         from marts.usage_events
@@ -26,7 +30,8 @@ EVENTS = Batch(
               "expect_column_values_to_not_be_null", "Every event has a message id",
               column="event_id"),
         check("event_name_present", "completeness", "blocking", PRODUCT,
-              "expect_column_values_to_not_be_null", "Every event has a name", column="event_name"),
+              "expect_column_values_to_be_in_set", "Every track call has an event name",
+              column="track_named", value_set=[True]),
         check("event_time_present", "completeness", "blocking", PRODUCT,
               "expect_column_values_to_not_be_null", "Every event has the time it happened",
               column="occurred_at"),
@@ -38,7 +43,8 @@ EVENTS = Batch(
                      "identity_overrides seed."),
         check("event_name_follows_convention", "validity", "warning", PRODUCT,
               "expect_column_values_to_match_regex",
-              "Event names follow <domain>.<action>.<object>, lower-case", column="event_name",
+              "Track calls' event names follow <domain>.<action>.<object>, lower-case",
+              column="track_event_name",
               regex=EVENT_NAME_REGEX,
               causes=("a client release that tracks events under ad-hoc names",
                       "a tracking plan not enforced at the collector"),
@@ -53,8 +59,8 @@ EVENTS = Batch(
                      "client's is implausible."),
         check("event_type_valid", "validity", "warning", PRODUCT,
               "expect_column_values_to_be_in_set",
-              "Event types are the collector's: track, page, screen, identify or group",
-              column="event_type", value_set=["track", "page", "screen", "identify", "group"]),
+              "Event types are the collector's: track, page, screen, identify, group or alias",
+              column="event_type", value_set=["track", "page", "screen", "identify", "group", "alias"]),
         check("event_id_unique", "uniqueness", "blocking", DATA_ENG,
               "expect_column_values_to_be_unique", "Each message is stored once",
               column="event_id",
