@@ -99,11 +99,19 @@ zendesk_candidates as (
         on crm.name_key = {{ normalized_company_name('organizations.organization_name') }}
 ),
 
--- 4. Product: the CRM's workspace property (usage events carry nothing else to match on).
+-- 4. Product: the CRM's workspace property, then what the product's group calls say about
+--    the account (its web domain, then its name).
+accounts as (
+    select account_id, account_domain, {{ normalized_company_name('account_name') }} as name_key
+    from {{ ref('int_usage_accounts') }}
+),
+
 workspaces as (
     select workspace_id from companies where workspace_id is not null
     union
     select distinct workspace_id from {{ ref('int_usage_user_days') }}
+    union
+    select account_id from accounts
 ),
 
 product_candidates as (
@@ -111,6 +119,20 @@ product_candidates as (
     from workspaces
     inner join companies
         on companies.workspace_id = workspaces.workspace_id
+
+    union all
+
+    select accounts.account_id, crm.survivor_company_id, 3, 'account_domain'
+    from accounts
+    inner join crm
+        on crm.domain_key = accounts.account_domain
+
+    union all
+
+    select accounts.account_id, crm.survivor_company_id, 4, 'account_name'
+    from accounts
+    inner join crm
+        on crm.name_key = accounts.name_key
 ),
 
 candidates as (
