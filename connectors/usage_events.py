@@ -42,12 +42,18 @@ Write      append, skipping every event whose `message_id` is already loaded: th
            skipped.
 Contract   a line is quarantined, with its reason, when it is not a JSON object, has no
            message id, is a Segment call without a type, names neither a user nor an
-           anonymous id, is a track call without an event name, has no time at all, or carries an instant that is not ISO 8601
-           (`ISO_8601`: a date, optionally a time with seconds and fraction, optionally `Z` or
-           an offset). One leniency: a one-digit month or day (`2015-2-02T00:30:08.276Z`, as
-           in Segment's own documentation) is read, since the instant it names is unambiguous
-           and Segment accepts it; a naive instant is UTC. A number where text is expected
-           is kept as its text (lossless).
+           anonymous id, is a track call without an event name, has no time at all, or
+           carries (in a key its format reads an instant from) a value that is not an ISO 8601
+           instant. An instant is read when it starts with a four-digit year and a dash and
+           DuckDB reads it as a timestamp (`INSTANT`): a date, optionally a time (after `T` or
+           a space) with fraction and a `Z`, an offset or a zone name; a naive instant is UTC.
+           DuckDB's leniencies are kept on purpose, since each names one instant: a one-digit
+           month or day (`2015-2-02T00:30:08.276Z`, as Segment's own documentation prints
+           it, and as Segment accepts it), a one-digit hour. Epoch numbers, `12/12/2015`-style
+           dates, two-digit years and words (`yesterday`, `epoch`, `infinity`) are not
+           instants. The Python path reads instants with the same expression in DuckDB, so
+           both paths accept exactly the same values. A number where text is expected is kept
+           as its text (lossless).
            The SQL flags such lines `_rejected` (and a Snowplow self-describing event whose
            `unstruct_event_*` key it did not read); `settle` then re-reads just the files with
            flagged lines in Python (`read_file`, same rules), moves each bad line to
@@ -67,7 +73,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -78,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.destination.client import SqlModel
@@ -96,30 +102,53 @@ OWN_COLUMNS = {"_file_name", "_rejected", "format"}
 # Lines per new file read in Python to find top-level keys the warehouse has no column for.
 SAMPLE_LINES = 100
 
-# The key a line's message id comes in names its format.
-MESSAGE_ID_KEYS = {"message_id": "spine", "messageId": "segment", "event_id": "snowplow"}
-# Alternative keys of a column, first present wins.
-USER_ID_KEYS = ("user_id", "userId")
-ANONYMOUS_ID_KEYS = ("anonymous_id", "anonymousId", "domain_userid", "network_userid")
-TIMESTAMP_KEYS = ("timestamp", "originalTimestamp", "receivedAt", "derived_tstamp", "dvce_created_tstamp",
-                  "collector_tstamp")
-RECEIVED_AT_KEYS = ("received_at", "receivedAt", "collector_tstamp")
 STRUCT_KEYS = ("se_category", "se_action", "se_label", "se_property", "se_value")
 # A Snowplow page view's fields, under the names Segment's page properties use.
 PAGE_VIEW_KEYS = {"url": "page_url", "title": "page_title", "referrer": "page_referrer"}
-TEXT_KEYS = (*MESSAGE_ID_KEYS, "type", "event", "name", "event_name", *USER_ID_KEYS, *ANONYMOUS_ID_KEYS,
-             "account_id", "groupId", *dict.fromkeys(TIMESTAMP_KEYS + RECEIVED_AT_KEYS), "previousId",
-             *STRUCT_KEYS, *PAGE_VIEW_KEYS.values())
+
+
+@dataclass(frozen=True)
+class Format:
+    """Where one collector shape keeps the contract's columns: the first present key wins."""
+
+    name: str
+    message_id: str
+    user_id: tuple[str, ...]
+    anonymous_id: tuple[str, ...]
+    account_id: tuple[str, ...]  # top-level keys; Segment adds context.groupId, Snowplow its entity
+    timestamp: tuple[str, ...]
+    received_at: tuple[str, ...]
+    other_text: tuple[str, ...]  # the other keys its mapping reads as text
+    json: tuple[str, ...]  # and as JSON
+
+    @property
+    def instants(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.timestamp + self.received_at))
+
+    @property
+    def text(self) -> tuple[str, ...]:
+        return (self.message_id, *self.user_id, *self.anonymous_id, *self.account_id, *self.instants, *self.other_text)
+
+
+SPINE = Format("spine", "message_id", ("user_id",), ("anonymous_id",), ("account_id",), ("timestamp",),
+               ("received_at",), ("type", "event"), ("properties", "traits"))
+SEGMENT = Format("segment", "messageId", ("userId",), ("anonymousId",), ("groupId",),
+                 ("timestamp", "originalTimestamp", "receivedAt"), ("receivedAt",),
+                 ("type", "event", "name", "previousId"), ("properties", "traits", "context"))
+SNOWPLOW = Format("snowplow", "event_id", ("user_id",), ("domain_userid", "network_userid"), (),
+                  ("derived_tstamp", "dvce_created_tstamp", "collector_tstamp"), ("collector_tstamp",),
+                  ("event", "event_name", *STRUCT_KEYS, *PAGE_VIEW_KEYS.values()), ())
+# By the key a line's message id comes in, which names its format; looked for in this order.
+FORMATS = {f.message_id: f for f in (SPINE, SEGMENT, SNOWPLOW)}
 UNSTRUCT_PREFIX = "unstruct_event_"
 SCREEN_VIEW = "screen_view"
 DEFAULT_ACCOUNT_ENTITY = "contexts_io_dataspine_workspace_1"
 DEFAULT_ACCOUNT_FIELD = "id"
 
-# The instants accepted (see Contract); SQL and Python test the same pattern.
-ISO_8601 = (r"\d{4}-\d{1,2}-\d{1,2}(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
-            r"(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?)?")
-_ISO = re.compile(ISO_8601)
-_UNPADDED_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
+# An instant is read when it starts with a four-digit year and a dash and DuckDB reads it as a
+# timestamp (see Contract). Both paths run this one expression in DuckDB, so they never disagree.
+INSTANT = ("CASE WHEN {v} LIKE '____-%' AND {v} >= '0' AND {v} < ':' "
+           "THEN TRY_CAST({v} AS TIMESTAMPTZ) END")
 
 # dlt type -> (type DuckDB reads the value as, SQL type it is cast to, or None if read as is)
 READ_AS = {
@@ -230,7 +259,8 @@ def distinct_content(paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
 # --- The fast path: one SELECT over read_json --------------------------------------------------
 
 class _Reader:
-    """The keys `read_json` reads and the SQL that gives each as text or JSON."""
+    """The keys `read_json` reads and the SQL that gives each as text or JSON (NULL for a key
+    it does not read)."""
 
     def __init__(self):
         self.types: dict[str, str] = {}
@@ -242,22 +272,24 @@ class _Reader:
             self.types[key] = read_type
 
     def raw_text(self, key: str) -> str:
+        if key not in self.types:
+            return "NULL::VARCHAR"
         column = f"src.{_ident(key)}"
-        return f"json_extract_string({column}, '$')" if self.types.get(key) == "JSON" else column
+        return f"json_extract_string({column}, '$')" if self.types[key] == "JSON" else column
 
     def text(self, key: str) -> str:
-        return f"NULLIF({self.raw_text(key)}, '')"
+        return f"NULLIF({self.raw_text(key)}, '')" if key in self.types else "NULL::VARCHAR"
 
     def json(self, key: str) -> str:
-        return f"src.{_ident(key)}"
+        return f"src.{_ident(key)}" if key in self.types else "NULL::JSON"
 
     def first(self, keys: Iterable[str]) -> str:
-        return f"COALESCE({', '.join(self.text(k) for k in keys)})"
+        keys = [k for k in keys if k in self.types]
+        return f"COALESCE({', '.join(self.text(k) for k in keys)})" if keys else "NULL::VARCHAR"
 
     def bad_instant(self, key: str) -> str:
         value = self.text(key)
-        return (f"({value} IS NOT NULL AND (NOT regexp_full_match({value}, {_sql_string(ISO_8601)}) "
-                f"OR TRY_CAST({value} AS TIMESTAMPTZ) IS NULL))")
+        return f"({value} IS NOT NULL AND {INSTANT.format(v=value)} IS NULL)"
 
 
 def _json_object(pairs: dict[str, str]) -> str:
@@ -266,135 +298,191 @@ def _json_object(pairs: dict[str, str]) -> str:
     return f"json_merge_patch('{{}}', json_object({body}))"
 
 
+def _by_format(formats: list[Format], expression) -> str:
+    """`expression(format)` for the line's own format. A batch of one format needs no CASE: a
+    line in another is flagged whatever the expression gives for it."""
+    if len(formats) == 1:
+        return expression(formats[0])
+    branches = " ".join(f"WHEN {_sql_string(f.name)} THEN {expression(f)}" for f in formats)
+    return f"CASE __fmt {branches} END"
+
+
+# Per format, the SQL of the calls' type, event, properties and traits (over the columns the
+# query's `calls` step names).
+_STRUCT_PROPERTIES = _json_object({k: f"__{k}" for k in STRUCT_KEYS[:-1]} | {"se_value": "TRY_CAST(__se_value AS DOUBLE)"})
+_PAGE_VIEW_PROPERTIES = _json_object({k: f"__{v}" for k, v in PAGE_VIEW_KEYS.items()})
+CALL_TYPE = {
+    "spine": "COALESCE(__sent_type, 'track')",
+    "segment": "__sent_type",
+    "snowplow": """CASE WHEN __kind = 'page_view' THEN 'page'
+                        WHEN __kind = 'unstruct' AND __event_name = 'screen_view' THEN 'screen'
+                        ELSE 'track' END""",
+}
+CALL_EVENT = {
+    "spine": "__kind",
+    "segment": "COALESCE(__kind, __name)",
+    "snowplow": """CASE __kind WHEN 'page_view' THEN __page_title WHEN 'struct' THEN __se_action
+                        WHEN 'unstruct' THEN CASE WHEN __type = 'screen' THEN NULLIF(__unstruct ->> 'name', '')
+                                                  ELSE __event_name END
+                        ELSE __kind END""",
+}
+CALL_PROPERTIES = {
+    "spine": "__properties",
+    "segment": """COALESCE(__properties, CASE WHEN __previous_id IS NOT NULL
+                                             THEN json_object('previousId', __previous_id) END)""",
+    # JSON is built only in the branches of the rows that need it.
+    "snowplow": f"""CASE __kind WHEN 'unstruct' THEN __unstruct WHEN 'struct' THEN {_STRUCT_PROPERTIES}
+                        WHEN 'page_view' THEN {_PAGE_VIEW_PROPERTIES} END""",
+}
+
+
+def formats_in(sampled: Iterable[str]) -> list[Format]:
+    """The formats whose message id key the sampled keys hold; all when none does."""
+    found = [f for key, f in FORMATS.items() if key in sampled]
+    return found or list(FORMATS.values())
+
+
 def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, str], dedup_table: str | None,
-                 entity: AccountEntity = AccountEntity()) -> str:
+                 entity: AccountEntity = AccountEntity(), formats: list[Format] | None = None) -> str:
     """The SELECT that reads `paths` in DuckDB: the contract's columns, the evolved ones, `_rejected`.
 
     `columns` are the table's columns by name, `keys` the JSON key each column outside the
-    contract is read from.
+    contract is read from, `formats` the ones the sample found. Only their keys are read (each
+    declared key costs DuckDB time on every line); a line in another format is flagged for
+    the Python path. Inside the query every column is named `__<something>`, so no name an
+    event brings can collide with one the query needs.
     """
+    formats = formats or list(FORMATS.values())
     r = _Reader()
-    for key in TEXT_KEYS:
+    for key in FORMATS:
         r.want(key, "VARCHAR")
+    for f in formats:
+        for key in f.text:
+            r.want(key, "VARCHAR")
+        for key in f.json:
+            r.want(key, "JSON")
     unstruct_keys = sorted(k for k in keys.values() if k.startswith(UNSTRUCT_PREFIX))
-    for key in ("properties", "traits", "context", entity.key, *unstruct_keys):
-        r.want(key, "JSON")
-    evolved, problems = [], []
+    if SNOWPLOW in formats:
+        for key in (entity.key, *unstruct_keys):
+            r.want(key, "JSON")
+    evolved = []
     for name, key in keys.items():
         read_type, cast = READ_AS.get(columns[name]["data_type"], ("VARCHAR", None))
         r.want(key, read_type)
         evolved.append((name, key, read_type, cast))
 
-    selects = []
-    for name, key, read_type, cast in evolved:
+    passed, problems = [], []
+    for index, (name, key, read_type, cast) in enumerate(evolved):
         raw = r.json(key) if read_type == "JSON" else r.raw_text(key)
         if cast:
-            selects.append(f"TRY_CAST({raw} AS {cast}) AS {_ident(name)}")
+            passed.append(f"TRY_CAST({raw} AS {cast}) AS __c{index}")
             problems.append(f"({raw} IS NOT NULL AND TRY_CAST({raw} AS {cast}) IS NULL)")
         else:
-            selects.append(f"{raw} AS {_ident(name)}")
-
+            passed.append(f"{raw} AS __c{index}")
+    snowplow_fields = [*STRUCT_KEYS, *PAGE_VIEW_KEYS.values()]
     unstruct = f"COALESCE({', '.join(r.json(k) for k in unstruct_keys)})" if unstruct_keys else "NULL::JSON"
-    fmt = "CASE " + " ".join(f"WHEN {r.text(k)} IS NOT NULL THEN {_sql_string(f)}" for k, f in MESSAGE_ID_KEYS.items()) + " END"
-    kind, event_name = r.text("event"), r.text("event_name")
+    fmt = "CASE " + " ".join(f"WHEN {r.text(k)} IS NOT NULL THEN {_sql_string(f.name)}" for k, f in FORMATS.items()) + " END"
+
+    def account(f: Format) -> str:
+        named = [r.text(k) for k in f.account_id]
+        if f is SEGMENT:
+            named.append(f"NULLIF({r.json('context')} ->> 'groupId', '')")
+        if f is SNOWPLOW:
+            named.append(f"NULLIF(json_extract_string({r.json(entity.key)}, {_sql_string(entity.json_path())}), '')")
+        return f"COALESCE({', '.join(named)})"
+
+    def traits(f: Format) -> str:
+        if f is SEGMENT:
+            return f"COALESCE({r.json('traits')}, {r.json('context')} -> 'traits')"
+        return r.json("traits") if f is SPINE else "NULL::JSON"
+
     calls = f"""
         SELECT
-            {fmt} AS fmt,
-            {r.first(MESSAGE_ID_KEYS)} AS message_id,
-            NULLIF(lower(trim({r.text("type")})), '') AS sent_type,
-            {kind} AS kind,
-            {event_name} AS event_name,
-            {unstruct} AS unstruct,
-            {r.first(USER_ID_KEYS)} AS user_id,
-            {r.first(ANONYMOUS_ID_KEYS)} AS anonymous_id,
-            COALESCE({r.text("account_id")}, {r.text("groupId")}, NULLIF({r.json("context")} ->> 'groupId', ''),
-                     NULLIF(json_extract_string({r.json(entity.key)}, {_sql_string(entity.json_path())}), '')) AS account_id,
-            {r.first(TIMESTAMP_KEYS)} AS timestamp_text,
-            {r.first(RECEIVED_AT_KEYS)} AS received_text,
-            {r.json("properties")} AS sent_properties,
-            {r.text("previousId")} AS previous_id,
-            {_json_object({k: r.text(k) for k in STRUCT_KEYS[:-1]} | {"se_value": f"TRY_CAST({r.text('se_value')} AS DOUBLE)"})} AS struct_properties,
-            {_json_object({k: r.text(v) for k, v in PAGE_VIEW_KEYS.items()})} AS page_view_properties,
-            COALESCE({r.json("traits")}, {r.json("context")} -> 'traits') AS sent_traits,
-            {r.text("name")} AS name,
-            {" OR ".join(r.bad_instant(k) for k in dict.fromkeys(TIMESTAMP_KEYS + RECEIVED_AT_KEYS))} AS bad_instant,
-            {" OR ".join(problems) or "false"} AS bad_value,
-            {", ".join(selects) + "," if selects else ""}
-            parse_filename(src.__path) AS _file_name
-        FROM src"""
-    typed = """
-        SELECT
-            *,
-            CASE fmt
-                WHEN 'snowplow' THEN CASE
-                    WHEN kind = 'page_view' THEN 'page'
-                    WHEN kind = 'unstruct' AND event_name = 'screen_view' THEN 'screen'
-                    ELSE 'track' END
-                WHEN 'spine' THEN COALESCE(sent_type, 'track')
-                ELSE sent_type END AS call_type
+            __fmt,
+            {_by_format(formats, lambda f: r.text(f.message_id))} AS __message_id,
+            NULLIF(lower(trim({r.text("type")})), '') AS __sent_type,
+            {r.text("event")} AS __kind,
+            {r.text("event_name")} AS __event_name,
+            {r.text("name")} AS __name,
+            {unstruct} AS __unstruct,
+            {_by_format(formats, lambda f: r.first(f.user_id))} AS __user_id,
+            {_by_format(formats, lambda f: r.first(f.anonymous_id))} AS __anonymous_id,
+            {_by_format(formats, account)} AS __account_id,
+            {_by_format(formats, lambda f: r.first(f.timestamp))} AS __timestamp,
+            {_by_format(formats, lambda f: r.first(f.received_at))} AS __received_at,
+            {r.json("properties")} AS __properties,
+            {r.text("previousId")} AS __previous_id,
+            {_by_format(formats, traits)} AS __traits,
+            {", ".join(f"{r.text(k)} AS __{k}" for k in snowplow_fields)},
+            {_by_format(formats, lambda f: " OR ".join(r.bad_instant(k) for k in f.instants))} AS __bad_instant,
+            {" OR ".join(problems) or "false"} AS __bad_value,
+            {", ".join(passed) + "," if passed else ""}
+            parse_filename(src.__path) AS __file
+        FROM (SELECT *, {fmt} AS __fmt FROM src) AS src"""
+    typed = f"""
+        SELECT *, {_by_format(formats, lambda f: CALL_TYPE[f.name])} AS __type
         FROM calls"""
-    named = """
-        SELECT
-            *,
-            CASE WHEN fmt = 'snowplow' THEN CASE kind
-                    WHEN 'page_view' THEN json_extract_string(page_view_properties, '$.title')
-                    WHEN 'struct' THEN json_extract_string(struct_properties, '$.se_action')
-                    WHEN 'unstruct' THEN CASE WHEN call_type = 'screen' THEN NULLIF(unstruct ->> 'name', '')
-                                              ELSE event_name END
-                    ELSE kind END
-                ELSE COALESCE(kind, name) END AS call_event
+    named = f"""
+        SELECT *, {_by_format(formats, lambda f: CALL_EVENT[f.name])} AS __event
         FROM typed"""
     final = {
-        "message_id": "message_id",
-        "type": "call_type",
-        "event": "call_event",
-        "user_id": "user_id",
-        "anonymous_id": "anonymous_id",
-        "account_id": "account_id",
-        "timestamp": "TRY_CAST(timestamp_text AS TIMESTAMPTZ)",
-        "received_at": "TRY_CAST(received_text AS TIMESTAMPTZ)",
-        "properties": """CASE WHEN fmt = 'snowplow' THEN CASE kind
-                WHEN 'unstruct' THEN unstruct WHEN 'struct' THEN struct_properties
-                WHEN 'page_view' THEN page_view_properties END
-            ELSE COALESCE(sent_properties, CASE WHEN previous_id IS NOT NULL
-                                                THEN json_object('previousId', previous_id) END) END""",
-        "traits": "CASE WHEN fmt = 'snowplow' THEN NULL ELSE sent_traits END",
-        "format": "fmt",
+        "message_id": "__message_id",
+        "type": "__type",
+        "event": "__event",
+        "user_id": "__user_id",
+        "anonymous_id": "__anonymous_id",
+        "account_id": "__account_id",
+        "timestamp": INSTANT.format(v="__timestamp"),
+        "received_at": INSTANT.format(v="__received_at"),
+        "properties": _by_format(formats, lambda f: CALL_PROPERTIES[f.name]),
+        "traits": "__traits",
+        "format": "__fmt",
     }
-    rejected = """(message_id IS NULL
-            OR call_type IS NULL
-            OR (user_id IS NULL AND anonymous_id IS NULL)
-            OR (call_type = 'track' AND call_event IS NULL)
-            OR timestamp_text IS NULL OR bad_instant OR bad_value
+    rejected = f"""(__message_id IS NULL
+            OR __fmt NOT IN ({", ".join(_sql_string(f.name) for f in formats)})
+            OR __type IS NULL
+            OR (__user_id IS NULL AND __anonymous_id IS NULL)
+            OR (__type = 'track' AND __event IS NULL)
+            OR __timestamp IS NULL OR __bad_instant OR __bad_value
             -- a self-describing event whose data is under a key not read: Python reads it
-            OR (fmt = 'snowplow' AND kind = 'unstruct' AND unstruct IS NULL))"""
+            OR (__fmt = 'snowplow' AND __kind = 'unstruct' AND __unstruct IS NULL))"""
     struct = "{" + ", ".join(f"{_sql_string(k)}: {_sql_string(t)}" for k, t in r.types.items()) + "}"
     files = "[" + ", ".join(_sql_string(str(p)) for p in paths) + "]"
     source = (f"read_json({files}, format = 'newline_delimited', columns = {struct}, "
               f"ignore_errors = true, filename = '__path')")
     outputs = [f"{expr} AS {_ident(name)}" for name, expr in final.items()]
-    outputs += [f"{_ident(name)} AS {_ident(name)}" for name, *_ in evolved]
-    outputs += ['_file_name AS "_file_name"', f'{rejected} AS "_rejected"']
+    outputs += [f"__c{index} AS {_ident(name)}" for index, (name, *_) in enumerate(evolved)]
+    outputs += ['__file AS "_file_name"', f'{rejected} AS "_rejected"']
     sql = (f"WITH src AS (SELECT * FROM {source}), calls AS ({calls}), typed AS ({typed}), named AS ({named}) "
            f"SELECT {', '.join(outputs)} FROM named")
     if dedup_table:
         sql += (f" WHERE NOT EXISTS (SELECT 1 FROM {dedup_table} AS loaded "
-                f"WHERE loaded.message_id = named.message_id AND loaded._rejected IS NOT TRUE)")
+                f"WHERE loaded.message_id = named.__message_id AND loaded._rejected IS NOT TRUE)")
     return sql
 
 
 # --- The Python path: the same rules, line by line ---------------------------------------------
 
-def parse_instant(value: str) -> datetime | None:
-    """The instant an ISO 8601 text names (see Contract), or None."""
-    if not _ISO.fullmatch(value):
-        return None
-    padded = _UNPADDED_DATE.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", value)
-    try:
-        instant = datetime.fromisoformat(padded.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+class Instants:
+    """Instant texts read as the SQL reads them: by DuckDB, with `INSTANT`, many at once."""
+
+    def __init__(self):
+        self._read: dict[str, datetime | None] = {}
+        self._con = duckdb.connect()
+        # As dlt's warehouse sessions: an instant without a zone is UTC.
+        self._con.execute("SET TimeZone = 'UTC'")
+
+    def learn(self, texts: Iterable[str]) -> None:
+        new = sorted({t for t in texts if t not in self._read})
+        if new:
+            [(read,)] = self._con.execute(
+                f"SELECT list_transform($1::VARCHAR[], lambda v: {INSTANT.format(v='v')})", [new]).fetchall()
+            self._read.update((t, None if r is None else r.astimezone(timezone.utc)) for t, r in zip(new, read))
+
+    def __call__(self, text: str) -> datetime | None:
+        if text not in self._read:
+            self.learn([text])
+        return self._read[text]
 
 
 def _first(record: dict, keys: Iterable[str]) -> str | None:
@@ -416,11 +504,11 @@ def _snowplow_call(record: dict) -> tuple[str, str | None, Any]:
     """(type, event, properties) of a Snowplow event, per the mapping in the module doc."""
     kind = _text(record.get("event"))
     unstruct = next((v for k, v in record.items() if k.startswith(UNSTRUCT_PREFIX) and v is not None), None)
-    struct = _object({k: _text(record.get(k)) for k in STRUCT_KEYS[:-1]} | {"se_value": _number(record.get("se_value"))})
-    page = _object({k: _text(record.get(v)) for k, v in PAGE_VIEW_KEYS.items()})
     if kind == "page_view":
+        page = _object({k: _text(record.get(v)) for k, v in PAGE_VIEW_KEYS.items()})
         return "page", page.get("title"), page
     if kind == "struct":
+        struct = _object({k: _text(record.get(k)) for k in STRUCT_KEYS[:-1]} | {"se_value": _number(record.get("se_value"))})
         return "track", struct.get("se_action"), struct
     if kind == "unstruct":
         if _text(record.get("event_name")) == SCREEN_VIEW:
@@ -430,44 +518,70 @@ def _snowplow_call(record: dict) -> tuple[str, str | None, Any]:
     return "track", kind, None
 
 
-def normalise(record: dict, entity: AccountEntity = AccountEntity()) -> tuple[dict | None, str | None]:
-    """The contract's columns of one parsed line, or the reason it cannot be loaded."""
-    fmt = next((f for k, f in MESSAGE_ID_KEYS.items() if _text(record.get(k)) is not None), None)
-    if fmt is None:
-        return None, "missing required field(s): message_id"
+def _segment_call(record: dict) -> tuple[str | None, str | None, Any, Any]:
+    """(type, event, properties, traits) of a Segment or RudderStack call."""
     context = record.get("context") if isinstance(record.get("context"), dict) else {}
+    properties = record.get("properties")
+    if properties is None and _text(record.get("previousId")) is not None:
+        properties = {"previousId": _text(record.get("previousId"))}
+    traits = record.get("traits") if record.get("traits") is not None else context.get("traits")
+    return _sent_type(record), _first(record, ("event", "name")), properties, traits
+
+
+def _sent_type(record: dict) -> str | None:
+    return (_text(record.get("type")) or "").strip().lower() or None
+
+
+def _account(record: dict, f: Format, entity: AccountEntity) -> str | None:
+    named = _first(record, f.account_id)
+    if named is None and f is SEGMENT:
+        context = record.get("context")
+        named = _text(context.get("groupId")) if isinstance(context, dict) else None
+    if named is None and f is SNOWPLOW:
+        named = entity.of(record)
+    return named
+
+
+def _format(record: dict) -> Format | None:
+    return next((f for key, f in FORMATS.items() if _text(record.get(key)) is not None), None)
+
+
+def normalise(record: dict, entity: AccountEntity = AccountEntity(), instants: Instants | None = None
+              ) -> tuple[dict | None, str | None]:
+    """The contract's columns of one parsed line, or the reason it cannot be loaded."""
+    instants = instants or Instants()
+    f = _format(record)
+    if f is None:
+        return None, "missing required field(s): message_id"
     row = {
-        "message_id": _first(record, MESSAGE_ID_KEYS),
-        "user_id": _first(record, USER_ID_KEYS),
-        "anonymous_id": _first(record, ANONYMOUS_ID_KEYS),
-        "account_id": _first(record, ("account_id", "groupId")) or _text(context.get("groupId")) or entity.of(record),
-        "format": fmt,
+        "message_id": _text(record.get(f.message_id)),
+        "user_id": _first(record, f.user_id),
+        "anonymous_id": _first(record, f.anonymous_id),
+        "account_id": _account(record, f, entity),
+        "format": f.name,
     }
-    if fmt == "snowplow":
+    if f is SNOWPLOW:
         row["type"], row["event"], row["properties"] = _snowplow_call(record)
         row["traits"] = None
+    elif f is SEGMENT:
+        row["type"], row["event"], row["properties"], row["traits"] = _segment_call(record)
     else:
-        sent_type = (_text(record.get("type")) or "").strip().lower() or None
-        row["type"] = (sent_type or "track") if fmt == "spine" else sent_type
-        row["event"] = _first(record, ("event", "name"))
-        previous = _text(record.get("previousId"))
-        row["properties"] = record.get("properties")
-        if row["properties"] is None and previous is not None:
-            row["properties"] = {"previousId": previous}
-        row["traits"] = record.get("traits") if record.get("traits") is not None else context.get("traits")
+        row["type"] = _sent_type(record) or "track"
+        row["event"] = _text(record.get("event"))
+        row["properties"], row["traits"] = record.get("properties"), record.get("traits")
     if row["type"] is None:
         return None, "missing required field(s): type"
     if row["user_id"] is None and row["anonymous_id"] is None:
         return None, "neither a user id nor an anonymous id"
     if row["type"] == "track" and row["event"] is None:
         return None, "missing required field(s): event"
-    for key in dict.fromkeys(TIMESTAMP_KEYS + RECEIVED_AT_KEYS):
+    for key in f.instants:
         value = _text(record.get(key))
-        if value is not None and parse_instant(value) is None:
+        if value is not None and instants(value) is None:
             return None, f"{key} is not an ISO 8601 timestamp: {record.get(key)!r}"
-    for name, keys in (("timestamp", TIMESTAMP_KEYS), ("received_at", RECEIVED_AT_KEYS)):
+    for name, keys in (("timestamp", f.timestamp), ("received_at", f.received_at)):
         value = _first(record, keys)
-        row[name] = parse_instant(value) if value is not None else None
+        row[name] = instants(value) if value is not None else None
     if row["timestamp"] is None:
         return None, "missing required field(s): timestamp"
     for name in ("properties", "traits"):
@@ -475,18 +589,31 @@ def normalise(record: dict, entity: AccountEntity = AccountEntity()) -> tuple[di
     return row, None
 
 
-def _problem(line: str, entity: AccountEntity = AccountEntity()) -> tuple[dict | None, str | None]:
-    """The parsed event with its contract columns (`normalise`), or the reason it cannot be loaded."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return None, f"not valid JSON: {exc.msg} at column {exc.colno}"
-    if not isinstance(record, dict):
-        return None, f"not a JSON object but {type(record).__name__}"
-    row, reason = normalise(record, entity)
-    if reason:
-        return None, reason
-    return {"row": row, "record": record}, None
+def normalise_lines(lines: Iterable[str], entity: AccountEntity = AccountEntity()) -> list[tuple[dict | None, dict | None, str | None]]:
+    """(the contract's columns, the parsed event, None) for each line that loads, (None, None,
+    the reason) for each that does not; the lines' instants are read in one go."""
+    parsed: list[tuple[dict | None, str | None]] = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            parsed.append((None, f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(record, dict):
+            parsed.append((None, f"not a JSON object but {type(record).__name__}"))
+            continue
+        parsed.append((record, None))
+    instants = Instants()
+    instants.learn(t for record, _ in parsed if record is not None and (f := _format(record)) is not None
+                   for t in (_text(record.get(k)) for k in f.instants) if t is not None)
+    out = []
+    for record, reason in parsed:
+        if reason:
+            out.append((None, None, reason))
+            continue
+        row, reason = normalise(record, entity, instants)
+        out.append((row, record if row else None, reason))
+    return out
 
 
 def _extra_columns(records: list[dict], naming) -> tuple[dict[str, pa.Array], list[dict]]:
@@ -518,22 +645,19 @@ def read_file(path: Path, entity: AccountEntity = AccountEntity(), naming=None) 
     """Parse one collector file in Python: (the good events as Arrow, hints for its JSON columns,
     quarantine rows for the bad lines)."""
     naming = naming or dlt.Schema("usage_events").naming
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        numbered = [(n, line.rstrip("\n")) for n, line in enumerate(f, start=1) if line.strip()]
     good, bad = [], []
-    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parsed, reason = _problem(line, entity)
-            if reason:
-                bad.append(quarantine.row(SOURCE, TABLE, reason, line, f"{path.name}:{number}"))
-            else:
-                good.append(parsed)
+    for (number, line), (row, record, reason) in zip(numbered, normalise_lines((line for _, line in numbered), entity)):
+        if reason:
+            bad.append(quarantine.row(SOURCE, TABLE, reason, line, f"{path.name}:{number}"))
+        else:
+            good.append((row, record))
     if not good:
         return None, [], bad
-    columns = {name: pa.array([g["row"][name] for g in good], CONTRACT.arrow_type(name))
+    columns = {name: pa.array([row[name] for row, _ in good], CONTRACT.arrow_type(name))
                for name in CONTRACT.columns if name not in ("_file_name", "_rejected")}
-    extras, hints = _extra_columns([g["record"] for g in good], naming)
+    extras, hints = _extra_columns([record for _, record in good], naming)
     columns |= extras
     columns["_file_name"] = pa.array([path.name] * len(good), pa.string())
     columns["_rejected"] = pa.array([False] * len(good), pa.bool_())
@@ -627,10 +751,11 @@ def usage_events_source(landing_dir: str = dlt.config.value, recheck: tuple[str,
             return
         pending, resent = distinct_content(pending)
         schema = dlt.current.source_schema()
+        sampled = sample_keys(pending)
         columns, keys, new = _columns_and_keys(
-            schema.tables.get(TABLE, {}).get("columns", {}), state.get("keys", {}), sample_keys(pending), schema.naming
+            schema.tables.get(TABLE, {}).get("columns", {}), state.get("keys", {}), sampled, schema.naming
         )
-        query = native_query(pending, columns, keys, _existing_table(pipeline), entity)
+        query = native_query(pending, columns, keys, _existing_table(pipeline), entity, formats_in(sampled))
         model = Path(pipeline.working_dir) / f"usage_events_{uuid.uuid4().hex}.model"
         model.write_text(str(SqlModel.from_query_string(query, dialect="duckdb")))
         try:
