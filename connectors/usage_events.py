@@ -97,8 +97,6 @@ TABLE = "events"
 CONTRACT = contract.table(SOURCE, TABLE)
 CORE_COLUMNS = contract.dlt_columns(SOURCE, TABLE)
 CORE_NAMES = frozenset(c["name"] for c in CORE_COLUMNS)
-# Columns the loader computes: a key of that name in an event is not read into them.
-OWN_COLUMNS = {"_file_name", "_rejected", "format"}
 # Lines per new file read in Python to find top-level keys the warehouse has no column for.
 SAMPLE_LINES = 100
 
@@ -529,7 +527,8 @@ def _segment_call(record: dict) -> tuple[str | None, str | None, Any, Any]:
 
 
 def _sent_type(record: dict) -> str | None:
-    return (_text(record.get("type")) or "").strip().lower() or None
+    # DuckDB's trim takes spaces only.
+    return (_text(record.get("type")) or "").strip(" ").lower() or None
 
 
 def _account(record: dict, f: Format, entity: AccountEntity) -> str | None:
