@@ -11,8 +11,10 @@ Formats    each line may come in any of three shapes, normalised into the column
              `anonymousId`, `receivedAt`, ...). The account is a group call's `groupId`, else
              `context.groupId`; page and screen names are the event; an alias's `previousId`
              is its properties; traits are the call's `traits` (a user's on identify, the
-             account's on group), else `context.traits`. RudderStack's `rudderId` (a hash of
-             the two user ids) is kept as a column but never taken for a user.
+             account's on group), else `context.traits`; the time is `timestamp`, else
+             `originalTimestamp`, else `receivedAt`, the arrival `receivedAt`. RudderStack's
+             `rudderId` (a hash of the two user ids) is kept as a column but never taken for
+             a user.
            - `snowplow`: enriched events as the Snowplow Analytics SDK's `transform` emits them
              (`event_id`, `collector_tstamp`, `unstruct_event_<vendor>_<name>_<major>`,
              `contexts_<vendor>_<name>_<major>`, ...). Mapping: `page_view` is a page named by
@@ -21,21 +23,27 @@ Formats    each line may come in any of three shapes, normalised into the column
              `screen_view`, a screen named by its data's `name`; a structured event is a track
              call named by its `se_action` (properties: the `se_*` fields); any other event
              (page_ping, transaction, ...) is a track call named by its kind. The user is
-             `user_id`, the anonymous id `domain_userid`, else `network_userid`. Snowplow has
+             `user_id`, the anonymous id `domain_userid`, else `network_userid`; the time is
+             `derived_tstamp`, else `dvce_created_tstamp`, else `collector_tstamp`, the arrival
+             `collector_tstamp`; there are no traits. Snowplow has
              no standard account field: the account is field `account_field` (default `id`)
              of the first entity of context `account_entity` (default
              `contexts_io_dataspine_workspace_1`, the SDK's key for the entity schema
              `iglu:io.dataspine/workspace/jsonschema/1-*-*`); both are dlt configuration of
              this source (`SOURCES__USAGE_EVENTS__ACCOUNT_ENTITY`, `..._ACCOUNT_FIELD`).
            The line's format is named by the key its message id comes in (`message_id`,
-           `messageId`, `event_id`); an empty text counts as absent everywhere.
+           `messageId`, `event_id`, looked for in that order), and each column is read from
+           that format's keys only (`Format`); an empty text counts as absent everywhere.
 Increment  a file is read once: the names of loaded files are kept in dlt's resource state,
            which is committed with the data, so a crash never skips or double-reads a file.
 Speed      DuckDB reads the files itself, inside the warehouse: the resource hands dlt a SQL
            model (`read_json` over the new files) and dlt's load step runs it as one
            `INSERT ... SELECT`, so events never pass through Python. Every value is read as
            text and cast in SQL, so a value that does not fit its column is seen, not nulled;
-           the formats' alternative keys are merged there with COALESCE.
+           the formats' alternative keys are merged there with COALESCE. Every key declared
+           to `read_json` costs time on every line, so only the keys of the formats found in
+           the batch's sample are read; a line in another format has no message id there and
+           is flagged for the Python path, which reads it whole.
 Write      append, skipping every event whose `message_id` is already loaded: the same event
            delivered twice (a re-sent file, a rerun after a crash) is stored once. A file
            re-sent under a second name in the same batch is recognised by its content and
@@ -122,6 +130,12 @@ class Format:
     @property
     def instants(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.timestamp + self.received_at))
+
+    @property
+    def unused_instants(self) -> tuple[str, ...]:
+        """Instant keys that may be present without being the one a column is taken from."""
+        sole = {chain[0] for chain in (self.timestamp, self.received_at) if len(chain) == 1}
+        return tuple(k for k in self.instants if k not in sole)
 
     @property
     def text(self) -> tuple[str, ...]:
@@ -412,13 +426,18 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
             {r.text("previousId")} AS __previous_id,
             {_by_format(formats, traits)} AS __traits,
             {", ".join(f"{r.text(k)} AS __{k}" for k in snowplow_fields)},
-            {_by_format(formats, lambda f: " OR ".join(r.bad_instant(k) for k in f.instants))} AS __bad_instant,
+            -- The instants the columns are taken from are judged once they are read (below).
+            {_by_format(formats, lambda f: " OR ".join(r.bad_instant(k) for k in f.unused_instants) or "false")} AS __bad_instant,
             {" OR ".join(problems) or "false"} AS __bad_value,
             {", ".join(passed) + "," if passed else ""}
             parse_filename(src.__path) AS __file
         FROM (SELECT *, {fmt} AS __fmt FROM src) AS src"""
     typed = f"""
-        SELECT *, {_by_format(formats, lambda f: CALL_TYPE[f.name])} AS __type
+        SELECT
+            *,
+            {_by_format(formats, lambda f: CALL_TYPE[f.name])} AS __type,
+            {INSTANT.format(v="__timestamp")} AS __ts,
+            {INSTANT.format(v="__received_at")} AS __rts
         FROM calls"""
     named = f"""
         SELECT *, {_by_format(formats, lambda f: CALL_EVENT[f.name])} AS __event
@@ -430,8 +449,8 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
         "user_id": "__user_id",
         "anonymous_id": "__anonymous_id",
         "account_id": "__account_id",
-        "timestamp": INSTANT.format(v="__timestamp"),
-        "received_at": INSTANT.format(v="__received_at"),
+        "timestamp": "__ts",
+        "received_at": "__rts",
         "properties": _by_format(formats, lambda f: CALL_PROPERTIES[f.name]),
         "traits": "__traits",
         "format": "__fmt",
@@ -441,7 +460,7 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
             OR __type IS NULL
             OR (__user_id IS NULL AND __anonymous_id IS NULL)
             OR (__type = 'track' AND __event IS NULL)
-            OR __timestamp IS NULL OR __bad_instant OR __bad_value
+            OR __ts IS NULL OR (__received_at IS NOT NULL AND __rts IS NULL) OR __bad_instant OR __bad_value
             -- a self-describing event whose data is under a key not read: Python reads it
             OR (__fmt = 'snowplow' AND __kind = 'unstruct' AND __unstruct IS NULL))"""
     struct = "{" + ", ".join(f"{_sql_string(k)}: {_sql_string(t)}" for k, t in r.types.items()) + "}"
