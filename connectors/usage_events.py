@@ -698,6 +698,17 @@ def _existing_table(pipeline: dlt.Pipeline) -> str | None:
         return client.make_qualified_table_name(TABLE) if rows else None
 
 
+def _declared_columns_exist(pipeline: dlt.Pipeline) -> bool:
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return False
+        rows = client.execute_sql(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+            client.dataset_name, TABLE,
+        )
+    return set(CONTRACT.columns) <= {r[0] for r in rows}
+
+
 # Arrow types for the dlt types an untyped collector column can take.
 ARROW_OF = {"text": pa.string(), "bigint": pa.int64(), "double": pa.float64(), "bool": pa.bool_()}
 
@@ -766,6 +777,10 @@ def usage_events_source(landing_dir: str = dlt.config.value, recheck: tuple[str,
             return
         pending = pending_files(folder, set(state["loaded_files"]))
         if not pending:
+            # Staging reads every declared column: a warehouse that has never seen an event,
+            # or holds the table from before a column was declared, gets them all.
+            if not _declared_columns_exist(pipeline):
+                yield CONTRACT.empty()
             return
         pending, resent = distinct_content(pending)
         schema = dlt.current.source_schema()

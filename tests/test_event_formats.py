@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from connectors import contract
 from connectors.pipelines import load
 from connectors.usage_events import normalise_lines, read_file
 from data_spine.config import PROJECT_ROOT, settings
@@ -212,6 +213,18 @@ def test_invalid_lines_are_quarantined_with_their_reason_and_the_rest_loads(tmp_
         (f"{DAY_FILE}:8", "receivedAt is not an ISO 8601 timestamp: 'epoch'"),
     ]
     assert _query(cfg, "select count(*) from raw_usage.events where _rejected is not false") == [(0,)]
+
+
+def test_a_warehouse_without_events_still_has_every_declared_column(tmp_path):
+    """Staging reads every column of the contract, also before the first file has landed."""
+    cfg = _settings(tmp_path)
+    (cfg.data_dir / "landing").mkdir()
+    _load_usage(cfg)
+    declared = set(contract.table("usage_events", "events").columns)
+    columns = {r[0] for r in _query(cfg, "select column_name from information_schema.columns "
+                                         "where table_schema = 'raw_usage' and table_name = 'events'")}
+    assert declared <= columns
+    assert _query(cfg, "select count(*) from raw_usage.events") == [(0,)]
 
 
 def test_the_snowplow_account_entity_is_configuration(tmp_path, monkeypatch):
