@@ -248,20 +248,33 @@ class RecordReader:
 
 # --- records → Arrow -------------------------------------------------------------------------
 
+def _tolerant_array(values: list) -> pa.Array:
+    """`values` as Arrow, however they mix types: objects and lists keep their structure, and
+    only a field whose own values mix types (a Zendesk custom field that holds text on one
+    ticket and a list on the next) becomes text, JSON for what is not text already."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    present = [v for v in values if v is not None]
+    missing = pa.array([v is None for v in values])
+    if present and all(isinstance(v, dict) for v in present):
+        keys = list(dict.fromkeys(k for v in present for k in v))
+        fields = [_tolerant_array([None if v is None else v.get(k) for v in values]) for k in keys]
+        return pa.StructArray.from_arrays(fields, names=keys, mask=missing)
+    if present and all(isinstance(v, list) for v in present):
+        offsets = np.cumsum([0] + [0 if v is None else len(v) for v in values])
+        inner = _tolerant_array([x for v in present for x in v])
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner, mask=missing)
+    return pa.array([v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values], pa.string())
+
+
 def _tolerant(records: list[dict]) -> pa.Table:
-    """A table from records whose fields may mix types: such a field is kept as text."""
+    """A table from records whose fields may mix types (see `_tolerant_array`)."""
     keys: dict[str, None] = {}
     for r in records:
         keys.update(dict.fromkeys(r))
-    columns = {}
-    for key in keys:
-        values = [r.get(key) for r in records]
-        try:
-            columns[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            columns[key] = pa.array([v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values],
-                                    pa.string())
-    return pa.table(columns)
+    return pa.table({key: _tolerant_array([r.get(key) for r in records]) for key in keys})
 
 
 def _json_text(array: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -369,11 +382,14 @@ def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: st
     else:
         items = shape(pa.table({"value": values}), levels)
     starts = np.cumsum(lengths) - lengths
+    # The parent's id is the key, whatever the items say themselves (a Stripe subscription
+    # item names its `subscription` too, and only some vendors' items do).
+    columns = {name: array for name, array in zip(items.column_names, items.columns) if name not in (parent_key, "position")}
     columns = {
         parent_key: pc.take(parent_ids, parents),
         "position": pa.array(np.arange(len(values)) - np.repeat(starts, lengths), pa.int64()),
+        **columns,
     }
-    columns |= dict(zip(items.column_names, items.columns))
     for name, values_of_parent in (inherit or {}).items():
         from_parent = pc.take(values_of_parent, parents)
         if name in columns:

@@ -36,7 +36,8 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     for record in latest.values():
         evaluation = record.evaluation if record else None
-        if evaluation is not None:
+        # A check a failed run only planned has no evaluation to read (and no metadata).
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
             entry = evaluation.metadata.get("alert_conditions")
             add(entry.value if entry else None)
 

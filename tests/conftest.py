@@ -63,3 +63,12 @@ def first_run(small_company):
     result = run_spine_job()
     assert result.success, "spine_job failed"
     return result
+
+
+@pytest.fixture(scope="session")
+def shape_runs(tmp_path_factory) -> dict:
+    """The whole pipeline on the `tiny` company in every shape of the variant matrix, with the
+    vendors' documented records (tests/pipeline_runs.py), two runs at a time."""
+    from pipeline_runs import SHAPES, run_all
+
+    return run_all(SHAPES, tmp_path_factory.mktemp("shapes"))

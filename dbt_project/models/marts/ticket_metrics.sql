@@ -22,7 +22,8 @@ ratings as (
         arg_max(score, (created_at, satisfaction_rating_id)) as satisfaction_score,
         max(created_at) as rated_at
     from {{ ref('stg_zendesk__satisfaction_ratings') }}
-    where created_at < {{ as_of_timestamp() }}
+    -- Only answers are ratings: `offered` (survey sent, no answer yet) and `unoffered` are not.
+    where created_at < {{ as_of_timestamp() }} and score in ('good', 'bad')
     group by ticket_id
 )
 
