@@ -215,8 +215,9 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
 @port_option
 @click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every Dagster event, not just step progress.")
+@click.option("--no-docs", is_flag=True, help="Leave the dbt docs site as it is (regenerating it takes about 15 s).")
 def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, port: int, regenerate: bool,
-        verbose: bool) -> None:
+        verbose: bool, no_docs: bool) -> None:
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
     _use_persistent_dagster_home()
@@ -224,7 +225,7 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
                                variant)
     os.environ["SPINE_AS_OF"] = manifest["as_of"]
     with local_vendor_apis(port):
-        result = execute_spine_job(log_level="DEBUG" if verbose else "INFO")
+        result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs)
     alerts = send_alerts()
     from data_spine.summary import print_summary
 
@@ -233,8 +234,9 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
         raise SystemExit(1)
 
 
-def execute_spine_job(log_level: str = "INFO"):
-    """Run `spine_job` in this process, recorded in the persistent Dagster instance.
+def execute_spine_job(log_level: str = "INFO", docs: bool = True):
+    """Run `spine_job` in this process, recorded in the persistent Dagster instance; without
+    `docs`, every asset but the dbt docs site.
 
     The console shows INFO and up by default: every Dagster event is DEBUG, which for a full
     run is a thousand lines that hide the summary; the UI keeps all of them either way."""
@@ -247,7 +249,12 @@ def execute_spine_job(log_level: str = "INFO"):
     click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
     job = defs.resolve_job_def("spine_job")
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    selection = None
+    if not docs:
+        selection = [key for key in defs.resolve_asset_graph().get_all_asset_keys()
+                     if key != dg.AssetKey("dbt_docs") and defs.resolve_asset_graph().get(key).is_materializable]
+    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                  asset_selection=selection)
 
 
 def send_alerts() -> list:

@@ -104,7 +104,7 @@ def start(shape: Shape, root: Path) -> tuple[Run, subprocess.Popen]:
     with run.log.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
-             "--defects", "none", "--variant", shape.variant],
+             "--defects", "none", "--variant", shape.variant, "--no-docs"],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )
     return run, process
