@@ -348,6 +348,16 @@ CALL_PROPERTIES = {
 }
 
 
+CALL_TYPES = ("track", "page", "screen", "identify", "group", "alias")
+
+
+def _call_type_sql(sent: str) -> str:
+    # Lower-cased and trimmed as the Python path does; a call type as the spec writes it (all
+    # of them, nearly always) is taken as it is, without building a new string per line.
+    known = ", ".join(_sql_string(t) for t in CALL_TYPES)
+    return f"CASE WHEN {sent} IN ({known}) THEN {sent} ELSE NULLIF(lower(trim({sent})), '') END"
+
+
 def formats_in(sampled: Iterable[str]) -> list[Format]:
     """The formats whose message id key the sampled keys hold; all when none does."""
     found = [f for key, f in FORMATS.items() if key in sampled]
@@ -412,7 +422,7 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
         SELECT
             __fmt,
             {_by_format(formats, lambda f: r.text(f.message_id))} AS __message_id,
-            NULLIF(lower(trim({r.text("type")})), '') AS __sent_type,
+            {_call_type_sql(r.text("type"))} AS __sent_type,
             {r.text("event")} AS __kind,
             {r.text("event_name")} AS __event_name,
             {r.text("name")} AS __name,
