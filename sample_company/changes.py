@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sample_company.variants import LATEST_STRIPE_VERSION
+
 ISO_MS = "%Y-%m-%dT%H:%M:%S.000Z"
 ISO_S = "%Y-%m-%dT%H:%M:%SZ"
 # Of the records picked for a change, this share is deleted (archived, cancelled) instead.
@@ -68,7 +70,7 @@ def _stripe(folder: Path, rng, fraction: float, at: datetime) -> dict[str, Chang
     def emit(kind: str, obj: dict) -> None:
         events.append({
             "id": f"evt_{ts}_{len(events):06d}", "object": "event", "type": kind, "created": ts,
-            "api_version": "2025-03-31", "data": {"object": copy.deepcopy(obj)},
+            "api_version": LATEST_STRIPE_VERSION, "data": {"object": copy.deepcopy(obj)},
         })
 
     def note(obj: dict) -> None:
