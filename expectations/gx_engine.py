@@ -156,9 +156,10 @@ def _outcome(result: Any) -> Outcome:
             bool(result.success), 1, failed, 100.0 * failed,
             observed_value=details.get("observed_value"),
         )
-    # GX skips nulls except in null checks; count only the rows it actually judged.
-    evaluated = int(details["element_count"]) - int(details.get("missing_count") or 0)
-    unexpected = int(details["unexpected_count"])
+    # GX skips nulls except in null checks; count only the rows it actually judged. A batch
+    # with no rows at all (a source that sent nothing yet) has counts of None: nothing judged.
+    evaluated = int(details.get("element_count") or 0) - int(details.get("missing_count") or 0)
+    unexpected = int(details.get("unexpected_count") or 0)
     return Outcome(
         success=bool(result.success),
         element_count=evaluated,
