@@ -10,9 +10,7 @@ hold exactly the declared columns and no rows, the sparsest account there is.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -23,20 +21,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from connectors import contract
 from connectors.pipelines import DATASETS
-from data_spine.config import PROJECT_ROOT
-
-DBT_DIR = PROJECT_ROOT / "dbt_project"
-DBT = str(Path(sys.executable).parent / "dbt")
-
-
-def _dbt(args: list[str], warehouse: Path, target: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPINE_WAREHOUSE": str(warehouse)}
-    return subprocess.run(
-        [DBT, *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target),
-         "--vars", json.dumps({"as_of_date": "2026-11-21"})],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-
+from dbt_runs import passed, run_dbt
 
 def _empty_raw_warehouse(path: Path) -> None:
     """Every declared raw table of every source, with exactly its declared columns, no rows."""
@@ -53,7 +38,7 @@ def empty_build(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     root = tmp_path_factory.mktemp("empty-raw")
     warehouse, target = root / "warehouse.duckdb", root / "target"
     _empty_raw_warehouse(warehouse)
-    return _dbt(["build"], warehouse, target), target
+    return run_dbt(["build"], warehouse, target), target
 
 
 def test_every_source_declares_a_contract():
@@ -68,8 +53,7 @@ def test_every_source_declares_a_contract():
 
 def test_the_whole_project_builds_on_raw_schemas_holding_only_the_declared_columns(empty_build):
     result, _ = empty_build
-    summary = [line for line in result.stdout.splitlines() if "Done. PASS=" in line]
-    assert result.returncode == 0 and summary and " ERROR=0 " in summary[-1], result.stdout[-4000:]
+    assert passed(result), result.stdout[-4000:]
 
 
 def _raw_schema() -> dict:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,15 +17,14 @@ import pytest
 from connectors import contract
 from connectors.pipelines import load
 from connectors.usage_events import normalise_lines, read_file
-from data_spine.config import PROJECT_ROOT, settings
+from data_spine.config import settings
+from dbt_runs import passed, run_dbt
 from expectations.suites.common import EVENT_NAME_REGEX
 from sample_company.generate import generate
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "events"
 DAY_FILE = "events_2026-11-20.jsonl.gz"
-DBT_DIR = PROJECT_ROOT / "dbt_project"
-DBT = str(Path(sys.executable).parent / "dbt")
 
 
 def _payloads() -> dict[str, dict]:
@@ -311,15 +307,6 @@ def _crm_sources(folder: Path) -> Path:
     return folder
 
 
-def _dbt(args: list[str], warehouse: Path, target: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPINE_WAREHOUSE": str(warehouse)}
-    return subprocess.run(
-        [DBT, *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target),
-         "--vars", json.dumps({"as_of_date": "2026-11-21"})],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
 def built(landed, tmp_path_factory):
     """The landed payloads and the minimal CRM, built by dbt up to the usage marts."""
@@ -329,9 +316,9 @@ def built(landed, tmp_path_factory):
         for system in VENDOR_OBJECTS:
             load(system, cfg, base_url=api.base_url(system), **CREDENTIALS[system])
     # Tests of the selected models that reach models outside the selection are left out.
-    result = _dbt(["build", "--select", "+usage_events", "+int_usage_accounts", "--indirect-selection", "cautious"],
-                  cfg.warehouse, root / "target")
-    assert result.returncode == 0, result.stdout[-4000:]
+    result = run_dbt(["build", "--select", "+usage_events", "+int_usage_accounts", "--indirect-selection", "cautious"],
+                     cfg.warehouse, root / "target")
+    assert passed(result), result.stdout[-4000:]
     return cfg
 
 

@@ -11,10 +11,6 @@ loaded in one shape.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, datetime, timezone
@@ -25,28 +21,23 @@ import orjson
 import pytest
 
 from connectors.pipelines import load
-from data_spine.config import PROJECT_ROOT, settings
+from data_spine.config import settings
+from dbt_runs import passed, run_dbt
 from sample_company.changes import change_sources
 from sample_company.generate import generate
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 
 AS_OF = date(2026, 11, 21)
 VERSIONS = {"legacy": "2024-06-20", "basil": "2025-03-31.basil", "clover": "2025-09-30.clover"}
-DBT_DIR = PROJECT_ROOT / "dbt_project"
 # Everything the MRR of a subscription item depends on (all of it Stripe).
 SELECT = ["+int_subscription_items_monthly", "+int_stripe__charges"]
 
 
 def _dbt_build(warehouse: Path) -> str:
-    result = subprocess.run(
-        # Seeds and models: the models' own tests run in the pipeline tests.
-        [str(Path(sys.executable).parent / "dbt"), "build", "--select", *SELECT, "--resource-type", "seed",
-         "--resource-type", "model",
-         "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-         "--target-path", str(warehouse.parent / "target"), "--vars", json.dumps({"as_of_date": AS_OF.isoformat()})],
-        env={**os.environ, "SPINE_WAREHOUSE": str(warehouse)}, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0 and " ERROR=0 " in result.stdout, result.stdout[-3000:]
+    # Seeds and models: the models' own tests run in the pipeline tests.
+    result = run_dbt(["build", "--select", *SELECT, "--resource-type", "seed", "--resource-type", "model"],
+                     warehouse, warehouse.parent / "target", as_of=AS_OF.isoformat())
+    assert passed(result), result.stdout[-3000:]
     return result.stdout
 
 
