@@ -212,43 +212,49 @@ def _current_line_shape(lines: pa.Table) -> pa.Table:
                                if c.startswith(("price__", "plan__")) or c in OLD_LINE_COLUMNS or c in ("type", "price", "plan")])
 
 
+def _id_lists(listed: pa.Array) -> pa.Array:
+    """A list column of discounts (objects when expanded, ids otherwise) as JSON text lists of
+    their ids (`["di_1","di_2"]`), computed on the whole column: an invoice listing costs
+    hundreds of thousands of them."""
+    values = pc.list_flatten(listed)
+    if pa.types.is_struct(values.type):
+        values = pc.struct_field(values, "id") if values.type.get_field_index("id") >= 0 else pa.nulls(len(values), pa.string())
+    elif not pa.types.is_string(values.type):
+        values = values.cast(pa.string()) if not pa.types.is_null(values.type) else pa.nulls(len(values), pa.string())
+    values = pc.fill_null(values, "")  # an id-less entry never reaches the list below
+    offsets = pc.subtract(listed.offsets, listed.offsets[0])
+    ids = pa.ListArray.from_arrays(offsets, values, mask=pc.is_null(listed))
+    joined = pc.binary_join_element_wise('["', pc.binary_join(ids, '","'), '"]', "")
+    return pc.if_else(pc.equal(pc.list_value_length(ids), 0), pa.scalar("[]"), joined)
+
+
 def _discounts(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
     """Subscriptions or invoices without their discount objects, and those objects.
 
     `discounts` becomes the list of discount ids as JSON text (the objects themselves when
     expanded, ids otherwise); a discount embedded whole in `discount` (before 2025-03-31)
-    joins the list when the list does not have it already.
+    stands for the list where the object has none.
     """
     found: list[pa.Table] = []
-    ids: list[list | None] = [None] * len(table)
+    ids = pa.nulls(len(table), pa.string())
     if "discounts" in table.column_names:
         listed = table["discounts"].combine_chunks()
         values = pc.list_flatten(listed)
         if pa.types.is_struct(values.type):
             found.append(pa.Table.from_struct_array(values))
-            values = pc.struct_field(values, "id") if values.type.get_field_index("id") >= 0 else pa.nulls(len(values), pa.string())
-        lengths = pc.fill_null(pc.list_value_length(listed), 0).to_pylist()
-        flat = values.to_pylist() if not pa.types.is_null(values.type) else [None] * len(values)
-        at = 0
-        for row, n in enumerate(lengths):
-            ids[row] = [v for v in flat[at:at + n] if v is not None] if listed[row].is_valid else None
-            at += n
+        ids = _id_lists(listed)
         table = table.drop_columns(["discounts"])
-    if "discount" in table.column_names and pa.types.is_struct(table["discount"].type):
-        embedded = table["discount"].combine_chunks()
-        present = pc.is_valid(embedded)
-        if pc.any(present).as_py():
-            objects = embedded.filter(present)
-            found.append(pa.Table.from_struct_array(objects))
-            embedded_ids = (pc.struct_field(embedded, "id").to_pylist()
-                            if embedded.type.get_field_index("id") >= 0 else [None] * len(embedded))
-            for row, discount_id in enumerate(embedded_ids):
-                if discount_id is not None and discount_id not in (ids[row] or []):
-                    ids[row] = [*(ids[row] or []), discount_id]
     if "discount" in table.column_names:
+        embedded = table["discount"].combine_chunks()
+        if pa.types.is_struct(embedded.type) and embedded.type.get_field_index("id") >= 0:
+            present = pc.is_valid(pc.struct_field(embedded, "id"))
+            if pc.any(present).as_py():
+                found.append(pa.Table.from_struct_array(embedded.filter(present)))
+                alone = pc.binary_join_element_wise('["', pc.struct_field(embedded, "id"), '"]', "")
+                listless = pc.or_kleene(pc.is_null(ids), pc.equal(ids, "[]"))
+                ids = pc.if_else(pc.and_kleene(listless, present), alone, ids)
         table = table.drop_columns(["discount"])
-    table = table.append_column("discounts", pa.array(
-        [None if v is None else orjson.dumps(v).decode() for v in ids], pa.string()))
+    table = table.append_column("discounts", ids)
     if not found:
         return table, None
     objects = pa.concat_tables([pages.shape(t, LEVELS, whole=WHOLE) for t in found], promote_options="permissive")

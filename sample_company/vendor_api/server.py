@@ -111,13 +111,12 @@ class VendorApiServer:
         for path in sorted(self.store.sources_dir.glob("*/*.jsonl")):
             system, obj = path.parent.name, path.stem
             self.store.encoded(system, obj)
-            if system == "stripe":
-                self.store.derived("stripe", obj, "newest_first", stripe.newest_first)
-            elif system == "zendesk":
+            if system == "zendesk":
                 zendesk.warm(self.store, obj)
             elif system == "hubspot":
                 self.store.derived("hubspot", obj, "by_archived", hubspot.split)
                 self.store.derived("hubspot", obj, "pieces", hubspot._pieces)
+        stripe.warm(self.store, self.stripe_api_version)
 
     @property
     def requests_served(self) -> int:
