@@ -150,18 +150,20 @@ def _normalized(name: str) -> str:
     return _NAMING.normalize_path(name)
 
 
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
+
+
 CONVERT: dict[str, Callable[[Any], Any]] = {
     "text": _text,
     "json": _text,
     "bigint": _to_int,
-    "double": lambda v: float(v) if not isinstance(v, bool) else _raise(v),
+    "double": _to_float,
     "bool": _to_bool,
     "timestamp": _to_instant,
 }
-
-
-def _raise(value: Any):
-    raise ValueError(value)
 
 
 def _fit(array: pa.ChunkedArray | pa.Array, data_type: str) -> tuple[pa.Array, pa.Array | None]:

@@ -60,7 +60,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import dlt
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -276,8 +275,6 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
     discounts = None
     if obj in RELATED:
         records, discounts = _discounts(records)
-    elif obj == DISCOUNTS:
-        records = records.drop_columns([c for c in ("discount",) if c in records.column_names])
     keep = {"subscriptions": ["items__data"], "invoices": ["lines__data"]}.get(obj, [])
     table = pages.to_table(records, LEVELS, keep=keep, whole=WHOLE)
     if "deleted" not in table.column_names:
