@@ -149,17 +149,17 @@ class Api:
         """A list with its objects' discounts expanded; an API version that cannot expand them
         (older than `discounts` itself) answers 400, and the list is read as it comes: those
         versions embed the discount whole in `discount`."""
+        expanding = self.list(path, {**params, **EXPAND_DISCOUNTS})
         try:
-            first = self.http.get(path, {**params, **EXPAND_DISCOUNTS, "limit": PAGE})
+            first = next(expanding, None)
         except SourceRequestError as exc:
             if exc.status != 400:
                 raise
             yield from self.list(path, params)
             return
-        yield pages.Chunk.of(first, "data")
-        data = first.json.get("data") or []
-        if first.json.get("has_more") and data:
-            yield from self.list(path, {**params, **EXPAND_DISCOUNTS, "starting_after": data[-1]["id"]})
+        if first is not None:
+            yield first
+            yield from expanding
 
 
 def _newest_event(api: Api) -> int:

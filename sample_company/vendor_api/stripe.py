@@ -26,14 +26,17 @@ import copy
 
 import orjson
 
+from sample_company.variants import LATEST_STRIPE_VERSION
 from sample_company.vendor_api.store import RecordStore, compact
 
 OBJECTS = ("customers", "products", "prices", "coupons", "subscriptions", "invoices", "invoice_payments", "charges",
            "refunds")
 LISTABLE = OBJECTS + ("events",)
+# Objects a company generated before they existed has no file of: an empty list, not a 404.
+OPTIONAL = {"coupons", "invoice_payments", "events"}
 BASIL = "2025-03-31"
 CLOVER = "2025-09-30"
-CURRENT_VERSION = "2025-09-30.clover"
+CURRENT_VERSION = LATEST_STRIPE_VERSION
 # Lists whose objects carry discount ids that `expand[]=data.discounts` turns into objects.
 EXPANDABLE = {"subscriptions", "invoices"}
 
@@ -88,6 +91,11 @@ def render_discount(discount: dict, version: str, lookups: Lookups) -> dict:
     return old
 
 
+def _expanded(obj: dict, version: str, lookups: Lookups) -> list:
+    """The object's discounts as Discount objects (an id no discount is stored for stays an id)."""
+    return [lookups.discount(d, version) or d for d in obj.get("discounts") or []]
+
+
 def render(obj: dict, version: str, lookups: Lookups, expand: frozenset = frozenset()) -> dict:
     """The object as an account pinned to `version` receives it, with `expand` applied."""
     kind = obj.get("object")
@@ -95,19 +103,16 @@ def render(obj: dict, version: str, lookups: Lookups, expand: frozenset = frozen
     if kind == "discount":
         return render_discount(obj, version, lookups)
     expanding = "discounts" in expand and kind in ("subscription", "invoice")
-    if shape == "clover" and not expanding:
-        return obj
-    if shape != "legacy" and kind not in ("subscription", "invoice"):
-        return obj
-    if shape == "legacy" and kind not in ("subscription", "invoice", "charge"):
-        return obj
-    if shape != "legacy":
+    reshaped = shape == "legacy" and kind in ("subscription", "invoice", "charge")
+    if not reshaped:
+        if not expanding:
+            return obj
         # Only the discounts change: a shallow copy is enough (and a deep one costs seconds
         # over a large account's invoices).
-        return {**obj, "discounts": [lookups.discount(d, version) or d for d in obj.get("discounts") or []]}
+        return {**obj, "discounts": _expanded(obj, version, lookups)}
     old = copy.deepcopy(obj)
     if expanding:
-        old["discounts"] = [lookups.discount(d, version) or d for d in old.get("discounts") or []]
+        old["discounts"] = _expanded(obj, version, lookups)
     # A record stored in the old shape already (a documented example of that version) is
     # served as it is: each field is rendered down only where the current shape has it.
     if kind == "charge":
@@ -208,7 +213,7 @@ def warm(store: RecordStore, version: str) -> None:
     """Render what an account on `version` lists (with its discounts expanded, as the
     connector asks) before the first request, as a real vendor has it at hand."""
     for obj in OBJECTS:
-        optional = obj not in ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
+        optional = obj in OPTIONAL
         store.derived("stripe", obj, "newest_first", newest_first, optional=optional)
         expanded = frozenset({"discounts"}) if obj in EXPANDABLE else frozenset()
         if era(version) != "clover" or expanded:
@@ -232,7 +237,7 @@ def handle(store: RecordStore, path: str, params: dict[str, str], version: str =
     if unknown:
         return _error(400, f"This property cannot be expanded ({', '.join(sorted(unknown))}).")
 
-    optional = obj not in ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
+    optional = obj in OPTIONAL
     rows, keys, key_of = store.derived("stripe", obj, "newest_first", newest_first, optional=optional)
     try:
         filters = _filters(obj, params)
