@@ -72,3 +72,19 @@ def shape_runs(tmp_path_factory) -> dict:
     from pipeline_runs import SHAPES, run_all
 
     return run_all(SHAPES, tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="session")
+def clean_tiny(tmp_path_factory):
+    """`spine run` once on the clean `tiny` company in a folder of its own: the reference the
+    fault tests compare a recovered warehouse with (`pipeline_runs.warehouse_digest`)."""
+    from pipeline_runs import Run, Shape, prepare, spine_run, warehouse_digest
+
+    root = tmp_path_factory.mktemp("clean_tiny")
+    prepare(root)
+    run = Run(Shape("clean", "default"), root)
+    run.returncode = spine_run(root, run.log).wait(timeout=900)
+    run.output = run.log.read_text()
+    assert run.returncode == 0, run.output[-3000:]
+    run.digest = warehouse_digest(run.warehouse)
+    return run

@@ -41,6 +41,7 @@ class Run:
     returncode: int = -1
     output: str = ""
     documented: dict[str, dict] = field(default_factory=dict)
+    digest: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def log(self) -> Path:
@@ -85,29 +86,75 @@ def _add_documented(sources: Path, name: str) -> dict:
     return doc
 
 
-def start(shape: Shape, root: Path) -> tuple[Run, subprocess.Popen]:
-    """Generate the company in its shape, add the documented records, start `spine run`."""
+def prepare(root: Path, variant: str = "default", defects: str = "none") -> None:
+    """A data folder with the `tiny` company and a Dagster instance of its own under `root`."""
     data = root / "data"
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    generate(data / "sources", data / "landing" / "usage_events", preset="tiny", seed=42, as_of=AS_OF, defects="none",
-             variant=shape.variant, log=lambda *_: None)
+    generate(data / "sources", data / "landing" / "usage_events", preset="tiny", seed=42, as_of=AS_OF, defects=defects,
+             variant=variant, log=lambda *_: None)
+
+
+def spine_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `spine` command working in `root` (see `prepare`)."""
+    data = root / "data"
+    env = {**os.environ, "SPINE_DATA_DIR": str(data), "SPINE_WAREHOUSE": str(data / "warehouse.duckdb"),
+           "DAGSTER_HOME": str(root / "dagster_home"), "SPINE_VENDOR_API_PORT": str(_free_port()),
+           "SPINE_AS_OF": AS_OF.isoformat(), **extra}
+    env.pop("SPINE_LANDING_DIR", None)
+    return env
+
+
+def spine_run(root: Path, log: Path, *args: str, variant: str = "default", defects: str = "none",
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `spine run` at `tiny` in `root`, its output (stdout and stderr) going to `log`.
+
+    Output goes to a file, not a pipe: a run whose pipe nobody reads yet (its sibling is
+    still being waited for) would block on a full pipe buffer."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
+             "--defects", defects, "--variant", variant, "--no-docs", *args],
+            cwd=PROJECT_ROOT, env=env or spine_env(root), stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+
+
+def start(shape: Shape, root: Path) -> tuple[Run, subprocess.Popen]:
+    """Generate the company in its shape, add the documented records, start `spine run`."""
+    prepare(root, shape.variant)
     run = Run(shape, root)
     for name in shape.documented:
-        run.documented[name] = _add_documented(data / "sources", name)
-    env = {**os.environ, "SPINE_DATA_DIR": str(data), "SPINE_WAREHOUSE": str(data / "warehouse.duckdb"),
-           "DAGSTER_HOME": str(home), "SPINE_VENDOR_API_PORT": str(_free_port()), "SPINE_AS_OF": AS_OF.isoformat()}
-    env.pop("SPINE_LANDING_DIR", None)
-    # Output to a file, not a pipe: a run whose pipe nobody reads yet (its sibling is still
-    # being waited for) would block on a full pipe buffer.
-    with run.log.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
-             "--defects", "none", "--variant", shape.variant, "--no-docs"],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-        )
-    return run, process
+        run.documented[name] = _add_documented(root / "data" / "sources", name)
+    return run, spine_run(root, run.log, variant=shape.variant)
+
+
+# Columns whose values differ between two loads of the same data: dlt's load bookkeeping.
+_RUN_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id")
+
+
+def warehouse_digest(warehouse: Path, schemas: tuple[str, ...] = ("raw_", "staging", "intermediate", "marts",
+                                                                  "serving")) -> dict[str, tuple[int, int]]:
+    """`schema.table` -> (rows, order-independent hash of the rows without dlt's load columns),
+    for every table of the schemas named (or prefixed, `raw_`), dlt's own tables left out.
+    Two warehouses built from the same data have equal digests."""
+    digest: dict[str, tuple[int, int]] = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() where table_name not like '\\_dlt%' escape '\\' "
+            "and schema_name not like '%\\_staging' escape '\\' order by 1, 2"
+        ).fetchall()
+        for schema, table in tables:
+            if not any(schema == s or (s.endswith("_") and schema.startswith(s)) for s in schemas):
+                continue
+            columns = [c for (c,) in con.execute(
+                "select column_name from duckdb_columns() where schema_name = ? and table_name = ? "
+                "order by column_index", [schema, table]).fetchall() if c not in _RUN_COLUMNS]
+            row = ", ".join(f'"{c}"' for c in columns)
+            digest[f"{schema}.{table}"] = tuple(con.execute(
+                f'select count(*), coalesce(sum(hash(row({row}))::hugeint), 0) from "{schema}"."{table}"'
+            ).fetchone())
+    return digest
 
 
 def run_all(shapes: list[Shape], root: Path, at_once: int = 2) -> dict[str, Run]:
