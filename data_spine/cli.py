@@ -5,6 +5,7 @@
     spine generate   (re)generate the sample company (with known defects; --clean for none)
     spine change     change a share of the sample company's records (updates and deletes)
     spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
+    spine alerts     announce what changed and deliver the alerts still owed to a channel
     spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
 """
 
@@ -226,10 +227,10 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
     os.environ["SPINE_AS_OF"] = manifest["as_of"]
     with local_vendor_apis(port):
         result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs)
-    alerts = send_alerts()
+    dispatched = send_alerts()
     from data_spine.summary import print_summary
 
-    print_summary(result, alerts, elapsed=time.perf_counter() - started)
+    print_summary(result, dispatched, elapsed=time.perf_counter() - started)
     if not result.success:
         raise SystemExit(1)
 
@@ -257,18 +258,39 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
                                   asset_selection=selection)
 
 
-def send_alerts() -> list:
-    """Announce what changed, as the alerts sensor does in `spine dev` (they share their state,
-    so nothing is announced twice)."""
+def send_alerts():
+    """Announce what changed and deliver what earlier dispatches still owe, as the alerts sensor
+    does in `spine dev` (they share their state, so nothing is announced or delivered twice);
+    then bring the scorecard's alert-delivery section up to date. Returns the `Dispatch`."""
     import dagster as dg
 
+    from expectations.scorecard import refresh_alert_delivery
     from orchestration.alerting import dispatch_alerts
     from orchestration.definitions import defs
     from orchestration.resources import alerts_from_env
 
     # No freshness daemon runs here, so its states may be old: leave them to the sensor.
-    return dispatch_alerts(dg.DagsterInstance.get(), defs.resolve_asset_graph(), alerts_from_env(),
+    done = dispatch_alerts(dg.DagsterInstance.get(), defs.resolve_asset_graph(), alerts_from_env(),
                            load_freshness=False)
+    refresh_alert_delivery(settings().reports_dir, done.delivery)
+    return done
+
+
+@main.command()
+def alerts() -> None:
+    """Announce what changed and deliver the alerts still owed to a channel.
+
+    Does what `spine run` does after its job (and the alerts sensor of `spine dev` every
+    minute): alerts about quality conditions whose state changed since the last dispatch,
+    and every delivery an unreachable channel was owed. Prints where each channel stands and
+    exits 1 while something is still owed."""
+    from data_spine.summary import print_alerts
+
+    _use_persistent_dagster_home()
+    done = send_alerts()
+    print_alerts(done, raised="raised")
+    if done.owed:
+        raise SystemExit(1)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

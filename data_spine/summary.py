@@ -29,7 +29,21 @@ def raw_row_counts(warehouse) -> dict[str, dict[str, int]]:
     return counts
 
 
-def print_summary(result, alerts: list, elapsed: float) -> None:
+def print_alerts(done, raised: str = "raised this run") -> None:
+    """What a dispatch raised and, per channel, what it delivered and what is still owed: an
+    alert counts as sent only where it arrived."""
+    from orchestration.resources import alerts_from_env
+
+    store = alerts_from_env().store().path
+    click.echo()
+    click.echo(click.style(f"Alerts: {done.describe(raised)}", fg="yellow" if done.owed else None))
+    for alert in done.raised:
+        colour = "green" if alert.status == "resolved" else "red" if alert.severity == "critical" else "yellow"
+        click.echo(click.style(f"  {alert.status:<8} {alert.severity:<8} {alert.dataset}: {alert.what}", fg=colour))
+    click.echo(f"  (log: {alerts_from_env().log_path}; deliveries owed and set aside: {store})")
+
+
+def print_summary(result, alerts, elapsed: float) -> None:
     cfg = settings()
     status = click.style("succeeded", fg="green") if result.success else click.style("FAILED", fg="red")
     click.echo(f"\nspine_job {status} in {elapsed:.0f}s (Dagster run {result.run_id})")
@@ -81,13 +95,7 @@ def print_summary(result, alerts: list, elapsed: float) -> None:
             error = event.step_failure_data.error
             click.echo(click.style(f"  {error.message.strip() if error else event.step_key}", fg="red"))
 
-    from orchestration.resources import alerts_from_env
-
-    log = alerts_from_env().log_path
-    click.echo(f"\nAlerts sent this run: {len(alerts)} (log: {log})")
-    for alert in alerts:
-        colour = "green" if alert.status == "resolved" else "red" if alert.severity == "critical" else "yellow"
-        click.echo(click.style(f"  {alert.status:<8} {alert.severity:<8} {alert.dataset}: {alert.what}", fg=colour))
+    print_alerts(alerts)
 
     click.echo("\nReports:")
     for label, path in (

@@ -246,7 +246,8 @@ def drift_condition(drift: Drift) -> Condition:
 
 
 class AlertStore:
-    """What was announced per condition, and deliveries still owed, in one JSON file."""
+    """What was announced per condition, deliveries still owed and set aside, and each
+    channel's last outcome, in one JSON file."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -256,16 +257,103 @@ class AlertStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state = json.loads(self.path.read_text()) if self.path.exists() else {}
-            for key, empty in (("conditions", {}), ("undelivered", []), ("undeliverable", [])):
-                state.setdefault(key, empty)
+            state = self.read()
             yield state
             self.save(state)
+
+    def read(self) -> dict[str, Any]:
+        """The state as last saved (saves replace the file whole, so no lock is needed to read)."""
+        state = json.loads(self.path.read_text()) if self.path.exists() else {}
+        for key, empty in (("conditions", {}), ("undelivered", []), ("undeliverable", []), ("channels", {})):
+            state.setdefault(key, empty)
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
+
+    def delivery(self, configured: Iterable[str] = ()) -> dict[str, ChannelDelivery]:
+        """Each channel's delivery state as saved: what it is owed and since when, what was set
+        aside, its last error and last delivery."""
+        return delivery_state(self.read(), configured)
+
+
+@dataclass
+class ChannelDelivery:
+    """Where one channel stands. `delivered` and `set_aside` count this dispatch only; the
+    rest is the saved state after it."""
+
+    channel: str
+    configured: bool = True  # by the process that reports (owed deliveries wait for one that is)
+    delivered: int = 0
+    set_aside: int = 0
+    owed: int = 0
+    owed_since: str | None = None  # when the oldest owed alert was raised
+    undeliverable: int = 0  # refused outright (4xx) since the state began: never retried
+    delivered_total: int = 0
+    last_delivered_at: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "owed" if self.owed else "delivered"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}
+
+    def describe(self) -> str:
+        """One clause for a person, e.g. `slack delivered 0, 4 owed since 2026-12-06 06:40 UTC
+        (POST failed: connection refused)`."""
+        text = f"{self.channel} delivered {self.delivered}"
+        if self.owed:
+            text += f", {self.owed} owed since {_human(self.owed_since)}"
+            if self.last_error:
+                text += f" ({self.last_error})"
+            if not self.configured:
+                text += ", waiting for a process that has this channel configured"
+        if self.set_aside:
+            text += f", {self.set_aside} refused and set aside ({self.last_error})"
+        return text
+
+
+@dataclass
+class Dispatch:
+    """What one dispatch did: the alerts it raised and where each channel stands after it."""
+
+    raised: list[Alert]
+    delivery: dict[str, ChannelDelivery]
+
+    @property
+    def owed(self) -> int:
+        return sum(d.owed for d in self.delivery.values())
+
+    def describe(self, raised: str = "raised") -> str:
+        """`4 raised; log delivered 4; slack delivered 0, 4 owed since ...`, with what happens next
+        when something is owed."""
+        text = "; ".join([f"{len(self.raised)} {raised}", *(d.describe() for d in self.delivery.values())])
+        return text + (", retried by the next run or the alerts sensor" if self.owed else "; nothing owed")
+
+
+def delivery_state(state: dict[str, Any], configured: Iterable[str] = ()) -> dict[str, ChannelDelivery]:
+    """Per channel, from an `AlertStore`'s state: the channels configured, then any other that
+    is owed something or was ever tried."""
+    configured = list(configured)
+    names = [*configured, *sorted({name for entry in state.get("undelivered", []) for name in entry["channels"]}
+                                  | {e["channel"] for e in state.get("undeliverable", [])}
+                                  | set(state.get("channels", {})))]
+    report: dict[str, ChannelDelivery] = {}
+    for name in dict.fromkeys(names):
+        owed = [e["alert"]["sent_at"] for e in state.get("undelivered", []) if name in e["channels"]]
+        saved = state.get("channels", {}).get(name, {})
+        report[name] = ChannelDelivery(
+            channel=name, configured=name in configured, owed=len(owed), owed_since=min(owed, default=None),
+            undeliverable=sum(e["channel"] == name for e in state.get("undeliverable", [])),
+            delivered_total=saved.get("delivered", 0), last_delivered_at=saved.get("last_delivered_at"),
+            last_error=saved.get("last_error"), last_error_at=saved.get("last_error_at"),
+        )
+    return report
 
 
 def dispatch(
@@ -273,9 +361,9 @@ def dispatch(
     store: AlertStore,
     channels: list[Channel],
     now: datetime | None = None,
-) -> list[Alert]:
+) -> Dispatch:
     """Announce every change of state since the last dispatch, and deliver what is owed;
-    returns the alerts this dispatch raised.
+    returns the alerts this dispatch raised and where each channel stands.
 
     Decisions are saved before anything is sent, and each delivery as it succeeds, so an
     interrupted dispatch leaves them owed rather than forgotten or sent twice. A channel that
@@ -286,6 +374,8 @@ def dispatch(
     now = now or datetime.now(UTC)
     raised: list[Alert] = []
     by_name = {c.name: c for c in channels}
+    delivered = dict.fromkeys(by_name, 0)
+    set_aside = dict.fromkeys(by_name, 0)
     with store.locked() as state:
         for condition in conditions:
             previous = state["conditions"].get(condition.key, {"state": OK})
@@ -316,18 +406,29 @@ def dispatch(
                 channel = by_name.get(name)
                 if channel is None or name in down:
                     continue
+                outcome = state["channels"].setdefault(name, {})
                 try:
                     channel.send(alert)
                 except Exception as exc:  # noqa: BLE001 - a channel that is down must not stop the others
+                    outcome.update(last_error=getattr(exc, "detail", str(exc)), last_error_at=utc_iso(now))
                     if getattr(exc, "retryable", True):
                         down.add(name)
+                        store.save(state)
                         continue
-                    state["undeliverable"].append({"alert": entry["alert"], "channel": name, "error": str(exc)})
+                    state["undeliverable"].append({"alert": entry["alert"], "channel": name, "error": str(exc),
+                                                   "at": utc_iso(now)})
+                    set_aside[name] += 1
+                else:
+                    delivered[name] += 1
+                    outcome.update(delivered=outcome.get("delivered", 0) + 1, last_delivered_at=utc_iso(now))
                 entry["channels"].remove(name)
                 if not entry["channels"]:
                     state["undelivered"].remove(entry)
                 store.save(state)
-    return raised
+        report = delivery_state(state, by_name)
+    for name, channel_report in report.items():
+        channel_report.delivered, channel_report.set_aside = delivered.get(name, 0), set_aside.get(name, 0)
+    return Dispatch(raised, report)
 
 
 def _alert(condition: Condition, status: str, now: datetime) -> Alert:

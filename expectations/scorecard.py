@@ -9,6 +9,12 @@ reference: green >= 95 (healthy), yellow 90-95 (warning), red < 90 (critical).
 Each entity is scored on its latest audit. The files written: `scorecard.json` (layout in
 `scorecard.schema.json`), `scorecard.html` (self-contained: inline CSS and an inline SVG
 chart, nothing fetched) and `scorecard.md` (a digest for chat or email).
+
+Alert delivery (per channel: delivered, owed since when, set aside) is read from the alert
+state when the scorecard is written, which in a run is before that run's alerts are
+dispatched; whatever dispatches them afterwards (`spine run`, `spine alerts`) rewrites that
+section with the state after its dispatch (`refresh_alert_delivery`). The section says which
+of the two it shows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 
 import duckdb
 
-from expectations.alerts import Condition, audit_conditions, drift_condition, utc_iso, volume_condition
+from expectations.alerts import (ChannelDelivery, Condition, audit_conditions, drift_condition, utc_iso,
+                                 volume_condition)
 from expectations.monitors import current_drifts, latest_volumes
 from expectations.publish import PUBLICATIONS_TABLE
 from expectations.runner import RESULTS_TABLE, failing_since
@@ -59,9 +66,24 @@ def bands_legend() -> dict[str, dict[str, Any]]:
     return legend
 
 
-def build_scorecard(warehouse_path: Path, reports_dir: Path) -> dict:
+# What the alert-delivery section shows: the state read when the scorecard was built, or after
+# a dispatch that followed it.
+BEFORE_DISPATCH = "before_dispatch"
+AFTER_DISPATCH = "after_dispatch"
+_DELIVERY_NOTES = {
+    BEFORE_DISPATCH: "As it stood when this scorecard was written, before this run's alerts were dispatched: "
+                     "anything owed is from earlier dispatches. The alerts above go out after the scorecard "
+                     "(by `spine run`, or the alerts sensor of `dagster dev`).",
+    AFTER_DISPATCH: "As it stood after the dispatch that followed this scorecard (`spine run` or `spine alerts`): "
+                    "owed deliveries are retried by the next run, `spine alerts` or the alerts sensor.",
+}
+
+
+def build_scorecard(warehouse_path: Path, reports_dir: Path,
+                    delivery: dict[str, ChannelDelivery] | None = None) -> dict:
     """Score every entity's latest audit and write scorecard.json, .html and .md into
-    ``reports_dir``. Returns the scorecard dict."""
+    ``reports_dir``, with ``delivery`` (`AlertStore.delivery()`) as the alert-delivery state
+    before this run's dispatch. Returns the scorecard dict."""
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         rows = _query(con, f"""
             SELECT * FROM {RESULTS_TABLE}
@@ -86,9 +108,31 @@ def build_scorecard(warehouse_path: Path, reports_dir: Path) -> dict:
             FROM {PUBLICATIONS_TABLE} GROUP BY entity
         """)
         conditions = _conditions(con, rows, since)
-    scorecard = score_results(rows, history, since, publications, conditions)
+    scorecard = score_results(rows, history, since, publications, conditions, delivery)
     write_reports(scorecard, reports_dir)
     return scorecard
+
+
+def refresh_alert_delivery(reports_dir: Path, delivery: dict[str, ChannelDelivery]) -> dict | None:
+    """Rewrite the scorecard's alert-delivery section with the state after a dispatch; the
+    rest stays as the run wrote it. Nothing to do without a scorecard."""
+    path = reports_dir / "scorecard.json"
+    if not path.exists():
+        return None
+    scorecard = json.loads(path.read_text())
+    scorecard["alert_delivery"] = alert_delivery(delivery, AFTER_DISPATCH)
+    write_reports(scorecard, reports_dir)
+    return scorecard
+
+
+def alert_delivery(delivery: dict[str, ChannelDelivery] | None, moment: str = BEFORE_DISPATCH) -> dict:
+    return {
+        "read_at": utc_iso(datetime.now(UTC)),
+        "moment": moment,
+        "note": _DELIVERY_NOTES[moment],
+        "owed": sum(d.owed for d in (delivery or {}).values()),
+        "channels": [d.to_json() for d in (delivery or {}).values()],
+    }
 
 
 def write_reports(scorecard: dict, reports_dir: Path) -> None:
@@ -121,6 +165,7 @@ def score_results(
     since: dict[tuple[str, str], datetime] | None = None,
     publications: list[dict] | None = None,
     conditions: list[Condition] | None = None,
+    delivery: dict[str, ChannelDelivery] | None = None,
 ) -> dict:
     """The scorecard of the latest result rows of each entity (pure: no I/O)."""
     since = since or {}
@@ -164,6 +209,7 @@ def score_results(
         "entities": entities,
         "trend": trend(history or []),
         "alerts": [_alert(c) for c in conditions or [] if c.firing],
+        "alert_delivery": alert_delivery(delivery),
     }
 
 
@@ -345,8 +391,14 @@ def format_summary(scorecard: dict) -> str:
         f"Data quality scorecard - as of {scorecard['as_of']}",
         *table,
         "; ".join(failing),
-        f"alerts: {len(scorecard['alerts'])} firing; bands: G >= 95, Y 90-95, R < 90; '-' = no checks",
+        f"alerts: {len(scorecard['alerts'])} firing{_owed(scorecard)}; bands: G >= 95, Y 90-95, R < 90; "
+        "'-' = no checks",
     ])
+
+
+def _owed(scorecard: dict) -> str:
+    owed = [c for c in scorecard.get("alert_delivery", {}).get("channels", []) if c["owed"]]
+    return "".join(f", {c['owed']} owed to {c['channel']}" for c in owed)
 
 
 def _cell(entry: dict | None) -> str:

@@ -9,7 +9,7 @@ what changed and delivers it to the configured channels.
 
 import dagster as dg
 
-from expectations.alerts import Condition, dispatch, load_freshness_condition
+from expectations.alerts import Condition, Dispatch, dispatch, load_freshness_condition
 from expectations.suites import SUITES
 from orchestration.freshness import window_of
 from orchestration.resources import AlertsResource
@@ -54,9 +54,11 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness
     return list(conditions.values())
 
 
-def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource, load_freshness: bool = True):
-    """Announce what changed. `load_freshness=False` leaves out Dagster's freshness states,
-    which only the freshness daemon of `dagster dev` keeps current."""
+def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource,
+                    load_freshness: bool = True) -> Dispatch:
+    """Announce what changed and deliver what is owed from earlier dispatches.
+    `load_freshness=False` leaves out Dagster's freshness states, which only the freshness
+    daemon of `dagster dev` keeps current."""
     return dispatch(collect_conditions(instance, asset_graph, load_freshness), alerts.store(), alerts.channels())
 
 
@@ -70,7 +72,10 @@ def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsRes
 )
 def quality_alerts_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
     graph = context.repository_def.asset_graph
-    sent = dispatch_alerts(context.instance, graph, alerts)
-    for alert in sent:
+    done = dispatch_alerts(context.instance, graph, alerts)
+    for alert in done.raised:
         context.log.info(f"{alert.status}: {alert.dataset}: {alert.what}")
-    return dg.SkipReason(f"{len(sent)} alert(s) sent" if sent else "no change in any quality condition")
+    if done.owed:
+        context.log.warning(f"Alerts owed: {done.describe()}")
+    worked = done.raised or done.owed or any(d.delivered or d.set_aside for d in done.delivery.values())
+    return dg.SkipReason(f"alerts: {done.describe()}" if worked else "no change in any quality condition")

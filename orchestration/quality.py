@@ -20,7 +20,8 @@ from dagster_dbt import get_asset_key_for_model
 
 from expectations.suite import Suite
 from expectations.suites import SUITES
-from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource, waiting_for_the_warehouse
+from orchestration.resources import (WAREHOUSE_POOL, AlertsResource, QualityResource, WarehouseResource,
+                                     waiting_for_the_warehouse)
 from orchestration.transformation import dbt_models
 
 _RELATION = re.compile(r"\b(marts|staging)\.([a-z_0-9]+)")
@@ -160,17 +161,21 @@ publish_assets = [_publish(suite) for suite in SUITES.values()]
                 "over past runs, failing checks with samples, publication status and alerts "
                 "(scorecard.html, .json, .md).",
 )
-def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+              alerts: AlertsResource) -> dg.MaterializeResult:
     from expectations.scorecard import build_scorecard
 
     reports = Path(warehouse.reports_dir)
+    # This run's alerts are dispatched after the scorecard: it shows what earlier ones left owed.
+    delivery = alerts.store().delivery(c.name for c in alerts.channels())
     with waiting_for_the_warehouse(context):
-        card = build_scorecard(warehouse.file, reports)
+        card = build_scorecard(warehouse.file, reports, delivery)
     metadata: dict[str, object] = {
         "html": dg.MetadataValue.path(str(reports / "scorecard.html")),
         "markdown": dg.MetadataValue.path(str(reports / "scorecard.md")),
         "overall_score": dg.MetadataValue.float(float(card["overall"]["score"])),
         "alerts_firing": len(card["alerts"]),
+        "alert_deliveries_owed": card["alert_delivery"]["owed"],
     }
     for entity, body in card["entities"].items():
         metadata[f"{entity}/overall"] = dg.MetadataValue.float(float(body["overall"]["score"]))

@@ -90,14 +90,17 @@ class AlertsResource(dg.ConfigurableResource):
     webhook_url: str | None = None
     slack_webhook_url: str | None = None
     max_attempts: int = 4
-    timeout_seconds: float = 5.0  # per attempt: a dispatch waits at most ~25 s for a channel that is down
+    timeout_seconds: float = 5.0  # per attempt
     backoff_seconds: float = 0.5
+    # A channel that is down delays a dispatch by at most this (attempts and waits together);
+    # its deliveries stay owed for the next dispatch.
+    max_wait_seconds: float = 10.0
 
     def channels(self) -> list:
         from expectations.channels import JsonlLog, Slack, Webhook
 
         http = {"timeout_seconds": self.timeout_seconds, "max_attempts": self.max_attempts,
-                "backoff_seconds": self.backoff_seconds}
+                "backoff_seconds": self.backoff_seconds, "max_wait_seconds": self.max_wait_seconds}
         channels: list = [JsonlLog(Path(self.log_path))]
         if self.webhook_url:
             channels.append(Webhook(self.webhook_url, **http))
@@ -136,4 +139,7 @@ def alerts_from_env() -> AlertsResource:
         log_path=env.get("SPINE_ALERT_LOG") or str(settings().data_dir / "alerts" / "alerts.jsonl"),
         webhook_url=env.get("SPINE_ALERT_WEBHOOK_URL") or None,
         slack_webhook_url=env.get("SPINE_ALERT_SLACK_WEBHOOK_URL") or None,
+        max_attempts=int(env.get("SPINE_ALERT_MAX_ATTEMPTS") or 4),
+        timeout_seconds=float(env.get("SPINE_ALERT_TIMEOUT_SECONDS") or 5.0),
+        max_wait_seconds=float(env.get("SPINE_ALERT_MAX_WAIT_SECONDS") or 10.0),
     )
