@@ -10,6 +10,7 @@ import duckdb
 from connectors.pipelines import DATASETS
 from connectors.quarantine import TABLE as QUARANTINE
 from data_spine.config import settings
+from orchestration.errors import first_line_of
 
 # dbt assets are keyed `<layer>/<model>` (orchestration/transformation.py).
 DBT_LAYERS = ("seeds", "staging", "intermediate", "marts")
@@ -49,7 +50,7 @@ def print_summary(result, alerts, elapsed: float) -> None:
     click.echo(f"\nspine_job {status} in {elapsed:.0f}s (Dagster run {result.run_id})")
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
-        message = error.message.strip() if error else "no error recorded"
+        message = first_line_of(error) if error else "no error recorded"
         click.echo(click.style(f"  step {event.step_key} failed: ", fg="red") + message)
 
     if cfg.warehouse.exists():
@@ -93,7 +94,7 @@ def print_summary(result, alerts, elapsed: float) -> None:
         click.echo(click.style("\nNot published (serving keeps the last good version):", fg="red", bold=True))
         for event in held:
             error = event.step_failure_data.error
-            click.echo(click.style(f"  {error.message.strip() if error else event.step_key}", fg="red"))
+            click.echo(click.style(f"  {first_line_of(error) if error else event.step_key}", fg="red"))
 
     print_alerts(alerts)
 

@@ -62,7 +62,8 @@ class Decision:
             f"{self.serving_published_at:%Y-%m-%d %H:%M} UTC"
             if self.serving_run_id else "serving holds no version of it yet"
         )
-        return f"{self.entity}: audit FAILED, not published: {self.reason}; {kept}."
+        verdict = "audit FAILED, not published" if self.blocking_failures else "not published"
+        return f"{self.entity}: {verdict}: {self.reason}; {kept}."
 
 
 class NotAudited(LookupError):
@@ -74,11 +75,7 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
     re-execution continues) passed every blocking check and still matches the marts; otherwise
     hold them back. Either way the decision is recorded and returned."""
     with duckdb.connect(str(warehouse)) as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVING_SCHEMA}")
-        con.execute(PUBLICATIONS_DDL)
-        for column in ("audit_run_id", "reason"):  # a warehouse made by an older release
-            con.execute(f"ALTER TABLE {PUBLICATIONS_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+        _prepare(con)
         audit_run, audited = _latest_audit(con, suite.entity, (run_id, *audit_runs))
         failures = _blocking_failures(con, suite.entity, audit_run)
         current = fingerprints(con, suite.publishes)
@@ -114,6 +111,30 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
         suite.entity, run_id, "held" if reason else "published", counts, failures,
         serving_run_id, now if reason is None else (previous[1] if previous else None), reason,
     )
+
+
+def hold_unbuilt(con: duckdb.DuckDBPyConnection, suite: Suite, run_id: str, reason: str) -> Decision:
+    """Record that the entity is held back without an audit: a model it is built from failed
+    (or was skipped after a failure) in this run, so its marts are not this run's. Serving is
+    untouched; the decision says why, for the scorecard and the run's output."""
+    _prepare(con)
+    previous = current_version(con, suite.entity)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    con.execute(
+        f"INSERT INTO {PUBLICATIONS_TABLE} (entity, run_id, decided_at, status, row_counts, blocking_failures, "
+        "serving_run_id, audit_run_id, reason) VALUES (?, ?, ?, 'held', '{}', '[]', ?, NULL, ?)",
+        [suite.entity, run_id, now, previous[0] if previous else None, reason],
+    )
+    return Decision(suite.entity, run_id, "held", {}, [], previous[0] if previous else None,
+                    previous[1] if previous else None, reason)
+
+
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVING_SCHEMA}")
+    con.execute(PUBLICATIONS_DDL)
+    for column in ("audit_run_id", "reason"):  # a warehouse made by an older release
+        con.execute(f"ALTER TABLE {PUBLICATIONS_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 
 def current_version(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, datetime] | None:

@@ -16,8 +16,12 @@ read suites to build their graph and summaries.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+# A dbt model named in a batch's SQL (`marts.customers`, `staging.stg_zendesk__tickets`).
+_MODEL_IN_SQL = re.compile(r"\b(?:marts|staging)\.([a-z_0-9]+)")
 
 DIMENSIONS = ("completeness", "accuracy", "consistency", "timeliness", "validity", "uniqueness")
 SEVERITIES = ("blocking", "warning")
@@ -127,6 +131,12 @@ class Suite:
     @property
     def checks(self) -> tuple[Check, ...]:
         return tuple(c for b in self.batches for c in b.checks)
+
+    @property
+    def models_read(self) -> tuple[str, ...]:
+        """The dbt models the entity is audited and published from: its marts and the source
+        models its checks read. When one of them is not rebuilt, the entity is held back."""
+        return tuple(sorted({m for b in self.batches for m in _MODEL_IN_SQL.findall(b.sql)} | set(self.publishes)))
 
     @property
     def dimensions(self) -> tuple[str, ...]:

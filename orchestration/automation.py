@@ -1,4 +1,4 @@
-"""Jobs, the daily schedule and the landing-folder sensor."""
+"""Jobs, the executor they run on, the daily schedule and the sensors that start runs."""
 
 from pathlib import Path
 
@@ -6,6 +6,14 @@ import dagster as dg
 
 from connectors.usage_events import PATTERN
 from data_spine.config import settings
+
+# One process runs a run's steps one after another (the DuckDB warehouse takes one writer at
+# a time anyway), and a step runs once its own inputs are there even when another step of the
+# run failed: a dbt model that fails holds back only the entities built from it, while the
+# others are audited and published.
+executor = dg.in_process_executor.configured(
+    {"step_dependency_config": {"require_upstream_step_success": False}}, name="spine_executor"
+)
 
 spine_job = dg.define_asset_job(
     name="spine_job",
@@ -17,6 +25,12 @@ usage_ingestion_job = dg.define_asset_job(
     name="usage_ingestion_job",
     selection=dg.AssetSelection.groups("ingestion") & dg.AssetSelection.key_prefixes(["usage_events"]),
     description="Load newly landed usage-event files.",
+)
+
+scorecard_job = dg.define_asset_job(
+    name="scorecard_job",
+    selection=dg.AssetSelection.assets("scorecard"),
+    description="Write the data-quality scorecard from what the warehouse holds now.",
 )
 
 daily_schedule = dg.ScheduleDefinition(
@@ -50,3 +64,25 @@ def usage_files_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"no new files in {folder} ({count} present)")
     context.update_cursor(str(newest))
     return dg.RunRequest(run_key=f"usage-files-{newest}", tags={"trigger": "landing_folder"})
+
+
+def scorecard_missing(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a finished run of `spine_job` left the scorecard unwritten: a failure upstream of
+    every audit (a dbt model) stops the step that writes it."""
+    latest = instance.get_latest_materialization_event(dg.AssetKey("scorecard"))
+    return latest is None or latest.run_id != run_id
+
+
+@dg.run_failure_sensor(
+    name="scorecard_after_failure_sensor",
+    monitored_jobs=[spine_job],
+    request_job=scorecard_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Writes the scorecard after a run of spine_job that failed before writing it, so the report "
+                "always shows what was held back and why.",
+)
+def scorecard_after_failure_sensor(context: dg.RunFailureSensorContext):
+    run = context.dagster_run
+    if scorecard_missing(context.instance, run.run_id):
+        return dg.RunRequest(run_key=f"scorecard-after-{run.run_id}", tags={"spine/after_run": run.run_id})
+    return dg.SkipReason(f"run {run.run_id} wrote its scorecard")

@@ -11,7 +11,16 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from orchestration.alerting import quality_alerts_sensor
-from orchestration.automation import daily_schedule, spine_job, usage_files_sensor, usage_ingestion_job
+from orchestration.automation import (
+    daily_schedule,
+    executor,
+    scorecard_after_failure_sensor,
+    scorecard_job,
+    spine_job,
+    usage_files_sensor,
+    usage_ingestion_job,
+)
+from orchestration.console import concise_console_logger
 from orchestration.ingestion import ingestion_assets
 from orchestration.monitors import source_monitors
 from orchestration.quality import audit_assets, publish_assets, scorecard
@@ -21,9 +30,11 @@ from orchestration.transformation import dbt_cli, dbt_docs, dbt_models
 defs = dg.Definitions(
     assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard],
     asset_checks=source_monitors,
-    jobs=[spine_job, usage_ingestion_job],
+    jobs=[spine_job, usage_ingestion_job, scorecard_job],
     schedules=[daily_schedule],
-    sensors=[usage_files_sensor, quality_alerts_sensor],
+    sensors=[usage_files_sensor, quality_alerts_sensor, scorecard_after_failure_sensor],
+    executor=executor,
+    loggers={"console": concise_console_logger},
     resources={
         "dlt": DagsterDltResource(),
         "dbt": dbt_cli(),
@@ -32,3 +43,13 @@ defs = dg.Definitions(
         "alerts": alerts_from_env(),
     },
 )
+
+
+def spine_job_definition() -> dg.JobDefinition:
+    """`spine_job` as a reconstructable target, for running it in this process with its own
+    executor (`dg.execute_job(dg.reconstructable(spine_job_definition), ...)`)."""
+    return defs.resolve_job_def("spine_job")
+
+
+def scorecard_job_definition() -> dg.JobDefinition:
+    return defs.resolve_job_def("scorecard_job")

@@ -10,7 +10,6 @@ into `serving` only if the audit passed every blocking check, and otherwise fail
 loudly while consumers keep the last good version.
 """
 
-import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,17 +23,12 @@ from orchestration.resources import (WAREHOUSE_POOL, AlertsResource, QualityReso
                                      waiting_for_the_warehouse)
 from orchestration.transformation import dbt_models
 
-_RELATION = re.compile(r"\b(marts|staging)\.([a-z_0-9]+)")
-
-
 def audit_key(suite: Suite) -> dg.AssetKey:
     return dg.AssetKey(["audit", suite.entity])
 
 
 def _models_read(suite: Suite) -> list[dg.AssetKey]:
-    """The dbt models the suite's SQL reads (its marts, and source models it checks)."""
-    names = sorted({name for b in suite.batches for _, name in _RELATION.findall(b.sql)} | set(suite.publishes))
-    return [get_asset_key_for_model([dbt_models], name) for name in names]
+    return [get_asset_key_for_model([dbt_models], name) for name in suite.models_read]
 
 
 def _audit(suite: Suite) -> dg.AssetsDefinition:

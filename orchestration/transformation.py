@@ -4,20 +4,26 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
-from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from data_spine.config import PROJECT_ROOT, settings
+from orchestration.errors import first_line
 from orchestration.freshness import mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
 
 # dbt's profile reads the warehouse location from SPINE_WAREHOUSE; hand it the same absolute
 # path the other layers use (a relative one would resolve against dbt's working directory).
 os.environ["SPINE_WAREHOUSE"] = str(settings().warehouse)
+# A subset (a mart with its upstreams, picked in the UI) runs the tests of the models it builds,
+# not those that also read a model it leaves out (a relationships test from an unselected
+# model), which would fail on a table not built yet. A full build selects every test either way.
+os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
@@ -86,12 +92,84 @@ def dbt_vars(warehouse: WarehouseResource) -> list[str]:
     pool=WAREHOUSE_POOL,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    try:
-        yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
-    except DagsterDbtCliRuntimeError as exc:
-        if WAREHOUSE_LOCKED in str(exc):
-            raise retry_when_locked(context) from exc
-        raise
+    invocation = dbt.cli(["build", *dbt_vars(warehouse)], context=context, raise_on_error=False)
+    yield from invocation.stream()
+    if invocation.is_successful():
+        return
+    error = invocation.get_error()
+    if WAREHOUSE_LOCKED in str(error):
+        raise retry_when_locked(context) from error
+    failed = build_failures(invocation.get_artifact("run_results.json"))
+    if not failed:  # dbt itself failed (a compilation error, a crash): nothing was built
+        raise error
+    # What was built is yielded above, so the entities that do not depend on the failed
+    # models go on to their audit and publication (the job runs steps whose own inputs were
+    # produced: `require_upstream_step_success: False`); the others keep their last version.
+    held = hold_entities(warehouse, context.run.run_id, failed)
+    raise dg.Failure(
+        description=failed.describe() + (f"; held back: {', '.join(held)} (serving keeps their last good version)"
+                                         if held else ""),
+        metadata={"failed_nodes": dg.MetadataValue.json(failed.errors), "skipped_models": len(failed.skipped),
+                  "held_entities": ", ".join(held) or "none"},
+        allow_retries=False,
+    )
+
+
+@dataclass(frozen=True)
+class BuildFailures:
+    """The nodes a `dbt build` could not build or whose error-severity tests failed, with
+    the first line of each error, and the models dbt skipped because of them."""
+
+    errors: dict[str, str]
+    skipped: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    @property
+    def unbuilt(self) -> frozenset[str]:
+        """Model names whose table is not this run's."""
+        return frozenset(name for name in (*self.errors, *self.skipped) if not name.startswith("test "))
+
+    def describe(self) -> str:
+        return "; ".join(f"dbt {'test' if node.startswith('test ') else 'model'} "
+                         f"{node.removeprefix('test ')} failed: {message}" for node, message in self.errors.items())
+
+
+def build_failures(run_results: Mapping[str, Any]) -> BuildFailures:
+    errors: dict[str, str] = {}
+    skipped: set[str] = set()
+    for result in run_results.get("results", []):
+        # `model.<project>.<name>`, `test.<project>.<name>.<hash>`, `unit_test.<project>.<model>.<name>`
+        parts = result["unique_id"].split(".")
+        node_type, name = parts[0], parts[-1] if parts[0] == "unit_test" else parts[2]
+        status = result.get("status")
+        if status in ("error", "fail") and node_type in ("model", "seed", "snapshot", "test", "unit_test"):
+            label = name if node_type in ("model", "seed", "snapshot") else f"test {name}"
+            errors[label] = first_line(result.get("message") or status)
+        elif status == "skipped" and node_type in ("model", "seed", "snapshot"):
+            skipped.add(name)
+    return BuildFailures(errors, frozenset(skipped))
+
+
+def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailures) -> list[str]:
+    """Hold back (record as held, without an audit) every entity built from a model that is
+    not this run's; returns their names."""
+    from expectations.publish import hold_unbuilt
+    from expectations.suites import SUITES
+
+    held = []
+    with duckdb.connect(str(warehouse.file)) as con:
+        for suite in SUITES.values():
+            missing = sorted(failed.unbuilt & set(suite.models_read))
+            if missing:
+                cause = "; ".join(f"{m}: {failed.errors[m]}" for m in missing if m in failed.errors)
+                reason = (f"not rebuilt in this run: {', '.join(missing)} "
+                          f"{'failed' if cause else 'skipped after an upstream failure'}"
+                          + (f" ({cause})" if cause else f" ({failed.describe()})"))
+                hold_unbuilt(con, suite, run_id, reason)
+                held.append(suite.entity)
+    return held
 
 
 def _marts(manifest: Path) -> tuple[str, ...]:

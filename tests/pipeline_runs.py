@@ -107,8 +107,9 @@ def spine_env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def spine_run(root: Path, log: Path, *args: str, variant: str = "default", defects: str = "none",
-              env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `spine run` at `tiny` in `root`, its output (stdout and stderr) going to `log`.
+              env: dict[str, str] | None = None, code: Path = PROJECT_ROOT) -> subprocess.Popen:
+    """Start `spine run` at `tiny` in `root`, its output (stdout and stderr) going to `log`;
+    `code` is the project's checkout to run (a changed copy of it, say).
 
     Output goes to a file, not a pipe: a run whose pipe nobody reads yet (its sibling is
     still being waited for) would block on a full pipe buffer."""
@@ -116,7 +117,8 @@ def spine_run(root: Path, log: Path, *args: str, variant: str = "default", defec
         return subprocess.Popen(
             [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
              "--defects", defects, "--variant", variant, "--no-docs", *args],
-            cwd=PROJECT_ROOT, env=env or spine_env(root), stdout=out, stderr=subprocess.STDOUT, text=True,
+            cwd=code, env={**(env or spine_env(root)), "PYTHONPATH": str(code)}, stdout=out,
+            stderr=subprocess.STDOUT, text=True,
         )
 
 

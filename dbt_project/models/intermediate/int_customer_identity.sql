@@ -8,6 +8,7 @@ with crosswalk as (
 
 companies as (
     select company_id, created_at from {{ ref('stg_hubspot__companies') }}
+    where not is_archived
 ),
 
 ranked as (

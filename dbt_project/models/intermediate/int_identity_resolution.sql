@@ -11,6 +11,7 @@ with companies as (
         {{ normalized_domain('domain') }} as domain_key,
         {{ normalized_company_name('company_name') }} as name_key
     from {{ ref('stg_hubspot__companies') }}
+    where not is_archived
 ),
 
 free_domains as (
@@ -48,6 +49,7 @@ crm_links as (
 stripe_customers as (
     select stripe_customer_id, hubspot_company_id, email
     from {{ ref('stg_stripe__customers') }}
+    where not is_deleted
 ),
 
 stripe_candidates as (
@@ -76,6 +78,7 @@ stripe_candidates as (
 organizations as (
     select organization_id, hubspot_company_id, organization_name
     from {{ ref('stg_zendesk__organizations') }}
+    where not is_deleted
 ),
 
 zendesk_candidates as (

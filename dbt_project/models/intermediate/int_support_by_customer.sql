@@ -35,6 +35,7 @@ organizations as (
     from {{ ref('stg_zendesk__organizations') }} as organizations
     inner join crosswalk
         on organizations.organization_id = crosswalk.organization_id
+    where not organizations.is_deleted
     group by crosswalk.customer_id
 ),
 

@@ -8,6 +8,7 @@ with crm_contacts as (
 
 billing_contacts as (
     select * from {{ ref('stg_stripe__customers') }}
+    where not is_deleted
 ),
 
 crosswalk as (

@@ -16,14 +16,17 @@ crosswalk as (
 
 companies as (
     select * from {{ ref('stg_hubspot__companies') }}
+    where not is_archived
 ),
 
 stripe_customers as (
     select * from {{ ref('stg_stripe__customers') }}
+    where not is_deleted
 ),
 
 organizations as (
     select * from {{ ref('stg_zendesk__organizations') }}
+    where not is_deleted
 ),
 
 billing as (

@@ -11,10 +11,10 @@ select
     lower({{ custom_field('custom_properties', 'crm_custom_fields', 'customer_status') }}) as crm_status,
     {{ custom_field('custom_properties', 'crm_custom_fields', 'stripe_customer_id') }} as stripe_customer_id,
     {{ custom_field('custom_properties', 'crm_custom_fields', 'product_workspace_id') }} as workspace_id,
-    archived as is_archived,
+    -- Archived in HubSpot (its delete). Kept, flagged: contacts, deals and the other systems
+    -- still point at it (see "Deletes" in docs.md).
+    coalesce(archived, false) as is_archived,
     -- The property and the object timestamp normally agree; the property is what users edit.
     {{ to_utc_timestamp('coalesce(createdate, created_at)') }} as created_at,
     {{ to_utc_timestamp('greatest(updated_at, hs_lastmodifieddate)') }} as updated_at
 from {{ source('hubspot', 'companies') }}
--- Archived in HubSpot (its delete): the raw row keeps the history.
-where not coalesce(archived, false)

@@ -7,7 +7,8 @@ select
     {{ clean_enum('email') }} as email,
     {{ clean_enum('currency') }} as currency,
     livemode as is_livemode,
-    {{ unix_to_timestamp('created') }} as created_at
+    {{ unix_to_timestamp('created') }} as created_at,
+    -- Deleted in Stripe (a `*.deleted` event). Kept, flagged: its invoices, charges and
+    -- subscriptions still point at it (see "Deletes" in docs.md).
+    coalesce(deleted, false) as is_deleted
 from {{ source('stripe', 'customers') }}
--- Deleted in Stripe (a `*.deleted` event): the raw row keeps the history.
-where not coalesce(deleted, false)

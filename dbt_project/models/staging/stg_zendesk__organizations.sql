@@ -5,6 +5,8 @@ select
     {{ clean_string('external_id') }} as hubspot_company_id,
     {{ clean_string('name') }} as organization_name,
     {{ to_utc_timestamp('created_at') }} as created_at,
-    {{ to_utc_timestamp('updated_at') }} as updated_at
+    {{ to_utc_timestamp('updated_at') }} as updated_at,
+    -- Deleted in Zendesk. Kept, flagged: tickets, users and ratings still point at it (see
+    -- "Deletes" in docs.md).
+    deleted_at is not null as is_deleted
 from {{ source('zendesk', 'organizations') }}
-where deleted_at is null
