@@ -20,6 +20,7 @@ import requests
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential
 
 from expectations.alerts import Alert
+from expectations.escaping import slack_text
 
 
 class DeliveryError(RuntimeError):
@@ -93,7 +94,8 @@ class Webhook(_HttpChannel):
 
 @dataclass
 class Slack(_HttpChannel):
-    """A Slack incoming webhook: the message as text, with a colour bar by severity."""
+    """A Slack incoming webhook: the message as text, with a colour bar by severity. Slack reads
+    the text as mrkdwn, so what it quotes is escaped."""
 
     name: str = "slack"
 
@@ -101,10 +103,10 @@ class Slack(_HttpChannel):
         icon = ":white_check_mark:" if alert.status == "resolved" else ":rotating_light:"
         title = alert.text().splitlines()[0]
         return {
-            "text": f"{icon} {title}: {alert.dataset} - {alert.what}",
+            "text": f"{icon} {slack_text(title)}: {slack_text(alert.dataset)} - {slack_text(alert.what)}",
             "attachments": [{
                 "color": _COLOURS.get(alert.severity, "#999999"),
-                "text": "\n".join(alert.text().splitlines()[1:]),
+                "text": slack_text("\n".join(alert.text().splitlines()[1:])),
                 # A delivery owed for a while arrives late: say when it was raised, and which
                 # alert of the log it is.
                 "footer": f"data-spine alert {alert.id}, raised {alert.sent_at}",

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from expectations.escaping import sample_text
 from expectations.gx_engine import DuckDBSettings, Outcome, evaluate
 from expectations.suite import Batch, Check
 from expectations.suites import SUITES, get_suite
@@ -261,14 +262,19 @@ def _sample(values: list[Any], pii_columns: frozenset[str], value_is_pii: bool) 
     for value in values:
         value = _plain(value)
         if isinstance(value, dict):
-            value = {k: mask(v) if k in pii_columns else v for k, v in value.items()}
-        elif value_is_pii:
-            value = mask(value)
+            value = {k: _shown(mask(v) if k in pii_columns else v) for k, v in value.items()}
+        else:
+            value = _shown(mask(value) if value_is_pii else value)
         if value not in seen:
             seen.append(value)
         if len(seen) == SAMPLE_SIZE:
             break
     return seen
+
+
+def _shown(value: Any) -> Any:
+    # Samples go into every report and alert: a 1 MB name or a NUL byte must not.
+    return sample_text(value) if isinstance(value, str) else value
 
 
 def mask(value: Any) -> Any:

@@ -31,6 +31,7 @@ import duckdb
 
 from expectations.alerts import (ChannelDelivery, Condition, audit_conditions, drift_condition, utc_iso,
                                  volume_condition)
+from expectations.escaping import CONTROL, markdown_text
 from expectations.monitors import current_drifts, latest_volumes
 from expectations.publish import PUBLICATIONS_TABLE
 from expectations.runner import RESULTS_TABLE, failing_since
@@ -339,11 +340,23 @@ def trend_svg(scorecard: dict) -> str:
     return svg[svg.index("<svg"):]
 
 
-def _environment() -> Any:
+def _environment(markdown: bool = False) -> Any:
+    """The templates' Jinja environment. HTML is autoescaped. Markdown has no autoescape in Jinja,
+    so every printed value goes through `markdown_text` (the `finalize` hook), except what the
+    template marks as Markdown of its own (`verbatim`) or as a code span (`code`)."""
     import jinja2
+    import markupsafe
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["j2"]),
-                             trim_blocks=True, lstrip_blocks=True)
+    if markdown:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False, trim_blocks=True, lstrip_blocks=True,
+            finalize=lambda v: v if isinstance(v, markupsafe.Markup) else markdown_text("" if v is None else v))
+        env.filters["verbatim"] = markupsafe.Markup
+        # Inside backticks nothing is interpreted; only a backtick or a line break could end it.
+        env.filters["code"] = lambda v: markupsafe.Markup(CONTROL.sub(" ", str(v)).replace("`", "'"))
+    else:
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                 trim_blocks=True, lstrip_blocks=True)
     env.filters["human"] = lambda v: datetime.fromisoformat(v.rstrip("Z")).strftime("%Y-%m-%d %H:%M UTC") if v else ""
     env.filters["record"] = lambda v: (", ".join(f"{k}={_short(x)}" for k, x in v.items())
                                        if isinstance(v, dict) else _short(v))
@@ -364,8 +377,7 @@ def render_html(scorecard: dict) -> str:
 
 
 def render_markdown(scorecard: dict) -> str:
-    env = _environment()
-    env.autoescape = False
+    env = _environment(markdown=True)
     return env.get_template("scorecard.md.j2").render(sc=scorecard, dimensions=DIMENSIONS, shown=FAILING_SHOWN)
 
 

@@ -1,11 +1,12 @@
 """Render a local HTML page in a real headless browser and report what it shows.
 
-    python tests/headless_browser.py page.html shot.png
+    python tests/headless_browser.py page.html shot.png [probe]
 
 The browser is Chromium, as Qt WebEngine embeds it (PySide6-WebEngine, installed from PyPI
 with the dev dependencies), on Qt's offscreen platform, so no display is needed. Prints a JSON
 object: the page title, facts read from the rendered DOM by JavaScript, the size of the
-full-page screenshot saved as PNG and how many of its pixels have each scorecard band colour.
+full-page screenshot saved as PNG and how many of its pixels have each scorecard band colour;
+with a `probe` (a JavaScript expression returning JSON text), also what it returned, as `probe`.
 Run as its own process: Qt wants the main thread and exits with the page.
 """
 
@@ -55,7 +56,7 @@ def _wait(ms: int) -> None:
     loop.exec()
 
 
-def render(html_path: str, png_path: str) -> dict:
+def render(html_path: str, png_path: str, probe: str | None = None) -> dict:
     app = QApplication.instance() or QApplication([sys.argv[0]])  # noqa: F841 - must outlive the view
     view = QWebEngineView()
     view.resize(WIDTH, 600)
@@ -108,6 +109,8 @@ def render(html_path: str, png_path: str) -> dict:
                     counts[band] += 1
     facts = {"title": js("document.title"), **json.loads(js(FACTS)),
              "screenshot": {"width": image.width(), "height": image.height()}, "band_pixels": counts}
+    if probe:
+        facts["probe"] = json.loads(js(probe))
     view.close()
     view.deleteLater()
     _wait(0)
@@ -115,4 +118,4 @@ def render(html_path: str, png_path: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(render(sys.argv[1], sys.argv[2])))
+    print(json.dumps(render(*sys.argv[1:4])))

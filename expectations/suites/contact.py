@@ -2,7 +2,13 @@
 
 from expectations.freshness import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, SALES_CS, Batch, Suite, check, where
-from expectations.suites.common import EMAIL_REGEX, hours_after_as_of
+from expectations.suites.common import (
+    EMAIL_REGEX,
+    NAME_MAX_LENGTH,
+    hours_after_as_of,
+    plain_text_check,
+    with_text_problems,
+)
 
 _CRM = where("contact_role", "crm_contact")
 _BILLING = where("contact_role", "billing")
@@ -18,7 +24,8 @@ CONTACTS = Batch(
             {hours_after_as_of('created_at')} as created_hours_after_as_of,
             case when customer_id is not null then exists (
                 select 1 from marts.customers as c where c.customer_id = k.customer_id
-            ) end as customer_known
+            ) end as customer_known,
+            {with_text_problems(dict.fromkeys(("full_name", "email", "job_title"), NAME_MAX_LENGTH))}
         from marts.contacts as k
     """,
     checks=(
@@ -62,6 +69,9 @@ CONTACTS = Batch(
               column="created_hours_after_as_of", max_value=0,
               causes=("a client or import with a wrong clock or date format",),
               action="Sales ops: correct the sampled contacts' create dates in the CRM."),
+        plain_text_check("contact_name_plain_text", SALES_CS, "full_name", "Contact and bill-to names"),
+        plain_text_check("contact_email_plain_text", SALES_CS, "email", "Contact and billing emails"),
+        plain_text_check("contact_job_title_plain_text", SALES_CS, "job_title", "Job titles"),
         check("contact_source_system_valid", "validity", "blocking", DATA_ENG,
               "expect_column_values_to_be_in_set", "Contacts come from hubspot or stripe",
               column="source_system", value_set=["hubspot", "stripe"]),

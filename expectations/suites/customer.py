@@ -3,13 +3,23 @@ companies it is built from."""
 
 from expectations.freshness import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, SALES_CS, SUPPORT, Batch, Suite, check, where
-from expectations.suites.common import CURRENCIES, EMAIL_REGEX, PLAN_TIERS
+from expectations.suites.common import (
+    CURRENCIES,
+    EMAIL_REGEX,
+    NAME_MAX_LENGTH,
+    PLAN_TIERS,
+    plain_text_check,
+    with_text_problems,
+)
+
+# What the CRM and billing let people type, and consumers display.
+_FREE_TEXT = ("company_name", "domain", "primary_contact_name", "primary_contact_email")
 
 CUSTOMERS = Batch(
     name="customers",
     key=("customer_id",),
     pii=frozenset({"primary_contact_email"}),
-    sql="""
+    sql=f"""
         select
             customer_id, hubspot_company_id, stripe_customer_id, company_name, domain, crm_status,
             -- A customer known to the CRM has its company record; one known only to billing,
@@ -29,7 +39,8 @@ CUSTOMERS = Batch(
             mrr - coalesce((
                 select m.mrr from marts.mrr_by_customer_month as m
                 where m.customer_id = c.customer_id and m.month = date_trunc('month', $as_of)
-            ), 0) as mrr_minus_monthly_mart
+            ), 0) as mrr_minus_monthly_mart,
+            {with_text_problems(dict.fromkeys(_FREE_TEXT, NAME_MAX_LENGTH))}
         from marts.customers as c
     """,
     checks=(
@@ -87,6 +98,14 @@ CUSTOMERS = Batch(
         check("primary_contact_email_valid", "validity", "warning", SALES_CS,
               "expect_column_values_to_match_regex", "Primary contact emails are well-formed",
               column="primary_contact_email", regex=EMAIL_REGEX),
+        plain_text_check("company_name_plain_text", SALES_CS, "company_name", "Company names",
+                         action="Sales ops: correct the sampled companies' names in the CRM."),
+        plain_text_check("domain_plain_text", SALES_CS, "domain", "Company web domains",
+                         action="Sales ops: correct the sampled companies' domains in the CRM."),
+        plain_text_check("primary_contact_name_plain_text", SALES_CS, "primary_contact_name",
+                         "Primary contact names"),
+        plain_text_check("primary_contact_email_plain_text", SALES_CS, "primary_contact_email",
+                         "Primary contact emails"),
         check("customer_id_unique", "uniqueness", "blocking", DATA_ENG,
               "expect_column_values_to_be_unique", "One row per customer", column="customer_id",
               causes=("identity resolution put one customer on two rows",

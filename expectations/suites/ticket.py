@@ -2,11 +2,12 @@
 
 from expectations.freshness import timeliness_batch
 from expectations.suite import DATA_ENG, SUPPORT, Batch, Suite, check
+from expectations.suites.common import SUBJECT_MAX_LENGTH, plain_text_check, with_text_problems
 
 TICKETS = Batch(
     name="ticket_metrics",
     key=("ticket_id",),
-    sql="""
+    sql=f"""
         select
             ticket_id, customer_id, organization_id, subject, status, priority, satisfaction_score,
             first_reply_minutes, full_resolution_minutes,
@@ -14,7 +15,8 @@ TICKETS = Batch(
             case when organization_id is not null then customer_id is not null end
                 as organization_known,
             case when status in ('solved', 'closed') then solved_at is not null end
-                as solved_ticket_has_solved_at
+                as solved_ticket_has_solved_at,
+            {with_text_problems({"subject": SUBJECT_MAX_LENGTH})}
         from marts.ticket_metrics
     """,
     checks=(
@@ -37,6 +39,10 @@ TICKETS = Batch(
         check("satisfaction_valid", "validity", "warning", SUPPORT,
               "expect_column_values_to_be_in_set", "A satisfaction rating is good or bad",
               column="satisfaction_score", value_set=["good", "bad"]),
+        plain_text_check("ticket_subject_plain_text", SUPPORT, "subject", "Ticket subjects",
+                         SUBJECT_MAX_LENGTH,
+                         action="Support ops: correct the sampled tickets' subjects; check the integration "
+                                "or email channel that created them."),
         check("first_reply_not_negative", "validity", "blocking", SUPPORT,
               "expect_column_values_to_be_between", "First reply times are never negative",
               column="first_reply_minutes", min_value=0),

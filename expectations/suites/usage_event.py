@@ -2,7 +2,13 @@
 
 from expectations.freshness import timeliness_batch
 from expectations.suite import DATA_ENG, PRODUCT, Batch, Suite, check
-from expectations.suites.common import EVENT_NAME_REGEX, hours_after_as_of
+from expectations.suites.common import (
+    EVENT_NAME_REGEX,
+    NAME_MAX_LENGTH,
+    hours_after_as_of,
+    plain_text_check,
+    with_text_problems,
+)
 
 # Events may arrive late (a client offline for a while); a day is the contract's limit.
 LATE_AFTER_HOURS = 24
@@ -19,7 +25,8 @@ EVENTS = Batch(
             case when event_type = 'track' then event_name end as track_event_name,
             case when event_type = 'track' then coalesce(event_name, '') <> '' end as track_named,
             {hours_after_as_of('occurred_at')} as occurred_hours_after_as_of,
-            (epoch(received_at) - epoch(occurred_at)) / 3600.0 as arrival_delay_hours
+            (epoch(received_at) - epoch(occurred_at)) / 3600.0 as arrival_delay_hours,
+            {with_text_problems({"event_name": NAME_MAX_LENGTH})}
         from marts.usage_events
     """,
     checks=(
@@ -57,6 +64,9 @@ EVENTS = Batch(
               causes=("a device whose clock runs ahead",),
               action="Product: have the collector stamp events with its own clock when the "
                      "client's is implausible."),
+        # Page and screen names are titles the client sends, shown as they come in reports.
+        plain_text_check("event_name_plain_text", PRODUCT, "event_name", "Event, page and screen names",
+                         action="Product: fix the sampled events' names in the client's tracking code."),
         check("event_type_valid", "validity", "warning", PRODUCT,
               "expect_column_values_to_be_in_set",
               "Event types are the collector's: track, page, screen, identify, group or alias",
