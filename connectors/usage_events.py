@@ -34,6 +34,16 @@ Formats    each line may come in any of three shapes, normalised into the column
            The line's format is named by the key its message id comes in (`message_id`,
            `messageId`, `event_id`, looked for in that order), and each column is read from
            that format's keys only (`Format`); an empty text counts as absent everywhere.
+Rejected   a file that cannot be read at all (not gzip, cut short or corrupt, not JSON lines:
+           none of its first `SAMPLE_LINES` lines is a JSON object, or not readable by the
+           pipeline) is set aside before anything is loaded: moved to the `rejected` folder
+           beside the landing folder (`rejected_dir`) with a sidecar `<file>.reason.txt` that
+           says why, so it never stops the files beside it. Each set-aside file is an alert
+           until it is gone from that folder (deleted, or fixed and put back in the landing
+           folder, where it loads like a new file); the next run then deletes its sidecar.
+           Every new file is decompressed to its end before the load, so a truncated one is
+           found here and not by the load; the collector must therefore drop files whole
+           (write elsewhere, then rename), since a file still being written looks truncated.
 Increment  a file is read once: the names of loaded files are kept in dlt's resource state,
            which is committed with the data, so a crash never skips or double-reads a file.
 Speed      DuckDB reads the files itself, inside the warehouse: the resource hands dlt a SQL
@@ -81,7 +91,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import shutil
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -177,6 +189,25 @@ class BadFile(ValueError):
     """A landing file that cannot be read at all."""
 
 
+REJECTED = "rejected"
+REASON_SUFFIX = ".reason.txt"
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A landing file set aside in the rejected folder, and why."""
+
+    name: str
+    reason: str
+    path: Path
+    set_aside_at: str  # ISO 8601, UTC
+
+
+def rejected_dir(landing_dir: str | Path) -> Path:
+    """Where unreadable landing files are set aside: `rejected/` beside the landing folder."""
+    return Path(landing_dir).parent / REJECTED
+
+
 @dataclass(frozen=True)
 class AccountEntity:
     """Where a Snowplow event names its account: `field` of the first entity under `key`."""
@@ -227,24 +258,96 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else _json_text(value)
 
 
-def sample_keys(paths: Iterable[Path], lines: int = SAMPLE_LINES) -> dict[str, str]:
-    """Top-level keys in the first `lines` lines of each file, with the type of their first value."""
+def file_keys(path: Path, lines: int = SAMPLE_LINES) -> dict[str, str]:
+    """The top-level keys of a file's first `lines` lines; raises `BadFile` with the reason
+    when the file cannot be read at all. The rest of the file is decompressed too (and
+    dropped), so a file cut short or corrupt anywhere is found here, not by the load."""
     keys: dict[str, str] = {}
+    try:
+        if path.stat().st_size == 0:
+            raise BadFile(f"{path.name}: cannot be read: empty file (0 bytes), not a gzip stream")
+        objects = seen = 0
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+            for line in islice(f, lines):
+                if not line.strip():
+                    continue
+                seen += 1
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the SQL flags it and `settle` quarantines it
+                if isinstance(record, dict):
+                    objects += 1
+                    for key, value in record.items():
+                        if value is not None and key not in keys:
+                            keys[key] = _json_type(value)
+            while f.buffer.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BadFile(f"{path.name}: cannot be read: {exc}") from exc
+    if seen and not objects:
+        raise BadFile(f"{path.name}: not JSON lines: none of its first {seen} line(s) is a JSON object")
+    return keys
+
+
+def set_aside(path: Path, reason: str, landing_dir: Path) -> RejectedFile:
+    """Move an unreadable landing file to the rejected folder, with a sidecar saying why.
+
+    A file of the same name set aside earlier is replaced: the newest delivery is the one to
+    look at."""
+    folder = rejected_dir(landing_dir)
+    at = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    target = folder / path.name
+    sidecar = folder / (path.name + REASON_SUFFIX)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        sidecar.write_text(f"file: {path.name}\nfrom: {path.parent}\nset aside at: {at}\nreason: {reason}\n")
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        shutil.move(str(path), str(target))
+    except OSError as exc:
+        raise OSError(f"usage_events: {path} {reason}, and it cannot be set aside in {folder} ({exc}); "
+                      "make both folders writable, or remove the file") from exc
+    return RejectedFile(path.name, reason, target, at)
+
+
+def _sidecars(landing_dir: str | Path) -> list[tuple[Path, Path, bool]]:
+    """(sidecar, set-aside file, whether that file is still there) for each sidecar."""
+    folder = rejected_dir(landing_dir)
+    found = []
+    for sidecar in sorted(folder.glob("*" + REASON_SUFFIX)) if folder.is_dir() else []:
+        path = folder / sidecar.name.removesuffix(REASON_SUFFIX)
+        found.append((sidecar, path, path.exists() or path.is_symlink()))
+    return found
+
+
+def rejected_files(landing_dir: str | Path) -> list[RejectedFile]:
+    """The files set aside and still in the rejected folder, with their reasons."""
+    found = []
+    for sidecar, path, present in _sidecars(landing_dir):
+        if present:
+            fields = dict(line.split(": ", 1) for line in sidecar.read_text().splitlines() if ": " in line)
+            found.append(RejectedFile(path.name, fields.get("reason", "unknown"), path, fields.get("set aside at", "")))
+    return found
+
+
+def screen(paths: list[Path], landing_dir: Path) -> tuple[list[Path], dict[str, str], list[RejectedFile]]:
+    """(the readable files, their sampled keys, the files set aside)."""
+    # The sidecar of a file that was deleted or taken back has nothing left to explain.
+    for sidecar, _, present in _sidecars(landing_dir):
+        if not present:
+            sidecar.unlink(missing_ok=True)
+    readable, keys, rejected = [], {}, []
     for path in paths:
         try:
-            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
-                for line in islice(f, lines):
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # the SQL flags it and `settle` quarantines it
-                    if isinstance(record, dict):
-                        for key, value in record.items():
-                            if value is not None and key not in keys:
-                                keys[key] = _json_type(value)
-        except (OSError, EOFError) as exc:
-            raise BadFile(f"{path.name}: cannot be read: {exc}") from exc
-    return keys
+            found = file_keys(path)
+        except BadFile as exc:
+            rejected.append(set_aside(path, str(exc).removeprefix(f"{path.name}: "), landing_dir))
+            continue
+        readable.append(path)
+        for key, data_type in found.items():
+            keys.setdefault(key, data_type)
+    return readable, keys, rejected
 
 
 def distinct_content(paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
@@ -785,7 +888,8 @@ def usage_events_source(landing_dir: str = dlt.config.value, recheck: tuple[str,
         if recheck:
             yield from _reread(folder, recheck, pipeline, entity)
             return
-        pending = pending_files(folder, set(state["loaded_files"]))
+        # Unreadable files are set aside first, so they never stop the others (see Rejected).
+        pending, sampled, _ = screen(pending_files(folder, set(state["loaded_files"])), folder)
         if not pending:
             # Staging reads every declared column: a warehouse that has never seen an event,
             # or holds the table from before a column was declared, gets them all.
@@ -794,7 +898,6 @@ def usage_events_source(landing_dir: str = dlt.config.value, recheck: tuple[str,
             return
         pending, resent = distinct_content(pending)
         schema = dlt.current.source_schema()
-        sampled = sample_keys(pending)
         columns, keys, new = _columns_and_keys(
             schema.tables.get(TABLE, {}).get("columns", {}), state.get("keys", {}), sampled, schema.naming
         )

@@ -33,7 +33,8 @@ from expectations.suite import DATA_ENG, Suite
 
 OK = "ok"
 SEVERITY = {"blocking_check": "critical", "data_freshness": "high", "load_freshness": "high",
-            "volume": "high", "schema_drift": "medium"}
+            "volume": "high", "schema_drift": "medium",
+            "rejected_file": "high"}
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,29 @@ def drift_condition(drift: Drift) -> Condition:
         action="Review the new columns in the raw table; model them in staging if they matter, or pin "
                "the source's API version. A type change lands in a `__v_<type>` column beside the old one.",
         details={"load_id": drift.load_id, "changes": [asdict(c) for c in drift.changes]},
+    )
+
+
+def rejected_file_condition(source: str, name: str, reason: str, set_aside_in: str, since: str | None = None,
+                            state: str = "fail") -> Condition:
+    """A landing file that could not be read at all and was set aside (`state` ok once it is gone
+    from the rejected folder: deleted, or fixed and put back)."""
+    return Condition(
+        key=f"rejected_file:{source}:{name}",
+        kind="rejected_file",
+        state=state,
+        dataset=f"source {source} (landing file {name})",
+        what="a landing file could not be read and was set aside; the other files loaded",
+        how_many=f"1 file, none of its events loaded: {reason}" if state != OK else "",
+        since=since if state != OK else None,
+        causes=("the collector wrote something that is not gzip-compressed JSON lines",
+                "the file was cut short: a transfer or a disk that failed, or a file dropped before it was "
+                "completely written", "the pipeline may not read the file (permissions)"),
+        owner=DATA_ENG,
+        action=f"Look at {set_aside_in} and its .reason.txt. Have the collector deliver the file again into the "
+               "landing folder (it loads like a new file), then delete the set-aside copy; deleting it also "
+               "resolves this alert.",
+        details={"file": name, "reason": reason, "set_aside_in": set_aside_in},
     )
 
 

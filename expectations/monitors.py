@@ -8,7 +8,9 @@
   see that.)
 - Schema drift: dlt stores a new schema version whenever a load brings a column, a table or
   a type it had not seen (a type change shows as a `<column>__v_<type>` variant column). The
-  latest load drifted when its schema differs from the load before it.
+  latest load drifted when its schema differs from the load before it. Tables every raw schema
+  may hold by design (the quarantine, `connectors.quarantine.EXPECTED_TABLES`) are neither
+  drift nor source data: their arrival and their columns are never reported, nor counted.
 
 Readings and changes are kept in the warehouse (`quality.table_volumes`,
 `quality.schema_changes`) so that the scorecard and the alerts tell the same story.
@@ -17,11 +19,14 @@ Readings and changes are kept in the warehouse (`quality.table_volumes`,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import fmean
 
 import duckdb
+
+from connectors.quarantine import EXPECTED_TABLES
 
 VOLUMES_TABLE = "quality.table_volumes"
 SCHEMA_CHANGES_TABLE = "quality.schema_changes"
@@ -100,13 +105,13 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def raw_tables(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
-    """The data tables of a raw schema: dlt's bookkeeping and the quarantine left out."""
+    """The data tables of a raw schema: dlt's bookkeeping and the expected tables left out."""
     rows = con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
-        "AND table_name <> 'quarantine' ORDER BY 1",
+        "ORDER BY 1",
         [dataset],
     ).fetchall()
-    return [r[0] for r in rows]
+    return [r[0] for r in rows if r[0] not in EXPECTED_TABLES]
 
 
 def measure_volumes(
@@ -115,13 +120,17 @@ def measure_volumes(
     dataset: str,
     run_id: str,
     policy: VolumePolicy = VolumePolicy(),
+    tables: Iterable[str] | None = None,
 ) -> list[VolumeReading]:
-    """Count every raw table of the source, judge each count against its recent readings,
-    and record the readings."""
+    """Count every raw table of the source (or only `tables` of them), judge each count
+    against its recent readings, and record the readings."""
     ensure_tables(con)
     now = datetime.now(UTC).replace(tzinfo=None)
     readings = []
+    wanted = None if tables is None else set(tables)
     for table in raw_tables(con, dataset):
+        if wanted is not None and table not in wanted:
+            continue
         name = f"{dataset}.{table}"
         rows = con.execute(f'SELECT count(*) FROM "{dataset}"."{table}"').fetchone()[0]
         history = [r[0] for r in con.execute(
@@ -140,9 +149,14 @@ def measure_volumes(
     return readings
 
 
-def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_id: str) -> Drift:
+def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_id: str,
+                 declared: Iterable[str] = ()) -> Drift:
     """What the schema of the source's latest load added to the schema of the load before it;
-    new changes are recorded once."""
+    new changes are recorded once.
+
+    `declared` names the tables the source loads by design (its resources' tables): the first
+    load of one of them (with its child tables) sets its baseline, as a source's first load
+    does, so materializing a source's assets one at a time is no drift."""
     ensure_tables(con)
     try:
         loads = con.execute(
@@ -160,7 +174,7 @@ def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_
     ).fetchall())
     if new_hash not in schemas or old_hash not in schemas:
         return Drift(source, latest)
-    changes = _compare(json.loads(schemas[old_hash]), json.loads(schemas[new_hash]))
+    changes = _compare(json.loads(schemas[old_hash]), json.loads(schemas[new_hash]), frozenset(declared))
     recorded = con.execute(
         f"SELECT count(*) FROM {SCHEMA_CHANGES_TABLE} WHERE source = ? AND load_id = ?", [source, latest]
     ).fetchone()[0]
@@ -174,16 +188,18 @@ def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_
     return Drift(source, latest, changes)
 
 
-def _compare(old: dict, new: dict) -> list[SchemaChange]:
+def _compare(old: dict, new: dict, declared: frozenset[str] = frozenset()) -> list[SchemaChange]:
     def data_tables(schema: dict) -> dict[str, dict]:
         return {name: t.get("columns", {}) for name, t in schema.get("tables", {}).items()
-                if not name.startswith("_dlt")}
+                if not name.startswith("_dlt") and name not in EXPECTED_TABLES}
 
     before, after = data_tables(old), data_tables(new)
+    first_loads = {t for t in after if t not in before and t in declared}
     changes = []
     for table, columns in sorted(after.items()):
         if table not in before:
-            changes.append(SchemaChange(table, None, None, "new_table"))
+            if table.split("__")[0] not in first_loads:
+                changes.append(SchemaChange(table, None, None, "new_table"))
             continue
         for column, spec in sorted(columns.items()):
             if column in before[table] or column.startswith("_dlt"):

@@ -25,8 +25,10 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness
             condition = Condition.from_json(data)
             conditions[condition.key] = condition
 
-    for entity in SUITES:
-        event = instance.get_latest_materialization_event(dg.AssetKey(["audit", entity]))
+    # Audits carry their checks' conditions, raw assets the landing files they set aside.
+    raw = [node.key for node in asset_graph.asset_nodes if node.group_name == "ingestion"]
+    for key in [*(dg.AssetKey(["audit", entity]) for entity in SUITES), *raw]:
+        event = instance.get_latest_materialization_event(key)
         if event and event.asset_materialization:
             entry = event.asset_materialization.metadata.get("alert_conditions")
             add(entry.value if entry else None)

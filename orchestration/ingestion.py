@@ -10,6 +10,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from connectors import quarantine
 from connectors.http import explain
 from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
+from data_spine.config import settings
 from orchestration.freshness import source_policy
 from orchestration.resources import WAREHOUSE_POOL
 
@@ -58,16 +59,45 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
             context.log.warning(f"{source}.{resource}: {n} record(s) quarantined in {DATASETS[source]}.quarantine")
         for result in results:
             resource = result.asset_key.path[-1]
+            extra = _landing_metadata(context, result.asset_key) if source == "usage_events" else {}
             yield dg.MaterializeResult(
                 asset_key=result.asset_key,
                 metadata={
                     **(result.metadata or {}),
                     "quarantined_this_run": this_run.get(resource, 0),
                     "quarantined_total": in_all.get(resource, 0),
+                    **extra,
                 },
             )
 
     return _assets
+
+
+def _landing_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict:
+    """The landing files set aside as unreadable, as alert conditions the alerts read back: one
+    per file while it is in the rejected folder, and a resolved one when it has left it (the
+    asset's previous materialization remembers what was announced)."""
+    from connectors.usage_events import rejected_dir, rejected_files
+    from expectations.alerts import OK, rejected_file_condition
+
+    landing = settings().landing_dir
+    conditions = {}
+    for f in rejected_files(landing):
+        context.log.warning(f"usage_events: {f.name} set aside in {f.path.parent}: {f.reason}")
+        conditions[f.name] = rejected_file_condition("usage_events", f.name, f.reason, str(f.path), f.set_aside_at)
+    previous = context.instance.get_latest_materialization_event(key)
+    entry = previous.asset_materialization.metadata.get("alert_conditions") if previous else None
+    for data in entry.value if entry else []:
+        details = data.get("details", {})
+        name = details.get("file")
+        if data.get("kind") == "rejected_file" and data.get("state") != OK and name not in conditions:
+            conditions[name] = rejected_file_condition("usage_events", name, details.get("reason", ""),
+                                                       details.get("set_aside_in", ""), state=OK)
+    return {
+        "rejected_files": len([c for c in conditions.values() if c.firing]),
+        "rejected_folder": str(rejected_dir(landing)),
+        "alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions.values()]),
+    }
 
 
 ingestion_assets = [_ingestion_assets(source) for source in DATASETS]

@@ -27,22 +27,27 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         )
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL)
+    # Subsettable: the UI materializes any raw asset alone, with only its own checks selected.
+    @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL, can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
         from expectations.alerts import drift_condition, volume_condition
-        from expectations.monitors import detect_drift, measure_volumes
+        from expectations.monitors import detect_drift, measure_volumes, raw_tables
 
+        selected = context.selected_asset_check_keys
+        counted = {k.asset_key for k in selected if k.name == "volume"}
+        watched = {k.asset_key for k in selected if k.name == "schema_drift"}
+        dataset = DATASETS[source]
+        readings, drift = [], None
         with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file)) as con:
-            readings = measure_volumes(con, source, DATASETS[source], context.run.run_id, quality.volume_policy())
-            drift = detect_drift(con, source, DATASETS[source], context.run.run_id)
+            if counted:
+                tables = [t for t in raw_tables(con, dataset) if _asset_of(source, t) in counted]
+                readings = measure_volumes(con, source, dataset, context.run.run_id, quality.volume_policy(), tables)
+            if watched:
+                drift = detect_drift(con, source, dataset, context.run.run_id, declared=[k.path[-1] for k in keys])
         volumes = defaultdict(list)
         for reading in readings:
             volumes[_asset_of(source, reading.table)].append(reading)
-        changes = defaultdict(list)
-        for change in drift.changes:
-            changes[_asset_of(source, change.table)].append(change)
-        drift_alert = drift_condition(drift).to_json()
-        for key in keys:
+        for key in sorted(counted, key=str):
             mine = volumes.get(key, [])
             anomalous = [r for r in mine if r.anomalous]
             for r in anomalous:
@@ -54,6 +59,13 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
                     "alert_conditions": dg.MetadataValue.json([volume_condition(r).to_json() for r in mine]),
                 },
             )
+        if drift is None:
+            return
+        changes = defaultdict(list)
+        for change in drift.changes:
+            changes[_asset_of(source, change.table)].append(change)
+        drift_alert = drift_condition(drift).to_json()
+        for key in sorted(watched, key=str):
             drifted = changes.get(key, [])
             yield dg.AssetCheckResult(
                 asset_key=key, check_name="schema_drift", passed=not drifted, severity=dg.AssetCheckSeverity.WARN,
