@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from data_spine.config import PROJECT_ROOT, settings
+from data_spine.resource_errors import ResourceErrorsGroup, check_run
 
 DEFAULT_API_PORT = 8765
 
@@ -113,7 +114,7 @@ def local_vendor_apis(port: int):
         yield server
 
 
-@click.group()
+@click.group(cls=ResourceErrorsGroup)
 def main() -> None:
     """Data Spine: one trusted view of a SaaS company's customers."""
 
@@ -187,7 +188,8 @@ def change(fraction: float, seed: int) -> None:
 @click.option(
     "--fault", "faults", multiple=True, metavar="NAME=VALUE",
     help="Misbehave like a real API, e.g. --fault latency=0.2 --fault server_errors=3 "
-    "--fault requests_per_second=20 (see sample_company/vendor_api/faults.py).",
+    "--fault requests_per_second=20, or answer a share of requests with errors: --fault server_error_rate=0.2 "
+    "--fault rate_limit_rate=0.1 --fault seed=7 (see sample_company/vendor_api/faults.py).",
 )
 def serve(port: int, faults: tuple[str, ...]) -> None:
     """Serve the sample company's vendor APIs until interrupted."""
@@ -232,6 +234,7 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
 
     print_summary(result, dispatched, elapsed=time.perf_counter() - started)
     if not result.success:
+        check_run(result)  # a full disk, a locked warehouse: one line saying what to do
         raise SystemExit(1)
 
 

@@ -12,7 +12,7 @@ from connectors.http import explain
 from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
 from data_spine.config import settings
 from orchestration.freshness import source_policy
-from orchestration.resources import WAREHOUSE_POOL
+from orchestration.resources import WAREHOUSE_POOL, retry_when_locked, warehouse_locked
 
 
 @dataclass
@@ -51,6 +51,8 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
             results = list(dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=pipeline))
             finish(source, pipeline)
         except PipelineStepFailed as exc:
+            if warehouse_locked(exc):
+                raise retry_when_locked(context) from exc
             raise explain(exc) or exc from exc
         # Rows set aside at the edge, per resource, in this run and in all: shown on each asset.
         this_run = quarantine.counts(pipeline, pipeline.last_trace.last_load_info.loads_ids)

@@ -109,7 +109,9 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
         for table in suite.publishes
     ]
 
-    @dg.multi_asset(specs=specs, name=f"publish_{suite.entity}", pool=WAREHOUSE_POOL)
+    # Selectable one table at a time (the UI offers each), though an entity is published whole:
+    # every table of it, in one transaction, or none.
+    @dg.multi_asset(specs=specs, name=f"publish_{suite.entity}", pool=WAREHOUSE_POOL, can_subset=True)
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         from expectations.publish import NotAudited, publish
 
@@ -130,6 +132,8 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
             )
         context.log.info(decision.describe())
         for table, rows in decision.row_counts.items():
+            if dg.AssetKey(["serving", table]) not in context.selected_asset_keys:
+                continue
             yield dg.MaterializeResult(asset_key=["serving", table], metadata={
                 "dagster/row_count": rows, "published_from_run": decision.run_id,
                 "table": f"serving.{table}",

@@ -22,13 +22,25 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 # apart, but any other process with the file open (a DuckDB shell, a notebook, a run of
 # another deployment) holds DuckDB's lock: steps wait and try again rather than fail the run.
 WAREHOUSE_LOCKED = "Could not set lock on file"
-LOCK_RETRIES = 6
-LOCK_RETRY_SECONDS = 5
+# How often and how long apart: SPINE_LOCK_RETRIES, SPINE_LOCK_RETRY_SECONDS.
+LOCK_RETRIES = int(os.environ.get("SPINE_LOCK_RETRIES") or 6)
+LOCK_RETRY_SECONDS = float(os.environ.get("SPINE_LOCK_RETRY_SECONDS") or 5)
 
 
 def retry_when_locked(context) -> dg.RetryRequested:
     context.log.warning(f"The warehouse is locked by another process; retrying in {LOCK_RETRY_SECONDS} s")
     return dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=LOCK_RETRY_SECONDS)
+
+
+def warehouse_locked(exc: BaseException) -> bool:
+    """Whether DuckDB's lock error is behind `exc` (raised by DuckDB, or wrapped by dlt)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if WAREHOUSE_LOCKED in str(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @contextlib.contextmanager
@@ -37,7 +49,7 @@ def waiting_for_the_warehouse(context) -> Iterator[None]:
     try:
         yield
     except duckdb.IOException as exc:
-        if WAREHOUSE_LOCKED in str(exc):
+        if warehouse_locked(exc):
             raise retry_when_locked(context) from exc
         raise
 

@@ -131,8 +131,9 @@ def start(shape: Shape, root: Path) -> tuple[Run, subprocess.Popen]:
     return run, spine_run(root, run.log, variant=shape.variant)
 
 
-# Columns whose values differ between two loads of the same data: dlt's load bookkeeping.
-_RUN_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id")
+# Columns whose values differ between two loads of the same data: dlt's load bookkeeping
+# (`load_id`: staging's name for the load an event came in).
+_RUN_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id", "load_id")
 
 
 def warehouse_digest(warehouse: Path, schemas: tuple[str, ...] = ("raw_", "staging", "intermediate", "marts",

@@ -2,11 +2,14 @@
 
 Tests (and `spine serve --fault ...`) inject faults to prove the connectors retry what is
 worth retrying, wait as long as the vendor asks, and fail clearly on what is not transient.
-Counted faults apply to the next N matching requests, then the API behaves again.
+Counted faults apply to the next N matching requests, then the API behaves again; rates answer
+a share of all matching requests with an error for as long as they are set, drawn from a
+seeded generator so a test sees the same sequence of answers every time.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field, fields
@@ -26,6 +29,12 @@ class Faults:
     """Next N responses announce their full length but the connection drops halfway through."""
     redelivered: int = 0
     """Next N follow-up pages are answered with the page before them again (a redelivery)."""
+    server_error_rate: float = 0.0
+    """Share of requests answered 503, at random (see `seed`)."""
+    rate_limit_rate: float = 0.0
+    """Share of requests answered 429 with a `Retry-After` header, at random (see `seed`)."""
+    seed: int = 0
+    """Seed of the draws that pick the requests the rates fail."""
     requests_per_second: float = 0.0
     """A real rate limit: over this many requests in a second answers 429 (0 = no limit)."""
     vendor: str | None = None
@@ -47,14 +56,20 @@ class FaultInjector:
         self.faults = Faults()
         self._lock = threading.Lock()
         self._recent: list[float] = []
+        self._draws = random.Random(0)
 
     def set(self, **changes) -> Faults:
         known = {f.name for f in fields(Faults)}
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(known)}")
+        faults = Faults(**changes)
+        rates = (faults.server_error_rate, faults.rate_limit_rate)
+        if min(rates) < 0 or sum(rates) > 1:
+            raise ValueError(f"fault rates must be shares between 0 and 1 that add up to at most 1, not {rates}")
         with self._lock:
-            self.faults = Faults(**changes)
+            self.faults = faults
+            self._draws = random.Random(faults.seed)
             self._recent.clear()
         return self.faults
 
@@ -79,7 +94,13 @@ class FaultInjector:
             elif f.server_errors > 0:
                 f.server_errors -= 1
                 verdict = Verdict(503)
-            elif f.requests_per_second:
+            elif f.server_error_rate or f.rate_limit_rate:
+                draw = self._draws.random()
+                if draw < f.server_error_rate:
+                    verdict = Verdict(503)
+                elif draw < f.server_error_rate + f.rate_limit_rate:
+                    verdict = Verdict(429, {"Retry-After": str(f.retry_after)})
+            if verdict.status is None and f.requests_per_second:
                 now = time.monotonic()
                 self._recent = [t for t in self._recent if now - t < 1.0]
                 if len(self._recent) >= f.requests_per_second:
