@@ -12,6 +12,11 @@
   may hold by design (the quarantine, `connectors.quarantine.EXPECTED_TABLES`) are neither
   drift nor source data: their arrival and their columns are never reported, nor counted.
 
+- Type misfits: a value that does not fit the type its raw contract declares (text where a
+  number is due) is loaded with the declared column null and the value kept, as text, in
+  `<column>__v_text` (connectors/contract.py). Nothing is lost and nothing stops, but each such
+  record is counted, with samples naming it, so the source can be corrected.
+
 Readings and changes are kept in the warehouse (`quality.table_volumes`,
 `quality.schema_changes`) so that the scorecard and the alerts tell the same story.
 """
@@ -246,3 +251,43 @@ def current_drifts(con: duckdb.DuckDBPyConnection) -> list[Drift]:
             "WHERE source = ? AND load_id = ? ORDER BY ALL", [source, load_id]).fetchall()]
         drifts.append(Drift(source, load_id, changes))
     return drifts
+
+
+VARIANT_SUFFIX = "__v_text"
+MISFIT_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """Records of a raw table whose value of `column` did not fit its declared type."""
+
+    table: str  # <raw schema>.<table>
+    column: str  # the declared column, null in these records
+    rows: int
+    sample: list[dict]  # {key column: value, "value": the text that was sent}
+
+
+def type_misfits(con: duckdb.DuckDBPyConnection, dataset: str, tables: Iterable[str]) -> list[Misfit]:
+    """Every declared column of `tables` that holds values of another type, with how many
+    records and which (the vendor's `id` where the table has one)."""
+    wanted = set(tables)
+    columns: dict[str, list[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = ? ORDER BY 1, column_index",
+        [dataset],
+    ).fetchall():
+        columns.setdefault(table, []).append(column)
+    found = []
+    for table in sorted(wanted & set(columns)):
+        key = next((k for k in ("id", "_dlt_id") if k in columns[table]), None)
+        for variant in (c for c in columns[table] if c.endswith(VARIANT_SUFFIX)):
+            relation = f'"{dataset}"."{table}"'
+            rows = con.execute(f'SELECT count(*) FROM {relation} WHERE "{variant}" IS NOT NULL').fetchone()[0]
+            if not rows:
+                continue
+            picked = f'"{key}"::VARCHAR' if key else "NULL"
+            sample = [{key or "record": k, "value": v[:80]} for k, v in con.execute(
+                f'SELECT {picked}, "{variant}"::VARCHAR FROM {relation} WHERE "{variant}" IS NOT NULL '
+                f"ORDER BY 1 LIMIT {MISFIT_SAMPLES}").fetchall()]
+            found.append(Misfit(f"{dataset}.{table}", variant.removesuffix(VARIANT_SUFFIX), rows, sample))
+    return found

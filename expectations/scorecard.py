@@ -105,6 +105,9 @@ def build_scorecard(warehouse_path: Path, reports_dir: Path,
             SELECT entity, arg_max(status, decided_at) AS status,
                    arg_max(coalesce(audit_run_id, run_id), decided_at) AS audit_run_id,
                    arg_max(serving_run_id, decided_at) AS serving_run_id,
+                   arg_max(reason, decided_at) AS reason,
+                   arg_max(run_id, decided_at) AS decided_in_run,
+                   arg_max(audit_run_id IS NULL, decided_at) AS unaudited,
                    max(decided_at) FILTER (WHERE status = 'published') AS published_at
             FROM {PUBLICATIONS_TABLE} GROUP BY entity
         """)
@@ -190,13 +193,7 @@ def score_results(
             "dimensions": dimensions,
             "checks": {"total": len(mine), "failed": len(failing),
                        "blocking_failed": sum(r["severity"] == "blocking" for r in failing)},
-            "publication": {
-                # Decided on an earlier audit than the one scored: this audit's decision is to come.
-                "status": "none" if not pub else pub["status"] if pub["audit_run_id"] == mine[0]["run_id"]
-                else "pending",
-                "serving_run_id": pub["serving_run_id"] if pub else None,
-                "published_at": _iso(pub["published_at"]) if pub and pub["published_at"] else None,
-            },
+            "publication": _publication(pub, mine[0]["run_id"]),
             "failing_checks": [_failing(r, suite, since.get((entity, r["check_name"]))) for r in failing],
         }
     overall = _rounded(fmean(e["overall"]["score"] for e in entities.values())) if entities else 0.0
@@ -211,6 +208,24 @@ def score_results(
         "trend": trend(history or []),
         "alerts": [_alert(c) for c in conditions or [] if c.firing],
         "alert_delivery": alert_delivery(delivery),
+    }
+
+
+def _publication(pub: dict | None, audit_run_id: str) -> dict:
+    if not pub:
+        return {"status": "none", "serving_run_id": None, "published_at": None, "reason": None}
+    status = pub["status"]
+    # Held without an audit (a model it is built from failed): the decision is newer than the
+    # audit scored, and it stands. Decided on an earlier audit than the one scored: this
+    # audit's decision is still to come.
+    if pub["audit_run_id"] != audit_run_id and not (status == "held" and pub["unaudited"]):
+        status = "pending"
+    return {
+        "status": status,
+        "serving_run_id": pub["serving_run_id"],
+        "published_at": _iso(pub["published_at"]) if pub["published_at"] else None,
+        "reason": pub["reason"] if status == "held" else None,
+        "decided_in_run": pub["decided_in_run"],
     }
 
 
@@ -399,10 +414,13 @@ def format_summary(scorecard: dict) -> str:
         f"{entity}: {card['checks']['failed']} failing ({card['checks']['blocking_failed']} blocking)"
         for entity, card in scorecard["entities"].items()
     ]
+    held = [f"{entity} held back: {card['publication']['reason'] or 'a blocking check failed'}"
+            for entity, card in scorecard["entities"].items() if card["publication"]["status"] == "held"]
     return "\n".join([
         f"Data quality scorecard - as of {scorecard['as_of']}",
         *table,
         "; ".join(failing),
+        *held,
         f"alerts: {len(scorecard['alerts'])} firing{_owed(scorecard)}; bands: G >= 95, Y 90-95, R < 90; "
         "'-' = no checks",
     ])

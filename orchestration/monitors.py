@@ -1,4 +1,5 @@
-"""Source monitors: after each load, a volume check and a schema-drift check on every raw asset."""
+"""Source monitors: after each load, a volume check, a schema-drift check and a type check on
+every raw asset."""
 
 from collections import defaultdict
 
@@ -24,6 +25,9 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
                               description="Row count within its tolerance of the average of recent loads."),
             dg.AssetCheckSpec("schema_drift", asset=key,
                               description="The latest load brought no new table, column or column type."),
+            dg.AssetCheckSpec("types", asset=key,
+                              description="Every value fits the type its raw contract declares (a value that does "
+                                          "not is kept as text in `<column>__v_text`, its column left null)."),
         )
     ]
 
@@ -31,14 +35,18 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL, can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
         from expectations.alerts import drift_condition, volume_condition
-        from expectations.monitors import detect_drift, measure_volumes, raw_tables
+        from expectations.monitors import detect_drift, measure_volumes, raw_tables, type_misfits
 
         selected = context.selected_asset_check_keys
         counted = {k.asset_key for k in selected if k.name == "volume"}
         watched = {k.asset_key for k in selected if k.name == "schema_drift"}
+        typed = {k.asset_key for k in selected if k.name == "types"}
         dataset = DATASETS[source]
-        readings, drift = [], None
+        readings, drift, misfits = [], None, []
         with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file)) as con:
+            if typed:
+                misfits = type_misfits(con, dataset, [t for t in raw_tables(con, dataset)
+                                                      if _asset_of(source, t) in typed])
             if counted:
                 tables = [t for t in raw_tables(con, dataset) if _asset_of(source, t) in counted]
                 readings = measure_volumes(con, source, dataset, context.run.run_id, quality.volume_policy(), tables)
@@ -57,6 +65,19 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
                 metadata={
                     **{f"rows/{r.table}": r.rows for r in mine},
                     "alert_conditions": dg.MetadataValue.json([volume_condition(r).to_json() for r in mine]),
+                },
+            )
+        for key in sorted(typed, key=str):
+            mine = [m for m in misfits if _asset_of(source, m.table) == key]
+            for m in mine:
+                context.log.warning(f"{m.table}.{m.column}: {m.rows:,} value(s) of another type kept in "
+                                    f"{m.column}__v_text, e.g. {m.sample[0]}")
+            yield dg.AssetCheckResult(
+                asset_key=key, check_name="types", passed=not mine, severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "records": sum(m.rows for m in mine),
+                    **{f"misfits/{m.table}.{m.column}": m.rows for m in mine},
+                    "samples": dg.MetadataValue.json({f"{m.table}.{m.column}": m.sample for m in mine}),
                 },
             )
         if drift is None:
