@@ -67,8 +67,12 @@ def usage_files_sensor(context: dg.SensorEvaluationContext):
 
 
 def scorecard_missing(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether a finished run of `spine_job` left the scorecard unwritten: a failure upstream of
-    every audit (a dbt model) stops the step that writes it."""
+    """Whether a finished run of `spine_job` left the scorecard unwritten (a failure upstream of
+    every audit, a dbt model, stops the step that writes it) while there is an audit to score."""
+    from expectations.suites import SUITES
+
+    if not any(instance.get_latest_materialization_event(dg.AssetKey(["audit", e])) for e in SUITES):
+        return False  # nothing was ever audited: there is no scorecard to write yet
     latest = instance.get_latest_materialization_event(dg.AssetKey("scorecard"))
     return latest is None or latest.run_id != run_id
 

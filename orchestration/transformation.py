@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -146,10 +147,22 @@ def build_failures(run_results: Mapping[str, Any]) -> BuildFailures:
         status = result.get("status")
         if status in ("error", "fail") and node_type in ("model", "seed", "snapshot", "test", "unit_test"):
             label = name if node_type in ("model", "seed", "snapshot") else f"test {name}"
-            errors[label] = first_line(result.get("message") or status)
+            errors[label] = _dbt_error(result.get("message") or status)
         elif status == "skipped" and node_type in ("model", "seed", "snapshot"):
             skipped.add(name)
     return BuildFailures(errors, frozenset(skipped))
+
+
+# dbt's first line only says where: `Runtime Error in model x (models/marts/x.sql)`.
+_WHERE = re.compile(r"^\w[\w ]* Error in \w+ \S+ \(.*\)$")
+
+
+def _dbt_error(message: str) -> str:
+    """What went wrong, from a dbt node's error message: the line after dbt's heading."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and _WHERE.match(first_line(lines[0])):
+        return first_line("\n".join(lines[1:]))
+    return first_line(message)
 
 
 def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailures) -> list[str]:
