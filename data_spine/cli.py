@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from data_spine.config import PROJECT_ROOT, settings
+from data_spine.interrupts import quiet_on_interrupt
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
 
 DEFAULT_API_PORT = 8765
@@ -224,18 +225,56 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
     _use_persistent_dagster_home()
-    manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate, "none" if clean else defects,
-                               variant)
-    os.environ["SPINE_AS_OF"] = manifest["as_of"]
-    with local_vendor_apis(port):
-        result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs)
-    dispatched = send_alerts()
-    from data_spine.summary import print_summary
+    result = None
+    with quiet_on_interrupt() as interrupts:
+        try:
+            from orchestration.run_recovery import recover_dead_runs, stop_runs_of_this_process
 
-    print_summary(result, dispatched, elapsed=time.perf_counter() - started)
-    if not result.success:
-        check_run(result)  # a full disk, a locked warehouse: one line saying what to do
-        raise SystemExit(1)
+            interrupts.then(stop_runs_of_this_process)
+            # A run killed earlier still holds its warehouse slot: end it, or this run waits forever.
+            for line in recover_dead_runs(_dagster_instance()):
+                click.echo(line)
+            manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate,
+                                       "none" if clean else defects, variant)
+            os.environ["SPINE_AS_OF"] = manifest["as_of"]
+            with local_vendor_apis(port):
+                result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs)
+            if interrupts.pending():
+                interrupts.exit(cancelled(result.run_id))
+            dispatched = send_alerts()
+            from data_spine.summary import print_summary
+
+            print_summary(result, dispatched, elapsed=time.perf_counter() - started)
+            if not result.success:
+                check_run(result)  # a full disk, a locked warehouse: one line saying what to do
+                raise SystemExit(1)
+        except KeyboardInterrupt:
+            interrupts.exit(cancelled(result.run_id) if result else
+                            "spine run cancelled before its Dagster run started; nothing was changed.")
+
+
+def _dagster_instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def cancelled(run_id: str) -> str:
+    """The one line `spine run` ends with after Ctrl-C; the run's pool slots are freed first."""
+    import dagster as dg
+
+    from orchestration.run_recovery import free_slots, interrupted_steps
+
+    instance = _dagster_instance()
+    run = instance.get_run_by_id(run_id)
+    free_slots(instance, run_id)
+    status = run.status.value.lower() if run else "unknown"
+    if run and run.status == dg.DagsterRunStatus.SUCCESS:
+        return f"spine run cancelled after Dagster run {run_id} succeeded; its alerts and summary were skipped."
+    steps = interrupted_steps(instance, run_id)
+    where = f"stopped during {', '.join(steps)}" if steps else "stopped"
+    return (f"spine run cancelled: Dagster run {run_id} {where}, marked {status}; "
+            "no warehouse slot left claimed.")
 
 
 def execute_spine_job(log_level: str = "INFO", docs: bool = True):
@@ -249,7 +288,9 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
     # Imported here: the definitions read the environment set up above.
     from orchestration.definitions import defs
 
-    instance = dg.DagsterInstance.get()
+    from orchestration.run_recovery import PID_TAG, instance_for_terminal
+
+    instance = instance_for_terminal()
     click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
     job = defs.resolve_job_def("spine_job")
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
@@ -258,7 +299,7 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
         selection = [key for key in defs.resolve_asset_graph().get_all_asset_keys()
                      if key != dg.AssetKey("dbt_docs") and defs.resolve_asset_graph().get(key).is_materializable]
     return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
-                                  asset_selection=selection)
+                                  asset_selection=selection, tags={PID_TAG: str(os.getpid())})
 
 
 def send_alerts():

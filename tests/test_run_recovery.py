@@ -1,0 +1,352 @@
+"""A killed or interrupted run never blocks the next one, and the next run finishes its work.
+
+One data folder goes through a series of faults, each `spine run` started in a session of
+its own (so a signal reaches all its processes, dbt included, as a terminal's would):
+
+1. Ctrl-C (SIGINT once) during the dbt step: the run stops within 30 s, says so in one line,
+   is CANCELED in the instance and leaves no pool slot claimed;
+2. SIGKILL at ingest, audit, publish, scorecard and dbt in turn, each in the run that follows
+   the previous fault: every run reports the run killed before it as recovered, and after each
+   kill every entity in `serving` is one audited version (never half published);
+3. a last run finishes (exit 0) with a warehouse equal, table for table, to a clean run's.
+
+Under `dagster dev`, a run whose worker process is killed is marked failed (by the code server
+that started the worker, or the daemon's run monitoring, which asks the instance's launcher
+whether the worker lives) and its slot freed, so the next run launched through the UI's API
+succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import requests
+from dagster._core.events import DagsterEventType
+from dagster._core.launcher import WorkerStatus
+
+from data_spine.config import PROJECT_ROOT
+from orchestration.resources import WAREHOUSE_POOL
+from orchestration.run_recovery import steps_in_flight
+from pipeline_runs import AS_OF, _free_port, prepare, spine_env, warehouse_digest
+
+RUN_SECONDS = 600
+CANCEL_SECONDS = 30
+# The step each fault waits for (prefix of its step key); dbt comes last, so the final run is
+# the one that recovers a run killed during dbt.
+KILLS = ("ingest_", "audit__", "publish_", "scorecard", "dbt_models")
+
+
+def _start(root: Path, log: Path) -> subprocess.Popen:
+    """`spine run` at `tiny` in `root`, as `pipeline_runs.spine_run`, in a session of its own."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
+             "--defects", "none", "--no-docs"],
+            cwd=PROJECT_ROOT, env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+
+
+def _instance(root: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(root / "dagster_home"))
+
+
+def _wait_for_step(instance: dg.DagsterInstance, process: subprocess.Popen, log: Path, prefix: str,
+                   known: set[str]) -> str:
+    """The id of the new run once one of its steps starting with `prefix` has started."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"spine run ended before {prefix}:\n{log.read_text()[-3000:]}"
+        runs = [r for r in instance.get_runs(limit=3) if r.run_id not in known]
+        if runs:
+            starts = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.STEP_START)
+            if any(e.step_key and e.step_key.startswith(prefix) for e in starts):
+                return runs[0].run_id
+        time.sleep(0.02)
+    pytest.fail(f"no step {prefix}* within {RUN_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+def _claimed(instance: dg.DagsterInstance) -> list:
+    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    return [*info.claimed_slots, *info.pending_steps]
+
+
+def half_published(warehouse: Path) -> list[str]:
+    """Entities whose `serving` tables are not exactly the marts one audit saw: for each
+    entity, the tables of its latest publication must all hold what that publication's audit
+    fingerprinted (`quality.audits`), and no serving table may lack a publication."""
+    problems = []
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        serving = {t for (t,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'serving'").fetchall()}
+        has_publications = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'quality' and table_name = 'publications'"
+        ).fetchone()[0]
+        if not has_publications:
+            return [f"serving.{t} exists without any publication" for t in sorted(serving)]
+        latest = con.execute(
+            "select entity, audit_run_id from quality.publications where status = 'published' "
+            "qualify row_number() over (partition by entity order by decided_at desc) = 1").fetchall()
+        published: set[str] = set()
+        for entity, audit_run in latest:
+            audited = json.loads(con.execute(
+                "select fingerprints from quality.audits where entity = ? and run_id = ? "
+                "order by audited_at desc limit 1", [entity, audit_run]).fetchone()[0])
+            for table, expected in audited.items():
+                published.add(table)
+                rows, digest = con.execute(
+                    f"select count(*), sum(hash(t)::hugeint) from serving.{table} as t").fetchone()
+                if f"{rows}:{digest or 0}" != expected:
+                    problems.append(f"{entity}: serving.{table} is not the version audited in run {audit_run}")
+        problems += [f"serving.{t} exists without a publication" for t in sorted(serving - published)]
+    return problems
+
+
+@dataclass
+class Fault:
+    step: str
+    run_id: str
+    output: str = ""  # output of the run that started after this fault
+    status: dg.DagsterRunStatus | None = None  # as the kill left it
+    last_step: str = ""  # the last step it started
+    in_flight: list[str] = field(default_factory=list)
+    half_published: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Series:
+    root: Path
+    cancel_seconds: float = 0.0
+    cancel_returncode: int = 0
+    cancel_output: str = ""
+    cancel_run: dg.DagsterRun | None = None
+    cancel_claimed: list = field(default_factory=list)
+    kills: list[Fault] = field(default_factory=list)
+    final_returncode: int = -1
+    final_output: str = ""
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory) -> Series:
+    root = tmp_path_factory.mktemp("run_recovery")
+    prepare(root)
+    instance = _instance(root)
+    result = Series(root)
+    known: set[str] = set()
+    processes: list[subprocess.Popen] = []
+    try:
+        # 1. Ctrl-C during dbt.
+        log = root / "cancel.log"
+        process = _start(root, log)
+        processes.append(process)
+        run_id = _wait_for_step(instance, process, log, "dbt_models", known)
+        known.add(run_id)
+        time.sleep(2)  # dbt is under way
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        result.cancel_returncode = process.wait(timeout=120)
+        result.cancel_seconds = time.monotonic() - interrupted
+        result.cancel_output = log.read_text()
+        result.cancel_run = instance.get_run_by_id(run_id)
+        result.cancel_claimed = _claimed(instance)
+
+        # 2. SIGKILL at each step, each in the run after the previous fault.
+        for n, step in enumerate(KILLS):
+            log = root / f"kill_{n}_{step.strip('_')}.log"
+            process = _start(root, log)
+            processes.append(process)
+            run_id = _wait_for_step(instance, process, log, step, known)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+            known.add(run_id)
+            if result.kills:
+                result.kills[-1].output = log.read_text()
+            result.kills.append(Fault(
+                step, run_id, status=instance.get_run_by_id(run_id).status,
+                last_step=instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)[-1].step_key,
+                in_flight=steps_in_flight(instance, run_id),
+                half_published=half_published(root / "data" / "warehouse.duckdb")))
+
+        # 3. A run to the end.
+        log = root / "final.log"
+        process = _start(root, log)
+        processes.append(process)
+        result.final_returncode = process.wait(timeout=RUN_SECONDS)
+        result.final_output = result.kills[-1].output = log.read_text()
+        return result
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+
+
+@pytest.mark.timeout(1800)  # the whole series of runs starts here
+def test_one_ctrl_c_during_dbt_cancels_the_run_in_one_line(series):
+    output = series.cancel_output
+    assert series.cancel_returncode == 130, output[-3000:]
+    assert series.cancel_seconds < CANCEL_SECONDS
+    cancel_lines = [line for line in output.splitlines() if re.search(r"cancel", line, re.IGNORECASE)]
+    assert len(cancel_lines) == 1, cancel_lines
+    assert cancel_lines[0].startswith("spine run cancelled: Dagster run ") and "dbt_models" in cancel_lines[0]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert series.cancel_run.status == dg.DagsterRunStatus.CANCELED
+    assert series.cancel_claimed == []
+    # The run after it was not held back: it reached the step it was killed at.
+    assert series.kills[0].run_id != series.cancel_run.run_id
+
+
+def test_a_kill_at_each_step_never_leaves_serving_half_published(series):
+    assert [fault.step for fault in series.kills] == list(KILLS)
+    for fault in series.kills:
+        # Killed mid-run, at (or just after: publish and scorecard steps take milliseconds) the step.
+        assert fault.status == dg.DagsterRunStatus.STARTED, (fault.step, fault.status)
+        assert fault.last_step.startswith(fault.step), (fault.step, fault.last_step)
+        assert fault.half_published == [], (fault.step, fault.half_published)
+
+
+def test_each_run_reports_the_run_killed_before_it(series):
+    for fault in series.kills:
+        recovered = [line for line in fault.output.splitlines() if line.startswith("Recovered run ")]
+        assert len(recovered) == 1, (fault.step, recovered)
+        assert recovered[0].startswith(f"Recovered run {fault.run_id} (started ")
+        assert f"its process died during " in recovered[0] and fault.last_step in recovered[0], recovered[0]
+        assert "; marked failed, " in recovered[0], recovered[0]
+    dbt = series.kills[-1]
+    assert dbt.in_flight == ["dbt_models"]
+    assert "its process died during dbt_models; marked failed, warehouse slot freed" in \
+        next(line for line in dbt.output.splitlines() if line.startswith("Recovered run "))
+    instance = _instance(series.root)
+    for fault in series.kills:
+        assert instance.get_run_by_id(fault.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_after_a_kill_during_dbt_the_next_run_finishes_with_a_clean_warehouse(series, clean_tiny):
+    assert series.kills[-1].step == "dbt_models"
+    assert series.final_returncode == 0, series.final_output[-3000:]
+    assert f"Recovered run {series.kills[-1].run_id} " in series.final_output
+    assert warehouse_digest(series.root / "data" / "warehouse.duckdb") == clean_tiny.digest
+    assert half_published(series.root / "data" / "warehouse.duckdb") == []
+    assert _claimed(_instance(series.root)) == []
+
+
+# Under `dagster dev`, through the webserver's GraphQL API, as the UI and the schedule launch runs.
+LOCATION, REPOSITORY = "data_spine", "__repository__"  # workspace.yaml; a `Definitions` object's repository
+LAUNCH = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
+DEV_STARTUP_SECONDS = 240
+MONITORING_SECONDS = 180  # the daemon polls every 15 s and frees slots 5 s after a run ends
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _launch(port: int, job: str) -> str:
+    params = {"runConfigData": {}, "mode": "default", "executionMetadata": {"tags": []},
+              "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job}}
+    response = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60,
+                             json={"query": LAUNCH, "variables": {"executionParams": params}})
+    response.raise_for_status()
+    launched = response.json()["data"]["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def _wait(what: str, seconds: float, check, log: Path):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"{what} not within {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.timeout(1200)
+def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_run_succeeds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run_monitoring")
+    prepare(root)
+    instance = _instance(root)
+    port = _free_port()
+    log = root / "spine_dev.log"
+    with log.open("w") as out:
+        dev = subprocess.Popen([sys.executable, "-m", "data_spine.cli", "dev", "-p", str(port)], cwd=PROJECT_ROOT,
+                               env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def launched(job: str):
+            try:
+                return _launch(port, job)
+            except (requests.ConnectionError, requests.HTTPError, KeyError, TypeError):
+                return None
+
+        killed = _wait("the webserver answering", DEV_STARTUP_SECONDS, lambda: launched("spine_job"), log)
+
+        def in_dbt():
+            starts = instance.all_logs(killed, of_type={DagsterEventType.RUN_START, DagsterEventType.STEP_START})
+            return next((e.dagster_event.pid for e in starts if e.step_key == "dbt_models"), None) and \
+                next(e.dagster_event.pid for e in starts if e.dagster_event.event_type == DagsterEventType.RUN_START)
+
+        worker = _wait("the run's dbt step", RUN_SECONDS, in_dbt, log)
+        assert any(slot.run_id == killed for slot in _claimed(instance))
+        # What the daemon's run monitoring asks the instance's launcher about the worker.
+        health = instance.run_launcher.check_run_worker_health
+        assert health(instance.get_run_by_id(killed)).status == WorkerStatus.RUNNING
+        for pid in [worker, *_descendants(worker)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        dead = _wait("the worker gone", 30, lambda: (h := health(instance.get_run_by_id(killed))).status
+                     == WorkerStatus.FAILED and h, log)
+        assert f"process {worker} died during dbt_models" in dead.msg
+
+        _wait("the daemon failing the run", MONITORING_SECONDS,
+              lambda: instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE, log)
+        _wait("the daemon freeing the run's slot", MONITORING_SECONDS,
+              lambda: not any(slot.run_id == killed for slot in _claimed(instance)), log)
+
+        # The next run needs the warehouse slot for its one step.
+        following = _launch(port, "usage_ingestion_job")
+        status = _wait("the next run ending", RUN_SECONDS,
+                       lambda: (run := instance.get_run_by_id(following)).is_finished and run.status, log)
+        assert status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+    finally:
+        deadline = time.monotonic() + 30
+        os.killpg(dev.pid, signal.SIGTERM)
+        while dev.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+        dev.wait(timeout=30)
