@@ -292,14 +292,26 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
 
     instance = instance_for_terminal()
     click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
-    job = defs.resolve_job_def("spine_job")
+    from orchestration.automation import scorecard_missing
+    from orchestration.definitions import scorecard_job_definition, spine_job_definition
+
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     selection = None
     if not docs:
         selection = [key for key in defs.resolve_asset_graph().get_all_asset_keys()
                      if key != dg.AssetKey("dbt_docs") and defs.resolve_asset_graph().get(key).is_materializable]
-    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
-                                  asset_selection=selection, tags={PID_TAG: str(os.getpid())})
+    # `execute_job`, not `execute_in_process`: the latter swaps in an executor of its own, and
+    # the job's executor is what lets the entities a failure does not touch go on.
+    result = dg.execute_job(dg.reconstructable(spine_job_definition), instance, run_config=run_config,
+                            asset_selection=selection, tags={PID_TAG: str(os.getpid())})
+    if instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.CANCELED:
+        return result  # stopped by the user (Ctrl-C): nothing more to run
+    if not result.success and scorecard_missing(instance, result.run_id):
+        # As the scorecard sensor does under `dagster dev`: the report shows what was held back.
+        click.echo("Writing the scorecard after the failed run ...")
+        dg.execute_job(dg.reconstructable(scorecard_job_definition), instance, run_config=run_config,
+                       tags={"spine/after_run": result.run_id})
+    return result
 
 
 def send_alerts():

@@ -33,7 +33,7 @@ from expectations.suite import DATA_ENG, Suite
 
 OK = "ok"
 SEVERITY = {"blocking_check": "critical", "data_freshness": "high", "load_freshness": "high",
-            "volume": "high", "schema_drift": "medium",
+            "volume": "high", "schema_drift": "medium", "step_failure": "high", "run_died": "high",
             "rejected_file": "high"}
 
 

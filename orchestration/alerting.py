@@ -2,8 +2,9 @@
 
 Conditions are read from the Dagster instance only (the warehouse may be locked by a run):
 the latest audit of each entity (its blocking checks and data freshness, in the audit's
-metadata), the latest source-monitor checks (volume, schema drift), and the freshness
-daemon's state of every asset with a freshness policy. `expectations.alerts.dispatch` decides
+metadata), the latest source-monitor checks (volume, schema drift), the steps and runs that
+failed or died (`failure_alerts`), and the freshness daemon's state of every asset with a
+freshness policy. `expectations.alerts.dispatch` decides
 what changed and delivers it to the configured channels.
 """
 
@@ -11,6 +12,7 @@ import dagster as dg
 
 from expectations.alerts import Condition, Dispatch, dispatch, load_freshness_condition
 from expectations.suites import SUITES
+from orchestration.failure_alerts import run_conditions
 from orchestration.freshness import window_of
 from orchestration.resources import AlertsResource
 
@@ -42,6 +44,9 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness
         if isinstance(evaluation, dg.AssetCheckEvaluation):
             entry = evaluation.metadata.get("alert_conditions")
             add(entry.value if entry else None)
+
+    for condition in run_conditions(instance):
+        conditions[condition.key] = condition
 
     if not load_freshness:
         return list(conditions.values())

@@ -88,3 +88,11 @@ def clean_tiny(tmp_path_factory):
     assert run.returncode == 0, run.output[-3000:]
     run.digest = warehouse_digest(run.warehouse)
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`--dist loadgroup`), the tests that share the `small` company's run
+    go to one worker together, and every other file to whichever worker is free."""
+    for item in items:
+        shared = {"small_company", "first_run", "run_job"} & set(item.fixturenames)
+        item.add_marker(pytest.mark.xdist_group("small_company" if shared else item.path.stem))
