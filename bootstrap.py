@@ -58,7 +58,7 @@ TASKS = {
     # Two pytest workers (pytest-xdist): most tests wait on a pipeline run in a process of its
     # own, so two at a time use both cores; SPINE_TEST_WORKERS=0 runs them in one process.
     "test": lambda args: [BIN / "python", "-m", "pytest", "-n", os.environ.get("SPINE_TEST_WORKERS", "2"),
-                          "--dist", "loadgroup", *args],
+                          "--dist", "loadfile", *args],
     "setup": None,
 }
 

@@ -90,9 +90,30 @@ def clean_tiny(tmp_path_factory):
     return run
 
 
+
+# Files whose tests share the `small` company's pipeline run (the `first_run` fixture): one
+# worker runs them all, so the run is made once.
+SHARED_RUN_FILES = {"test_pipeline.py", "test_quality_acceptance.py", "test_wap.py"}
+# The files that take longest (whole pipeline runs), started first so that two workers finish
+# together rather than one waiting on a long file picked up last.
+LONGEST_FIRST = ["test_run_recovery.py", "test_pipeline.py", "test_quality_acceptance.py", "test_wap.py",
+                 "test_failure_isolation.py", "test_conformance.py", "test_resource_faults.py",
+                 "test_ui_selection.py", "test_alert_delivery.py", "test_hostile_values.py"]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`--dist loadgroup`), the tests that share the `small` company's run
-    go to one worker together, and every other file to whichever worker is free."""
-    for item in items:
-        shared = {"small_company", "first_run", "run_job"} & set(item.fixturenames)
-        item.add_marker(pytest.mark.xdist_group("small_company" if shared else item.path.stem))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, whole files go to a worker (`--dist loadfile`), and the files that
+    share the `small` company's run go to the same one."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedRunScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return "shared small company run" if Path(file).name in SHARED_RUN_FILES else file
+
+    return SharedRunScheduling(config, log)

@@ -6,20 +6,25 @@ Three `spine run`s of the `tiny` company in one folder:
 2. with a copy of the project whose `support_backlog_daily` model fails: only the ticket entity
    (built from it) is held back, serving keeps its version from run 1, the other five entities
    are published, the scorecard is written and says why, one alert names the model and error;
-3. with the project as it is: the ticket entity is published again and the alert resolves.
+3. after `spine change --fraction 0.01` (updates, deletes), with the project as it is: dbt
+   builds with ERROR 0, every entity is published with the changes and deletes in serving,
+   and the alert resolves.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from data_spine.config import PROJECT_ROOT
-from pipeline_runs import prepare, spine_run, warehouse_digest
+from pipeline_runs import prepare, spine_env, spine_run, warehouse_digest
 
 BUG = "a deliberate bug in support_backlog_daily"
 ENTITIES = {"customer", "contact", "revenue", "invoice", "ticket", "usage_event"}
@@ -92,6 +97,9 @@ def runs(tmp_path_factory) -> dict:
     out["run2"] = (rc, (root / "run2.log").read_text(), _decisions(warehouse), _serving_ticket(warehouse),
                    json.loads((root / "data" / "reports" / "scorecard.json").read_text()), len(_alerts(root)))
 
+    changed = subprocess.run([sys.executable, "-m", "data_spine.cli", "change", "--fraction", "0.01", "--seed", "7"],
+                             cwd=PROJECT_ROOT, env=spine_env(root), capture_output=True, text=True, check=True)
+    out["changed"] = changed.stdout
     rc = spine_run(root, root / "run3.log").wait(timeout=900)
     out["run3"] = (rc, (root / "run3.log").read_text(), _decisions(warehouse), _serving_ticket(warehouse),
                    json.loads((root / "data" / "reports" / "scorecard.json").read_text()), len(_alerts(root)))
@@ -161,3 +169,26 @@ def test_the_next_good_run_publishes_the_held_entity(runs):
     latest = _latest_run(decisions)
     assert {s for s, _, _ in latest.values()} == {"published"}
     assert scorecard["entities"]["ticket"]["publication"]["status"] == "published"
+
+
+def _source(root: Path, vendor: str, resource: str) -> list[dict]:
+    path = root / "data" / "sources" / vendor / f"{resource}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_changed_and_deleted_records_reach_serving_with_no_build_error(runs):
+    """The README's incremental demo: `spine change --fraction 0.01 && spine run`."""
+    rc, output, _, _, _, _ = runs["run3"]
+    assert "deleted" in runs["changed"], runs["changed"]
+    assert rc == 0, output[-3000:]
+    done = re.findall(r"Done\. PASS=\d+ WARN=\d+ ERROR=(\d+)", output)
+    assert done and done[-1] == "0", done
+    root, warehouse = runs["root"], runs["warehouse"]
+    deleted = {t["id"] for t in _source(root, "zendesk", "tickets") if t.get("status") == "deleted"}
+    assert deleted
+    served = {i for (i,) in _rows(warehouse, "select ticket_id from serving.ticket_metrics")}
+    assert served and not deleted & served
+    # Every Stripe customer's billing address as the source has it now (the change rewrites some).
+    billing = {c["id"]: (c.get("email") or "").strip().lower() or None for c in _source(root, "stripe", "customers")}
+    contacts = dict(_rows(warehouse, "select source_id, email from serving.contacts where contact_role = 'billing'"))
+    assert contacts == billing

@@ -182,4 +182,4 @@ def test_clean_company_passes_every_check_and_scores_100(clean_company):
     assert card["overall"]["score"] == 100.0 and card["alerts"] == []
     assert set().union(*(b["dimensions"] for b in card["entities"].values())) == set(DIMENSIONS)
     assert not (data / "alerts" / "alerts.jsonl").exists(), "a clean company raises no alert"
-    assert "Alerts sent this run: 0" in output
+    assert "Alerts: 0 raised this run" in output
