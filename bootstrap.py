@@ -55,9 +55,9 @@ def setup() -> None:
 
 TASKS = {
     "demo": lambda args: [BIN / "spine", "run", *args],
-    # Two pytest workers (pytest-xdist): most tests wait on a pipeline run in a process of its
-    # own, so two at a time use both cores; SPINE_TEST_WORKERS=0 runs them in one process.
-    "test": lambda args: [BIN / "python", "-m", "pytest", "-n", os.environ.get("SPINE_TEST_WORKERS", "2"),
+    # Three pytest workers (pytest-xdist): most tests wait on a pipeline run in a process of its
+    # own, so three at a time keep two cores busy; SPINE_TEST_WORKERS=0 runs them in one process.
+    "test": lambda args: [BIN / "python", "-m", "pytest", "-n", os.environ.get("SPINE_TEST_WORKERS", "3"),
                           "--dist", "loadfile", *args],
     "setup": None,
 }
