@@ -186,3 +186,18 @@ SHAPES = [
     Shape("current", "stripe_api=2025-09-30.clover,product_ids=generated,custom_fields=absent,events=snowplow,"
                      "trials=no,coupons=no", ("stripe_2025-09-30.clover", "hubspot", "zendesk")),
 ]
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a command started in a session of its own (`start_new_session=True`) and every
+    process it started: SIGTERM to the group, SIGKILL after `grace` seconds."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + grace
+    os.killpg(process.pid, signal.SIGTERM)
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)

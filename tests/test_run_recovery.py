@@ -38,7 +38,7 @@ from dagster._core.launcher import WorkerStatus
 from data_spine.config import PROJECT_ROOT
 from orchestration.resources import WAREHOUSE_POOL
 from orchestration.run_recovery import steps_in_flight
-from pipeline_runs import AS_OF, _free_port, prepare, spine_env, warehouse_digest
+from pipeline_runs import AS_OF, _free_port, prepare, spine_env, stop_group, warehouse_digest
 
 RUN_SECONDS = 600
 CANCEL_SECONDS = 30
@@ -343,10 +343,4 @@ def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_
                        lambda: (run := instance.get_run_by_id(following)).is_finished and run.status, log)
         assert status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
     finally:
-        deadline = time.monotonic() + 30
-        os.killpg(dev.pid, signal.SIGTERM)
-        while dev.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if dev.poll() is None:
-            os.killpg(dev.pid, signal.SIGKILL)
-        dev.wait(timeout=30)
+        stop_group(dev)

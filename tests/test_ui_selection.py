@@ -12,8 +12,6 @@ must succeed and materialize exactly its selection.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +25,7 @@ import requests
 
 from data_spine.config import PROJECT_ROOT
 from expectations.monitors import detect_drift
-from pipeline_runs import prepare, spine_env
+from pipeline_runs import prepare, spine_env, stop_group
 
 LOCATION = "data_spine"  # workspace.yaml
 REPOSITORY = "__repository__"  # the repository of a `Definitions` object
@@ -185,13 +183,7 @@ def ui_runs(tmp_path_factory) -> dict[str, tuple[set, dict, list[str]]]:
     finally:
         # The whole process group: spine dev, dagster dev and the webserver, daemon and code
         # server it started.
-        with_timeout = time.monotonic() + 30
-        os.killpg(process.pid, signal.SIGTERM)
-        while process.poll() is None and time.monotonic() < with_timeout:
-            time.sleep(0.5)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        stop_group(process)
 
 
 @pytest.mark.parametrize("selection", ["/".join(key) for key in RAW_ASSETS])
