@@ -292,7 +292,7 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
 
     instance = instance_for_terminal()
     click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
-    from orchestration.automation import scorecard_missing
+    from orchestration.automation import AFTER_RUN_TAG, scorecard_missing
     from orchestration.definitions import scorecard_job_definition, spine_job_definition
 
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
@@ -310,7 +310,7 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
         # As the scorecard sensor does under `dagster dev`: the report shows what was held back.
         click.echo("Writing the scorecard after the failed run ...")
         dg.execute_job(dg.reconstructable(scorecard_job_definition), instance, run_config=run_config,
-                       tags={"spine/after_run": result.run_id})
+                       tags={AFTER_RUN_TAG: result.run_id, PID_TAG: str(os.getpid())})
     return result
 
 

@@ -27,6 +27,9 @@ usage_ingestion_job = dg.define_asset_job(
     description="Load newly landed usage-event files.",
 )
 
+# On a scorecard run made for a failed run of spine_job: that run's id.
+AFTER_RUN_TAG = "spine/after_run"
+
 scorecard_job = dg.define_asset_job(
     name="scorecard_job",
     selection=dg.AssetSelection.assets("scorecard"),
@@ -74,7 +77,13 @@ def scorecard_missing(instance: dg.DagsterInstance, run_id: str) -> bool:
     if not any(instance.get_latest_materialization_event(dg.AssetKey(["audit", e])) for e in SUITES):
         return False  # nothing was ever audited: there is no scorecard to write yet
     latest = instance.get_latest_materialization_event(dg.AssetKey("scorecard"))
-    return latest is None or latest.run_id != run_id
+    if latest is None:
+        return True
+    if latest.run_id == run_id:
+        return False
+    # Written after it already (by `spine run`, or this sensor for another process's run)?
+    writer = instance.get_run_by_id(latest.run_id)
+    return not (writer and writer.tags.get(AFTER_RUN_TAG) == run_id)
 
 
 @dg.run_failure_sensor(
@@ -88,5 +97,5 @@ def scorecard_missing(instance: dg.DagsterInstance, run_id: str) -> bool:
 def scorecard_after_failure_sensor(context: dg.RunFailureSensorContext):
     run = context.dagster_run
     if scorecard_missing(context.instance, run.run_id):
-        return dg.RunRequest(run_key=f"scorecard-after-{run.run_id}", tags={"spine/after_run": run.run_id})
+        return dg.RunRequest(run_key=f"scorecard-after-{run.run_id}", tags={AFTER_RUN_TAG: run.run_id})
     return dg.SkipReason(f"run {run.run_id} wrote its scorecard")

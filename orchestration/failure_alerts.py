@@ -28,20 +28,22 @@ def run_conditions(instance: dg.DagsterInstance) -> list[Condition]:
     steps: dict[str, Condition] = {}
     jobs: dict[str, Condition] = {}
     for run in runs:  # newest first: the first word on a step or a job is the one that counts
-        failures = {e.step_key: e for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)}
-        for step_key, event in failures.items():
-            if step_key not in steps and not _alerted_elsewhere(event):
-                steps[step_key] = _step_failed(step_key, event, run)
-        for event in _events(instance, run.run_id, dg.DagsterEventType.STEP_SUCCESS):
-            steps.setdefault(event.step_key, _step_ok(event.step_key))
+        failures = {e.dagster_event.step_key: e for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)}
+        for step_key, entry in failures.items():
+            if step_key not in steps:
+                # A publication held back by its failed blocking checks is theirs to announce.
+                steps[step_key] = (_step_ok(step_key) if _alerted_elsewhere(entry.dagster_event)
+                                   else _step_failed(step_key, entry, run))
+        for entry in _events(instance, run.run_id, dg.DagsterEventType.STEP_SUCCESS):
+            steps.setdefault(entry.dagster_event.step_key, _step_ok(entry.dagster_event.step_key))
         if run.job_name not in jobs:
             died = run.status == dg.DagsterRunStatus.FAILURE and not failures
             jobs[run.job_name] = _run_died(run, instance) if died else _run_ok(run.job_name)
     return [*steps.values(), *jobs.values()]
 
 
-def _events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
-    return [r.event_log_entry.dagster_event for r in instance.get_records_for_run(run_id, of_type=kind).records
+def _events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> list[dg.EventLogEntry]:
+    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=kind).records
             if r.event_log_entry.dagster_event]
 
 
@@ -55,11 +57,7 @@ def _alerted_elsewhere(event: dg.DagsterEvent) -> bool:
 def _cause(event: dg.DagsterEvent) -> str:
     """The first line of the innermost error: what went wrong, not Dagster's wrapping of it."""
     error = event.step_failure_data.error if event.step_failure_data else None
-    if error is None:
-        return "no error was recorded"
-    while error.cause is not None:
-        error = error.cause
-    return first_line_of(error)
+    return first_line_of(error) if error is not None else "no error was recorded"
 
 
 def _owner(step_key: str) -> str:
@@ -84,15 +82,15 @@ def _action(step_key: str) -> str:
     return "Open the run in the Dagster UI and read the step's log; rerun once the cause is fixed."
 
 
-def _step_failed(step_key: str, event: dg.DagsterEvent, run: dg.DagsterRun) -> Condition:
+def _step_failed(step_key: str, entry: dg.EventLogEntry, run: dg.DagsterRun) -> Condition:
     return Condition(
         key=f"step_failure:{step_key}",
         kind="step_failure",
         state="fail",
         dataset=f"Dagster step {step_key}",
-        what=f"step {step_key} failed: {_cause(event)}",
+        what=f"step {step_key} failed: {_cause(entry.dagster_event)}",
         how_many=f"run {run.run_id} of {run.job_name}",
-        since=utc_iso(datetime.fromtimestamp(event.timestamp, UTC)) if getattr(event, "timestamp", None) else None,
+        since=utc_iso(datetime.fromtimestamp(entry.timestamp, UTC)),
         causes=("a change in the project's code or configuration", "a source or resource that was unavailable"),
         owner=_owner(step_key),
         action=_action(step_key),
@@ -107,7 +105,8 @@ def _step_ok(step_key: str) -> Condition:
 
 def _run_died(run: dg.DagsterRun, instance: dg.DagsterInstance) -> Condition:
     failure = _events(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
-    message = failure[0].message if failure and failure[0].message else "the run failed before any step did"
+    message = (failure[0].dagster_event.message if failure and failure[0].dagster_event.message
+               else "the run failed before any step did")
     return Condition(
         key=f"run_died:{run.job_name}",
         kind="run_died",

@@ -100,8 +100,11 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     error = invocation.get_error()
     if WAREHOUSE_LOCKED in str(error):
         raise retry_when_locked(context) from error
-    failed = build_failures(invocation.get_artifact("run_results.json"))
-    if not failed:  # dbt itself failed (a compilation error, a crash): nothing was built
+    try:
+        failed = build_failures(invocation.get_artifact("run_results.json"))
+    except FileNotFoundError:  # dbt stopped before running anything (the project does not parse)
+        raise error from None
+    if not failed:  # dbt itself failed (a crash): no node to blame
         raise error
     # What was built is yielded above, so the entities that do not depend on the failed
     # models go on to their audit and publication (the job runs steps whose own inputs were
