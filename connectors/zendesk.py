@@ -36,7 +36,6 @@ Speed      exports are read 1,000 records a page (Zendesk's maximum), satisfacti
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import dlt
@@ -56,14 +55,6 @@ CHILDREN = {
     "tickets": ("custom_fields", "tickets__custom_fields", "ticket_id"),
     "organizations": ("domain_names", "organizations__domain_names", "organization_id"),
 }
-
-
-def to_unix(value: Any) -> int:
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
 
 
 class Api:

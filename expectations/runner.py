@@ -92,10 +92,6 @@ class Result:
     check_name: str
     expectation_kwargs: str
 
-    @property
-    def blocking_failure(self) -> bool:
-        return self.severity == "blocking" and not self.success
-
 
 def validate_all(
     warehouse_path: Path,

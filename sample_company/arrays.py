@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 
 DAY = np.timedelta64(1, "D")
-SECOND = np.timedelta64(1, "s")
 NAT = np.datetime64("NaT", "s")
 
 _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)

@@ -26,10 +26,6 @@ def _iso(col: str, fmt: str = ISO_S) -> pl.Expr:
     return pl.col(col).cast(pl.Datetime("us")).dt.strftime(fmt)
 
 
-def _str(col: str) -> pl.Expr:
-    return pl.col(col).cast(pl.Utf8)
-
-
 def generated_id(prefix: str, name: pl.Expr) -> pl.Expr:
     """An id as Stripe generates them (`prod_Q3x9...`), the same for the same name: its text
     says nothing about what it names."""

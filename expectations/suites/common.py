@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from expectations.escaping import CONTROL
 from expectations.suite import Check, check
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -41,7 +42,7 @@ SUBJECT_MAX_LENGTH = 1000
 # Control characters (C0 with NUL, DEL, C1), and markup a page or an agent would act on: a tag
 # (`<` then a letter, `/`, `!` or `?`), a script URL, or an inline event handler (`onerror=`).
 # `?` is written `\x3f`: Great Expectations takes a literal `?` in a query for a parameter.
-CONTROL_REGEX = r"[\x00-\x1f\x7f-\x9f]"
+CONTROL_REGEX = CONTROL.pattern  # the characters the reports also refuse to print raw
 MARKUP_REGEX = r"<[a-z/!\x3f]|(java|vb)script\s*:|\bon[a-z]+\s*="
 _PLAIN_TEXT_CAUSES = (
     "a form, import or integration that accepts any text, including pasted markup or binary data",

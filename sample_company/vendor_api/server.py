@@ -118,10 +118,6 @@ class VendorApiServer:
                 self.store.derived("hubspot", obj, "pieces", hubspot._pieces)
         stripe.warm(self.store, self.stripe_api_version)
 
-    @property
-    def requests_served(self) -> int:
-        return len(self.log)
-
     def route(self, method: str, raw_path: str, headers, body: dict | None = None) -> tuple[int, dict, dict, bool]:
         """Answer one request: (status, body, extra headers, truncate the body)."""
         split = urlsplit(raw_path)
