@@ -1,5 +1,6 @@
 """Transformation assets: the dbt project (staging → intermediate → marts) and its docs site."""
 
+import fcntl
 import json
 import os
 import re
@@ -49,8 +50,18 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
     """Parse the project when its manifest is missing (fresh clone) or older than its files,
     so the asset graph always matches the dbt code it is loaded with."""
     manifest = project.manifest_path
-    if not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project):
-        dbt_cli().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+    def stale() -> bool:
+        return not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project)
+
+    if stale():
+        # Several processes may load the definitions at once on a fresh clone (test workers,
+        # the webserver and the daemon): one parses, the others wait and find it done.
+        project.target_path.mkdir(parents=True, exist_ok=True)
+        with open(project.target_path / ".parse.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if stale():
+                dbt_cli().cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return manifest
 
 
