@@ -10,7 +10,7 @@ with group_calls as (
         {{ clean_string("traits ->> 'name'") }} as account_name,
         -- Segment's reserved group trait is `website`; some clients send `domain` instead.
         coalesce({{ clean_string("traits ->> 'website'") }}, {{ clean_string("traits ->> 'domain'") }}) as website
-    from {{ ref('stg_usage__events') }}
+    from {{ ref('stg_usage_events__events') }}
     where event_type = 'group' and workspace_id is not null
 )
 

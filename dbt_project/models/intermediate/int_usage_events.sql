@@ -25,7 +25,7 @@ select
     events.received_at,
     events.event_format,
     events.source_file_name
-from {{ ref('stg_usage__events') }} as events
+from {{ ref('stg_usage_events__events') }} as events
 left join accounts as by_user
     on by_user.id_type = 'user'
     and events.workspace_id is null

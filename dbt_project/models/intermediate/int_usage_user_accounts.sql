@@ -3,7 +3,7 @@
 
 with memberships as (
     select event_id, event_type, user_id, anonymous_id, workspace_id, occurred_at, received_at
-    from {{ ref('stg_usage__events') }}
+    from {{ ref('stg_usage_events__events') }}
     where
         workspace_id is not null
         and (event_type = 'group' or event_type = 'identify')
