@@ -70,3 +70,20 @@
         as decimal(18, 6)
     )
 {%- endmacro %}
+
+{#
+    Money in USD at the planning rate of its currency (the exchange_rates seed: rates kept
+    constant on purpose, so that MRR moves with the business, not with currency swings).
+    join_usd_rate joins the rate of each row's currency; a left join, so that a currency
+    without a rate keeps its rows and leaves their USD amounts null, which the tests catch,
+    rather than dropping the revenue. to_usd converts an amount of such a row. `rates` names
+    the joined seed, should a query need two.
+#}
+{% macro join_usd_rate(currency_column, rates='exchange_rates') -%}
+    left join {{ ref('exchange_rates') }} as {{ rates }}
+        on {{ currency_column }} = {{ rates }}.currency
+{%- endmacro %}
+
+{% macro to_usd(amount, rates='exchange_rates') -%}
+    ({{ amount }}) * {{ rates }}.rate_to_usd
+{%- endmacro %}

@@ -3,13 +3,7 @@
 -- the customer is the one currently in force, else the latest. Amounts are in USD.
 
 with crosswalk as (
-    select source_id as stripe_customer_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'stripe'
-),
-
-exchange_rates as (
-    select * from {{ ref('exchange_rates') }}
+    {{ customer_crosswalk('stripe', 'stripe_customer_id') }}
 ),
 
 subscriptions as (
@@ -86,12 +80,15 @@ per_customer as (
 ),
 
 invoices as (
-    select crosswalk.customer_id, invoices.*, exchange_rates.rate_to_usd
+    select
+        crosswalk.customer_id,
+        invoices.*,
+        {{ to_usd('invoices.amount_paid') }} as amount_paid_usd,
+        {{ to_usd('invoices.amount_remaining') }} as amount_remaining_usd
     from {{ ref('stg_stripe__invoices') }} as invoices
     inner join crosswalk
         on invoices.stripe_customer_id = crosswalk.stripe_customer_id
-    left join exchange_rates
-        on invoices.currency = exchange_rates.currency
+    {{ join_usd_rate('invoices.currency') }}
     where invoices.created_at < {{ as_of_timestamp() }}
 ),
 
@@ -104,12 +101,11 @@ charges as (
 ),
 
 refunds as (
-    select charges.customer_id, sum(refunds.amount * exchange_rates.rate_to_usd) as refunded
+    select charges.customer_id, sum({{ to_usd('refunds.amount') }}) as refunded
     from {{ ref('stg_stripe__refunds') }} as refunds
     inner join charges
         on refunds.charge_id = charges.charge_id
-    left join exchange_rates
-        on refunds.currency = exchange_rates.currency
+    {{ join_usd_rate('refunds.currency') }}
     where refunds.created_at < {{ as_of_timestamp() }}
     group by charges.customer_id
 ),
@@ -117,9 +113,9 @@ refunds as (
 invoice_stats as (
     select
         customer_id,
-        sum(amount_paid * rate_to_usd) as paid,
+        sum(amount_paid_usd) as paid,
         -- What is owed now: open invoices still in dunning (uncollectible ones are written off).
-        sum(amount_remaining * rate_to_usd) filter (where status = 'open') as outstanding_balance,
+        sum(amount_remaining_usd) filter (where status = 'open') as outstanding_balance,
         count(*) filter (where status = 'open') as open_invoices,
         count(*) filter (where status = 'uncollectible') as uncollectible_invoices
     from invoices

@@ -2,9 +2,7 @@
 -- as_of)), from the incremental daily user activity.
 
 with crosswalk as (
-    select source_id as workspace_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'product'
+    {{ customer_crosswalk('product', 'workspace_id') }}
 ),
 
 user_days as (

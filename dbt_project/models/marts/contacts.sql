@@ -11,10 +11,14 @@ billing_contacts as (
     where not is_deleted
 ),
 
-crosswalk as (
-    select source_system, source_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system in ('hubspot', 'stripe')
+-- A CRM contact belongs to the customer of its associated company, a billing contact to
+-- the customer of its Stripe customer.
+company_crosswalk as (
+    {{ customer_crosswalk('hubspot', 'company_id') }}
+),
+
+stripe_crosswalk as (
+    {{ customer_crosswalk('stripe', 'stripe_customer_id') }}
 ),
 
 contact_points as (
@@ -22,14 +26,15 @@ contact_points as (
         'hubspot' as source_system,
         crm_contacts.contact_id as source_id,
         'crm_contact' as contact_role,
-        -- A contact belongs to the customer of its associated company.
-        crm_contacts.company_id as crosswalk_id,
+        company_crosswalk.customer_id,
         {{ clean_string("concat_ws(' ', crm_contacts.first_name, crm_contacts.last_name)") }} as full_name,
         crm_contacts.job_title,
         crm_contacts.email,
         crm_contacts.created_at,
         crm_contacts.updated_at
     from crm_contacts
+    left join company_crosswalk
+        on crm_contacts.company_id = company_crosswalk.company_id
 
     union all
 
@@ -37,7 +42,7 @@ contact_points as (
         'stripe',
         billing_contacts.stripe_customer_id,
         'billing',
-        billing_contacts.stripe_customer_id,
+        stripe_crosswalk.customer_id,
         billing_contacts.customer_name,
         cast(null as varchar),
         billing_contacts.email,
@@ -45,6 +50,8 @@ contact_points as (
         -- Stripe keeps no update time for a customer: its creation is the last change known.
         billing_contacts.created_at
     from billing_contacts
+    left join stripe_crosswalk
+        on billing_contacts.stripe_customer_id = stripe_crosswalk.stripe_customer_id
 )
 
 select
@@ -52,7 +59,7 @@ select
     contact_points.source_system,
     contact_points.source_id,
     contact_points.contact_role,
-    crosswalk.customer_id,
+    contact_points.customer_id,
     contact_points.full_name,
     contact_points.job_title,
     contact_points.email,
@@ -65,6 +72,3 @@ select
     contact_points.created_at,
     contact_points.updated_at
 from contact_points
-left join crosswalk
-    on contact_points.source_system = crosswalk.source_system
-    and contact_points.crosswalk_id = crosswalk.source_id

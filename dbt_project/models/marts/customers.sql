@@ -52,12 +52,15 @@ ever_paid as (
     select distinct customer_id from {{ ref('mrr_by_customer_month') }}
 ),
 
+stripe_crosswalk as (
+    {{ customer_crosswalk('stripe', 'stripe_customer_id') }}
+),
+
 paused_now as (
-    select distinct stripe_ids.customer_id
+    select distinct stripe_crosswalk.customer_id
     from {{ ref('int_subscription_items_monthly') }} as item_months
-    inner join crosswalk as stripe_ids
-        on stripe_ids.source_system = 'stripe'
-        and item_months.stripe_customer_id = stripe_ids.source_id
+    inner join stripe_crosswalk
+        on item_months.stripe_customer_id = stripe_crosswalk.stripe_customer_id
     where item_months.month = {{ as_of_month() }} and item_months.is_paused
 ),
 
@@ -65,18 +68,12 @@ paused_now as (
 crm as (
     select
         crosswalk.customer_id,
-        arg_min(companies.company_name, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
-            filter (where companies.company_name is not null) as company_name,
-        arg_min(companies.domain, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
-            filter (where companies.domain is not null) as domain,
-        arg_min(companies.industry, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
-            filter (where companies.industry is not null) as industry,
-        arg_min(companies.owner_id, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
-            filter (where companies.owner_id is not null) as owner_id,
-        arg_min(companies.crm_status, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
-            filter (where companies.crm_status is not null) as crm_status,
-        arg_min(companies.annual_revenue, (crosswalk.match_rule <> 'crm_company', companies.created_at, companies.company_id))
-            filter (where companies.annual_revenue is not null) as crm_arr,
+        {{ surviving_company_value('company_name') }} as company_name,
+        {{ surviving_company_value('domain') }} as domain,
+        {{ surviving_company_value('industry') }} as industry,
+        {{ surviving_company_value('owner_id') }} as owner_id,
+        {{ surviving_company_value('crm_status') }} as crm_status,
+        {{ surviving_company_value('annual_revenue') }} as crm_arr,
         min(companies.created_at) as created_at,
         max(companies.updated_at) as updated_at
     from crosswalk

@@ -9,9 +9,7 @@
 }}
 
 with crosswalk as (
-    select source_id as workspace_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'product'
+    {{ customer_crosswalk('product', 'workspace_id') }}
 ),
 
 used as (

@@ -6,13 +6,7 @@ with invoices as (
 ),
 
 crosswalk as (
-    select source_id as stripe_customer_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'stripe'
-),
-
-exchange_rates as (
-    select * from {{ ref('exchange_rates') }}
+    {{ customer_crosswalk('stripe', 'stripe_customer_id') }}
 )
 
 select
@@ -31,7 +25,7 @@ select
     -- The planning rate, as for MRR. Not rounded, so that sums over invoices round to cents
     -- once and agree with mrr_reconciliation; a currency without a rate leaves it null
     -- rather than dropping the invoice.
-    invoices.total * exchange_rates.rate_to_usd as total_usd,
+    {{ to_usd('invoices.total') }} as total_usd,
     invoices.attempt_count,
     invoices.created_at,
     invoices.period_start_at,
@@ -39,5 +33,4 @@ select
 from invoices
 left join crosswalk
     on invoices.stripe_customer_id = crosswalk.stripe_customer_id
-left join exchange_rates
-    on invoices.currency = exchange_rates.currency
+{{ join_usd_rate('invoices.currency') }}

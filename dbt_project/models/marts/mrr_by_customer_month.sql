@@ -5,13 +5,7 @@ with item_months as (
 ),
 
 crosswalk as (
-    select source_id as stripe_customer_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'stripe'
-),
-
-exchange_rates as (
-    select * from {{ ref('exchange_rates') }}
+    {{ customer_crosswalk('stripe', 'stripe_customer_id') }}
 ),
 
 converted as (
@@ -25,13 +19,12 @@ converted as (
         item_months.mrr_local,
         -- A currency without a rate yields null USD amounts, caught by not_null tests,
         -- rather than silently dropping the revenue.
-        item_months.gross_mrr_local * exchange_rates.rate_to_usd as gross_mrr_usd,
-        item_months.mrr_local * exchange_rates.rate_to_usd as mrr_usd
+        {{ to_usd('item_months.gross_mrr_local') }} as gross_mrr_usd,
+        {{ to_usd('item_months.mrr_local') }} as mrr_usd
     from item_months
     inner join crosswalk
         on item_months.stripe_customer_id = crosswalk.stripe_customer_id
-    left join exchange_rates
-        on item_months.currency = exchange_rates.currency
+    {{ join_usd_rate('item_months.currency') }}
 ),
 
 customer_months as (

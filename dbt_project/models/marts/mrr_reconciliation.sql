@@ -6,34 +6,27 @@ with item_months as (
 ),
 
 crosswalk as (
-    select source_id as stripe_customer_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'stripe'
-),
-
-rates as (
-    select * from {{ ref('exchange_rates') }}
+    {{ customer_crosswalk('stripe', 'stripe_customer_id') }}
 ),
 
 terms as (
     select
         crosswalk.customer_id,
         item_months.month,
-        item_months.mrr_local * rates.rate_to_usd as contracted,
+        {{ to_usd('item_months.mrr_local') }} as contracted,
         case when item_months.invoice_id is null or item_months.billed_until < item_months.month_close
-             then item_months.mrr_local * rates.rate_to_usd else 0 end as unbilled,
+             then {{ to_usd('item_months.mrr_local') }} else 0 end as unbilled,
         case when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
-             then (item_months.mrr_local - item_months.line_mrr_local) * rates.rate_to_usd else 0 end as pending_change,
+             then {{ to_usd('item_months.mrr_local - item_months.line_mrr_local') }} else 0 end as pending_change,
         case when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
-             then item_months.one_off_discount_mrr_local * rates.rate_to_usd else 0 end as one_off_discount,
+             then {{ to_usd('item_months.one_off_discount_mrr_local') }} else 0 end as one_off_discount,
         case when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
                   and item_months.invoice_status in ('open', 'uncollectible')
-             then (item_months.line_mrr_local - item_months.one_off_discount_mrr_local) * rates.rate_to_usd else 0 end as unpaid
+             then {{ to_usd('item_months.line_mrr_local - item_months.one_off_discount_mrr_local') }} else 0 end as unpaid
     from item_months
     inner join crosswalk
         on item_months.stripe_customer_id = crosswalk.stripe_customer_id
-    left join rates
-        on item_months.currency = rates.currency
+    {{ join_usd_rate('item_months.currency') }}
 ),
 
 term_months as (
@@ -54,20 +47,18 @@ invoices as (
         crosswalk.customer_id,
         cast(date_trunc('month', invoices.created_at) as date) as month,
         invoices.invoice_id,
-        invoices.total * rates.rate_to_usd as total
+        {{ to_usd('invoices.total') }} as total
     from {{ ref('stg_stripe__invoices') }} as invoices
     inner join crosswalk
         on invoices.stripe_customer_id = crosswalk.stripe_customer_id
-    left join rates
-        on invoices.currency = rates.currency
+    {{ join_usd_rate('invoices.currency') }}
     where invoices.status <> 'void' and invoices.created_at < {{ as_of_timestamp() }}
 ),
 
 prorations as (
-    select lines.invoice_id, sum((lines.amount - lines.discount_amount) * rates.rate_to_usd) as amount
+    select lines.invoice_id, sum({{ to_usd('lines.amount - lines.discount_amount') }}) as amount
     from {{ ref('stg_stripe__invoice_lines') }} as lines
-    left join rates
-        on lines.currency = rates.currency
+    {{ join_usd_rate('lines.currency') }}
     where lines.is_proration
     group by lines.invoice_id
 ),

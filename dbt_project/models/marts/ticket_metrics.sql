@@ -10,9 +10,7 @@ metrics as (
 ),
 
 crosswalk as (
-    select cast(source_id as bigint) as organization_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'zendesk'
+    {{ customer_crosswalk('zendesk', 'organization_id', 'bigint') }}
 ),
 
 ratings as (

@@ -8,9 +8,7 @@ with events as (
 ),
 
 crosswalk as (
-    select source_id as workspace_id, customer_id
-    from {{ ref('int_identity_resolution') }}
-    where source_system = 'product'
+    {{ customer_crosswalk('product', 'workspace_id') }}
 )
 
 select
