@@ -146,7 +146,7 @@ def machine() -> dict:
 
 def code_version() -> dict:
     """The commit measured, and which measured folders differed from it in the working tree."""
-    from data_spine.config import PROJECT_ROOT
+    from data_spine.settings import PROJECT_ROOT
 
     def git(*args: str) -> str:
         try:

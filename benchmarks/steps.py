@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from data_spine.config import settings
+from data_spine.settings import settings
 
 
 def _write(result: Path, **figures) -> None:
@@ -65,9 +65,9 @@ def duckdb(result: Path) -> None:
     started = time.perf_counter()
     with ddb.connect(str(cfg.warehouse)) as con:
         con.execute("set enable_progress_bar = false")
-        con.execute("create schema raw_usage")
-        con.execute("create table raw_usage.events as select * from read_json(?, format = 'newline_delimited')", [files])
-        (records,) = con.execute("select count(*) from raw_usage.events").fetchone()
+        con.execute("create schema raw_usage_events")
+        con.execute("create table raw_usage_events.events as select * from read_json(?, format = 'newline_delimited')", [files])
+        (records,) = con.execute("select count(*) from raw_usage_events.events").fetchone()
         threads = con.execute("select current_setting('threads')").fetchone()[0]
     _write(result, records=records, seconds=time.perf_counter() - started, duckdb_threads=threads)
 
@@ -137,7 +137,7 @@ def build(base_urls: tuple[str, ...], as_of: str, result: Path) -> None:
     A preparation for the `validate` steps, reported but not held to a target."""
     import subprocess
 
-    from orchestration.transformation import DBT_DIR, DBT_EXECUTABLE
+    from orchestration.dbt_manifest import DBT_DIR, DBT_EXECUTABLE
     from sample_company.vendor_api import DEMO_CREDENTIALS
 
     cfg = settings()

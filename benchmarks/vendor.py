@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.measure import cpu_seconds
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 
 
 class VendorApiProcess:

@@ -11,7 +11,7 @@ from connectors.hubspot import hubspot_source
 from connectors.stripe import stripe_source
 from connectors.usage_events import settle, usage_events_source
 from connectors.zendesk import zendesk_source
-from data_spine.config import Settings, settings
+from data_spine.settings import Settings, settings
 
 SOURCES = {
     "stripe": stripe_source,
@@ -25,7 +25,7 @@ DATASETS = {
     "stripe": "raw_stripe",
     "hubspot": "raw_hubspot",
     "zendesk": "raw_zendesk",
-    "usage_events": "raw_usage",
+    "usage_events": "raw_usage_events",
 }
 
 

@@ -75,7 +75,7 @@ Contract   a line is quarantined, with its reason, when it is not a JSON object,
            The SQL flags such lines `_rejected` (and a Snowplow self-describing event whose
            `unstruct_event_*` key it did not read); `settle` then re-reads just the files with
            flagged lines in Python (`read_file`, same rules), moves each bad line to
-           `raw_usage.quarantine` with the file, line and reason, loads what Python can load,
+           `raw_usage_events.quarantine` with the file, line and reason, loads what Python can load,
            and deletes the flagged rows. Other keys evolve: a new top-level key becomes a
            column typed from its values (a key whose snake_case name is a column above is the
            column's source, not a column of its own). Keys are looked for in the first

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import click
 
-from data_spine.config import settings
+from data_spine.settings import settings
 
 # The words each kind is said in, by the OS (`strerror`) and by DuckDB.
 NO_SPACE, READ_ONLY, DENIED, MISSING, LOCKED = "no space", "read-only", "denied", "missing", "locked"
@@ -175,16 +175,14 @@ def _from_text(message: str) -> ResourceProblem | None:
 def _ours(path: Path) -> bool:
     """Whether `path` is (or is a parent of) a folder or file the platform creates."""
     cfg = settings()
-    home = os.environ.get("DAGSTER_HOME")
-    places = [cfg.data_dir, cfg.warehouse, cfg.landing_dir, *([Path(home)] if home else [])]
+    places = [cfg.data_dir, cfg.warehouse, cfg.landing_dir, cfg.dagster_home]
     return any(path == place or path in place.parents or place in path.parents for place in places)
 
 
 def _setting_for(path: Path) -> str:
     """The setting that chose `path`, for a person who wants to put it elsewhere ("" if none)."""
     cfg = settings()
-    home = os.environ.get("DAGSTER_HOME")
-    if home and (path == Path(home) or Path(home) in path.parents):
+    if path == cfg.dagster_home or cfg.dagster_home in path.parents:
         return "DAGSTER_HOME"
     if path.name.startswith(cfg.warehouse.name) and path.parent == cfg.warehouse.parent:
         return "SPINE_WAREHOUSE"

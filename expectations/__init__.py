@@ -3,9 +3,8 @@
 Suites are declared as plain data (:mod:`expectations.suite`, one module per entity in
 :mod:`expectations.suites`); :mod:`expectations.runner` validates them inside the warehouse
 through Great Expectations (:mod:`expectations.gx_duckdb` is the adapter GX needs for DuckDB)
-and records the results; :mod:`expectations.publish` advances the serving schema only for
-entities whose blocking checks pass; :mod:`expectations.scorecard` reports, and
-:mod:`expectations.alerts` tells someone.
+and records the results. What is done with the results (publishing, the scorecard, alerts)
+lives in the `quality` package, one level up.
 
 Great Expectations is imported only when a validation runs: it takes seconds to import, and
 the CLI and the orchestrator import this package just to read suite metadata.

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from connectors.usage_events import PATTERN
-from data_spine.config import settings
+from data_spine.settings import settings
 
 # One process runs a run's steps one after another (the DuckDB warehouse takes one writer at
 # a time anyway), and a step runs once its own inputs are there even when another step of the

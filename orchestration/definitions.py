@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from orchestration.alerting import quality_alerts_sensor
+from orchestration.alerts_sensor import quality_alerts_sensor
 from orchestration.automation import (
     daily_schedule,
     executor,
@@ -22,10 +22,11 @@ from orchestration.automation import (
 )
 from orchestration.console import concise_console_logger
 from orchestration.ingestion import ingestion_assets
-from orchestration.monitors import source_monitors
-from orchestration.quality import audit_assets, publish_assets, scorecard
-from orchestration.resources import alerts_from_env, quality_from_env, warehouse_from_env
-from orchestration.transformation import dbt_cli, dbt_docs, dbt_models
+from orchestration.source_checks import source_monitors
+from orchestration.quality_assets import audit_assets, publish_assets, scorecard
+from orchestration.resources import VendorApisResource, alerts_from_env, quality_from_env, warehouse_from_env
+from orchestration.dbt_manifest import dbt_cli
+from orchestration.transformation import dbt_docs, dbt_models
 
 defs = dg.Definitions(
     assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard],
@@ -37,6 +38,7 @@ defs = dg.Definitions(
     loggers={"console": concise_console_logger},
     resources={
         "dlt": DagsterDltResource(),
+        "vendor_apis": VendorApisResource(),
         "dbt": dbt_cli(),
         "warehouse": warehouse_from_env(),
         "quality": quality_from_env(),

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from expectations.alerts import Condition, utc_iso
+from quality.alert_conditions import Condition, utc_iso
 from orchestration.errors import first_line_of
 from expectations.suite import DATA_ENG
 from expectations.suites import SUITES

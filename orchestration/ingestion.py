@@ -10,9 +10,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from connectors import quarantine
 from connectors.http import explain
 from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
-from data_spine.config import settings
-from orchestration.freshness import source_policy
-from orchestration.resources import WAREHOUSE_POOL, retry_when_locked, warehouse_locked
+from data_spine.settings import settings
+from orchestration.freshness_policies import source_policy
+from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
 
 
 @dataclass
@@ -44,11 +44,12 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
         dagster_dlt_translator=RawTableTranslator(source=source),
         pool=WAREHOUSE_POOL,
     )
-    def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
+    def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, vendor_apis: VendorApisResource):
         context.log.info(f"Loading {source} into {DATASETS[source]} ...")
         pipeline = make_pipeline(source)
         try:
-            results = list(dlt.run(context=context, dlt_source=make_source(source), dlt_pipeline=pipeline))
+            results = list(dlt.run(context=context, dlt_source=make_source(source, **vendor_apis.overrides(source)),
+                                   dlt_pipeline=pipeline))
             finish(source, pipeline)
         except PipelineStepFailed as exc:
             if warehouse_locked(exc):
@@ -80,7 +81,7 @@ def _landing_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> di
     per file while it is in the rejected folder, and a resolved one when it has left it (the
     asset's previous materialization remembers what was announced)."""
     from connectors.usage_events import rejected_dir, rejected_files
-    from expectations.alerts import OK, rejected_file_condition
+    from quality.alert_conditions import OK, rejected_file_condition
 
     landing = settings().landing_dir
     conditions = {}

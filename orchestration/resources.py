@@ -1,9 +1,10 @@
-"""Resources shared by the asset modules, configured from the environment."""
+"""Resources shared by the asset modules, configured from `data_spine.settings` when the
+definitions load; a run may override any of them with run config (`spine run` passes the
+sample company's as-of date and the local vendor APIs that way)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +12,7 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from data_spine.config import settings
+from data_spine.settings import Settings, settings
 
 # Every step that opens the DuckDB file claims a slot in this pool. The instance gives each
 # pool one slot (`.dagster_home/dagster.yaml`), so two runs never hold the file at once:
@@ -22,14 +23,14 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 # apart, but any other process with the file open (a DuckDB shell, a notebook, a run of
 # another deployment) holds DuckDB's lock: steps wait and try again rather than fail the run.
 WAREHOUSE_LOCKED = "Could not set lock on file"
-# How often and how long apart: SPINE_LOCK_RETRIES, SPINE_LOCK_RETRY_SECONDS.
-LOCK_RETRIES = int(os.environ.get("SPINE_LOCK_RETRIES") or 6)
-LOCK_RETRY_SECONDS = float(os.environ.get("SPINE_LOCK_RETRY_SECONDS") or 5)
 
 
 def retry_when_locked(context) -> dg.RetryRequested:
-    context.log.warning(f"The warehouse is locked by another process; retrying in {LOCK_RETRY_SECONDS} s")
-    return dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=LOCK_RETRY_SECONDS)
+    """Try the step again later (how often and how far apart: SPINE_LOCK_RETRIES,
+    SPINE_LOCK_RETRY_SECONDS)."""
+    cfg = settings()
+    context.log.warning(f"The warehouse is locked by another process; retrying in {cfg.lock_retry_seconds} s")
+    return dg.RetryRequested(max_retries=cfg.lock_retries, seconds_to_wait=cfg.lock_retry_seconds)
 
 
 def warehouse_locked(exc: BaseException) -> bool:
@@ -76,23 +77,36 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.path)
 
 
+class VendorApisResource(dg.ConfigurableResource):
+    """Where a vendor's API is and how to sign in, per source, when a run is given them as run
+    config (`spine run` passes its local stand-ins this way). Left empty, the connectors
+    resolve both the dlt way (`.dlt/secrets.toml`, `SOURCES__<SOURCE>__*`), as in production."""
+
+    stripe: dict[str, str] = {}
+    hubspot: dict[str, str] = {}
+    zendesk: dict[str, str] = {}
+
+    def overrides(self, source: str) -> dict[str, str]:
+        return dict(getattr(self, source, None) or {})
+
+
 class QualityResource(dg.ConfigurableResource):
-    """How audits and source monitors judge the data (see expectations/README.md)."""
+    """How audits and source monitors judge the data (see quality/README.md)."""
 
     volume_tolerance: float = 0.5  # anomaly when a count is further than this share from its average
     volume_window: int = 7  # readings averaged
     volume_min_readings: int = 3  # readings needed before judging
-    duckdb_memory_limit: str | None = None  # for validating connections, e.g. "2GB"; unset: DuckDBSettings' default
+    duckdb_memory_limit: str = "1GB"  # for validating connections
 
     def volume_policy(self):
-        from expectations.monitors import VolumePolicy
+        from quality.source_monitors import VolumePolicy
 
         return VolumePolicy(self.volume_tolerance, self.volume_window, self.volume_min_readings)
 
     def duckdb_settings(self):
         from expectations.gx_engine import DuckDBSettings
 
-        return DuckDBSettings(memory_limit=self.duckdb_memory_limit) if self.duckdb_memory_limit else DuckDBSettings()
+        return DuckDBSettings(memory_limit=self.duckdb_memory_limit)
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -109,7 +123,7 @@ class AlertsResource(dg.ConfigurableResource):
     max_wait_seconds: float = 10.0
 
     def channels(self) -> list:
-        from expectations.channels import JsonlLog, Slack, Webhook
+        from quality.alert_delivery import JsonlLog, Slack, Webhook
 
         http = {"timeout_seconds": self.timeout_seconds, "max_attempts": self.max_attempts,
                 "backoff_seconds": self.backoff_seconds, "max_wait_seconds": self.max_wait_seconds}
@@ -121,37 +135,25 @@ class AlertsResource(dg.ConfigurableResource):
         return channels
 
     def store(self):
-        from expectations.alerts import AlertStore
+        from quality.alert_conditions import AlertStore
 
         return AlertStore(Path(self.log_path).with_name("alert_state.json"))
 
 
-def warehouse_from_env() -> WarehouseResource:
-    cfg = settings()
-    return WarehouseResource(
-        path=str(cfg.warehouse),
-        reports_dir=str(cfg.reports_dir),
-        as_of=cfg.as_of.isoformat() if cfg.as_of else None,
-    )
+def warehouse_from_env(cfg: Settings | None = None) -> WarehouseResource:
+    cfg = cfg or settings()
+    return WarehouseResource(path=str(cfg.warehouse), reports_dir=str(cfg.reports_dir),
+                             as_of=cfg.as_of.isoformat() if cfg.as_of else None)
 
 
-def quality_from_env() -> QualityResource:
-    env = os.environ
-    return QualityResource(
-        volume_tolerance=float(env.get("SPINE_VOLUME_TOLERANCE", 0.5)),
-        volume_window=int(env.get("SPINE_VOLUME_WINDOW", 7)),
-        volume_min_readings=int(env.get("SPINE_VOLUME_MIN_READINGS", 3)),
-        duckdb_memory_limit=env.get("SPINE_DUCKDB_MEMORY_LIMIT") or None,
-    )
+def quality_from_env(cfg: Settings | None = None) -> QualityResource:
+    q = (cfg or settings()).quality
+    return QualityResource(volume_tolerance=q.volume_tolerance, volume_window=q.volume_window,
+                           volume_min_readings=q.volume_min_readings, duckdb_memory_limit=q.duckdb_memory_limit)
 
 
-def alerts_from_env() -> AlertsResource:
-    env = os.environ
-    return AlertsResource(
-        log_path=env.get("SPINE_ALERT_LOG") or str(settings().data_dir / "alerts" / "alerts.jsonl"),
-        webhook_url=env.get("SPINE_ALERT_WEBHOOK_URL") or None,
-        slack_webhook_url=env.get("SPINE_ALERT_SLACK_WEBHOOK_URL") or None,
-        max_attempts=int(env.get("SPINE_ALERT_MAX_ATTEMPTS") or 4),
-        timeout_seconds=float(env.get("SPINE_ALERT_TIMEOUT_SECONDS") or 5.0),
-        max_wait_seconds=float(env.get("SPINE_ALERT_MAX_WAIT_SECONDS") or 10.0),
-    )
+def alerts_from_env(cfg: Settings | None = None) -> AlertsResource:
+    a = (cfg or settings()).alerting
+    return AlertsResource(log_path=str(a.log_path), webhook_url=a.webhook_url, slack_webhook_url=a.slack_webhook_url,
+                          max_attempts=a.max_attempts, timeout_seconds=a.timeout_seconds,
+                          max_wait_seconds=a.max_wait_seconds)

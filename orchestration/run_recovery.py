@@ -31,11 +31,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+
 from dagster._core.events import DagsterEventType, JobFailureData, RunFailureReason
 from dagster._core.execution.plan.objects import ErrorSource
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunRecord, RunsFilter
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.log_manager import get_log_record_metadata, has_log_record_metadata
+
+from data_spine.settings import settings
 
 # Set by `spine run` on its runs: the pid of the process executing them, known before the
 # run records its RUN_START event.
@@ -228,7 +232,7 @@ class CancelOnInterrupt(logging.Handler):
             return
         if event.step_failure_data.error_source != ErrorSource.INTERRUPT:
             return
-        instance = dg.DagsterInstance.get()
+        instance = persistent_instance()
         run = instance.get_run_by_id(meta["run_id"])
         if run is not None and run.status == DagsterRunStatus.STARTED:
             instance.report_run_canceling(run, f"Step {event.step_key} was interrupted; canceling the run.")
@@ -245,7 +249,7 @@ def stop_runs_of_this_process(every_seconds: float = 3.0, for_seconds: float = 6
     import signal
     import time
 
-    instance = dg.DagsterInstance.get()
+    instance = persistent_instance()
     mine = RunsFilter(tags={PID_TAG: str(os.getpid())}, statuses=UNFINISHED)
     deadline = time.monotonic() + for_seconds
     while time.monotonic() < deadline:
@@ -272,12 +276,15 @@ TERMINAL_OVERRIDES = {
 }
 
 
+def persistent_instance() -> dg.DagsterInstance:
+    """The instance in `DAGSTER_HOME` (default `.dagster_home`), where run history persists."""
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(settings().dagster_home)))
+
+
 def instance_for_terminal() -> dg.DagsterInstance:
     """The persistent instance (`DAGSTER_HOME`) as a command run in a terminal uses it: step
     output goes straight to the terminal and an interrupted run ends canceled."""
-    from dagster._core.instance.ref import InstanceRef
-
     # The log handler comes from the instance's logging settings, which Dagster still calls beta.
     warnings.filterwarnings("ignore", message="Handling yaml-defined logging", category=dg.BetaWarning)
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"],
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(settings().dagster_home),
                                                             overrides=TERMINAL_OVERRIDES))

@@ -1,69 +1,21 @@
 """Transformation assets: the dbt project (staging → intermediate → marts) and its docs site."""
 
-import fcntl
 import json
-import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
+from dagster_dbt import (DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets,
+                         get_asset_key_for_model)
 
-from data_spine.config import PROJECT_ROOT, settings
+from orchestration.dbt_manifest import dbt_project, manifest_path
 from orchestration.errors import first_line
-from orchestration.freshness import mart_policy
+from orchestration.freshness_policies import mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
-
-# dbt's profile reads the warehouse location from SPINE_WAREHOUSE; hand it the same absolute
-# path the other layers use (a relative one would resolve against dbt's working directory).
-os.environ["SPINE_WAREHOUSE"] = str(settings().warehouse)
-# A subset (a mart with its upstreams, picked in the UI) runs the tests of the models it builds,
-# not those that also read a model it leaves out (a relationships test from an unselected
-# model), which would fail on a table not built yet. A full build selects every test either way.
-os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
-
-DBT_DIR = PROJECT_ROOT / "dbt_project"
-dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-
-# The dbt installed next to this interpreter (the project's venv), so runs work whether or not
-# the venv's bin folder is on PATH (`.venv/bin/python -m ...`, IDEs, the Dagster daemon).
-DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
-
-
-def dbt_cli() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
-
-
-def _newest_project_file(project: DbtProject) -> float:
-    files = [project.project_dir / "dbt_project.yml"]
-    for folder in ("models", "macros", "seeds", "tests", "snapshots", "analyses"):
-        files.extend(p for p in (project.project_dir / folder).rglob("*") if p.is_file())
-    return max(p.stat().st_mtime for p in files if p.exists())
-
-
-def ensure_manifest(project: DbtProject = dbt_project) -> Path:
-    """Parse the project when its manifest is missing (fresh clone) or older than its files,
-    so the asset graph always matches the dbt code it is loaded with."""
-    manifest = project.manifest_path
-
-    def stale() -> bool:
-        return not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project)
-
-    if stale():
-        # Several processes may load the definitions at once on a fresh clone (test workers,
-        # the webserver and the daemon): one parses, the others wait and find it done.
-        project.target_path.mkdir(parents=True, exist_ok=True)
-        with open(project.target_path / ".parse.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if stale():
-                dbt_cli().cli(["parse", "--quiet"], target_path=project.target_path).wait()
-    return manifest
-
 
 class SpineDbtTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
@@ -72,16 +24,6 @@ class SpineDbtTranslator(DagsterDbtTranslator):
         if props["resource_type"] == "model" and props.get("fqn", [])[1:2] == ["marts"]:
             return spec.replace_attributes(freshness_policy=mart_policy(props["name"]))
         return spec
-
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            # Child tables (`subscriptions__items__data`) are loaded by their parent's
-            # resource, and so are tables a resource fills besides its own (`meta.loaded_by`):
-            # depend on that asset (several dbt sources then share one key, which the
-            # translator settings allow).
-            table = (dbt_resource_props.get("meta") or {}).get("loaded_by") or dbt_resource_props["name"].split("__")[0]
-            return dg.AssetKey([dbt_resource_props["source_name"], table])
-        return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
@@ -92,13 +34,17 @@ class SpineDbtTranslator(DagsterDbtTranslator):
 
 
 def dbt_vars(warehouse: WarehouseResource) -> list[str]:
-    return ["--vars", json.dumps({"as_of_date": warehouse.as_of_date().isoformat()})]
+    """The day the numbers describe, and the warehouse file (dbt's profile reads it from here:
+    one absolute path for every layer)."""
+    return ["--vars", json.dumps({"as_of_date": warehouse.as_of_date().isoformat(), "warehouse_path": str(warehouse.file)})]
 
 
 @dbt_assets(
-    manifest=ensure_manifest(),
+    manifest=manifest_path(),
     project=dbt_project,
     dagster_dbt_translator=SpineDbtTranslator(
+        # Tables a dlt resource fills besides its own (child tables, discounts) are dbt sources
+        # of their own that share the resource's asset key (`meta.dagster.asset_key`).
         settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
     ),
     pool=WAREHOUSE_POOL,
@@ -182,7 +128,7 @@ def _dbt_error(message: str) -> str:
 def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailures) -> list[str]:
     """Hold back (record as held, without an audit) every entity built from a model that is
     not this run's; returns their names."""
-    from expectations.publish import hold_unbuilt
+    from quality.publishing import hold_unbuilt
     from expectations.suites import SUITES
 
     held = []
@@ -205,7 +151,7 @@ def _marts(manifest: Path) -> tuple[str, ...]:
     return tuple(sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1:2] == ["marts"]))
 
 
-MARTS = _marts(dbt_project.manifest_path)
+MARTS = _marts(manifest_path())
 MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
 
 

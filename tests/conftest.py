@@ -37,7 +37,7 @@ def spine_root() -> Path:
 @pytest.fixture(scope="session")
 def small_company(spine_root: Path) -> dict:
     """The `small` sample company in the session's data folder (generated once)."""
-    from data_spine.config import settings
+    from data_spine.settings import settings
     from sample_company.generate import generate
 
     cfg = settings()
@@ -46,10 +46,10 @@ def small_company(spine_root: Path) -> dict:
 
 def run_spine_job(**kwargs):
     """`spine_job` in this process against the local vendor APIs, as `spine run` runs it."""
-    from data_spine.cli import execute_spine_job, local_vendor_apis
+    from command_line.main import execute_spine_job, local_vendor_apis
 
-    with local_vendor_apis(port=0):
-        return execute_spine_job(**kwargs)
+    with local_vendor_apis(port=0) as (_, vendors):
+        return execute_spine_job(vendors=vendors, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 DBT = str(Path(sys.executable).parent / "dbt")

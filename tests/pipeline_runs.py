@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from sample_company.generate import generate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vendor_docs"
@@ -115,7 +115,7 @@ def spine_run(root: Path, log: Path, *args: str, variant: str = "default", defec
     still being waited for) would block on a full pipe buffer."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
+            [sys.executable, "-m", "command_line.main", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
              "--defects", defects, "--variant", variant, "--no-docs", *args],
             cwd=code, env={**(env or spine_env(root)), "PYTHONPATH": str(code)}, stdout=out,
             stderr=subprocess.STDOUT, text=True,

@@ -19,9 +19,9 @@ from pathlib import Path
 import dagster as dg
 import jsonschema
 
-from data_spine.config import PROJECT_ROOT
-from expectations.alerts import Condition
-from expectations.scorecard import SCHEMA, render_html, render_markdown, score_results
+from data_spine.settings import PROJECT_ROOT
+from quality.alert_conditions import Condition
+from quality.scorecard import SCHEMA, render_html, render_markdown, score_results
 from orchestration.definitions import defs
 from orchestration.resources import AlertsResource
 from pipeline_runs import prepare, spine_env, spine_run
@@ -139,7 +139,7 @@ def test_the_sensor_keeps_alerts_owed_while_slack_is_down_then_delivers_each_onc
 
 
 def _spine(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "data_spine.cli", *args], cwd=PROJECT_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "command_line.main", *args], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

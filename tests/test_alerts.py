@@ -15,8 +15,8 @@ import dlt
 import duckdb
 import pytest
 
-from expectations.alerts import Condition, audit_conditions, drift_condition, volume_condition
-from expectations.monitors import VolumePolicy, detect_drift, measure_volumes
+from quality.alert_conditions import Condition, audit_conditions, drift_condition, volume_condition
+from quality.source_monitors import VolumePolicy, detect_drift, measure_volumes
 from orchestration.definitions import defs
 from orchestration.resources import AlertsResource
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from expectations.suites import SUITES
 from sample_company.vendor_api.stripe import OBJECTS as STRIPE_OBJECTS
 

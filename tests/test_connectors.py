@@ -14,7 +14,7 @@ import pytest
 
 from connectors.http import SourceRequestError
 from connectors.pipelines import DATASETS, load, make_pipeline, make_source
-from data_spine.config import settings
+from data_spine.settings import settings
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 
 CREDENTIALS = {
@@ -248,16 +248,16 @@ def test_malformed_usage_lines_are_quarantined_with_file_line_and_reason(fresh):
     ])
     _load_usage(fresh)
     # A number where text is expected is kept as its text: nothing is lost.
-    assert _usage(fresh, "select message_id, user_id from raw_usage.events order by 1") == [
+    assert _usage(fresh, "select message_id, user_id from raw_usage_events.events order by 1") == [
         ("msg_0001", "usr_1"), ("msg_0004", "42"), ("msg_0005", "usr_1"),
     ]
-    assert _usage(fresh, "select location, reason from raw_usage.quarantine order by location") == [
+    assert _usage(fresh, "select location, reason from raw_usage_events.quarantine order by location") == [
         ("events_2026-11-20.jsonl.gz:2", "not valid JSON: Expecting property name enclosed in double quotes at column 2"),
         ("events_2026-11-20.jsonl.gz:3", "missing required field(s): message_id"),
         ("events_2026-11-20.jsonl.gz:4", "timestamp is not an ISO 8601 timestamp: 'yesterday'"),
     ]
     # The rows the SQL flagged are gone once their lines are quarantined.
-    assert _usage(fresh, "select count(*) from raw_usage.events where _rejected is not false") == [(0,)]
+    assert _usage(fresh, "select count(*) from raw_usage_events.events where _rejected is not false") == [(0,)]
 
 
 def test_duplicated_usage_file_changes_nothing(fresh, small_company):
@@ -267,11 +267,11 @@ def test_duplicated_usage_file_changes_nothing(fresh, small_company):
     for path in originals:
         shutil.copy(path, landing / path.name)
     _load_usage(fresh)
-    before = _usage(fresh, "select message_id, event, timestamp from raw_usage.events order by 1")
+    before = _usage(fresh, "select message_id, event, timestamp from raw_usage_events.events order by 1")
     # The collector re-sends a file under a new name.
     shutil.copy(originals[-1], landing / originals[-1].name.replace(".jsonl.gz", ".resent.jsonl.gz"))
     info = _load_usage(fresh)
-    assert _usage(fresh, "select message_id, event, timestamp from raw_usage.events order by 1") == before
+    assert _usage(fresh, "select message_id, event, timestamp from raw_usage_events.events order by 1") == before
     # It was read (a new name is a new file), not skipped unseen.
     assert any(n.endswith(".resent.jsonl.gz") for n in info.pipeline.state["sources"]["usage_events"]["resources"]["events"]["loaded_files"])
 
@@ -283,7 +283,7 @@ def test_usage_file_resent_in_the_same_batch_is_stored_once(fresh, small_company
     shutil.copy(original, landing / original.name)
     shutil.copy(original, landing / original.name.replace(".jsonl.gz", ".resent.jsonl.gz"))
     _load_usage(fresh)
-    [(rows, ids)] = _usage(fresh, "select count(*), count(distinct message_id) from raw_usage.events")
+    [(rows, ids)] = _usage(fresh, "select count(*), count(distinct message_id) from raw_usage_events.events")
     with gzip.open(original, "rt") as f:
         assert rows == ids == sum(1 for line in f if line.strip())
 
@@ -294,7 +294,7 @@ def test_new_usage_column_is_added_and_old_rows_keep_null(fresh):
     _load_usage(fresh)
     _drop(landing, "events_2026-11-20.jsonl.gz", [_event(3, session_id="s_1"), _event(4, session_id="s_2")])
     _load_usage(fresh)
-    assert _usage(fresh, "select message_id, session_id from raw_usage.events order by 1") == [
+    assert _usage(fresh, "select message_id, session_id from raw_usage_events.events order by 1") == [
         ("msg_0001", None), ("msg_0002", None), ("msg_0003", "s_1"), ("msg_0004", "s_2"),
     ]
 
@@ -306,14 +306,14 @@ def test_usage_column_changing_type_goes_to_a_variant_column(fresh):
     _drop(landing, "events_2026-11-20.jsonl.gz", [_event(3, duration_ms="1.5s"), _event(4, duration_ms="2s")])
     _drop(landing, "events_2026-11-21.jsonl.gz", [_event(5, duration_ms=99)])  # and back: no block
     _load_usage(fresh)
-    assert _usage(fresh, "select message_id, duration_ms, duration_ms__v_text from raw_usage.events order by 1") == [
+    assert _usage(fresh, "select message_id, duration_ms, duration_ms__v_text from raw_usage_events.events order by 1") == [
         ("msg_0001", 120, None), ("msg_0002", 80, None), ("msg_0003", None, "1.5s"),
         ("msg_0004", None, "2s"), ("msg_0005", 99, None),
     ]
     # A typed column never changes type: a bad value is quarantined instead.
     _drop(landing, "events_2026-11-22.jsonl.gz", [_event(6, timestamp=1763800000)])
     _load_usage(fresh)
-    assert _usage(fresh, "select reason from raw_usage.quarantine") == [("timestamp is not an ISO 8601 timestamp: 1763800000",)]
+    assert _usage(fresh, "select reason from raw_usage_events.quarantine") == [("timestamp is not an ISO 8601 timestamp: 1763800000",)]
 
 
 # --- Stripe API versions: both object shapes load the same -----------------------------

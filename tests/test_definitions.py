@@ -16,7 +16,7 @@ import pytest
 
 from orchestration.definitions import defs
 from expectations.suites import SUITES
-from orchestration.freshness import window_of
+from orchestration.freshness_policies import window_of
 from orchestration.resources import WAREHOUSE_POOL
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"

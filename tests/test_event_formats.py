@@ -1,6 +1,6 @@
 """Usage events as real collectors send them: the payloads Segment, RudderStack and Snowplow
 document (tests/fixtures/events) go through the real usage connector into a real DuckDB file,
-land normalised in raw_usage.events, and reach marts.usage_events with their customer."""
+land normalised in raw_usage_events.events, and reach marts.usage_events with their customer."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from connectors import contract
 from connectors.pipelines import load
 from connectors.usage_events import normalise_lines, read_file
-from data_spine.config import settings
+from data_spine.settings import settings
 from dbt_runs import passed, run_dbt
 from expectations.suites.common import EVENT_NAME_REGEX
 from sample_company.generate import generate
@@ -55,9 +55,9 @@ def _query(cfg, sql: str, params=None) -> list[tuple]:
 def _quarantined(cfg) -> list[tuple]:
     """(location, reason) of each quarantined line; the table exists once a line was."""
     with duckdb.connect(str(cfg.warehouse), read_only=True) as con:
-        if not con.execute("select 1 from duckdb_tables() where schema_name = 'raw_usage' and table_name = 'quarantine'").fetchall():
+        if not con.execute("select 1 from duckdb_tables() where schema_name = 'raw_usage_events' and table_name = 'quarantine'").fetchall():
             return []
-        return con.execute("select location, reason from raw_usage.quarantine order by location").fetchall()
+        return con.execute("select location, reason from raw_usage_events.quarantine order by location").fetchall()
 
 
 def _load_usage(cfg, **config):
@@ -130,7 +130,7 @@ def landed(tmp_path_factory):
 
 def _raw(cfg) -> dict[str, dict]:
     with duckdb.connect(str(cfg.warehouse), read_only=True) as con:
-        cursor = con.execute("select * from raw_usage.events")
+        cursor = con.execute("select * from raw_usage_events.events")
         names = [d[0] for d in cursor.description]
         return {r["message_id"]: r for r in (dict(zip(names, row)) for row in cursor.fetchall())}
 
@@ -196,7 +196,7 @@ def test_invalid_lines_are_quarantined_with_their_reason_and_the_rest_loads(tmp_
         _line(no_event), _line(_payloads()["snowplow/struct"]), _line(epoch),
     ])
     _load_usage(cfg)
-    assert _query(cfg, "select message_id, timestamp::varchar from raw_usage.events order by 1") == [
+    assert _query(cfg, "select message_id, timestamp::varchar from raw_usage_events.events order by 1") == [
         ("9a1f3e52-7c44-4f0e-8d2b-3b6e1f0c9d8a", "2013-11-26 00:07:31+00"),
         ("ajs-f8ca1e4de5024d9430b3928bd8ac6b96", "2015-12-12 19:11:01.249+00"),
         ("ajs-unpadded", "2015-02-02 00:30:08.276+00"),
@@ -208,7 +208,7 @@ def test_invalid_lines_are_quarantined_with_their_reason_and_the_rest_loads(tmp_
         (f"{DAY_FILE}:6", "missing required field(s): event"),
         (f"{DAY_FILE}:8", "receivedAt is not an ISO 8601 timestamp: 'epoch'"),
     ]
-    assert _query(cfg, "select count(*) from raw_usage.events where _rejected is not false") == [(0,)]
+    assert _query(cfg, "select count(*) from raw_usage_events.events where _rejected is not false") == [(0,)]
 
 
 def test_a_warehouse_without_events_still_has_every_declared_column(tmp_path):
@@ -218,9 +218,9 @@ def test_a_warehouse_without_events_still_has_every_declared_column(tmp_path):
     _load_usage(cfg)
     declared = set(contract.table("usage_events", "events").columns)
     columns = {r[0] for r in _query(cfg, "select column_name from information_schema.columns "
-                                         "where table_schema = 'raw_usage' and table_name = 'events'")}
+                                         "where table_schema = 'raw_usage_events' and table_name = 'events'")}
     assert declared <= columns
-    assert _query(cfg, "select count(*) from raw_usage.events") == [(0,)]
+    assert _query(cfg, "select count(*) from raw_usage_events.events") == [(0,)]
 
 
 def test_the_snowplow_account_entity_is_configuration(tmp_path, monkeypatch):
@@ -232,7 +232,7 @@ def test_the_snowplow_account_entity_is_configuration(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCES__USAGE_EVENTS__ACCOUNT_ENTITY", "contexts_com_acme_account_1")
     monkeypatch.setenv("SOURCES__USAGE_EVENTS__ACCOUNT_FIELD", "account_id")
     _load_usage(cfg)
-    assert _query(cfg, "select message_id, account_id from raw_usage.events") == [(event["event_id"], "acme-7")]
+    assert _query(cfg, "select message_id, account_id from raw_usage_events.events") == [(event["event_id"], "acme-7")]
 
 
 def test_a_self_describing_event_first_seen_deep_in_a_file_is_loaded_whole(tmp_path):
@@ -245,10 +245,10 @@ def test_a_self_describing_event_first_seen_deep_in_a_file_is_loaded_whole(tmp_p
     _drop(cfg.data_dir / "landing", DAY_FILE, [*filler, _line(click)])
     _load_usage(cfg)
     [(properties, data)] = _query(
-        cfg, "select properties, unstruct_event_com_snowplowanalytics_snowplow_link_click_1 from raw_usage.events "
+        cfg, "select properties, unstruct_event_com_snowplowanalytics_snowplow_link_click_1 from raw_usage_events.events "
              "where message_id = ?", [click["event_id"]])
     assert json.loads(properties) == json.loads(data) == click["unstruct_event_com_snowplowanalytics_snowplow_link_click_1"]
-    assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false) from raw_usage.events") == [(121, 0)]
+    assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false) from raw_usage_events.events") == [(121, 0)]
     assert _quarantined(cfg) == []
 
 
@@ -445,7 +445,7 @@ def test_each_format_loads_whole_through_the_fast_path(companies, events, tmp_pa
     cfg = dataclasses.replace(settings(), data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb")
     info = load("usage_events", cfg, landing_dir=str(folder / "landing"))
     assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false), count(distinct format) "
-                       "from raw_usage.events") == [(manifest["counts"]["usage"]["events"], 0, 1)]
+                       "from raw_usage_events.events") == [(manifest["counts"]["usage"]["events"], 0, 1)]
     assert _quarantined(cfg) == []
     # Nothing was flagged, so nothing went through Python.
     assert info.pipeline.last_trace.last_normalize_info.row_counts.get("events", 0) <= 1

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from pipeline_runs import prepare, spine_env, spine_run, warehouse_digest
 
 BUG = "a deliberate bug in support_backlog_daily"
@@ -97,7 +97,7 @@ def runs(tmp_path_factory) -> dict:
     out["run2"] = (rc, (root / "run2.log").read_text(), _decisions(warehouse), _serving_ticket(warehouse),
                    json.loads((root / "data" / "reports" / "scorecard.json").read_text()), len(_alerts(root)))
 
-    changed = subprocess.run([sys.executable, "-m", "data_spine.cli", "change", "--fraction", "0.01", "--seed", "7"],
+    changed = subprocess.run([sys.executable, "-m", "command_line.main", "change", "--fraction", "0.01", "--seed", "7"],
                              cwd=PROJECT_ROOT, env=spine_env(root), capture_output=True, text=True, check=True)
     out["changed"] = changed.stdout
     rc = spine_run(root, root / "run3.log").wait(timeout=900)

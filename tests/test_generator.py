@@ -390,7 +390,7 @@ def test_defect_rates_parse():
 
 
 def test_cli_generates_a_clean_company_on_request(tmp_path):
-    from data_spine.cli import main
+    from command_line.main import main
 
     runner = CliRunner()
     env = {"SPINE_DATA_DIR": str(tmp_path)}

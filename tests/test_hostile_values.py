@@ -22,7 +22,7 @@ import duckdb
 import orjson
 import pytest
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from expectations.runner import RESULTS_TABLE
 from pipeline_runs import prepare, spine_run
 
@@ -223,7 +223,7 @@ def test_html_scorecard_runs_nothing_injected_and_shows_the_text(hostile, tmp_pa
 def test_digest_keeps_each_value_on_its_line_and_in_its_cell():
     from datetime import datetime
 
-    from expectations.scorecard import render_markdown, score_results
+    from quality.scorecard import render_markdown, score_results
 
     day = datetime(2026, 11, 21)
     row = {"entity": "contact", "run_id": "r`1", "validated_at": day, "as_of": day,
@@ -242,8 +242,8 @@ def test_digest_keeps_each_value_on_its_line_and_in_its_cell():
 
 
 def test_slack_payload_escapes_what_it_quotes():
-    from expectations.alerts import Alert
-    from expectations.channels import Slack
+    from quality.alert_conditions import Alert
+    from quality.alert_delivery import Slack
 
     alert = Alert(id="1", key="k", status="firing", kind="blocking_check", severity="critical", state="fail",
                   dataset="contact <!channel>", what="check <https://evil|click> & more", how_many="1 of 2",

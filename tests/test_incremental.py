@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from connectors.pipelines import DATASETS, load, make_pipeline
-from data_spine.config import PROJECT_ROOT, settings
+from data_spine.settings import PROJECT_ROOT, settings
 from sample_company.changes import change_sources
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 

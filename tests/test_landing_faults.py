@@ -24,13 +24,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from pipeline_runs import prepare, spine_env
 
 RUN = """
 import json
 import dagster as dg
-from data_spine.cli import send_alerts
+from command_line.main import send_alerts
 from orchestration.definitions import defs
 
 job = defs.resolve_job_def("usage_ingestion_job")
@@ -88,10 +88,10 @@ class Landing:
         assert process.returncode == 0 and lines, process.stdout[-3000:] + process.stderr[-3000:]
         result = json.loads(lines[-1].removeprefix("RESULT "))
         with duckdb.connect(str(self.warehouse), read_only=True) as con:
-            events = con.execute("select count(*) from raw_usage.events").fetchone()[0]
-            has_quarantine = con.execute("select count(*) from duckdb_tables() where schema_name = 'raw_usage' "
+            events = con.execute("select count(*) from raw_usage_events.events").fetchone()[0]
+            has_quarantine = con.execute("select count(*) from duckdb_tables() where schema_name = 'raw_usage_events' "
                                          "and table_name = 'quarantine'").fetchone()[0]
-            quarantine = con.execute("select location, reason from raw_usage.quarantine order by 1").fetchall() \
+            quarantine = con.execute("select location, reason from raw_usage_events.quarantine order by 1").fetchall() \
                 if has_quarantine else []
             changes = con.execute("select table_name, column_name, change from quality.schema_changes").fetchall()
         run = Ingest(
@@ -190,7 +190,7 @@ def test_bad_lines_are_quarantined_and_the_quarantine_is_no_drift(landing):
         (f"{WITH_BAD_LINES}:6", "not valid JSON"), (f"{WITH_BAD_LINES}:7", "missing required field(s)")]
     # The quarantine table arrived with the latest load of this run: what drift detection judged.
     with duckdb.connect(str(landing.warehouse), read_only=True) as con:
-        hashes = con.execute("select schema_version_hash from raw_usage._dlt_loads where status = 0 "
+        hashes = con.execute("select schema_version_hash from raw_usage_events._dlt_loads where status = 0 "
                              "order by load_id").fetchall()
     assert len(set(hashes)) >= 2
     for run in landing.runs:

@@ -12,7 +12,7 @@ import time
 import duckdb
 import pytest
 
-from data_spine.config import PROJECT_ROOT, settings
+from data_spine.settings import PROJECT_ROOT, settings
 from expectations import DIMENSIONS, SUITES
 
 MARTS = ("customers", "customer_crosswalk", "identity_resolution_metrics", "mrr_by_customer_month", "revenue_movements",
@@ -28,7 +28,7 @@ def _mart_rows() -> dict[str, list[tuple]]:
 def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
         schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables").fetchall()}
-        assert {"raw_stripe", "raw_hubspot", "raw_zendesk", "raw_usage", "staging", "marts", "quality"} <= schemas
+        assert {"raw_stripe", "raw_hubspot", "raw_zendesk", "raw_usage_events", "staging", "marts", "quality"} <= schemas
         customers = con.execute("select count(*), count(distinct customer_id) from marts.customers").fetchone()
         duplicates = len(small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"])
         assert customers == (small_company["counts"]["hubspot"]["companies"] - duplicates,) * 2
@@ -173,7 +173,7 @@ import dagster as dg
 from orchestration.definitions import defs
 result = defs.resolve_job_def("spine_job").execute_in_process(
     instance=dg.DagsterInstance.get(),
-    asset_selection=[dg.AssetKey(["staging", "stg_usage__events"])],
+    asset_selection=[dg.AssetKey(["staging", "stg_usage_events__events"])],
     raise_on_error=False,
 )
 print(result.run_id)
@@ -238,9 +238,9 @@ def test_quarantined_usage_lines_show_on_the_asset(first_run):
     assert metadata["quarantined_this_run"].value == 1
     assert metadata["quarantined_total"].value >= 1
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from raw_usage.events where message_id = 'msg_late_1'").fetchone() == (1,)
+        assert con.execute("select count(*) from raw_usage_events.events where message_id = 'msg_late_1'").fetchone() == (1,)
         [(location, reason)] = con.execute(
-            "select location, reason from raw_usage.quarantine where location like 'events_2026-11-21.late%'"
+            "select location, reason from raw_usage_events.quarantine where location like 'events_2026-11-21.late%'"
         ).fetchall()
     assert location == "events_2026-11-21.late.jsonl.gz:2" and reason.startswith("not valid JSON")
 
@@ -248,7 +248,7 @@ def test_quarantined_usage_lines_show_on_the_asset(first_run):
 def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tmp_path):
     """After a day of new events, dbt recomputes only the recent days of the usage marts."""
     from connectors.pipelines import load
-    from orchestration.transformation import DBT_DIR, DBT_EXECUTABLE
+    from orchestration.dbt_manifest import DBT_DIR, DBT_EXECUTABLE
 
     event = {"type": "track", "event": "report.exported.csv", "user_id": "usr_500001", "account_id": "ws_100001",
              "timestamp": "2026-11-20T09:00:00.000Z", "received_at": "2026-11-20T09:00:01.000Z"}
@@ -260,7 +260,7 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     finally:
         path.unlink()
     run = subprocess.run(
-        [str(DBT_EXECUTABLE), "build", "--select", "stg_usage__events", "int_usage_user_days", "feature_adoption_daily",
+        [str(DBT_EXECUTABLE), "build", "--select", "stg_usage_events__events", "int_usage_user_days", "feature_adoption_daily",
          "--target-path", str(tmp_path), "--vars", json.dumps({"as_of_date": "2026-11-21"})],
         cwd=DBT_DIR, env={**os.environ, "SPINE_WAREHOUSE": str(settings().warehouse)}, capture_output=True, text=True,
     )
@@ -269,11 +269,11 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     # dbt's own account of the run: each usage model compiled its incremental branch, whose
     # rows (the recomputed days, which delete+insert replaces) are a small part of the history.
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        compiled = results["model.data_spine.stg_usage__events"]["compiled_code"]
-        assert 'select coalesce(max(load_id), \'\') from "warehouse"."staging"."stg_usage__events"' in compiled
+        compiled = results["model.data_spine.stg_usage_events__events"]["compiled_code"]
+        assert 'select coalesce(max(load_id), \'\') from "warehouse"."staging"."stg_usage_events__events"' in compiled
         # The append brought exactly the new load's events.
-        (staged,) = con.execute("select count(*) from staging.stg_usage__events where load_id = "
-                                "(select max(load_id) from staging.stg_usage__events)").fetchone()
+        (staged,) = con.execute("select count(*) from staging.stg_usage_events__events where load_id = "
+                                "(select max(load_id) from staging.stg_usage_events__events)").fetchone()
         assert staged == 5
         for name, schema in (("int_usage_user_days", "intermediate"), ("feature_adoption_daily", "marts")):
             compiled = results[f"model.data_spine.{name}"]["compiled_code"]
@@ -283,7 +283,7 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
             assert 0 < written < history / 10, (name, written, history)
         [(events,)] = con.execute("select events from marts.feature_adoption_daily "
                                   "where activity_date = '2026-11-20' and feature = 'report.exported.csv'").fetchall()
-        [(raw,)] = con.execute("select count(*) from staging.stg_usage__events where event_name = 'report.exported.csv' "
+        [(raw,)] = con.execute("select count(*) from staging.stg_usage_events__events where event_name = 'report.exported.csv' "
                                "and occurred_at >= '2026-11-20' and occurred_at < '2026-11-21'").fetchall()
     assert events == raw
 
@@ -296,7 +296,7 @@ sys.stdin.readline()  # until told to let go
 """
 
 
-@pytest.mark.parametrize("step", [["staging", "stg_usage__events"], ["audit", "ticket"]], ids=["dbt", "audit"])
+@pytest.mark.parametrize("step", [["staging", "stg_usage_events__events"], ["audit", "ticket"]], ids=["dbt", "audit"])
 def test_a_warehouse_locked_by_another_process_is_waited_for(first_run, step):
     """A DuckDB shell holding the file makes a step (dbt, an audit) wait and retry, not fail the run."""
     import threading

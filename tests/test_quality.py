@@ -14,9 +14,9 @@ import pytest
 
 from connectors.pipelines import DATASETS
 from expectations import DIMENSIONS, SUITES
-from expectations.freshness import MARTS, SOURCES
+from expectations.freshness_windows import MARTS, SOURCES
 from expectations.runner import mask, mask_email
-from expectations.scorecard import band, score_results
+from quality.scorecard import band, score_results
 from expectations.suite import DEFAULT_ACTION, DEFAULT_CAUSES, check
 
 
@@ -120,6 +120,6 @@ def test_personal_data_is_masked():
 def test_scorecard_schema_is_a_valid_json_schema():
     import jsonschema
 
-    from expectations.scorecard import SCHEMA
+    from quality.scorecard import SCHEMA
 
     jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA.read_text()))

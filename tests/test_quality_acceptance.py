@@ -19,7 +19,7 @@ import sys
 import duckdb
 import pytest
 
-from data_spine.config import PROJECT_ROOT, settings
+from data_spine.settings import PROJECT_ROOT, settings
 from expectations import DIMENSIONS, SUITES
 from expectations.runner import RESULTS_TABLE
 
@@ -117,7 +117,7 @@ def test_default_defects_block_nothing_and_every_entity_is_published(audited, fi
 def test_scorecard_json_follows_its_documented_schema(first_run):
     import jsonschema
 
-    from expectations.scorecard import SCHEMA
+    from quality.scorecard import SCHEMA
 
     card = json.loads((settings().reports_dir / "scorecard.json").read_text())
     jsonschema.validate(card, json.loads(SCHEMA.read_text()))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from data_spine.config import PROJECT_ROOT, settings
+from data_spine.settings import PROJECT_ROOT, settings
 from pipeline_runs import Run, Shape, prepare, spine_env, spine_run, warehouse_digest
 
 API_SCHEMAS = ("raw_stripe", "raw_hubspot", "raw_zendesk")

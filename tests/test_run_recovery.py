@@ -35,7 +35,7 @@ import requests
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import WorkerStatus
 
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from orchestration.resources import WAREHOUSE_POOL
 from orchestration.run_recovery import steps_in_flight
 from pipeline_runs import AS_OF, _free_port, prepare, spine_env, stop_group, warehouse_digest
@@ -51,7 +51,7 @@ def _start(root: Path, log: Path) -> subprocess.Popen:
     """`spine run` at `tiny` in `root`, as `pipeline_runs.spine_run`, in a session of its own."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "data_spine.cli", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
+            [sys.executable, "-m", "command_line.main", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
              "--defects", "none", "--no-docs"],
             cwd=PROJECT_ROOT, env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
@@ -302,7 +302,7 @@ def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_
     port = _free_port()
     log = root / "spine_dev.log"
     with log.open("w") as out:
-        dev = subprocess.Popen([sys.executable, "-m", "data_spine.cli", "dev", "-p", str(port)], cwd=PROJECT_ROOT,
+        dev = subprocess.Popen([sys.executable, "-m", "command_line.main", "dev", "-p", str(port)], cwd=PROJECT_ROOT,
                                env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def launched(job: str):

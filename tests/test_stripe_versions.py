@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from connectors.pipelines import load
-from data_spine.config import settings
+from data_spine.settings import settings
 from dbt_runs import passed, run_dbt
 from sample_company.changes import change_sources
 from sample_company.generate import generate

@@ -23,8 +23,8 @@ import duckdb
 import pytest
 import requests
 
-from data_spine.config import PROJECT_ROOT
-from expectations.monitors import detect_drift
+from data_spine.settings import PROJECT_ROOT
+from quality.source_monitors import detect_drift
 from pipeline_runs import prepare, spine_env, stop_group
 
 LOCATION = "data_spine"  # workspace.yaml
@@ -154,7 +154,7 @@ def ui_runs(tmp_path_factory) -> dict[str, tuple[set, dict, list[str]]]:
     log = root / "spine_dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "data_spine.cli", "dev", "-p", str(port)], cwd=PROJECT_ROOT, env=spine_env(root),
+            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)], cwd=PROJECT_ROOT, env=spine_env(root),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

@@ -81,7 +81,7 @@ def test_every_charge_finds_its_invoice_in_each_api_version(shape_runs, shape, l
 @pytest.mark.parametrize("shape", [s.name for s in SHAPES])
 def test_usage_events_in_every_format_reach_their_customer(shape_runs, shape):
     run = shape_runs[shape]
-    formats = {r[0] for r in run.rows("select distinct format from raw_usage.events")}
+    formats = {r[0] for r in run.rows("select distinct format from raw_usage_events.events")}
     expected = {"legacy": "segment", "current": "snowplow"}[shape]
     assert formats == {expected}
     [(events, with_customer)] = run.rows(

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from data_spine.config import settings
+from data_spine.settings import settings
 from expectations.suites import SUITES
 from orchestration.definitions import defs
 from orchestration.resources import AlertsResource
@@ -95,7 +95,7 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
 def test_marts_rebuilt_after_their_audit_are_not_published(first_run):
     """Runs interleave step by step: another run may rebuild a mart between this run's audit
     and its publishing step. What was audited is what gets published, or nothing."""
-    from expectations.publish import NotAudited, publish
+    from quality.publishing import NotAudited, publish
 
     instance = dg.DagsterInstance.get()
     audited = _audit_and_publish(instance)

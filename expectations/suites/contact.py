@@ -1,6 +1,6 @@
 """Contact: every contact point of a customer, CRM contacts and billing contacts."""
 
-from expectations.freshness import timeliness_batch
+from expectations.freshness_windows import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, SALES_CS, Batch, Suite, check, where
 from expectations.suites.common import (
     EMAIL_REGEX,

@@ -1,7 +1,7 @@
 """Customer: the Customer 360, the crosswalk from every source id to a customer, and the CRM
 companies it is built from."""
 
-from expectations.freshness import timeliness_batch
+from expectations.freshness_windows import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, SALES_CS, SUPPORT, Batch, Suite, check, where
 from expectations.suites.common import (
     CURRENCIES,

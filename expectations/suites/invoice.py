@@ -1,6 +1,6 @@
 """Invoice: what billing asked customers to pay, and whether the payments back it."""
 
-from expectations.freshness import timeliness_batch
+from expectations.freshness_windows import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, Batch, Suite, check
 from expectations.suites.common import CURRENCIES
 

@@ -1,7 +1,7 @@
 """Revenue: subscriptions as monthly recurring revenue, its movements, bridge and retention,
 and its reconciliation with what was invoiced."""
 
-from expectations.freshness import timeliness_batch
+from expectations.freshness_windows import timeliness_batch
 from expectations.suite import DATA_ENG, FINANCE, Batch, Suite, check
 from expectations.suites.common import CURRENCIES
 

@@ -1,6 +1,6 @@
 """Ticket: support requests, how they were handled, and the daily backlog."""
 
-from expectations.freshness import timeliness_batch
+from expectations.freshness_windows import timeliness_batch
 from expectations.suite import DATA_ENG, SUPPORT, Batch, Suite, check
 from expectations.suites.common import SUBJECT_MAX_LENGTH, plain_text_check, with_text_problems
 

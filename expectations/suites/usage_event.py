@@ -1,6 +1,6 @@
 """Usage event: product telemetry as the event collector delivers it, and feature adoption."""
 
-from expectations.freshness import timeliness_batch
+from expectations.freshness_windows import timeliness_batch
 from expectations.suite import DATA_ENG, PRODUCT, Batch, Suite, check
 from expectations.suites.common import (
     EVENT_NAME_REGEX,

@@ -74,7 +74,7 @@ SOURCES: dict[str, Freshness] = {f.name: f for f in (
     _source("hubspot", "customer", "staging.stg_hubspot__companies", "max(updated_at)"),
     _source("stripe", "invoice", "staging.stg_stripe__invoices", "max(created_at)"),
     _source("zendesk", "ticket", "staging.stg_zendesk__tickets", "max(updated_at)"),
-    _source("usage_events", "usage_event", "staging.stg_usage__events", "max(received_at)",
+    _source("usage_events", "usage_event", "staging.stg_usage_events__events", "max(received_at)",
             warn=timedelta(hours=6), fail=timedelta(hours=26)),
 )}
 

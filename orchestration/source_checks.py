@@ -11,11 +11,6 @@ from orchestration.ingestion import ingestion_assets
 from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource, waiting_for_the_warehouse
 
 
-def _asset_of(source: str, table: str) -> dg.AssetKey:
-    # Child tables (`subscriptions__items__data`) are loaded by their parent's resource.
-    return dg.AssetKey([source, table.split(".", 1)[-1].split("__")[0]])
-
-
 def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
     specs = [
         spec
@@ -34,8 +29,8 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
     # Subsettable: the UI materializes any raw asset alone, with only its own checks selected.
     @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL, can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
-        from expectations.alerts import drift_condition, volume_condition
-        from expectations.monitors import detect_drift, measure_volumes, raw_tables, type_misfits
+        from quality.alert_conditions import drift_condition, volume_condition
+        from quality.source_monitors import detect_drift, loaded_by, measure_volumes, raw_tables, type_misfits
 
         selected = context.selected_asset_check_keys
         counted = {k.asset_key for k in selected if k.name == "volume"}
@@ -44,6 +39,15 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         dataset = DATASETS[source]
         readings, drift, misfits = [], None, []
         with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file)) as con:
+            resources = loaded_by(con, dataset)
+
+            def _asset_of(source: str, table: str) -> dg.AssetKey:
+                # A raw table belongs to the asset of the dlt resource that loads it: a nested
+                # table (`subscriptions__items__data`) to its root's. Tables are named bare or
+                # as `<raw schema>.<table>`.
+                name = table.removeprefix(f"{dataset}.")
+                return dg.AssetKey([source, resources.get(name, name)])
+
             if typed:
                 misfits = type_misfits(con, dataset, [t for t in raw_tables(con, dataset)
                                                       if _asset_of(source, t) in typed])

@@ -14,7 +14,7 @@ import click
 from benchmarks import report
 from benchmarks.measure import Measurement, run_step
 from benchmarks.vendor import VendorApiProcess
-from data_spine.config import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT
 from sample_company.presets import PRESETS
 
 GROUPS = ("generate", "usage", "api", "quality")

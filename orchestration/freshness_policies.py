@@ -1,4 +1,4 @@
-"""Dagster freshness policies from the windows declared once in `expectations.freshness`
+"""Dagster freshness policies from the windows declared once in `expectations.freshness_windows`
 (evaluated by the freshness daemon that `dagster dev` runs); the same windows are the
 timeliness checks of the suites."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from expectations.freshness import MARTS, SOURCES, Freshness
+from expectations.freshness_windows import MARTS, SOURCES, Freshness
 
 
 def _policy(window: Freshness) -> dg.FreshnessPolicy:

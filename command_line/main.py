@@ -7,6 +7,7 @@
     spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
     spine alerts     announce what changed and deliver the alerts still owed to a channel
     spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
+    spine prepare    prepare the dbt manifest the Dagster definitions load
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from pathlib import Path
 
 import click
 
-from data_spine.config import PROJECT_ROOT, settings
-from data_spine.interrupts import quiet_on_interrupt
+from data_spine.settings import PROJECT_ROOT, settings
+from command_line.interrupts import quiet_on_interrupt
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
 
-DEFAULT_API_PORT = 8765
 
 
 def _use_persistent_dagster_home() -> Path:
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home = settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -85,7 +85,8 @@ def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool
 
 @contextlib.contextmanager
 def local_vendor_apis(port: int):
-    """Serve the sample company and point the connectors at it through dlt's env config."""
+    """Serve the sample company; yields where each source finds it and how to sign in
+    (`VendorApisResource` config, or dlt's `SOURCES__*` variables for a child process)."""
     from sample_company.generate import read_manifest
     from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
     from sample_company.variants import Variant
@@ -101,18 +102,20 @@ def local_vendor_apis(port: int):
     except FileNotFoundError:
         stripe_version = Variant().stripe_api
     with VendorApiServer(sources, port=port, stripe_api_version=stripe_version) as server:
-        env = {
-            "SOURCES__STRIPE__BASE_URL": server.base_url("stripe"),
-            "SOURCES__STRIPE__API_KEY": DEMO_CREDENTIALS["stripe_api_key"],
-            "SOURCES__HUBSPOT__BASE_URL": server.base_url("hubspot"),
-            "SOURCES__HUBSPOT__TOKEN": DEMO_CREDENTIALS["hubspot_token"],
-            "SOURCES__ZENDESK__BASE_URL": server.base_url("zendesk"),
-            "SOURCES__ZENDESK__EMAIL": DEMO_CREDENTIALS["zendesk_email"],
-            "SOURCES__ZENDESK__API_TOKEN": DEMO_CREDENTIALS["zendesk_api_token"],
+        vendors = {
+            "stripe": {"base_url": server.base_url("stripe"), "api_key": DEMO_CREDENTIALS["stripe_api_key"]},
+            "hubspot": {"base_url": server.base_url("hubspot"), "token": DEMO_CREDENTIALS["hubspot_token"]},
+            "zendesk": {"base_url": server.base_url("zendesk"), "email": DEMO_CREDENTIALS["zendesk_email"],
+                        "api_token": DEMO_CREDENTIALS["zendesk_api_token"]},
         }
-        os.environ.update(env)
         click.echo(f"Local vendor APIs at {server.url} (/stripe, /hubspot, /zendesk).")
-        yield server
+        yield server, vendors
+
+
+def dlt_env(vendors: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The same endpoints and credentials as dlt reads them from the environment."""
+    return {f"SOURCES__{source.upper()}__{key.upper()}": value
+            for source, values in vendors.items() for key, value in values.items()}
 
 
 @click.group(cls=ResourceErrorsGroup)
@@ -140,8 +143,8 @@ variant_option = click.option(
     "rudderstack, snowplow), trials (yes, no), coupons (yes, no); env SPINE_VARIANT.",
 )
 port_option = click.option(
-    "--port", type=int, default=lambda: int(os.environ.get("SPINE_VENDOR_API_PORT", DEFAULT_API_PORT)),
-    show_default=str(DEFAULT_API_PORT), help="Port of the local vendor APIs.",
+    "--port", type=int, default=lambda: settings().vendor_api_port, show_default="8765",
+    help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
 )
 
 
@@ -200,7 +203,7 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
         injected = parse_fault_options(faults)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
-    with local_vendor_apis(port) as server:
+    with local_vendor_apis(port) as (server, _):
         if injected:
             click.echo(f"Injecting faults: {server.faults.set(**injected)}")
         click.echo("Press Ctrl+C to stop.")
@@ -236,13 +239,13 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
                 click.echo(line)
             manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate,
                                        "none" if clean else defects, variant)
-            os.environ["SPINE_AS_OF"] = manifest["as_of"]
-            with local_vendor_apis(port):
-                result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs)
+            with local_vendor_apis(port) as (_, vendors):
+                result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs,
+                                           as_of=manifest["as_of"], vendors=vendors)
             if interrupts.pending():
                 interrupts.exit(cancelled(result.run_id))
             dispatched = send_alerts()
-            from data_spine.summary import print_summary
+            from command_line.summary import print_summary
 
             print_summary(result, dispatched, elapsed=time.perf_counter() - started)
             if not result.success:
@@ -254,9 +257,19 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
 
 
 def _dagster_instance():
-    import dagster as dg
+    from orchestration.run_recovery import persistent_instance
 
-    return dg.DagsterInstance.get()
+    return persistent_instance()
+
+
+def prepare_dbt() -> None:
+    """Parse the dbt project when its manifest is missing or older than its files, before the
+    definitions are loaded (loading them runs nothing)."""
+    from orchestration.dbt_manifest import prepare, stale
+
+    if stale():
+        click.echo("Parsing the dbt project (dbt parse) ...")
+        prepare()
 
 
 def cancelled(run_id: str) -> str:
@@ -277,15 +290,17 @@ def cancelled(run_id: str) -> str:
             "no warehouse slot left claimed.")
 
 
-def execute_spine_job(log_level: str = "INFO", docs: bool = True):
+def execute_spine_job(log_level: str = "INFO", docs: bool = True, as_of: str | None = None,
+                      vendors: dict[str, dict[str, str]] | None = None):
     """Run `spine_job` in this process, recorded in the persistent Dagster instance; without
-    `docs`, every asset but the dbt docs site.
+    `docs`, every asset but the dbt docs site. `as_of` (the day the data describes) and
+    `vendors` (where the vendor APIs are) are passed to the resources as run config.
 
     The console shows INFO and up by default: every Dagster event is DEBUG, which for a full
     run is a thousand lines that hide the summary; the UI keeps all of them either way."""
     import dagster as dg
 
-    # Imported here: the definitions read the environment set up above.
+    prepare_dbt()
     from orchestration.definitions import defs
 
     from orchestration.run_recovery import PID_TAG, instance_for_terminal
@@ -295,7 +310,12 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
     from orchestration.automation import AFTER_RUN_TAG, scorecard_missing
     from orchestration.definitions import scorecard_job_definition, spine_job_definition
 
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    cfg = settings()
+    resources = {"warehouse": {"config": {"path": str(cfg.warehouse), "reports_dir": str(cfg.reports_dir),
+                                          "as_of": as_of or (cfg.as_of.isoformat() if cfg.as_of else None)}}}
+    if vendors:
+        resources["vendor_apis"] = {"config": vendors}
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}, "resources": resources}
     selection = None
     if not docs:
         selection = [key for key in defs.resolve_asset_graph().get_all_asset_keys()
@@ -309,8 +329,9 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True):
     if not result.success and scorecard_missing(instance, result.run_id):
         # As the scorecard sensor does under `dagster dev`: the report shows what was held back.
         click.echo("Writing the scorecard after the failed run ...")
-        dg.execute_job(dg.reconstructable(scorecard_job_definition), instance, run_config=run_config,
-                       tags={AFTER_RUN_TAG: result.run_id, PID_TAG: str(os.getpid())})
+        dg.execute_job(dg.reconstructable(scorecard_job_definition), instance,
+                       tags={AFTER_RUN_TAG: result.run_id, PID_TAG: str(os.getpid())},
+                       run_config={**run_config, "resources": {"warehouse": resources["warehouse"]}})
     return result
 
 
@@ -318,15 +339,15 @@ def send_alerts():
     """Announce what changed and deliver what earlier dispatches still owe, as the alerts sensor
     does in `spine dev` (they share their state, so nothing is announced or delivered twice);
     then bring the scorecard's alert-delivery section up to date. Returns the `Dispatch`."""
-    import dagster as dg
+    prepare_dbt()
 
-    from expectations.scorecard import refresh_alert_delivery
-    from orchestration.alerting import dispatch_alerts
+    from quality.scorecard import refresh_alert_delivery
+    from orchestration.alerts_sensor import dispatch_alerts
     from orchestration.definitions import defs
     from orchestration.resources import alerts_from_env
 
     # No freshness daemon runs here, so its states may be old: leave them to the sensor.
-    done = dispatch_alerts(dg.DagsterInstance.get(), defs.resolve_asset_graph(), alerts_from_env(),
+    done = dispatch_alerts(_dagster_instance(), defs.resolve_asset_graph(), alerts_from_env(),
                            load_freshness=False)
     refresh_alert_delivery(settings().reports_dir, done.delivery)
     return done
@@ -340,7 +361,7 @@ def alerts() -> None:
     minute): alerts about quality conditions whose state changed since the last dispatch,
     and every delivery an unreachable channel was owed. Prints where each channel stands and
     exits 1 while something is still owed."""
-    from data_spine.summary import print_alerts
+    from command_line.summary import print_alerts
 
     _use_persistent_dagster_home()
     done = send_alerts()
@@ -354,18 +375,30 @@ def alerts() -> None:
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(port: int, dagster_args: tuple[str, ...]) -> None:
     """Serve the vendor APIs and open the Dagster UI on http://127.0.0.1:3000."""
-    _use_persistent_dagster_home()
+    home = _use_persistent_dagster_home()
     try:
         from sample_company.generate import read_manifest
 
-        os.environ.setdefault("SPINE_AS_OF", read_manifest(settings().sources_dir)["as_of"])
+        as_of = read_manifest(settings().sources_dir)["as_of"]
     except FileNotFoundError:
         raise click.ClickException("no sample company yet: run `spine run` or `spine generate` first") from None
-    with local_vendor_apis(port):
+    prepare_dbt()
+    with local_vendor_apis(port) as (_, vendors):
+        # `dagster dev` and the processes it starts read their settings from the environment.
+        env = {**os.environ, "DAGSTER_HOME": str(home), **dlt_env(vendors)}
+        env.setdefault("SPINE_AS_OF", as_of)
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *dagster_args]
         click.echo(" ".join(cmd))
         with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run(cmd, cwd=PROJECT_ROOT, check=False)
+            subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=False)
+
+
+@main.command()
+def prepare() -> None:
+    """Prepare the dbt manifest the Dagster definitions load (the build step of a deployment)."""
+    from orchestration.dbt_manifest import prepare as prepare_manifest
+
+    click.echo(f"dbt manifest ready: {prepare_manifest()}")
 
 
 @main.command()

@@ -29,11 +29,11 @@ from typing import Any
 
 import duckdb
 
-from expectations.alerts import (ChannelDelivery, Condition, audit_conditions, drift_condition, utc_iso,
+from quality.alert_conditions import (ChannelDelivery, Condition, audit_conditions, drift_condition, utc_iso,
                                  volume_condition)
 from expectations.escaping import CONTROL, markdown_text
-from expectations.monitors import current_drifts, latest_volumes
-from expectations.publish import PUBLICATIONS_TABLE
+from quality.source_monitors import current_drifts, latest_volumes
+from quality.publishing import PUBLICATIONS_TABLE
 from expectations.runner import RESULTS_TABLE, failing_since
 from expectations.suite import DIMENSIONS
 from expectations.suites import SUITES

@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
-from expectations.freshness import STALE_ACTION, STALE_CAUSES, Freshness, by_check_name
-from expectations.monitors import Drift, VolumeReading
+from expectations.freshness_windows import STALE_ACTION, STALE_CAUSES, Freshness, by_check_name
+from quality.source_monitors import Drift, VolumeReading
 from expectations.suite import DATA_ENG, Suite
 
 OK = "ok"

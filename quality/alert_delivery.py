@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential
 
-from expectations.alerts import Alert
+from quality.alert_conditions import Alert
 from expectations.escaping import slack_text
 
 
@@ -84,7 +84,7 @@ class _HttpChannel:
 
 @dataclass
 class Webhook(_HttpChannel):
-    """POSTs the alert as JSON (see expectations/README.md for the payload)."""
+    """POSTs the alert as JSON (see quality/README.md for the payload)."""
 
     name: str = "webhook"
 

@@ -4,16 +4,16 @@ Conditions are read from the Dagster instance only (the warehouse may be locked 
 the latest audit of each entity (its blocking checks and data freshness, in the audit's
 metadata), the latest source-monitor checks (volume, schema drift), the steps and runs that
 failed or died (`failure_alerts`), and the freshness daemon's state of every asset with a
-freshness policy. `expectations.alerts.dispatch` decides
+freshness policy. `quality.alert_conditions.dispatch` decides
 what changed and delivers it to the configured channels.
 """
 
 import dagster as dg
 
-from expectations.alerts import Condition, Dispatch, dispatch, load_freshness_condition
+from quality.alert_conditions import Condition, Dispatch, dispatch, load_freshness_condition
 from expectations.suites import SUITES
 from orchestration.failure_alerts import run_conditions
-from orchestration.freshness import window_of
+from orchestration.freshness_policies import window_of
 from orchestration.resources import AlertsResource
 
 _FRESHNESS_STATE = {"PASS": "ok", "WARN": "warn", "FAIL": "fail"}

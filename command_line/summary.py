@@ -9,7 +9,7 @@ import duckdb
 
 from connectors.pipelines import DATASETS
 from connectors.quarantine import TABLE as QUARANTINE
-from data_spine.config import settings
+from data_spine.settings import settings
 from orchestration.errors import first_line_of
 
 # dbt assets are keyed `<layer>/<model>` (orchestration/transformation.py).
@@ -84,7 +84,7 @@ def print_summary(result, alerts, elapsed: float) -> None:
 
     scorecard_path = cfg.reports_dir / "scorecard.json"
     if scorecard_path.exists():
-        from expectations.scorecard import format_summary
+        from quality.scorecard import format_summary
 
         click.echo("\nData-quality scorecard:")
         click.echo(format_summary(json.loads(scorecard_path.read_text())))

@@ -119,6 +119,25 @@ def raw_tables(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
     return [r[0] for r in rows if r[0] not in EXPECTED_TABLES]
 
 
+def loaded_by(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
+    """The dlt resource that loads each table of a raw schema, as the schema dlt stored with
+    its latest load records it (a nested table: its root's resource)."""
+    try:
+        row = con.execute(f'SELECT schema FROM "{dataset}"._dlt_version ORDER BY inserted_at DESC LIMIT 1').fetchone()
+    except duckdb.CatalogException:  # nothing loaded yet
+        return {}
+    return _resources(json.loads(row[0]).get("tables", {})) if row else {}
+
+
+def _resources(tables: dict[str, dict]) -> dict[str, str]:
+    def root(name: str) -> str:
+        while tables.get(name, {}).get("parent"):
+            name = tables[name]["parent"]
+        return tables.get(name, {}).get("resource") or name
+
+    return {name: root(name) for name in tables if not name.startswith("_dlt")}
+
+
 def measure_volumes(
     con: duckdb.DuckDBPyConnection,
     source: str,
@@ -199,11 +218,12 @@ def _compare(old: dict, new: dict, declared: frozenset[str] = frozenset()) -> li
                 if not name.startswith("_dlt") and name not in EXPECTED_TABLES}
 
     before, after = data_tables(old), data_tables(new)
+    resources = _resources(new.get("tables", {}))
     first_loads = {t for t in after if t not in before and t in declared}
     changes = []
     for table, columns in sorted(after.items()):
         if table not in before:
-            if table.split("__")[0] not in first_loads:
+            if resources.get(table, table) not in first_loads:
                 changes.append(SchemaChange(table, None, None, "new_table"))
             continue
         for column, spec in sorted(columns.items()):

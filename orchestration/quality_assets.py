@@ -48,9 +48,9 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         ],
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
-        from expectations.alerts import audit_conditions
+        from quality.alert_conditions import audit_conditions
         from expectations.runner import failing_since, validate_entity
-        from expectations.scorecard import entity_score
+        from quality.scorecard import entity_score
 
         with waiting_for_the_warehouse(context):
             results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
@@ -113,7 +113,7 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
     # every table of it, in one transaction, or none.
     @dg.multi_asset(specs=specs, name=f"publish_{suite.entity}", pool=WAREHOUSE_POOL, can_subset=True)
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        from expectations.publish import NotAudited, publish
+        from quality.publishing import NotAudited, publish
 
         try:
             # A re-execution of a failed run continues its parent's run: its audit counts.
@@ -161,7 +161,7 @@ publish_assets = [_publish(suite) for suite in SUITES.values()]
 )
 def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               alerts: AlertsResource) -> dg.MaterializeResult:
-    from expectations.scorecard import build_scorecard
+    from quality.scorecard import build_scorecard
 
     reports = Path(warehouse.reports_dir)
     # This run's alerts are dispatched after the scorecard: it shows what earlier ones left owed.

@@ -1,0 +1,134 @@
+"""Every setting of the platform, typed, with its default, read from the environment once.
+
+This module is the floor of the project: it imports nothing from it. Each layer receives the
+values it needs (the Dagster resources are configured from `settings()` when the definitions
+load, the CLI passes run config, the connectors take a `Settings`); nothing writes the
+environment to hand a value from one layer to another. Credentials of the vendor APIs are not
+here: they are dlt configuration (`.dlt/secrets.toml` or `SOURCES__<SOURCE>__*`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go and how hard a delivery tries (see quality/alert_delivery.py)."""
+
+    log_path: Path
+    webhook_url: str | None = None
+    slack_webhook_url: str | None = None
+    max_attempts: int = 4
+    timeout_seconds: float = 5.0  # per attempt
+    # A channel that is down delays a dispatch by at most this (attempts and waits together).
+    max_wait_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """How audits and source monitors judge the data (see quality/README.md)."""
+
+    volume_tolerance: float = 0.5  # anomaly when a count is further than this share from its average
+    volume_window: int = 7  # readings averaged
+    volume_min_readings: int = 3  # readings needed before judging
+    # Memory a validating DuckDB connection may use; the validations run while nothing else
+    # holds the warehouse, so a fixed share keeps a large table from taking the machine.
+    duckdb_memory_limit: str = "1GB"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    warehouse: Path
+    landing_dir: Path
+    dagster_home: Path
+    preset: str = "small"
+    seed: int = 42
+    as_of: date | None = None
+    # Known defects in the sample company: `default`, `none`, or `name=rate,...` overrides
+    # (see sample_company.defects.DefectRates.parse).
+    defects: str = "default"
+    # How vendor-realistic the sample company looks: `default` or `name=value,...` (see
+    # sample_company.variants.Variant.parse).
+    variant: str = "default"
+    vendor_api_port: int = 8765
+    # How often, and how many seconds apart, a step tries again while another process holds
+    # the warehouse file.
+    lock_retries: int = 6
+    lock_retry_seconds: float = 5.0
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    alerts: AlertSettings | None = None
+
+    @property
+    def sources_dir(self) -> Path:
+        """State of the simulated SaaS systems, served by the local vendor APIs."""
+        return self.data_dir / "sources"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def dlt_dir(self) -> Path:
+        """dlt's pipeline working folders (state, pending load packages)."""
+        return self.data_dir / "dlt"
+
+    @property
+    def alerting(self) -> AlertSettings:
+        return self.alerts or AlertSettings(log_path=self.data_dir / "alerts" / "alerts.jsonl")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """The settings the environment gives (unset or empty variables take the default)."""
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        def path(name: str, default: Path) -> Path:
+            value = Path(get(name) or default)
+            return value if value.is_absolute() else PROJECT_ROOT / value
+
+        data_dir = path("SPINE_DATA_DIR", PROJECT_ROOT / "data")
+        as_of = get("SPINE_AS_OF")
+        return cls(
+            data_dir=data_dir,
+            warehouse=path("SPINE_WAREHOUSE", data_dir / "warehouse.duckdb"),
+            landing_dir=path("SPINE_LANDING_DIR", data_dir / "landing" / "usage_events"),
+            dagster_home=path("DAGSTER_HOME", PROJECT_ROOT / ".dagster_home"),
+            preset=get("SPINE_PRESET") or "small",
+            seed=int(get("SPINE_SEED") or 42),
+            as_of=date.fromisoformat(as_of) if as_of else None,
+            defects=get("SPINE_DEFECTS") or "default",
+            variant=get("SPINE_VARIANT") or "default",
+            vendor_api_port=int(get("SPINE_VENDOR_API_PORT") or 8765),
+            lock_retries=int(get("SPINE_LOCK_RETRIES") or 6),
+            lock_retry_seconds=float(get("SPINE_LOCK_RETRY_SECONDS") or 5),
+            quality=QualitySettings(
+                volume_tolerance=float(get("SPINE_VOLUME_TOLERANCE") or 0.5),
+                volume_window=int(get("SPINE_VOLUME_WINDOW") or 7),
+                volume_min_readings=int(get("SPINE_VOLUME_MIN_READINGS") or 3),
+                duckdb_memory_limit=get("SPINE_DUCKDB_MEMORY_LIMIT") or "1GB",
+            ),
+            alerts=AlertSettings(
+                log_path=path("SPINE_ALERT_LOG", data_dir / "alerts" / "alerts.jsonl"),
+                webhook_url=get("SPINE_ALERT_WEBHOOK_URL"),
+                slack_webhook_url=get("SPINE_ALERT_SLACK_WEBHOOK_URL"),
+                max_attempts=int(get("SPINE_ALERT_MAX_ATTEMPTS") or 4),
+                timeout_seconds=float(get("SPINE_ALERT_TIMEOUT_SECONDS") or 5.0),
+                max_wait_seconds=float(get("SPINE_ALERT_MAX_WAIT_SECONDS") or 10.0),
+            ),
+        )
+
+
+@functools.cache
+def settings() -> Settings:
+    """This process's settings, read from the environment the first time they are asked for."""
+    return Settings.from_env()
