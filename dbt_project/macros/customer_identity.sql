@@ -5,12 +5,9 @@
     ids are numbers, the crosswalk keeps every id as text) and its customer_id.
 #}
 {% macro customer_crosswalk(source_system, id_column, id_type=none) -%}
+    {%- set source_id = 'source_id' if id_type is none else 'cast(source_id as ' ~ id_type ~ ')' -%}
     select
-        {% if id_type is none -%}
-            source_id
-        {%- else -%}
-            cast(source_id as {{ id_type }})
-        {%- endif %} as {{ id_column }},
+        {{ source_id }} as {{ id_column }},
         customer_id
     from {{ ref('int_identity_resolution') }}
     where source_system = '{{ source_system }}'

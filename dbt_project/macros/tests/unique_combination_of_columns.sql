@@ -3,7 +3,7 @@
     whose grain is a compound key, e.g. customer x month.
 #}
 {% test unique_combination_of_columns(model, combination_of_columns) %}
-    {%- set columns_csv = combination_of_columns | join(', ') %}
+{%- set columns_csv = combination_of_columns | join(', ') %}
     select
         {{ columns_csv }},
         count(*) as occurrences

@@ -63,7 +63,7 @@ ranked as (
             order by
                 case normalised_status when 'active' then 1 when 'trialing' then 2 when 'canceled' then 3 else 4 end,
                 started_at desc,
-                subscription_id
+                subscription_id asc
         ) as relevance_rank
     from normalised
 ),

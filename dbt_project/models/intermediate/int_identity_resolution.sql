@@ -56,14 +56,14 @@ stripe_candidates as (
     select stripe_customers.stripe_customer_id, companies.company_id, 1 as rule_order, 'crm_stripe_property' as match_rule
     from stripe_customers
     inner join companies
-        on companies.stripe_customer_id = stripe_customers.stripe_customer_id
+        on stripe_customers.stripe_customer_id = companies.stripe_customer_id
 
     union all
 
     select stripe_customers.stripe_customer_id, companies.company_id, 2, 'stripe_metadata'
     from stripe_customers
     inner join companies
-        on companies.company_id = stripe_customers.hubspot_company_id
+        on stripe_customers.hubspot_company_id = companies.company_id
 
     union all
 
@@ -85,7 +85,7 @@ zendesk_candidates as (
     select cast(organizations.organization_id as varchar) as source_id, companies.company_id, 1 as rule_order, 'zendesk_external_id' as match_rule
     from organizations
     inner join companies
-        on companies.company_id = organizations.hubspot_company_id
+        on organizations.hubspot_company_id = companies.company_id
 
     union all
 
@@ -121,21 +121,21 @@ product_candidates as (
     select workspaces.workspace_id as source_id, companies.company_id, 1 as rule_order, 'crm_workspace_property' as match_rule
     from workspaces
     inner join companies
-        on companies.workspace_id = workspaces.workspace_id
+        on workspaces.workspace_id = companies.workspace_id
 
     union all
 
     select accounts.account_id, crm.survivor_company_id, 3, 'account_domain'
     from accounts
     inner join crm
-        on crm.domain_key = accounts.account_domain
+        on accounts.account_domain = crm.domain_key
 
     union all
 
     select accounts.account_id, crm.survivor_company_id, 4, 'account_name'
     from accounts
     inner join crm
-        on crm.name_key = accounts.name_key
+        on accounts.name_key = crm.name_key
 ),
 
 candidates as (

@@ -56,8 +56,10 @@ billed as (
         ) as billing_interval_count,
         lines.amount as gross_amount,
         cast(least(coalesce(line_discounts.recurring_discount, 0), lines.discount_amount) as decimal(18, 2)) as recurring_discount,
-        cast(lines.discount_amount - least(coalesce(line_discounts.recurring_discount, 0), lines.discount_amount)
-            as decimal(18, 2)) as one_off_discount,
+        cast(
+            lines.discount_amount - least(coalesce(line_discounts.recurring_discount, 0), lines.discount_amount)
+            as decimal(18, 2)
+        ) as one_off_discount,
         -- Stripe voids the invoices of a paused subscription (pause_collection: void).
         invoices.status = 'void' as is_paused,
         lines.period_start_at as effective_from,

@@ -46,7 +46,7 @@ current_items as (
         -- amounts off (per invoice, so an item takes at most its own amount).
         cast(least(
             items.unit_amount * items.quantity * coalesce(discounts.recurring_percent_off, 0) / 100
-                + coalesce(discounts.recurring_amount_off, 0),
+            + coalesce(discounts.recurring_amount_off, 0),
             items.unit_amount * items.quantity
         ) as decimal(18, 2)) as recurring_discount
     from {{ ref('stg_stripe__subscription_items') }} as items
@@ -68,8 +68,9 @@ closes as (
         ),
         now.subscription_item_id is not null as is_current_item,
         -- What the invoice line in force bills per month, whatever the item says now.
-        case when in_force.is_paused then cast(0 as decimal(18, 6)) else
-            {{ monthly_amount('in_force.gross_amount - in_force.recurring_discount', 'in_force.billing_interval', 'in_force.billing_interval_count') }}
+        case
+            when in_force.is_paused then cast(0 as decimal(18, 6))
+            else {{ monthly_amount('in_force.gross_amount - in_force.recurring_discount', 'in_force.billing_interval', 'in_force.billing_interval_count') }}
         end as line_mrr_local
     from in_force
     left join current_items as now
@@ -102,14 +103,17 @@ select
     closes.is_paused,
     closes.is_current_item,
     -- Paused: nothing is billed or owed while the pause lasts, so no MRR either.
-    case when closes.is_paused then cast(0 as decimal(18, 6)) else
-        {{ monthly_amount('closes.gross_amount', 'closes.billing_interval', 'closes.billing_interval_count') }}
+    case
+        when closes.is_paused then cast(0 as decimal(18, 6))
+        else {{ monthly_amount('closes.gross_amount', 'closes.billing_interval', 'closes.billing_interval_count') }}
     end as gross_mrr_local,
-    case when closes.is_paused then cast(0 as decimal(18, 6)) else
-        {{ monthly_amount('closes.recurring_discount', 'closes.billing_interval', 'closes.billing_interval_count') }}
+    case
+        when closes.is_paused then cast(0 as decimal(18, 6))
+        else {{ monthly_amount('closes.recurring_discount', 'closes.billing_interval', 'closes.billing_interval_count') }}
     end as discount_mrr_local,
-    case when closes.is_paused then cast(0 as decimal(18, 6)) else
-        {{ monthly_amount('closes.gross_amount - closes.recurring_discount', 'closes.billing_interval', 'closes.billing_interval_count') }}
+    case
+        when closes.is_paused then cast(0 as decimal(18, 6))
+        else {{ monthly_amount('closes.gross_amount - closes.recurring_discount', 'closes.billing_interval', 'closes.billing_interval_count') }}
     end as mrr_local,
     closes.line_mrr_local,
     {{ monthly_amount('closes.one_off_discount', 'closes.billing_interval', 'closes.billing_interval_count') }} as one_off_discount_mrr_local,
@@ -123,9 +127,10 @@ where
     case
         -- The as-of instant is an instant: in force at it means started at or before it and
         -- not yet ended (a cancellation at period end, midnight UTC, is churn that month).
-        when closes.month = {{ as_of_month() }} then
-            closes.effective_from <= closes.month_close
-            and (closes.effective_to is null or closes.effective_to > closes.month_close)
+        when closes.month = {{ as_of_month() }}
+            then
+                closes.effective_from <= closes.month_close
+                and (closes.effective_to is null or closes.effective_to > closes.month_close)
         -- A past month's close is the end of its last instant: whatever ran until then counts.
         else
             closes.effective_from < closes.month_close

@@ -71,10 +71,8 @@ select
     coalesce(rating_stats.good_ratings, 0) as good_ratings,
     coalesce(rating_stats.bad_ratings, 0) as bad_ratings,
     -- Offered-but-unanswered surveys are not opinions, so they are left out of the share.
-    cast(rating_stats.good_ratings as double)
-        / nullif(rating_stats.good_ratings + rating_stats.bad_ratings, 0) as csat_score,
-    cast(rating_stats.good_ratings_90d as double)
-        / nullif(rating_stats.good_ratings_90d + rating_stats.bad_ratings_90d, 0) as csat_score_90d,
+    cast(rating_stats.good_ratings as double) / nullif(rating_stats.good_ratings + rating_stats.bad_ratings, 0) as csat_score,
+    cast(rating_stats.good_ratings_90d as double) / nullif(rating_stats.good_ratings_90d + rating_stats.bad_ratings_90d, 0) as csat_score_90d,
     ticket_stats.last_ticket_updated_at,
     organizations.organization_updated_at
 from (select distinct customer_id from crosswalk) as customers

@@ -26,9 +26,9 @@ with per_event_name as (
         and user_id is not null
         {% if is_incremental() %}
         -- Events arrive up to `usage_lookback_days` late: those days are computed again.
-        and occurred_at >= (
-            select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
-        )
+            and occurred_at >= (
+                select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
+            )
         {% endif %}
     group by all
 )
@@ -41,7 +41,7 @@ select
     -- Only names that follow <domain>.<action>.<object> are features; the others are defects
     -- the quality checks report.
     coalesce(
-        list({'feature': event_name, 'events': events} order by event_name) filter (
+        list({ 'feature': event_name, 'events': events } order by event_name) filter (
             where regexp_full_match(event_name, '[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+')
         ),
         []

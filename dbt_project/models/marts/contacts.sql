@@ -47,8 +47,9 @@ contact_points as (
         cast(null as varchar),
         billing_contacts.email,
         billing_contacts.created_at,
-        -- Stripe keeps no update time for a customer: its creation is the last change known.
-        billing_contacts.created_at
+        -- Stripe keeps no update time for a customer: its creation is the last change known
+        -- (updated_at by position in the union, hence the repeated column).
+        billing_contacts.created_at  -- noqa: AL08
     from billing_contacts
     left join stripe_crosswalk
         on billing_contacts.stripe_customer_id = stripe_crosswalk.stripe_customer_id

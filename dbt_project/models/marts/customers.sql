@@ -3,9 +3,6 @@
 -- (from its surviving company), billing MRR and subscription status, support the tickets,
 -- the product the usage.
 
-{%- set w = var('health_weights') %}
-{%- set risk = var('churn_risk_thresholds') %}
-
 with identity as (
     select * from {{ ref('int_customer_identity') }}
 ),
@@ -179,13 +176,18 @@ assembled as (
 parts as (
     select
         *,
-        case when events_prev_30d = 0 and events_30d = 0 then null
-             else cast(events_30d as double) / nullif(events_prev_30d, 0) - 1 end as usage_trend,
+        case
+            when events_prev_30d = 0 and events_30d = 0 then null
+            else cast(events_30d as double) / nullif(events_prev_30d, 0) - 1
+        end as usage_trend,
         least(cast(active_users_30d as double) / greatest(coalesce(seats, 1), 1), 1) as adoption_part,
-        case when events_prev_30d = 0 then case when events_30d > 0 then 1.0 else 0.0 end
-             else least(cast(events_30d as double) / events_prev_30d, 1) end as engagement_part,
-        1 - 0.5 * least(cast(tickets_last_30d as double) / {{ var('health_ticket_ceiling') }}, 1)
-          - 0.5 * (1 - coalesce(csat_score_90d, 1)) as support_part,
+        case
+            when events_prev_30d = 0 then case when events_30d > 0 then 1.0 else 0.0 end
+            else least(cast(events_30d as double) / events_prev_30d, 1)
+        end as engagement_part,
+        1
+        - 0.5 * least(cast(tickets_last_30d as double) / {{ var('health_ticket_ceiling') }}, 1)
+        - 0.5 * (1 - coalesce(csat_score_90d, 1)) as support_part,
         case when outstanding_balance > 0 then 0.0 when failed_payments_90d > 0 then 0.5 else 1.0 end as billing_part
     from assembled
 ),
@@ -193,12 +195,14 @@ parts as (
 scored as (
     select
         *,
-        case when status in ('trial', 'active', 'paused') then cast(round(100 * (
-            {{ w['adoption'] }} * adoption_part
-            + {{ w['engagement'] }} * engagement_part
-            + {{ w['support'] }} * support_part
-            + {{ w['billing'] }} * billing_part
-        )) as integer) end as health_score
+        case
+            when status in ('trial', 'active', 'paused') then cast(round(100 * (
+                    {{ var_entry('health_weights', 'adoption') }} * adoption_part
+                    + {{ var_entry('health_weights', 'engagement') }} * engagement_part
+                    + {{ var_entry('health_weights', 'support') }} * support_part
+                    + {{ var_entry('health_weights', 'billing') }} * billing_part
+                )) as integer)
+        end as health_score
     from parts
 )
 
@@ -243,8 +247,8 @@ select
     health_score,
     case
         when health_score is null then null
-        when status = 'paused' or health_score < {{ risk['high'] }} then 'high'
-        when health_score < {{ risk['medium'] }} then 'medium'
+        when status = 'paused' or health_score < {{ var_entry('churn_risk_thresholds', 'high') }} then 'high'
+        when health_score < {{ var_entry('churn_risk_thresholds', 'medium') }} then 'medium'
         else 'low'
     end as churn_risk,
     created_at,

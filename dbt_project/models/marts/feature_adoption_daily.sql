@@ -23,15 +23,16 @@ used as (
     inner join crosswalk
         on user_days.workspace_id = crosswalk.workspace_id
     {% if is_incremental() %}
-    -- Events arrive up to `usage_lookback_days` late: those days are computed again.
-    where user_days.activity_date >= (
-        select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
-    )
+        -- Events arrive up to `usage_lookback_days` late: those days are computed again.
+        where
+            user_days.activity_date >= (
+                select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
+            )
     {% endif %}
 ),
 
 events as (
-    select activity_date, used.feature as feature, used.events as events, user_id, customer_id
+    select activity_date, used.feature, used.events, user_id, customer_id
     from used
 ),
 

@@ -26,19 +26,25 @@ ids as (
 
 -- Records that point at an id their own system does not have: they reach no customer.
 facts as (
-    select 'hubspot' as source_system, 'contacts' as fact, count(*) as fact_rows,
+    select
+        'hubspot' as source_system, 'contacts' as fact, count(*) as fact_rows,
         count(*) filter (where company_id is not null and company_id not in (
-            select source_id from crosswalk where source_system = 'hubspot')) as orphan_rows
+            select source_id from crosswalk where source_system = 'hubspot'
+        )) as orphan_rows
     from {{ ref('stg_hubspot__contacts') }}
     union all
-    select 'stripe', 'invoices', count(*),
+    select
+        'stripe', 'invoices', count(*),
         count(*) filter (where stripe_customer_id not in (
-            select source_id from crosswalk where source_system = 'stripe'))
+            select source_id from crosswalk where source_system = 'stripe'
+        ))
     from {{ ref('stg_stripe__invoices') }}
     union all
-    select 'zendesk', 'tickets', count(*),
+    select
+        'zendesk', 'tickets', count(*),
         count(*) filter (where organization_id is not null and cast(organization_id as varchar) not in (
-            select source_id from crosswalk where source_system = 'zendesk'))
+            select source_id from crosswalk where source_system = 'zendesk'
+        ))
     from {{ ref('stg_zendesk__tickets') }}
 )
 

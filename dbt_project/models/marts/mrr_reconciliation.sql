@@ -14,15 +14,27 @@ terms as (
         crosswalk.customer_id,
         item_months.month,
         {{ to_usd('item_months.mrr_local') }} as contracted,
-        case when item_months.invoice_id is null or item_months.billed_until < item_months.month_close
-             then {{ to_usd('item_months.mrr_local') }} else 0 end as unbilled,
-        case when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
-             then {{ to_usd('item_months.mrr_local - item_months.line_mrr_local') }} else 0 end as pending_change,
-        case when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
-             then {{ to_usd('item_months.one_off_discount_mrr_local') }} else 0 end as one_off_discount,
-        case when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
-                  and item_months.invoice_status in ('open', 'uncollectible')
-             then {{ to_usd('item_months.line_mrr_local - item_months.one_off_discount_mrr_local') }} else 0 end as unpaid
+        case
+            when item_months.invoice_id is null or item_months.billed_until < item_months.month_close
+                then {{ to_usd('item_months.mrr_local') }}
+            else 0
+        end as unbilled,
+        case
+            when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
+                then {{ to_usd('item_months.mrr_local - item_months.line_mrr_local') }}
+            else 0
+        end as pending_change,
+        case
+            when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
+                then {{ to_usd('item_months.one_off_discount_mrr_local') }}
+            else 0
+        end as one_off_discount,
+        case
+            when item_months.invoice_id is not null and item_months.billed_until >= item_months.month_close
+                and item_months.invoice_status in ('open', 'uncollectible')
+                then {{ to_usd('item_months.line_mrr_local - item_months.one_off_discount_mrr_local') }}
+            else 0
+        end as unpaid
     from item_months
     inner join crosswalk
         on item_months.stripe_customer_id = crosswalk.stripe_customer_id
@@ -123,13 +135,13 @@ select
     case
         when contracted_mrr = invoiced_amount and unpaid_mrr = 0 then 'matches'
         else array_to_string(list_filter([
-            case when unbilled_mrr <> 0 then 'not yet invoiced' end,
-            case when pending_change_mrr <> 0 then 'plan change not yet invoiced' end,
-            case when one_off_discount_mrr <> 0 then 'one-off discount' end,
-            case when proration_amount <> 0 then 'proration' end,
-            case when invoiced_amount - proration_amount - billed_mrr <> 0 then 'billing timing' end,
-            case when unpaid_mrr <> 0 then 'failed payment' end
-        ], lambda x: x is not null), ', ')
+                case when unbilled_mrr <> 0 then 'not yet invoiced' end,
+                case when pending_change_mrr <> 0 then 'plan change not yet invoiced' end,
+                case when one_off_discount_mrr <> 0 then 'one-off discount' end,
+                case when proration_amount <> 0 then 'proration' end,
+                case when invoiced_amount - proration_amount - billed_mrr <> 0 then 'billing timing' end,
+                case when unpaid_mrr <> 0 then 'failed payment' end
+            ], lambda x: x is not null), ', ')
     end as explanation
 from balanced
 where month <= {{ as_of_month() }}

@@ -15,7 +15,8 @@ days as (
 ),
 
 opened as (
-    select cast(created_at as date) as activity_date,
+    select
+        cast(created_at as date) as activity_date,
         count(*) as tickets_opened,
         count(*) filter (where priority in ('high', 'urgent')) as urgent_opened
     from tickets
@@ -23,7 +24,8 @@ opened as (
 ),
 
 solved as (
-    select cast(solved_at as date) as activity_date,
+    select
+        cast(solved_at as date) as activity_date,
         count(*) as tickets_solved,
         count(*) filter (where priority in ('high', 'urgent')) as urgent_solved
     from tickets

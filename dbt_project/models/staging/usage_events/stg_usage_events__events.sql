@@ -12,9 +12,9 @@ with raw as (
     select * from {{ source('usage_events', 'events') }}
     -- Rows the loader flagged wait in raw only until their lines are quarantined.
     where _rejected is not true
-    {% if is_incremental() %}
-        and _dlt_load_id > (select coalesce(max(load_id), '') from {{ this }})
-    {% endif %}
+        {% if is_incremental() %}
+            and _dlt_load_id > (select coalesce(max(load_id), '') from {{ this }})
+        {% endif %}
 )
 
 select
@@ -36,7 +36,7 @@ select
 from raw
 {% if is_incremental() %}
 -- The first delivery of a message stands: one staged before is not taken again.
-where message_id not in (select event_id from {{ this }})
+    where message_id not in (select event_id from {{ this }})
 {% endif %}
 -- The loader stores each message id once; an event re-sent inside one batch of files with
 -- other content is the one case it lets through, so the first delivery wins here too.

@@ -10,7 +10,8 @@ select
     {{ to_utc_timestamp('updated_at') }} as updated_at
 from {{ source('zendesk', 'satisfaction_ratings') }}
 -- Only describes its ticket: leaves with a deleted one (see "Deletes" in docs.md).
-where ticket_id not in (
-    select id from {{ source('zendesk', 'tickets') }}
-    where {{ clean_enum('status') }} = 'deleted'
-)
+where
+    ticket_id not in (
+        select id from {{ source('zendesk', 'tickets') }}
+        where {{ clean_enum('status') }} = 'deleted'
+    )

@@ -14,7 +14,8 @@ select
     {{ to_utc_timestamp('solved_at') }} as solved_at
 from {{ source('zendesk', 'ticket_metrics') }}
 -- Only describes its ticket: leaves with a deleted one (see "Deletes" in docs.md).
-where ticket_id not in (
-    select id from {{ source('zendesk', 'tickets') }}
-    where {{ clean_enum('status') }} = 'deleted'
-)
+where
+    ticket_id not in (
+        select id from {{ source('zendesk', 'tickets') }}
+        where {{ clean_enum('status') }} = 'deleted'
+    )
