@@ -149,7 +149,7 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
             "limit": SEARCH_PAGE,
             "after": offset,
         }
-        page = api.http.post(f"crm/v3/objects/{obj}/search", body)
+        page = api.http.post_json(f"crm/v3/objects/{obj}/search", body)
         results = page.json.get("results") or []
         yield pages.Chunk.of(page, "results")
         nxt = ((page.json.get("paging") or {}).get("next") or {}).get("after")
@@ -171,7 +171,8 @@ def _with_companies(api: Api, chunk: pages.Chunk) -> pages.Chunk:
     ids = [d["id"] for d in deals if d.get("id")]
     if not ids:
         return chunk
-    answer = api.http.post("crm/v4/associations/deals/companies/batch/read", {"inputs": [{"id": i} for i in ids]}).json
+    inputs = {"inputs": [{"id": i} for i in ids]}
+    answer = api.http.post_json("crm/v4/associations/deals/companies/batch/read", inputs).json
     company = {r["from"]["id"]: r["to"][0]["toObjectId"] for r in answer.get("results") or [] if r.get("to")}
     for deal in deals:
         if deal.get("id") in company:

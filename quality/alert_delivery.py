@@ -1,9 +1,10 @@
 """Where alerts go: a local JSONL log (always), a generic JSON webhook and Slack.
 
-Webhook and Slack deliveries are retried with exponential backoff (tenacity) on connection
-errors, timeouts, 429 and 5xx answers, within a bounded wait per delivery (`max_wait_seconds`:
-a channel that is down delays a dispatch by at most that, since the dispatch then leaves the
-channel's deliveries owed); a 4xx other than 429 is a configuration error and is not retried.
+Webhook and Slack deliveries go through the platform's HTTP client (`data_spine.http_client`):
+retried with exponential backoff on connection errors, timeouts, 429 and 5xx answers (waiting
+as a `Retry-After` asks), within a bounded wait per delivery (`max_wait_seconds`: a channel
+that is down delays a dispatch by at most that, since the dispatch then leaves the channel's
+deliveries owed); a 4xx other than 429 is a configuration error and is not retried.
 Settings come from the environment through the Dagster `alerts` resource (`SPINE_ALERT_LOG`,
 `SPINE_ALERT_WEBHOOK_URL`, `SPINE_ALERT_SLACK_WEBHOOK_URL`, `SPINE_ALERT_MAX_ATTEMPTS`,
 `SPINE_ALERT_TIMEOUT_SECONDS`, `SPINE_ALERT_MAX_WAIT_SECONDS`).
@@ -12,13 +13,10 @@ Settings come from the environment through the Dagster `alerts` resource (`SPINE
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-from tenacity import retry, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential
-
+from data_spine.http_client import HttpClient, RequestPolicy, StatusError, TransferError
 from quality.alert_conditions import Alert
 from expectations.escaping import slack_text
 
@@ -45,41 +43,39 @@ class JsonlLog:
 
 @dataclass
 class _HttpChannel:
+    """POSTs a JSON payload per alert. Unset, a setting is the HTTP client's default
+    (`data_spine.http_client.RequestPolicy`); the `alerts` resource sets them all."""
+
     url: str
-    timeout_seconds: float = 10.0
-    max_attempts: int = 4
-    backoff_seconds: float = 0.5
-    max_wait_seconds: float = 10.0  # attempts, their timeouts and the waits between them, together
+    timeout_seconds: float | None = None  # per attempt
+    max_attempts: int | None = None
+    backoff_seconds: float | None = None
+    max_wait_seconds: float | None = None  # attempts, their timeouts and the waits between them, together
     name: str = "http"
+    _client: HttpClient | None = field(default=None, init=False, repr=False, compare=False)
 
     def payload(self, alert: Alert) -> dict:
         raise NotImplementedError
 
-    def send(self, alert: Alert) -> None:
-        body = self.payload(alert)
-        deadline = time.monotonic() + self.max_wait_seconds
-        post = retry(
-            retry=retry_if_exception(lambda e: getattr(e, "retryable", True)),
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.max_wait_seconds),
-            wait=wait_exponential(multiplier=self.backoff_seconds, max=30),
-            reraise=True,
-        )(self._post)
-        post(body, deadline)
+    def client(self) -> HttpClient:
+        """The channel's client, made when first needed (the environment's proxy read then)."""
+        if self._client is None:
+            given = {"timeout_seconds": self.timeout_seconds, "max_attempts": self.max_attempts,
+                     "backoff_seconds": self.backoff_seconds, "max_wait_seconds": self.max_wait_seconds}
+            policy = RequestPolicy(**{k: v for k, v in given.items() if v is not None})
+            self._client = HttpClient(self.url, policy=policy)
+        return self._client
 
-    def _post(self, body: dict, deadline: float) -> None:
-        # The last attempt gets what is left of the wait, so a silent host cannot stretch it.
-        timeout = max(min(self.timeout_seconds, deadline - time.monotonic()), 0.1)
+    def send(self, alert: Alert) -> None:
         try:
-            response = requests.post(self.url, json=body, timeout=timeout)
-        except requests.Timeout as exc:
-            raise DeliveryError(self.name, f"POST got no answer within {timeout:.3g} s", retryable=True) from exc
-        except requests.RequestException as exc:
-            raise DeliveryError(self.name, f"POST failed: {_reason(exc)}", retryable=True) from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise DeliveryError(self.name, f"answered HTTP {response.status_code}", retryable=True)
-        if response.status_code >= 400:
-            raise DeliveryError(self.name, f"answered HTTP {response.status_code}: {response.text[:200]}",
-                                retryable=False)
+            self.client().post_json(self.url, self.payload(alert))
+        except TransferError as exc:
+            detail = f"POST got no answer within {exc.timeout:.3g} s" if exc.timed_out else f"POST failed: {exc.reason}"
+            raise DeliveryError(self.name, detail, retryable=True) from exc
+        except StatusError as exc:
+            if exc.retryable:
+                raise DeliveryError(self.name, f"answered HTTP {exc.status}", retryable=True) from exc
+            raise DeliveryError(self.name, f"answered HTTP {exc.status}: {exc.text[:200]}", retryable=False) from exc
 
 
 @dataclass
@@ -112,16 +108,6 @@ class Slack(_HttpChannel):
                 "footer": f"data-spine alert {alert.id}, raised {alert.sent_at}",
             }],
         }
-
-
-def _reason(exc: BaseException) -> str:
-    """The root cause of a failed request (`connection refused`), not urllib3's wrapping of it."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror[:1].lower() + cause.strerror[1:]
-        cause = cause.__cause__ or cause.__context__
-    return str(exc)[:200]
 
 
 _COLOURS = {"critical": "#b00020", "high": "#e8590c", "medium": "#f2c744", "info": "#2b8a3e"}
