@@ -14,7 +14,7 @@ Deletes    archived records are listed (HubSpot offers no filter there) and thos
            since the last run are loaded with `archived = true`, a soft delete that staging
            filters out.
 Write      merge on `id` (the newer `updatedAt` wins); the first run's full listing replaces
-           the tables instead (see `pages.Listing`). An object without an `id` goes to
+           the tables instead (see `fast_path.Listing`). An object without an `id` goes to
            `raw_hubspot.quarantine`.
 Shape      HubSpot returns every property as a string inside `properties`; the connector lifts
            the default properties it requests to top-level columns and leaves typing to dbt
@@ -28,7 +28,7 @@ Contract   every batch is conformed to `connectors/contracts/hubspot.yml`: each 
            column exists and is typed, whether or not a record filled it.
 Speed      lists are read 100 records a page and searches 200 (HubSpot's maxima), every
            object by a thread of its own a batch ahead, and loaded as Arrow tables of up to
-           `BATCH` records (see `connectors.pages`).
+           `BATCH` records (see `connectors.fast_path`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors import pages, quarantine
+from connectors import fast_path, quarantine
 from connectors.http import ApiClient
 
 # HubSpot's default properties the models read; the contract (connectors/contracts/hubspot.yml)
@@ -77,13 +77,13 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_table(table: pa.Table, custom: Sequence[str] = ()) -> pa.Table:
-    """`flatten` for a batch of records (see `pages.RecordReader`), column by column; the
+    """`flatten` for a batch of records (see `fast_path.RecordReader`), column by column; the
     `custom` properties go to one JSON column instead of columns of their own."""
     columns: dict[str, Any] = {}
     lifted: dict[str, Any] = {}
     for name, array in zip(table.column_names, table.columns):
         if name == "properties" and pa.types.is_struct(array.type):
-            fields = dict(zip((f.name for f in array.type), pages.struct_fields(array)))
+            fields = dict(zip((f.name for f in array.type), fast_path.struct_fields(array)))
             own = {n: fields.pop(n) for n in custom if n in fields}
             lifted = fields
             if own:
@@ -102,7 +102,7 @@ def to_table(table: pa.Table, custom: Sequence[str] = ()) -> pa.Table:
     columns |= lifted
     if company_id is not None:
         columns["company_id"] = company_id
-    return pages.required(pages.shape(pa.table(columns), 0, whole=[CUSTOM]), ["id"])
+    return fast_path.required(fast_path.shape(pa.table(columns), 0, whole=[CUSTOM]), ["id"])
 
 
 def _field(array, name: str):
@@ -124,20 +124,20 @@ class Api:
         return PROPERTIES[obj] + [p for p in self.custom[obj] if p not in PROPERTIES[obj]]
 
 
-def _list(api: Api, obj: str, archived: bool) -> Iterator[pages.Chunk]:
+def _list(api: Api, obj: str, archived: bool) -> Iterator[fast_path.Chunk]:
     params = {"limit": LIST_PAGE, "properties": ",".join(api.properties(obj)), "archived": str(archived).lower()}
     if obj == "deals":
         params["associations"] = "companies"
     while True:
         page = api.http.get(f"crm/v3/objects/{obj}", params)
-        yield pages.Chunk.of(page, "results")
+        yield fast_path.Chunk.of(page, "results")
         after = ((page.json.get("paging") or {}).get("next") or {}).get("after")
         if not after:
             return
         params["after"] = after
 
 
-def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
+def _search(api: Api, obj: str, lower: int) -> Iterator[fast_path.Chunk]:
     """Records modified at or after `lower` (epoch ms), oldest first, across as many queries as needed."""
     prop = MODIFIED[obj]
     offset = 0
@@ -151,7 +151,7 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
         }
         page = api.http.post_json(f"crm/v3/objects/{obj}/search", body)
         results = page.json.get("results") or []
-        yield pages.Chunk.of(page, "results")
+        yield fast_path.Chunk.of(page, "results")
         nxt = ((page.json.get("paging") or {}).get("next") or {}).get("after")
         if not nxt:
             return
@@ -165,7 +165,7 @@ def _search(api: Api, obj: str, lower: int) -> Iterator[pages.Chunk]:
             lower, offset = newest, 0
 
 
-def _with_companies(api: Api, chunk: pages.Chunk) -> pages.Chunk:
+def _with_companies(api: Api, chunk: fast_path.Chunk) -> fast_path.Chunk:
     """Attach each deal's company association, which search results leave out."""
     deals = chunk.records  # dicts of their own, to be added to
     ids = [d["id"] for d in deals if d.get("id")]
@@ -177,19 +177,19 @@ def _with_companies(api: Api, chunk: pages.Chunk) -> pages.Chunk:
     for deal in deals:
         if deal.get("id") in company:
             deal["associations"] = {"companies": {"results": [{"id": str(company[deal["id"]]), "type": "deal_to_company"}]}}
-    return pages.Chunk(deals)
+    return fast_path.Chunk(deals)
 
 
-def _fresh(cursor: pages.Cursor, table: pa.Table) -> pa.Table:
+def _fresh(cursor: fast_path.Cursor, table: pa.Table) -> pa.Table:
     """Drop what was loaded before (archived records too: only recent archivals load)."""
-    if "updatedAt" not in table.column_names or table["updatedAt"].type != pages.UTC:
+    if "updatedAt" not in table.column_names or table["updatedAt"].type != fast_path.UTC:
         return table  # records without a cursor are kept
     return cursor.fresh(table, pc.divide(table["updatedAt"].cast(pa.int64()), 1000))  # epoch ms
 
 
-def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, cursor: pages.Cursor,
-            listing: pages.Listing, custom: Sequence[str]) -> Iterator[Any]:
-    records, bad = pages.split_missing(reader.read(batch), batch, ["id"])
+def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader, cursor: fast_path.Cursor,
+            listing: fast_path.Listing, custom: Sequence[str]) -> Iterator[Any]:
+    records, bad = fast_path.split_missing(reader.read(batch), batch, ["id"])
     if bad:
         yield quarantine.mark(quarantine.row("hubspot", obj, "missing required field(s): id", flatten(r)) for r in bad)
     if len(records):
@@ -203,19 +203,19 @@ def _resource(obj: str, api: Api):
     @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True)
     def objects() -> Iterator[Any]:
         # `updatedAt` in epoch ms; searches start there.
-        cursor = pages.Cursor(dlt.current.resource_state(), "updated_at_ms", drop_older=True)
+        cursor = fast_path.Cursor(dlt.current.resource_state(), "updated_at_ms", drop_older=True)
         first_run = cursor.start == 0
-        reader = pages.RecordReader("results")
+        reader = fast_path.RecordReader("results")
 
-        def chunks() -> Iterator[pages.Chunk]:
+        def chunks() -> Iterator[fast_path.Chunk]:
             for chunk in _list(api, obj, archived=False) if first_run else _search(api, obj, cursor.start):
                 yield _with_companies(api, chunk) if obj == "deals" and not first_run else chunk
             # Archived lists cannot be filtered: the cursor keeps only recent archivals.
             yield from _list(api, obj, archived=True)
 
         # Of two versions of a record, the newer wins.
-        listing = pages.Listing(obj, full=first_run, newest="updatedAt", source="hubspot")
-        for batch in pages.read_ahead(pages.batches(chunks(), BATCH)):
+        listing = fast_path.Listing(obj, full=first_run, newest="updatedAt", source="hubspot")
+        for batch in fast_path.read_ahead(fast_path.batches(chunks(), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing, api.custom[obj])
         yield from listing.missing()
         cursor.save()

@@ -16,7 +16,7 @@ Deletes    a `*.deleted` event (customer, product, price, coupon, invoice) keeps
            an update (status `canceled`).
 Write      merge on `id`, so a re-read never duplicates and the latest state wins; the first
            run's full listing replaces the tables instead (merging if a page came twice, see
-           `pages.Listing`).
+           `fast_path.Listing`).
 Contract   every batch is conformed to `connectors/contracts/stripe.yml` (every column staging
            reads exists, typed as Stripe documents it; see `connectors.contract`); an object
            without an `id` goes to `raw_stripe.quarantine` with the reason; other columns
@@ -36,7 +36,7 @@ Nesting    subscription items become the table `subscriptions__items__data`, key
            `parent__child` columns two levels deep.
 Speed      pages are read 100 at a time (Stripe's maximum), every object's list by a thread of
            its own a batch ahead, and loaded as Arrow tables of up to `BATCH` records (see
-           `connectors.pages`).
+           `connectors.fast_path`).
 Versions   objects come in the shape of the account's API version, and an account that
            upgraded has rows of both in its history (events keep the version they were made
            in). Both shapes land in the same columns, field by field:
@@ -63,7 +63,7 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors import pages, quarantine
+from connectors import fast_path, quarantine
 from connectors.http import ApiClient, SourceRequestError
 
 OBJECTS = ("customers", "products", "prices", "coupons", "subscriptions", "invoices", "invoice_payments", "charges",
@@ -134,18 +134,18 @@ class Api:
     def get(self, path: str, params: dict) -> dict:
         return self.http.get(path, params).json
 
-    def list(self, path: str, params: dict) -> Iterator[pages.Chunk]:
+    def list(self, path: str, params: dict) -> Iterator[fast_path.Chunk]:
         """Every page of a list, following `starting_after` while `has_more`."""
         params = dict(params, limit=PAGE)
         while True:
             page = self.http.get(path, params)
             data = page.json.get("data") or []
-            yield pages.Chunk.of(page, "data")
+            yield fast_path.Chunk.of(page, "data")
             if not page.json.get("has_more") or not data:
                 return
             params["starting_after"] = data[-1]["id"]
 
-    def list_expanding_discounts(self, path: str, params: dict) -> Iterator[pages.Chunk]:
+    def list_expanding_discounts(self, path: str, params: dict) -> Iterator[fast_path.Chunk]:
         """A list with its objects' discounts expanded; an API version that cannot expand them
         (older than `discounts` itself) answers 400, and the list is read as it comes: those
         versions embed the discount whole in `discount`."""
@@ -256,18 +256,19 @@ def _discounts(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
     table = table.append_column("discounts", ids)
     if not found:
         return table, None
-    objects = pa.concat_tables([pages.shape(t, LEVELS, whole=WHOLE) for t in found], promote_options="permissive")
+    objects = pa.concat_tables([fast_path.shape(t, LEVELS, whole=WHOLE) for t in found], promote_options="permissive")
     objects = objects.filter(pc.is_valid(objects["id"])) if "id" in objects.column_names else objects.slice(0, 0)
     if not len(objects):
         return table, None
     # The same discount on several parents of a batch: one row.
     first = pc.equal(pc.index_in(objects["id"], objects["id"]), pa.array(range(len(objects)), pa.int32()))
-    return table, pages.required(objects.filter(first), ["id"])
+    return table, fast_path.required(objects.filter(first), ["id"])
 
 
-def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, listing: pages.Listing) -> Iterator[Any]:
+def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader,
+            listing: fast_path.Listing) -> Iterator[Any]:
     """One batch of pages as dlt items: the Arrow table, its items, its quarantine rows."""
-    records, bad = pages.split_missing(reader.read(batch), batch, ["id"])
+    records, bad = fast_path.split_missing(reader.read(batch), batch, ["id"])
     if bad:
         yield quarantine.mark(quarantine.row("stripe", obj, "missing required field(s): id", r) for r in bad)
     if not len(records):
@@ -276,7 +277,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
     if obj in RELATED:
         records, discounts = _discounts(records)
     keep = {"subscriptions": ["items__data"], "invoices": ["lines__data"]}.get(obj, [])
-    table = pages.to_table(records, LEVELS, keep=keep, whole=WHOLE)
+    table = fast_path.to_table(records, LEVELS, keep=keep, whole=WHOLE)
     if "deleted" not in table.column_names:
         # Present from the first load on, so staging can filter on it before any delete.
         table = table.append_column("deleted", pa.nulls(len(table), pa.bool_()))
@@ -292,14 +293,14 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, list
         # Items sit one level down (`items.data`), so their own objects get one level less.
         # Before 2025-03-31 the current period sat on the subscription: it moves to the items.
         inherit = {c: table[c] for c in PERIOD if c in table.column_names}
-        items = pages.children(table["items__data"], table["id"], "subscription", LEVELS - 1, inherit=inherit,
+        items = fast_path.children(table["items__data"], table["id"], "subscription", LEVELS - 1, inherit=inherit,
                                markers=not listing.replacing)
         yield listing.table(table.drop_columns(["items__data", *inherit]))
         yield listing.child(items, ITEMS, "subscription")
     elif obj == "invoices" and "lines__data" in table.column_names:
         # Lines sit one level down too, but their price and subscription item sit two deeper
         # (`pricing.price_details.price`): flattened as far, into columns of their own.
-        lines = pages.children(table["lines__data"], table["id"], "invoice", LEVELS, markers=not listing.replacing)
+        lines = fast_path.children(table["lines__data"], table["id"], "invoice", LEVELS, markers=not listing.replacing)
         yield listing.table(table.drop_columns(["lines__data"]))
         yield listing.child(_current_line_shape(lines), LINES, "invoice")
     else:
@@ -311,17 +312,17 @@ def _resource(obj: str, api: Api):
     @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True)
     def objects() -> Iterator[Any]:
         state = dlt.current.resource_state()
-        reader = pages.RecordReader("data")
+        reader = fast_path.RecordReader("data")
         if "events_since" not in state:
             # Note the newest event first: whatever happens while we list is replayed next run.
             events_since = _newest_event(api)
             params = {"status": "all"} if obj == "subscriptions" else {}
             listed = (api.list_expanding_discounts(f"v1/{obj}", params) if obj in RELATED
                       else api.list(f"v1/{obj}", params))
-            batches = pages.read_ahead(pages.batches(listed, BATCH))
+            batches = fast_path.read_ahead(fast_path.batches(listed, BATCH))
         else:
-            events_since, batches = None, iter([[pages.Chunk(_changed_since(api, obj, state))]])
-        listing = pages.Listing(obj, full=events_since is not None, source="stripe")
+            events_since, batches = None, iter([[fast_path.Chunk(_changed_since(api, obj, state))]])
+        listing = fast_path.Listing(obj, full=events_since is not None, source="stripe")
         for batch in batches:
             yield from _tables(obj, batch, reader, listing)
         if obj == "subscriptions":
@@ -331,7 +332,7 @@ def _resource(obj: str, api: Api):
                 state["discount_events_since"], state["discount_events_seen"] = events_since, []
             else:
                 changed = _changed_since(api, DISCOUNTS, state, prefix="discount_events")
-                yield from _tables(DISCOUNTS, [pages.Chunk(changed)], pages.RecordReader("data"), listing)
+                yield from _tables(DISCOUNTS, [fast_path.Chunk(changed)], fast_path.RecordReader("data"), listing)
         yield from listing.missing(CHILDREN.get(obj), RELATED.get(obj))
         if events_since is not None:
             state["events_since"], state["events_seen"] = events_since, []

@@ -16,7 +16,7 @@ Deletes    deleted tickets come through the export with status `deleted`, delete
            `active = false`, deleted organizations with `deleted_at`: rows stay in raw and
            staging filters them out.
 Write      merge on `id`, the newer `updated_at` winning (an export can return a record twice);
-           the first run's full export replaces the tables instead (see `pages.Listing`). A
+           the first run's full export replaces the tables instead (see `fast_path.Listing`). A
            record without `id` or `updated_at` goes to `raw_zendesk.quarantine` with the reason.
 Contract   every batch is conformed to `connectors/contracts/zendesk.yml`: each declared column
            exists and is typed, whether or not a record filled it (a deleted organization's
@@ -30,7 +30,7 @@ Nesting    ticket custom fields become the table `tickets__custom_fields` (`tick
            (`reply_time_in_minutes__calendar`).
 Speed      exports are read 1,000 records a page (Zendesk's maximum), satisfaction ratings 100,
            every resource by a thread of its own a batch ahead, and loaded as Arrow tables of
-           up to `BATCH` records (see `connectors.pages`).
+           up to `BATCH` records (see `connectors.fast_path`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors import pages, quarantine
+from connectors import fast_path, quarantine
 from connectors.http import ApiClient
 
 EXPORT_PAGE = 1000  # Zendesk's largest export page
@@ -61,12 +61,12 @@ class Api:
     def __init__(self, base_url: str, email: str, api_token: str):
         self.http = ApiClient("zendesk", base_url, basic_auth=(f"{email}/token", api_token))
 
-    def cursor_export(self, obj: str, start_time: int, key: str | None = None, **params) -> Iterator[pages.Chunk]:
+    def cursor_export(self, obj: str, start_time: int, key: str | None = None, **params) -> Iterator[fast_path.Chunk]:
         """`incremental/<obj>/cursor.json`: `start_time` first, then `cursor` to `end_of_stream`."""
         params = {"per_page": EXPORT_PAGE, **params, "start_time": start_time}
         while True:
             page = self.http.get(f"api/v2/incremental/{obj}/cursor.json", params)
-            yield pages.Chunk.of(page, key or obj)
+            yield fast_path.Chunk.of(page, key or obj)
             cursor = page.json.get("after_cursor")
             if not cursor or page.json.get("end_of_stream", True):
                 return
@@ -74,40 +74,41 @@ class Api:
             params.pop("start_time", None)
             params["cursor"] = cursor
 
-    def time_export(self, obj: str, start_time: int) -> Iterator[pages.Chunk]:
+    def time_export(self, obj: str, start_time: int) -> Iterator[fast_path.Chunk]:
         """`incremental/<obj>.json`: `start_time`, then `next_page` until `end_of_stream`."""
         url, params = f"api/v2/incremental/{obj}.json", {"per_page": EXPORT_PAGE, "start_time": start_time}
         while True:
             page = self.http.get(url, params)
-            yield pages.Chunk.of(page, obj)
+            yield fast_path.Chunk.of(page, obj)
             if not page.json.get("next_page") or page.json.get("end_of_stream", True):
                 return
             url, params = page.json["next_page"], None
 
-    def cursor_pages(self, obj: str, **params) -> Iterator[pages.Chunk]:
+    def cursor_pages(self, obj: str, **params) -> Iterator[fast_path.Chunk]:
         """`<obj>.json` with cursor pagination: `page[after]` while `meta.has_more`."""
         params = {"page[size]": RATINGS_PAGE, **params}
         while True:
             page = self.http.get(f"api/v2/{obj}.json", params)
-            yield pages.Chunk.of(page, obj)
+            yield fast_path.Chunk.of(page, obj)
             meta = page.json.get("meta") or {}
             if not meta.get("has_more") or not meta.get("after_cursor"):
                 return
             params["page[after]"] = meta["after_cursor"]
 
 
-def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, cursor: pages.Cursor,
-            listing: pages.Listing) -> Iterator[Any]:
-    records, bad = pages.split_missing(reader.read(batch), batch, ["id", "updated_at"])
+def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader, cursor: fast_path.Cursor,
+            listing: fast_path.Listing) -> Iterator[Any]:
+    records, bad = fast_path.split_missing(reader.read(batch), batch, ["id", "updated_at"])
     if bad:
         yield quarantine.mark(quarantine.row("zendesk", obj, _reason(r), r) for r in bad)
     if not len(records):
         return
     child = CHILDREN.get(obj)
-    table = pages.to_table(records, LEVELS, keep=[child[0]] if child else [], whole=WHOLE)
-    if table["updated_at"].type != pages.UTC:
+    table = fast_path.to_table(records, LEVELS, keep=[child[0]] if child else [], whole=WHOLE)
+    if table["updated_at"].type != fast_path.UTC:
         # An `updated_at` that is not an instant cannot position the export: set it aside.
-        good = [r for r in pages.records_of(batch) if r.get("id") not in (None, "") and r.get("updated_at") not in (None, "")]
+        good = [r for r in fast_path.records_of(batch)
+                if r.get("id") not in (None, "") and r.get("updated_at") not in (None, "")]
         yield quarantine.mark(quarantine.row("zendesk", obj, "updated_at is not an ISO 8601 timestamp", r) for r in good)
         return
     table = cursor.fresh(table, pc.divide(table["updated_at"].cast(pa.int64()), 1_000_000))  # whole seconds
@@ -115,7 +116,7 @@ def _tables(obj: str, batch: list[pages.Chunk], reader: pages.RecordReader, curs
         return
     listing.check(table)
     if child and child[0] in table.column_names:
-        rows = pages.children(table[child[0]], table["id"], child[2], LEVELS - 1, markers=not listing.replacing)
+        rows = fast_path.children(table[child[0]], table["id"], child[2], LEVELS - 1, markers=not listing.replacing)
         yield listing.table(table.drop_columns([child[0]]))
         yield listing.child(rows, child[1], child[2])
     else:
@@ -131,11 +132,11 @@ def _resource(obj: str, key: str, read):
     @dlt.resource(name=obj, primary_key="id", write_disposition="merge", parallelized=True)
     def records() -> Iterator[Any]:
         # Exports return everything updated at or after `start_time` (whole seconds).
-        cursor = pages.Cursor(dlt.current.resource_state(), "start_time")
-        reader = pages.RecordReader(key)
+        cursor = fast_path.Cursor(dlt.current.resource_state(), "start_time")
+        reader = fast_path.RecordReader(key)
         # Exports can return a record twice (updated while the export ran): the newer wins.
-        listing = pages.Listing(obj, full=cursor.start == 0, newest="updated_at", source="zendesk")
-        for batch in pages.read_ahead(pages.batches(read(cursor.start), BATCH)):
+        listing = fast_path.Listing(obj, full=cursor.start == 0, newest="updated_at", source="zendesk")
+        for batch in fast_path.read_ahead(fast_path.batches(read(cursor.start), BATCH)):
             yield from _tables(obj, batch, reader, cursor, listing)
         child = CHILDREN.get(obj)
         yield from listing.missing({child[1]: child[2]} if child else None)
