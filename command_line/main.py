@@ -121,6 +121,9 @@ def dlt_env(vendors: dict[str, dict[str, str]]) -> dict[str, str]:
 @click.group(cls=ResourceErrorsGroup)
 def main() -> None:
     """Data Spine: one trusted view of a SaaS company's customers."""
+    # A command reads the settings of the environment it is started in (in one process, a
+    # test's CliRunner starts several commands, each with an environment of its own).
+    settings.cache_clear()
 
 
 preset_option = click.option(

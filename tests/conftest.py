@@ -1,7 +1,9 @@
 """Test settings: every test works in a private data folder and Dagster instance.
 
-The environment is set before any project module is imported, because the Dagster
-definitions read their paths when they are loaded.
+Two tiers: `tests/unit` (marker `unit`: no pipeline run, each test in seconds) and
+`tests/integration` (marker `integration`: whole `spine run`s, Dagster runs, faults). The
+settings are read once per process (`data_spine.settings`), so the session's folders are
+put in this test process's environment before the first project module reads them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,35 @@ os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
 
 AS_OF = date(2026, 11, 21)
 SEED = 42
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: no pipeline run, each test in seconds (tests/unit)")
+    config.addinivalue_line("markers", "integration: whole pipeline runs, Dagster runs and faults (tests/integration)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> Path:
+    """The dbt manifest the definitions load, prepared once (several workers: one parses)."""
+    from orchestration.dbt_manifest import prepare
+
+    return prepare()
+
+
+@pytest.fixture
+def set_env(monkeypatch):
+    """Set environment variables for one test and have the settings read them (and the
+    session's again afterwards)."""
+    from data_spine.settings import settings
+
+    def _set(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        settings.cache_clear()
+
+    yield _set
+    monkeypatch.undo()
+    settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +133,10 @@ LONGEST_FIRST = ["test_run_recovery.py", "test_pipeline.py", "test_quality_accep
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = item.path.parent.name
+        if tier in ("unit", "integration"):
+            item.add_marker(tier)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
 

@@ -179,7 +179,7 @@ def run_all(shapes: list[Shape], root: Path, at_once: int = 2) -> dict[str, Run]
 # every variant value is used, and every resource's documented sparse and full records go
 # through both Stripe API shapes. 2025-03-31.basil, which differs from the current shape only
 # in its discounts' embedded coupons, goes through staging and MRR in test_stripe_versions.py;
-# RudderStack, which sends Segment's spec, through tests/test_event_formats.py.
+# RudderStack, which sends Segment's spec, through tests/unit/test_event_formats.py.
 SHAPES = [
     Shape("legacy", "stripe_api=2024-06-20,product_ids=generated,events=segment",
           ("stripe_2024-06-20", "hubspot", "zendesk")),

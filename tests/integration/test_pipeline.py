@@ -118,7 +118,7 @@ def test_reports_are_written(first_run):
 
 
 # The sample company's known defects (sample_company/defects.py) warn in the audits of the
-# entities they hit (tests/test_quality_acceptance.py counts each one), and one dbt test warns
+# entities they hit (tests/integration/test_quality_acceptance.py counts each one), and one dbt test warns
 # about tickets whose organization exists nowhere. Nothing else may fail.
 KNOWN_DEFECT_WARNINGS = {
     "staging/stg_zendesk__tickets:relationships_stg_zendesk__tickets_organization_id__organization_id__ref_stg_zendesk__organizations_",

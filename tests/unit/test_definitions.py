@@ -2,7 +2,7 @@
 
 The asset graph is compared with `tests/snapshots/asset_graph.json`. After an intended change
 to the graph, regenerate the snapshot with `SPINE_UPDATE_SNAPSHOTS=1 python -m pytest
-tests/test_definitions.py` and review the diff like code.
+tests/unit/test_definitions.py` and review the diff like code.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from expectations.suites import SUITES
 from orchestration.freshness_policies import window_of
 from orchestration.resources import WAREHOUSE_POOL
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "asset_graph.json"
 
 
 def _graph_snapshot() -> dict:
@@ -103,8 +103,8 @@ def test_daily_schedule_runs_everything():
     assert set(job.asset_layer.executable_asset_keys) == set(defs.resolve_all_asset_keys())
 
 
-def test_sensor_requests_a_run_only_when_new_files_land(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPINE_LANDING_DIR", str(tmp_path))
+def test_sensor_requests_a_run_only_when_new_files_land(tmp_path, set_env):
+    set_env(SPINE_LANDING_DIR=str(tmp_path))
     sensor = defs.resolve_sensor_def("usage_files_sensor")
     assert sensor.job_name == "usage_ingestion_job"
 

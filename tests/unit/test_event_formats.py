@@ -23,7 +23,7 @@ from expectations.suites.common import EVENT_NAME_REGEX
 from sample_company.generate import generate
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "events"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 DAY_FILE = "events_2026-11-20.jsonl.gz"
 
 
