@@ -8,6 +8,8 @@ put in this test process's environment before the first project module reads the
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import tempfile
 from datetime import date
@@ -106,20 +108,31 @@ def shape_runs(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def clean_tiny(tmp_path_factory):
+def clean_tiny(tmp_path_factory, worker_id):
     """`spine run` once on the clean `tiny` company in a folder of its own: the reference the
-    fault tests compare a recovered warehouse with (`pipeline_runs.warehouse_digest`)."""
+    fault tests compare a recovered warehouse with (`pipeline_runs.warehouse_digest`). Made once
+    per session: under pytest-xdist the first worker to need it runs it while the others wait,
+    then all read it (nobody writes to it after)."""
     from pipeline_runs import Run, Shape, prepare, spine_run, warehouse_digest
 
-    root = tmp_path_factory.mktemp("clean_tiny")
-    prepare(root)
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder every worker's base folder is in
+    root = shared / "clean_tiny"
     run = Run(Shape("clean", "default"), root)
-    run.returncode = spine_run(root, run.log).wait(timeout=900)
-    run.output = run.log.read_text()
+    done = root / "done.json"
+    with open(shared / "clean_tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            prepare(root)
+            run.returncode = spine_run(root, run.log).wait(timeout=900)
+            digest = warehouse_digest(run.warehouse) if run.returncode == 0 else {}
+            done.write_text(json.dumps({"returncode": run.returncode, "digest": digest}))
+    result = json.loads(done.read_text())
+    run.returncode, run.output = result["returncode"], run.log.read_text()
     assert run.returncode == 0, run.output[-3000:]
-    run.digest = warehouse_digest(run.warehouse)
+    run.digest = {table: tuple(value) for table, value in result["digest"].items()}
     return run
-
 
 
 # Files whose tests share the `small` company's pipeline run (the `first_run` fixture): one
@@ -127,7 +140,7 @@ def clean_tiny(tmp_path_factory):
 SHARED_RUN_FILES = {"test_pipeline.py", "test_quality_acceptance.py", "test_wap.py"}
 # The files that take longest (whole pipeline runs), started first so that two workers finish
 # together rather than one waiting on a long file picked up last.
-LONGEST_FIRST = ["test_run_recovery.py", "test_pipeline.py", "test_quality_acceptance.py", "test_wap.py",
+LONGEST_FIRST = ["test_run_recovery.py", "test_pipeline.py", "test_dagster_dev_recovery.py", "test_quality_acceptance.py", "test_wap.py",
                  "test_failure_isolation.py", "test_conformance.py", "test_resource_faults.py",
                  "test_ui_selection.py", "test_alert_delivery.py", "test_hostile_values.py"]
 

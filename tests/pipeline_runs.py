@@ -201,3 +201,18 @@ def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+
+
+def instance_of(root: Path):
+    """The Dagster instance of a run folder."""
+    import dagster as dg
+
+    return dg.DagsterInstance.from_config(str(root / "dagster_home"))
+
+
+def claimed_slots(instance) -> list:
+    """The `duckdb_warehouse` pool's claimed slots and the steps waiting for one."""
+    from orchestration.resources import WAREHOUSE_POOL
+
+    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    return [*info.claimed_slots, *info.pending_steps]

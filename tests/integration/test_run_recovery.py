@@ -10,10 +10,7 @@ its own (so a signal reaches all its processes, dbt included, as a terminal's wo
    kill every entity in `serving` is one audited version (never half published);
 3. a last run finishes (exit 0) with a warehouse equal, table for table, to a clean run's.
 
-Under `dagster dev`, a run whose worker process is killed is marked failed (by the code server
-that started the worker, or the daemon's run monitoring, which asks the instance's launcher
-whether the worker lives) and its slot freed, so the next run launched through the UI's API
-succeeds.
+Under `dagster dev`: tests/integration/test_dagster_dev_recovery.py.
 """
 
 from __future__ import annotations
@@ -31,14 +28,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-import requests
 from dagster._core.events import DagsterEventType
-from dagster._core.launcher import WorkerStatus
 
 from data_spine.settings import PROJECT_ROOT
-from orchestration.resources import WAREHOUSE_POOL
 from orchestration.run_recovery import steps_in_flight
-from pipeline_runs import AS_OF, _free_port, prepare, spine_env, stop_group, warehouse_digest
+from pipeline_runs import AS_OF, claimed_slots, instance_of, prepare, spine_env, warehouse_digest
 
 RUN_SECONDS = 600
 CANCEL_SECONDS = 30
@@ -58,10 +52,6 @@ def _start(root: Path, log: Path) -> subprocess.Popen:
         )
 
 
-def _instance(root: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(root / "dagster_home"))
-
-
 def _wait_for_step(instance: dg.DagsterInstance, process: subprocess.Popen, log: Path, prefix: str,
                    known: set[str]) -> str:
     """The id of the new run once one of its steps starting with `prefix` has started."""
@@ -75,11 +65,6 @@ def _wait_for_step(instance: dg.DagsterInstance, process: subprocess.Popen, log:
                 return runs[0].run_id
         time.sleep(0.02)
     pytest.fail(f"no step {prefix}* within {RUN_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
-def _claimed(instance: dg.DagsterInstance) -> list:
-    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
-    return [*info.claimed_slots, *info.pending_steps]
 
 
 def half_published(warehouse: Path) -> list[str]:
@@ -141,7 +126,7 @@ class Series:
 def series(tmp_path_factory) -> Series:
     root = tmp_path_factory.mktemp("run_recovery")
     prepare(root)
-    instance = _instance(root)
+    instance = instance_of(root)
     result = Series(root)
     known: set[str] = set()
     processes: list[subprocess.Popen] = []
@@ -159,7 +144,7 @@ def series(tmp_path_factory) -> Series:
         result.cancel_seconds = time.monotonic() - interrupted
         result.cancel_output = log.read_text()
         result.cancel_run = instance.get_run_by_id(run_id)
-        result.cancel_claimed = _claimed(instance)
+        result.cancel_claimed = claimed_slots(instance)
 
         # 2. SIGKILL at each step, each in the run after the previous fault.
         for n, step in enumerate(KILLS):
@@ -221,13 +206,13 @@ def test_each_run_reports_the_run_killed_before_it(series):
         recovered = [line for line in fault.output.splitlines() if line.startswith("Recovered run ")]
         assert len(recovered) == 1, (fault.step, recovered)
         assert recovered[0].startswith(f"Recovered run {fault.run_id} (started ")
-        assert f"its process died during " in recovered[0] and fault.last_step in recovered[0], recovered[0]
+        assert "its process died during " in recovered[0] and fault.last_step in recovered[0], recovered[0]
         assert "; marked failed, " in recovered[0], recovered[0]
     dbt = series.kills[-1]
     assert dbt.in_flight == ["dbt_models"]
     assert "its process died during dbt_models; marked failed, warehouse slot freed" in \
         next(line for line in dbt.output.splitlines() if line.startswith("Recovered run "))
-    instance = _instance(series.root)
+    instance = instance_of(series.root)
     for fault in series.kills:
         assert instance.get_run_by_id(fault.run_id).status == dg.DagsterRunStatus.FAILURE
 
@@ -238,109 +223,4 @@ def test_after_a_kill_during_dbt_the_next_run_finishes_with_a_clean_warehouse(se
     assert f"Recovered run {series.kills[-1].run_id} " in series.final_output
     assert warehouse_digest(series.root / "data" / "warehouse.duckdb") == clean_tiny.digest
     assert half_published(series.root / "data" / "warehouse.duckdb") == []
-    assert _claimed(_instance(series.root)) == []
-
-
-# Under `dagster dev`, through the webserver's GraphQL API, as the UI and the schedule launch runs.
-LOCATION, REPOSITORY = "data_spine", "__repository__"  # workspace.yaml; a `Definitions` object's repository
-LAUNCH = """
-mutation Launch($executionParams: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on Error { message }
-  }
-}"""
-DEV_STARTUP_SECONDS = 240
-MONITORING_SECONDS = 180  # the daemon polls every 15 s and frees slots 5 s after a run ends
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _launch(port: int, job: str) -> str:
-    params = {"runConfigData": {}, "mode": "default", "executionMetadata": {"tags": []},
-              "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job}}
-    response = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60,
-                             json={"query": LAUNCH, "variables": {"executionParams": params}})
-    response.raise_for_status()
-    launched = response.json()["data"]["launchPipelineExecution"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    return launched["run"]["runId"]
-
-
-def _wait(what: str, seconds: float, check, log: Path):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"{what} not within {seconds} s:\n{log.read_text()[-3000:]}")
-
-
-@pytest.mark.timeout(1200)
-def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_run_succeeds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run_monitoring")
-    prepare(root)
-    instance = _instance(root)
-    port = _free_port()
-    log = root / "spine_dev.log"
-    with log.open("w") as out:
-        dev = subprocess.Popen([sys.executable, "-m", "command_line.main", "dev", "-p", str(port)], cwd=PROJECT_ROOT,
-                               env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        def launched(job: str):
-            try:
-                return _launch(port, job)
-            except (requests.ConnectionError, requests.HTTPError, KeyError, TypeError):
-                return None
-
-        killed = _wait("the webserver answering", DEV_STARTUP_SECONDS, lambda: launched("spine_job"), log)
-
-        def in_dbt():
-            starts = instance.all_logs(killed, of_type={DagsterEventType.RUN_START, DagsterEventType.STEP_START})
-            return next((e.dagster_event.pid for e in starts if e.step_key == "dbt_models"), None) and \
-                next(e.dagster_event.pid for e in starts if e.dagster_event.event_type == DagsterEventType.RUN_START)
-
-        worker = _wait("the run's dbt step", RUN_SECONDS, in_dbt, log)
-        assert any(slot.run_id == killed for slot in _claimed(instance))
-        # What the daemon's run monitoring asks the instance's launcher about the worker.
-        health = instance.run_launcher.check_run_worker_health
-        assert health(instance.get_run_by_id(killed)).status == WorkerStatus.RUNNING
-        for pid in [worker, *_descendants(worker)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        dead = _wait("the worker gone", 30, lambda: (h := health(instance.get_run_by_id(killed))).status
-                     == WorkerStatus.FAILED and h, log)
-        assert f"process {worker} died during dbt_models" in dead.msg
-
-        _wait("the daemon failing the run", MONITORING_SECONDS,
-              lambda: instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE, log)
-        _wait("the daemon freeing the run's slot", MONITORING_SECONDS,
-              lambda: not any(slot.run_id == killed for slot in _claimed(instance)), log)
-
-        # The next run needs the warehouse slot for its one step.
-        following = _launch(port, "usage_ingestion_job")
-        status = _wait("the next run ending", RUN_SECONDS,
-                       lambda: (run := instance.get_run_by_id(following)).is_finished and run.status, log)
-        assert status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
-    finally:
-        stop_group(dev)
+    assert claimed_slots(instance_of(series.root)) == []
