@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from expectations.escaping import sample_text
 from expectations.gx_engine import DuckDBSettings, Outcome, evaluate
@@ -302,7 +303,6 @@ def _plain(value: Any) -> Any:
 
 
 def _is_missing(value: Any) -> bool:
-    import pandas as pd
 
     try:
         return bool(pd.isna(value))

@@ -10,11 +10,11 @@ what changed and delivers it to the configured channels.
 
 import dagster as dg
 
-from quality.alert_conditions import Condition, Dispatch, dispatch, load_freshness_condition
 from expectations.suites import SUITES
 from orchestration.failure_alerts import run_conditions
 from orchestration.freshness_policies import window_of
 from orchestration.resources import AlertsResource
+from quality.alert_conditions import Condition, Dispatch, dispatch, load_freshness_condition
 
 _FRESHNESS_STATE = {"PASS": "ok", "WARN": "warn", "FAIL": "fail"}
 

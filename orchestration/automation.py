@@ -6,6 +6,7 @@ import dagster as dg
 
 from connectors.usage_events import PATTERN
 from data_spine.settings import settings
+from expectations.suites import SUITES
 
 # One process runs a run's steps one after another (the DuckDB warehouse takes one writer at
 # a time anyway), and a step runs once its own inputs are there even when another step of the
@@ -72,7 +73,6 @@ def usage_files_sensor(context: dg.SensorEvaluationContext):
 def scorecard_missing(instance: dg.DagsterInstance, run_id: str) -> bool:
     """Whether a finished run of `spine_job` left the scorecard unwritten (a failure upstream of
     every audit, a dbt model, stops the step that writes it) while there is an audit to score."""
-    from expectations.suites import SUITES
 
     if not any(instance.get_latest_materialization_event(dg.AssetKey(["audit", e])) for e in SUITES):
         return False  # nothing was ever audited: there is no scorecard to write yet

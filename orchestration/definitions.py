@@ -21,11 +21,11 @@ from orchestration.automation import (
     usage_ingestion_job,
 )
 from orchestration.console import concise_console_logger
+from orchestration.dbt_manifest import dbt_cli
 from orchestration.ingestion import ingestion_assets
-from orchestration.source_checks import source_monitors
 from orchestration.quality_assets import audit_assets, publish_assets, scorecard
 from orchestration.resources import VendorApisResource, alerts_from_env, quality_from_env, warehouse_from_env
-from orchestration.dbt_manifest import dbt_cli
+from orchestration.source_checks import source_monitors
 from orchestration.transformation import dbt_docs, dbt_models
 
 defs = dg.Definitions(

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from quality.alert_conditions import Condition, utc_iso
-from orchestration.errors import first_line_of
 from expectations.suite import DATA_ENG
 from expectations.suites import SUITES
+from orchestration.errors import first_line_of
+from quality.alert_conditions import Condition, utc_iso
 
 RECENT_RUNS = 25
 _FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]

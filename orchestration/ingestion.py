@@ -10,9 +10,11 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from connectors import quarantine
 from connectors.http import explain
 from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
+from connectors.usage_events import rejected_dir, rejected_files
 from data_spine.settings import settings
 from orchestration.freshness_policies import source_policy
 from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
+from quality.alert_conditions import OK, rejected_file_condition
 
 
 @dataclass
@@ -80,8 +82,6 @@ def _landing_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> di
     """The landing files set aside as unreadable, as alert conditions the alerts read back: one
     per file while it is in the rejected folder, and a resolved one when it has left it (the
     asset's previous materialization remembers what was announced)."""
-    from connectors.usage_events import rejected_dir, rejected_files
-    from quality.alert_conditions import OK, rejected_file_condition
 
     landing = settings().landing_dir
     conditions = {}

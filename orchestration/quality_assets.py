@@ -17,11 +17,21 @@ import dagster as dg
 import duckdb
 from dagster_dbt import get_asset_key_for_model
 
+from expectations.runner import failing_since, validate_entity
 from expectations.suite import Suite
 from expectations.suites import SUITES
-from orchestration.resources import (WAREHOUSE_POOL, AlertsResource, QualityResource, WarehouseResource,
-                                     waiting_for_the_warehouse)
+from orchestration.resources import (
+    WAREHOUSE_POOL,
+    AlertsResource,
+    QualityResource,
+    WarehouseResource,
+    waiting_for_the_warehouse,
+)
 from orchestration.transformation import dbt_models
+from quality.alert_conditions import audit_conditions
+from quality.publishing import NotAudited, publish
+from quality.scorecard import build_scorecard, entity_score
+
 
 def audit_key(suite: Suite) -> dg.AssetKey:
     return dg.AssetKey(["audit", suite.entity])
@@ -48,9 +58,6 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         ],
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
-        from quality.alert_conditions import audit_conditions
-        from expectations.runner import failing_since, validate_entity
-        from quality.scorecard import entity_score
 
         with waiting_for_the_warehouse(context):
             results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
@@ -113,7 +120,6 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
     # every table of it, in one transaction, or none.
     @dg.multi_asset(specs=specs, name=f"publish_{suite.entity}", pool=WAREHOUSE_POOL, can_subset=True)
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        from quality.publishing import NotAudited, publish
 
         try:
             # A re-execution of a failed run continues its parent's run: its audit counts.
@@ -161,7 +167,6 @@ publish_assets = [_publish(suite) for suite in SUITES.values()]
 )
 def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               alerts: AlertsResource) -> dg.MaterializeResult:
-    from quality.scorecard import build_scorecard
 
     reports = Path(warehouse.reports_dir)
     # This run's alerts are dispatched after the scorecard: it shows what earlier ones left owed.

@@ -25,19 +25,20 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-
 from dagster._core.events import DagsterEventType, JobFailureData, RunFailureReason
 from dagster._core.execution.plan.objects import ErrorSource
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunRecord, RunsFilter
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.log_manager import get_log_record_metadata, has_log_record_metadata
+from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunRecord, RunsFilter
 
 from data_spine.settings import settings
 
@@ -246,8 +247,6 @@ def stop_runs_of_this_process(every_seconds: float = 3.0, for_seconds: float = 6
     may swallow the interrupt (dbt's command line, run in process while a dbt step sets up,
     turns it into an abort of its own) and the run would go on. Dagster's run workers meet a
     cancel request the same way: the request first, then an interrupt."""
-    import signal
-    import time
 
     instance = persistent_instance()
     mine = RunsFilter(tags={PID_TAG: str(os.getpid())}, statuses=UNFINISHED)

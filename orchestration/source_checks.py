@@ -9,6 +9,8 @@ import duckdb
 from connectors.pipelines import DATASETS
 from orchestration.ingestion import ingestion_assets
 from orchestration.resources import WAREHOUSE_POOL, QualityResource, WarehouseResource, waiting_for_the_warehouse
+from quality.alert_conditions import drift_condition, volume_condition
+from quality.source_monitors import detect_drift, loaded_by, measure_volumes, raw_tables, type_misfits
 
 
 def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
@@ -29,8 +31,6 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
     # Subsettable: the UI materializes any raw asset alone, with only its own checks selected.
     @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL, can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
-        from quality.alert_conditions import drift_condition, volume_condition
-        from quality.source_monitors import detect_drift, loaded_by, measure_volumes, raw_tables, type_misfits
 
         selected = context.selected_asset_check_keys
         counted = {k.asset_key for k in selected if k.name == "volume"}

@@ -9,13 +9,22 @@ from typing import Any, Mapping
 
 import dagster as dg
 import duckdb
-from dagster_dbt import (DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets,
-                         get_asset_key_for_model)
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+    get_asset_key_for_model,
+)
 
+from expectations.suites import SUITES
 from orchestration.dbt_manifest import dbt_project, manifest_path
 from orchestration.errors import first_line
 from orchestration.freshness_policies import mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
+from quality.publishing import hold_unbuilt
+
 
 class SpineDbtTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
@@ -128,8 +137,6 @@ def _dbt_error(message: str) -> str:
 def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailures) -> list[str]:
     """Hold back (record as held, without an audit) every entity built from a model that is
     not this run's; returns their names."""
-    from quality.publishing import hold_unbuilt
-    from expectations.suites import SUITES
 
     held = []
     with duckdb.connect(str(warehouse.file)) as con:

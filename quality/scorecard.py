@@ -28,15 +28,23 @@ from statistics import fmean
 from typing import Any
 
 import duckdb
+import jinja2
+import markupsafe
 
-from quality.alert_conditions import (ChannelDelivery, Condition, audit_conditions, drift_condition, utc_iso,
-                                 volume_condition)
 from expectations.escaping import CONTROL, markdown_text
-from quality.source_monitors import current_drifts, latest_volumes
-from quality.publishing import PUBLICATIONS_TABLE
 from expectations.runner import RESULTS_TABLE, failing_since
 from expectations.suite import DIMENSIONS
 from expectations.suites import SUITES
+from quality.alert_conditions import (
+    ChannelDelivery,
+    Condition,
+    audit_conditions,
+    drift_condition,
+    utc_iso,
+    volume_condition,
+)
+from quality.publishing import PUBLICATIONS_TABLE
+from quality.source_monitors import current_drifts, latest_volumes
 
 # (band, inclusive lower bound, label), best first.
 BANDS = (("green", 95.0, "Healthy"), ("yellow", 90.0, "Warning"), ("red", 0.0, "Critical"))
@@ -316,10 +324,11 @@ def _rounded(score: float) -> float:
 
 def trend_svg(scorecard: dict) -> str:
     """The score of every entity over past runs as an inline SVG line chart, bands shaded."""
-    import matplotlib
+    # matplotlib takes about a second to import and only the HTML scorecard draws.
+    import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot as plt  # noqa: PLC0415
 
     points = scorecard["trend"]
     ended: dict[str, str] = {}
@@ -359,8 +368,6 @@ def _environment(markdown: bool = False) -> Any:
     """The templates' Jinja environment. HTML is autoescaped. Markdown has no autoescape in Jinja,
     so every printed value goes through `markdown_text` (the `finalize` hook), except what the
     template marks as Markdown of its own (`verbatim`) or as a code span (`code`)."""
-    import jinja2
-    import markupsafe
 
     if markdown:
         env = jinja2.Environment(
@@ -385,7 +392,6 @@ def _short(value: Any) -> str:
 
 
 def render_html(scorecard: dict) -> str:
-    import markupsafe
 
     return _environment().get_template("scorecard.html.j2").render(
         sc=scorecard, dimensions=DIMENSIONS, chart=markupsafe.Markup(trend_svg(scorecard)))

@@ -11,6 +11,7 @@ import hashlib
 
 import polars as pl
 
+from sample_company import event_formats
 from sample_company.simulate import Company
 from sample_company.variants import Variant
 
@@ -471,6 +472,5 @@ def usage_events(c: Company, variant: Variant | None = None) -> pl.DataFrame:
     """Calls as the account's event collector writes them (one JSON object per line, in the
     format `variant.events` names; see `sample_company.event_formats`), with the day the
     collector received each one (`_day`): its file is that day's."""
-    from sample_company import event_formats
 
     return event_formats.render(c, (variant or Variant()).events)
