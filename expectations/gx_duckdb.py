@@ -18,7 +18,7 @@ SQL that GX writes, so no table is ever pulled into Python.
 
 Written against great-expectations 1.24.1 and refused with any other version: both fixes lean
 on GX internals (`SqlAlchemyExecutionEngine.get_connection`, the regex helper's module-level
-name). Before moving the pin, run `tests/test_gx_duckdb.py`, which shows each failure without
+name). Before moving the pin, run `tests/unit/test_gx_duckdb.py`, which shows each failure without
 the adapter and each expectation type we use working with it.
 """
 
@@ -34,7 +34,7 @@ GX_VERSION = "1.24.1"
 if gx.__version__ != GX_VERSION:
     raise ImportError(
         f"expectations.gx_duckdb was written for great-expectations {GX_VERSION}, found "
-        f"{gx.__version__}: check it against tests/test_gx_duckdb.py before changing the pin"
+        f"{gx.__version__}: check it against tests/unit/test_gx_duckdb.py before changing the pin"
     )
 
 import atexit  # noqa: E402
