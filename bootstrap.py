@@ -3,6 +3,7 @@
 
     python3 bootstrap.py demo [spine run options]   whole pipeline on the `small` company
     python3 bootstrap.py test [pytest options]      the test suite
+    python3 bootstrap.py lint                       ruff (lint, format) and sqlfluff, as CI runs them
 
 Needs only Python 3.11 and pip: it creates `.venv`, installs the pinned `uv` into it, and has
 uv install exactly what `uv.lock` lists. Re-running is cheap when nothing changed.
@@ -60,8 +61,15 @@ TASKS = {
     # 788 s); SPINE_TEST_WORKERS=0 runs them in one process.
     "test": lambda args: [BIN / "python", "-m", "pytest", "-n", os.environ.get("SPINE_TEST_WORKERS", "2"),
                           "--dist", "loadfile", *args],
+    "lint": None,
     "setup": None,
 }
+
+LINTERS = [
+    [BIN / "ruff", "check", "."],
+    [BIN / "ruff", "format", "--check", "."],
+    [BIN / "sqlfluff", "lint", "dbt_project"],
+]
 
 
 def main() -> None:
@@ -69,7 +77,11 @@ def main() -> None:
         sys.exit(__doc__)
     task, args = sys.argv[1], sys.argv[2:]
     setup()
-    if TASKS[task]:
+    if task == "lint":
+        for cmd in LINTERS:
+            print("$", " ".join(str(c.relative_to(ROOT)) if isinstance(c, Path) else c for c in cmd), flush=True)
+            run(cmd)
+    elif TASKS[task]:
         run(TASKS[task](args))
 
 

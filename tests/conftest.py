@@ -135,9 +135,14 @@ def clean_tiny(tmp_path_factory, worker_id):
     return run
 
 
-# Files whose tests share the `small` company's pipeline run (the `first_run` fixture): one
-# worker runs them all, so the run is made once.
-SHARED_RUN_FILES = {"test_pipeline.py", "test_quality_acceptance.py", "test_wap.py"}
+# Files whose tests share a session fixture that runs the pipeline go to the same worker, so
+# the fixture runs once: the `small` company's run (`first_run`) and the variant matrix
+# (`shape_runs`).
+SHARED_RUNS = {
+    "test_pipeline.py": "small company run", "test_quality_acceptance.py": "small company run",
+    "test_wap.py": "small company run",
+    "test_conformance.py": "variant matrix runs", "test_variants.py": "variant matrix runs",
+}
 # The files that take longest (whole pipeline runs), started first so that two workers finish
 # together rather than one waiting on a long file picked up last.
 LONGEST_FIRST = ["test_run_recovery.py", "test_pipeline.py", "test_dagster_dev_recovery.py", "test_quality_acceptance.py", "test_wap.py",
@@ -156,12 +161,12 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist, whole files go to a worker (`--dist loadfile`), and the files that
-    share the `small` company's run go to the same one."""
+    share a pipeline run (`SHARED_RUNS`) go to the same one."""
     from xdist.scheduler import LoadFileScheduling
 
     class SharedRunScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
-            return "shared small company run" if Path(file).name in SHARED_RUN_FILES else file
+            return SHARED_RUNS.get(Path(file).name, file)
 
     return SharedRunScheduling(config, log)
