@@ -15,8 +15,7 @@ from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.common.typing import ConfigValue
 
-from data_spine.http_client import (BodyError, HttpClient, HttpError, RequestPolicy, Response, StatusError,
-                                    TransferError)
+from data_spine.http_client import BodyError, HttpClient, HttpError, RequestPolicy, Response, StatusError, TransferError
 
 # One answered vendor request: `json` (simdjson's document) and the `body` it was parsed from.
 Page = Response

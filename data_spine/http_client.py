@@ -232,7 +232,8 @@ class HttpClient:
 
     `get` and `post_json` answer a `Response` (status below 400) or raise an `HttpError`; a
     client made with `parse_json` parses every answer as JSON (`Response.json`). Headers are
-    fixed when the client is made.
+    fixed when the client is made, and so is the proxy: the one the environment names for the
+    base URL, used for every request of the client.
     """
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None, *,

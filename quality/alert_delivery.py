@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_spine.http_client import HttpClient, RequestPolicy, StatusError, TransferError
-from quality.alert_conditions import Alert
 from expectations.escaping import slack_text
+from quality.alert_conditions import Alert
 
 
 class DeliveryError(RuntimeError):

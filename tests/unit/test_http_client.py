@@ -14,8 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from data_spine.http_client import (BodyError, HttpClient, RequestPolicy, StatusError, TransferError,
-                                    environment_proxy)
+from data_spine.http_client import BodyError, HttpClient, RequestPolicy, StatusError, TransferError, environment_proxy
 
 QUICK = RequestPolicy(max_attempts=4, backoff_seconds=0.01, max_backoff_seconds=0.05, timeout_seconds=5)
 
@@ -130,8 +129,9 @@ def test_a_400_is_not_retried(server):
     server.script["/bad"] = [(400, {}, b'{"error": "no such field"}', 0)]
     with pytest.raises(StatusError) as caught:
         HttpClient(server.url, policy=QUICK).get("bad")
-    assert (caught.value.status, caught.value.retryable, caught.value.text) == (400, False, '{"error": "no such field"}')
-    assert caught.value.endpoint == "/bad" and str(caught.value) == f"GET {server.url}/bad answered HTTP 400"
+    error = caught.value
+    assert (error.status, error.retryable, error.text) == (400, False, '{"error": "no such field"}')
+    assert error.endpoint == "/bad" and str(error) == f"GET {server.url}/bad answered HTTP 400"
     assert len(server.requests("/bad")) == 1
 
 
@@ -259,8 +259,8 @@ def test_the_connectors_name_source_endpoint_status_and_hint(server, monkeypatch
 
 
 def test_alert_delivery_says_why_a_channel_failed(server):
-    from quality.alert_delivery import DeliveryError, Webhook
     from quality.alert_conditions import Alert
+    from quality.alert_delivery import DeliveryError, Webhook
 
     alert = Alert(id="a1", key="k", status="firing", kind="blocking_check", severity="critical", state="fail",
                   dataset="customer", what="check failed", how_many="1 of 2", since=None, likely_causes=[],
