@@ -36,14 +36,19 @@ SEED = 42
 def pytest_configure(config):
     config.addinivalue_line("markers", "unit: no pipeline run, each test in seconds (tests/unit)")
     config.addinivalue_line("markers", "integration: whole pipeline runs, Dagster runs and faults (tests/integration)")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def dbt_manifest() -> Path:
-    """The dbt manifest the definitions load, prepared once (several workers: one parses)."""
+    # Before collection: test modules load the Dagster definitions, which read the dbt
+    # manifest (prepared when the dbt project changed; several workers at once: one parses).
     from orchestration.dbt_manifest import prepare
 
-    return prepare()
+    prepare()
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    """The dbt manifest the definitions load (prepared in `pytest_configure`)."""
+    from orchestration.dbt_manifest import dbt_project
+
+    return dbt_project.manifest_path
 
 
 @pytest.fixture
