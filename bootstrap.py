@@ -51,7 +51,10 @@ def setup() -> None:
     print("Installing locked dependencies (uv sync --frozen) ...", flush=True)
     # Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set (common in CI and
     # containers) every process would otherwise recompile what it imports, seconds each time.
-    run([BIN / "uv", "sync", "--frozen", "--all-groups", "--compile-bytecode", "--python", BIN / "python", "--quiet"], env=env)
+    run(
+        [BIN / "uv", "sync", "--frozen", "--all-groups", "--compile-bytecode", "--python", BIN / "python", "--quiet"],
+        env=env,
+    )
 
 
 TASKS = {
@@ -59,8 +62,16 @@ TASKS = {
     # Two pytest workers (pytest-xdist): most tests wait on a pipeline run in a process of its
     # own, so two at a time keep both cores busy (three were slower on two cores: 880 s against
     # 788 s); SPINE_TEST_WORKERS=0 runs them in one process.
-    "test": lambda args: [BIN / "python", "-m", "pytest", "-n", os.environ.get("SPINE_TEST_WORKERS", "2"),
-                          "--dist", "loadfile", *args],
+    "test": lambda args: [
+        BIN / "python",
+        "-m",
+        "pytest",
+        "-n",
+        os.environ.get("SPINE_TEST_WORKERS", "2"),
+        "--dist",
+        "loadfile",
+        *args,
+    ],
     "lint": None,
     "setup": None,
 }

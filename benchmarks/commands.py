@@ -24,6 +24,7 @@ COMPANY_MARKER = "company.json"
 def generator_version() -> str | None:
     """The generator's commit, plus a digest of uncommitted edits to it: a company made by other
     code is regenerated rather than measured as if it were current."""
+
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
@@ -74,11 +75,15 @@ class Bench:
         click.echo(f"» {name}: starting (load average {_load()})")
         m = run_step(name, argv, env, result, log=click.echo, memory_cap_mb=self.memory_cap_mb)
         if m.error:
-            click.echo(f"» {name}: FAILED after {m.seconds:,.1f}s, {m.error}; peak RSS {m.peak_rss_mb:,.0f} MB "
-                       f"(load average {_load()})")
+            click.echo(
+                f"» {name}: FAILED after {m.seconds:,.1f}s, {m.error}; peak RSS {m.peak_rss_mb:,.0f} MB "
+                f"(load average {_load()})"
+            )
         else:
-            click.echo(f"» {name}: {m.records:,} records in {m.seconds:,.1f}s = {m.rate:,.0f} records/s, "
-                       f"peak RSS {m.peak_rss_mb:,.0f} MB (load average {_load()})")
+            click.echo(
+                f"» {name}: {m.records:,} records in {m.seconds:,.1f}s = {m.rate:,.0f} records/s, "
+                f"peak RSS {m.peak_rss_mb:,.0f} MB (load average {_load()})"
+            )
         self.results[name] = m
         return m
 
@@ -98,8 +103,12 @@ class Bench:
     def generate(self) -> Measurement:
         (self.root / COMPANY_MARKER).unlink(missing_ok=True)
         env = self.env(self.root)
-        m = self._measure("generate", ["generate", "--preset", self.preset, "--seed", str(self.seed)], env,
-                          self.root / "runs" / "generate" / "result.json")
+        m = self._measure(
+            "generate",
+            ["generate", "--preset", self.preset, "--seed", str(self.seed)],
+            env,
+            self.root / "runs" / "generate" / "result.json",
+        )
         if m.error:
             return m
         marker = {"preset": self.preset, "seed": self.seed, "generator": generator_version()}
@@ -119,7 +128,9 @@ class Bench:
                 cpu_before = server.cpu_seconds()
                 m = self.run(source, ["api", source, "--base-url", server.base_url(source)])
                 cpu_after = server.cpu_seconds()
-                m.detail["server_cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+                m.detail["server_cpu_seconds"] = (
+                    None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+                )
         if server.peak_rss_mb is not None:
             click.echo(f"  vendor API server peak RSS {server.peak_rss_mb:,.0f} MB (not an ingestion step)")
 
@@ -127,7 +138,6 @@ class Bench:
         """Validate every suite at this preset, each in its own process, in one fully built
         warehouse (built once per company: all sources loaded, then dbt)."""
         from expectations.suites import SUITES
-
         from sample_company.generate import read_manifest
 
         as_of = f"--as-of={read_manifest(self.root / 'sources')['as_of']}"
@@ -146,37 +156,62 @@ class Bench:
             click.echo(f"» build: reusing the warehouse in {build_dir} (delete it to rebuild)")
         env = self.env(build_dir)
         for entity in SUITES:
-            self._measure(f"validate {entity}", ["validate", entity, as_of], env,
-                          self.root / "runs" / f"validate_{entity}.json")
+            self._measure(
+                f"validate {entity}", ["validate", entity, as_of], env, self.root / "runs" / f"validate_{entity}.json"
+            )
 
 
 @click.command()
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="large", show_default=True,
-              help="Size of the sample company; the targets are set for `large`.")
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="large",
+    show_default=True,
+    help="Size of the sample company; the targets are set for `large`.",
+)
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--only", "groups", type=click.Choice(GROUPS), multiple=True,
-              help="Measure only these (repeatable). Default: all; generate only when the company is missing.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=PROJECT_ROOT / "data" / "bench", show_default="data/bench",
-              help="The benchmark's own data folder: company, warehouses and results per preset.")
+@click.option(
+    "--only",
+    "groups",
+    type=click.Choice(GROUPS),
+    multiple=True,
+    help="Measure only these (repeatable). Default: all; generate only when the company is missing.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=PROJECT_ROOT / "data" / "bench",
+    show_default="data/bench",
+    help="The benchmark's own data folder: company, warehouses and results per preset.",
+)
 @click.option("--regenerate", is_flag=True, help="Generate (and measure) the company even if it exists.")
-@click.option("--memory-cap-mb", type=float, default=8192, show_default=True,
-              help="Stop a step whose RSS passes this (0: never), so a runaway step fails alone instead of "
-              "exhausting a shared machine's memory.")
-def main(preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool, memory_cap_mb: float) -> None:
+@click.option(
+    "--memory-cap-mb",
+    type=float,
+    default=8192,
+    show_default=True,
+    help="Stop a step whose RSS passes this (0: never), so a runaway step fails alone instead of "
+    "exhausting a shared machine's memory.",
+)
+def main(
+    preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool, memory_cap_mb: float
+) -> None:
     """Measure generation, ingestion and validation: speed and peak memory against the targets."""
     asked = groups  # `--only generate` measures generation even when the company exists
     groups = groups or GROUPS
     bench = Bench(data_dir.resolve(), preset, seed, memory_cap_mb or None)
     machine = report.machine()
     click.echo(f"Benchmarks at preset {preset!r} (seed {seed}) in {bench.root}")
-    click.echo(f"Machine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_mb']:,} MB; "
-               f"load average {_load()}")
+    click.echo(
+        f"Machine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_mb']:,} MB; load average {_load()}"
+    )
     try:
         manifest = None if regenerate or "generate" in asked else bench.company()
         if manifest:
-            click.echo(f"» generate: reusing the {preset!r} company generated as of {manifest['as_of']} "
-                       "(--regenerate to measure generation)")
+            click.echo(
+                f"» generate: reusing the {preset!r} company generated as of {manifest['as_of']} "
+                "(--regenerate to measure generation)"
+            )
         elif bench.generate().error:
             raise click.ClickException("generating the company failed; nothing to measure")
         if "usage" in groups:

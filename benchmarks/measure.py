@@ -66,8 +66,9 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def run_step(step: str, argv: list[str], env: dict[str, str], result_file: Path, log=print,
-             memory_cap_mb: float | None = None) -> Measurement:
+def run_step(
+    step: str, argv: list[str], env: dict[str, str], result_file: Path, log=print, memory_cap_mb: float | None = None
+) -> Measurement:
     """Run `python -m benchmarks.steps <argv>` as `step`; it writes its figures to `result_file`.
 
     A step whose RSS passes `memory_cap_mb` is stopped, before it can push a shared machine into

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -49,8 +49,13 @@ def verdicts(name: str, m: Measurement, every: dict[str, Measurement]) -> list[V
         out.append(Verdict(f"peak RSS ≤ {MEMORY_LIMIT_MB:,} MB", measured, m.peak_rss_mb <= MEMORY_LIMIT_MB))
     if name == "validate usage_event":
         measured = f"{'≥ ' if m.error else ''}{m.peak_rss_mb:,.0f} MB"
-        out.append(Verdict(f"peak RSS ≤ {VALIDATE_USAGE_MEMORY_MB:,} MB", measured,
-                           not m.error and m.peak_rss_mb <= VALIDATE_USAGE_MEMORY_MB))
+        out.append(
+            Verdict(
+                f"peak RSS ≤ {VALIDATE_USAGE_MEMORY_MB:,} MB",
+                measured,
+                not m.error and m.peak_rss_mb <= VALIDATE_USAGE_MEMORY_MB,
+            )
+        )
     if name == "generate":
         measured = unfinished if m.error else f"{m.seconds / 60:.1f} min"
         out.append(Verdict(f"< {GENERATE_SECONDS // 60} min", measured, not m.error and m.seconds < GENERATE_SECONDS))
@@ -68,8 +73,9 @@ def api_total(every: dict[str, Measurement]) -> Measurement | None:
     parts = [every[s] for s in API_SOURCES if s in every]
     if len(parts) < len(API_SOURCES):
         return None
-    return _combined("api", parts, {"server_cpu_seconds": _sum_or_none(p.detail.get("server_cpu_seconds")
-                                                                       for p in parts)})
+    return _combined(
+        "api", parts, {"server_cpu_seconds": _sum_or_none(p.detail.get("server_cpu_seconds") for p in parts)}
+    )
 
 
 def _combined(step: str, parts: list[Measurement], detail: dict | None = None) -> Measurement:
@@ -99,8 +105,9 @@ def table(headers: list[str], rows: list[list[str]], text: int = 1) -> str:
     left = {0, *range(len(headers) - text + 1, len(headers))} if text > 1 else {0}
 
     def line(cells):
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
@@ -108,14 +115,23 @@ def table(headers: list[str], rows: list[list[str]], text: int = 1) -> str:
 def render(every: dict[str, Measurement]) -> str:
     rows = []
     for name, m in every.items():
-        figures = [name, "—" if m.error else f"{m.records:,}", f"{m.seconds:,.1f}",
-                   "—" if m.error else f"{m.rate:,.0f}", f"{m.peak_rss_mb:,.0f}"]
+        figures = [
+            name,
+            "—" if m.error else f"{m.records:,}",
+            f"{m.seconds:,.1f}",
+            "—" if m.error else f"{m.rate:,.0f}",
+            f"{m.peak_rss_mb:,.0f}",
+        ]
         checks = verdicts(name, m, every) or [None]
         for i, c in enumerate(checks):
             # One line per target; the figures are on the first.
-            rows.append([*(figures if i == 0 else [""] * len(figures)),
-                         "reference" if c is None else f"{c.target} ({c.measured})",
-                         "" if c is None else ("met" if c.met else "NOT met")])
+            rows.append(
+                [
+                    *(figures if i == 0 else [""] * len(figures)),
+                    "reference" if c is None else f"{c.target} ({c.measured})",
+                    "" if c is None else ("met" if c.met else "NOT met"),
+                ]
+            )
     out = [table(["step", "records", "seconds", "records/s", "peak RSS MB", "target (measured)", "met"], rows, text=3)]
     out += [f"{name}: {m.error}" for name, m in every.items() if m.error]
     phased = [(n, m) for n, m in every.items() if m.phases]
@@ -124,15 +140,29 @@ def render(every: dict[str, Measurement]) -> str:
         rows = []
         for name, m in phased:
             server = m.detail.get("server_cpu_seconds")
-            rows.append([name, f"{m.seconds:,.1f}", *(f"{m.phases.get(s, 0):,.1f}" for s in steps),
-                         f"{m.cpu_seconds:,.1f}", "" if server is None else f"{server:,.1f}"])
-        out += ["", "Where the time goes (seconds): dlt steps; CPU time of the step's process (start-up included) and of the vendor API server during it",
-                table(["step", "total", *steps, "step CPU", "vendor API CPU"], rows)]
+            rows.append(
+                [
+                    name,
+                    f"{m.seconds:,.1f}",
+                    *(f"{m.phases.get(s, 0):,.1f}" for s in steps),
+                    f"{m.cpu_seconds:,.1f}",
+                    "" if server is None else f"{server:,.1f}",
+                ]
+            )
+        out += [
+            "",
+            "Where the time goes (seconds): dlt steps; CPU time of the step's process (start-up included) "
+            "and of the vendor API server during it",
+            table(["step", "total", *steps, "step CPU", "vendor API CPU"], rows),
+        ]
     return "\n".join(out)
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
     mem = next((int(line.split()[1]) // 1024 for line in _lines("/proc/meminfo") if line.startswith("MemTotal:")), None)
     return {
         "cores": os.cpu_count(),
@@ -150,7 +180,9 @@ def code_version() -> dict:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.rstrip("\n")
+            return subprocess.run(
+                ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+            ).stdout.rstrip("\n")
         except (OSError, subprocess.CalledProcessError):
             return ""
 
@@ -167,7 +199,7 @@ def _lines(path: str) -> list[str]:
 
 def save(path: Path, preset: str, seed: int, every: dict[str, Measurement]) -> dict:
     """Merge this run's figures into `path`: a step not measured this time keeps its last figure."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     previous = json.loads(path.read_text()) if path.exists() else {}
     if (previous.get("preset"), previous.get("seed")) != (preset, seed):
         previous = {}
@@ -177,8 +209,14 @@ def save(path: Path, preset: str, seed: int, every: dict[str, Measurement]) -> d
             "measured_at": now,
             "targets": [c.__dict__ for c in verdicts(name, m, every)],
         }
-    results = {"preset": preset, "seed": seed, "updated_at": now, "machine": machine(), "code": code_version(),
-               "measurements": measurements}
+    results = {
+        "preset": preset,
+        "seed": seed,
+        "updated_at": now,
+        "machine": machine(),
+        "code": code_version(),
+        "measurements": measurements,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -48,8 +48,14 @@ def generate(preset: str, seed: int, result: Path) -> None:
     seconds = time.perf_counter() - started
     counts = manifest["counts"]
     api_records = sum(n for system, objs in counts.items() if system != "usage" for n in objs.values())
-    _write(result, records=api_records + counts["usage"]["events"], seconds=seconds,
-           api_records=api_records, usage_events=counts["usage"]["events"], files=counts["usage"]["files"])
+    _write(
+        result,
+        records=api_records + counts["usage"]["events"],
+        seconds=seconds,
+        api_records=api_records,
+        usage_events=counts["usage"]["events"],
+        files=counts["usage"]["files"],
+    )
 
 
 @main.command()
@@ -66,7 +72,9 @@ def duckdb(result: Path) -> None:
     with ddb.connect(str(cfg.warehouse)) as con:
         con.execute("set enable_progress_bar = false")
         con.execute("create schema raw_usage_events")
-        con.execute("create table raw_usage_events.events as select * from read_json(?, format = 'newline_delimited')", [files])
+        con.execute(
+            "create table raw_usage_events.events as select * from read_json(?, format = 'newline_delimited')", [files]
+        )
         (records,) = con.execute("select count(*) from raw_usage_events.events").fetchone()
         threads = con.execute("select current_setting('threads')").fetchone()[0]
     _write(result, records=records, seconds=time.perf_counter() - started, duckdb_threads=threads)
@@ -88,15 +96,24 @@ def _load(source: str, result: Path, **overrides) -> None:
     # A record is an object the source serves: a row of a table named after its resource.
     # Child tables (subscription items, ticket custom fields, nested or keyed by their
     # parent) hold parts of one, and quarantine rows were not loaded.
-    records = {t: n for t, n in rows.items() if t in tables and not t.startswith("_dlt")
-               and not is_nested_table(tables[t]) and tables[t].get("resource", t) == t}
+    records = {
+        t: n
+        for t, n in rows.items()
+        if t in tables
+        and not t.startswith("_dlt")
+        and not is_nested_table(tables[t])
+        and tables[t].get("resource", t) == t
+    }
     if source == "usage_events":
         # Events are loaded by one SQL statement, which dlt counts as one item: count the rows.
         with pipeline.sql_client() as client:
             [(events,)] = client.execute_sql(f"select count(*) from {client.make_qualified_table_name('events')}")
         records["events"] = events
-    phases = {s.step: (s.finished_at - s.started_at).total_seconds()
-              for s in trace.steps if s.step in ("extract", "normalize", "load") and s.finished_at}
+    phases = {
+        s.step: (s.finished_at - s.started_at).total_seconds()
+        for s in trace.steps
+        if s.step in ("extract", "normalize", "load") and s.finished_at
+    }
     nested = {t: n for t, n in rows.items() if t not in records and not t.startswith("_dlt")}
     _write(result, records=sum(records.values()), seconds=seconds, phases=phases, tables=records, nested_rows=nested)
 
@@ -159,9 +176,22 @@ def build(base_urls: tuple[str, ...], as_of: str, result: Path) -> None:
     t = time.perf_counter()
     # Its own target folder: the project's partial-parse cache is left to the product's runs.
     run = subprocess.run(
-        [DBT_EXECUTABLE, "build", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-         "--target-path", str(cfg.data_dir / "dbt_target"), "--vars", json.dumps({"as_of_date": as_of})],
-        env={**os.environ, "SPINE_WAREHOUSE": str(cfg.warehouse)}, capture_output=True, text=True,
+        [
+            DBT_EXECUTABLE,
+            "build",
+            "--quiet",
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+            "--target-path",
+            str(cfg.data_dir / "dbt_target"),
+            "--vars",
+            json.dumps({"as_of_date": as_of}),
+        ],
+        env={**os.environ, "SPINE_WAREHOUSE": str(cfg.warehouse)},
+        capture_output=True,
+        text=True,
     )
     if run.returncode:
         raise SystemExit(f"dbt build failed:\n{run.stdout[-4000:]}")
@@ -193,12 +223,24 @@ def validate(entity: str, as_of: str, result: Path) -> None:
 
     duckdb_settings = quality_from_env().duckdb_settings()  # as the product's audits run
     started = time.perf_counter()
-    results = validate_entity(cfg.warehouse, entity, run_id=f"bench-{int(time.time())}",
-                              as_of=date.fromisoformat(as_of), settings=duckdb_settings)
+    results = validate_entity(
+        cfg.warehouse,
+        entity,
+        run_id=f"bench-{int(time.time())}",
+        as_of=date.fromisoformat(as_of),
+        settings=duckdb_settings,
+    )
     seconds = time.perf_counter() - started
-    _write(result, records=sum(rows.values()), seconds=seconds, tables=rows, checks=len(results),
-           failed=sum(not r.success for r in results), errors=sum(bool(r.error) for r in results),
-           duckdb_memory_limit=duckdb_settings.memory_limit)
+    _write(
+        result,
+        records=sum(rows.values()),
+        seconds=seconds,
+        tables=rows,
+        checks=len(results),
+        failed=sum(not r.success for r in results),
+        errors=sum(bool(r.error) for r in results),
+        duckdb_memory_limit=duckdb_settings.memory_limit,
+    )
 
 
 if __name__ == "__main__":

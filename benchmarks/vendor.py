@@ -35,11 +35,14 @@ class VendorApiProcess:
     def cpu_seconds(self) -> float | None:
         return cpu_seconds(self._process.pid)
 
-    def __enter__(self) -> "VendorApiProcess":
+    def __enter__(self) -> VendorApiProcess:
         # `-m` from the project root: the same checkout as the pipeline, whichever is installed.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.vendor", str(self.sources_dir)], cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "benchmarks.vendor", str(self.sources_dir)],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            text=True,
         )
         line = self._process.stdout.readline().split()
         if line[:1] != ["ready"]:

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 INTERRUPTED_EXIT_STATUS = 130  # 128 + SIGINT, as shells report it
 WATCHED = (signal.SIGINT, signal.SIGTERM)

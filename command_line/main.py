@@ -1,13 +1,13 @@
 """`spine`: the command line for running the platform locally.
 
-    spine run        generate the sample company (if needed), serve its vendor APIs and run the
-                     whole pipeline as the Dagster job `spine_job`, then print what it built
-    spine generate   (re)generate the sample company (with known defects; --clean for none)
-    spine change     change a share of the sample company's records (updates and deletes)
-    spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
-    spine alerts     announce what changed and deliver the alerts still owed to a channel
-    spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
-    spine prepare    prepare the dbt manifest the Dagster definitions load
+spine run        generate the sample company (if needed), serve its vendor APIs and run the
+                 whole pipeline as the Dagster job `spine_job`, then print what it built
+spine generate   (re)generate the sample company (with known defects; --clean for none)
+spine change     change a share of the sample company's records (updates and deletes)
+spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
+spine alerts     announce what changed and deliver the alerts still owed to a channel
+spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
+spine prepare    prepare the dbt manifest the Dagster definitions load
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import click
 
-from data_spine.settings import PROJECT_ROOT, settings
 from command_line.interrupts import quiet_on_interrupt
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
-
+from data_spine.settings import PROJECT_ROOT, settings
 
 
 def _use_persistent_dagster_home() -> Path:
@@ -59,8 +58,9 @@ def _variant(spec: str):
         raise click.BadParameter(str(exc), param_hint="--variant / SPINE_VARIANT") from None
 
 
-def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool, defects: str = "default",
-                    variant: str = "default") -> dict:
+def _ensure_company(
+    preset: str, seed: int, as_of: date | None, regenerate: bool, defects: str = "default", variant: str = "default"
+) -> dict:
     from dataclasses import asdict
 
     from sample_company.generate import generate, read_manifest
@@ -79,8 +79,16 @@ def _ensure_company(preset: str, seed: int, as_of: date | None, regenerate: bool
             return manifest
     except FileNotFoundError:
         pass
-    return generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed, as_of=as_of, defects=rates,
-                    variant=shape, log=click.echo)
+    return generate(
+        cfg.sources_dir,
+        cfg.landing_dir,
+        preset=preset,
+        seed=seed,
+        as_of=as_of,
+        defects=rates,
+        variant=shape,
+        log=click.echo,
+    )
 
 
 @contextlib.contextmanager
@@ -88,8 +96,8 @@ def local_vendor_apis(port: int):
     """Serve the sample company; yields where each source finds it and how to sign in
     (`VendorApisResource` config, or dlt's `SOURCES__*` variables for a child process)."""
     from sample_company.generate import read_manifest
-    from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
     from sample_company.variants import Variant
+    from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
 
     if not _port_free(port):
         raise click.ClickException(
@@ -105,8 +113,11 @@ def local_vendor_apis(port: int):
         vendors = {
             "stripe": {"base_url": server.base_url("stripe"), "api_key": DEMO_CREDENTIALS["stripe_api_key"]},
             "hubspot": {"base_url": server.base_url("hubspot"), "token": DEMO_CREDENTIALS["hubspot_token"]},
-            "zendesk": {"base_url": server.base_url("zendesk"), "email": DEMO_CREDENTIALS["zendesk_email"],
-                        "api_token": DEMO_CREDENTIALS["zendesk_api_token"]},
+            "zendesk": {
+                "base_url": server.base_url("zendesk"),
+                "email": DEMO_CREDENTIALS["zendesk_email"],
+                "api_token": DEMO_CREDENTIALS["zendesk_api_token"],
+            },
         }
         click.echo(f"Local vendor APIs at {server.url} (/stripe, /hubspot, /zendesk).")
         yield server, vendors
@@ -114,8 +125,11 @@ def local_vendor_apis(port: int):
 
 def dlt_env(vendors: dict[str, dict[str, str]]) -> dict[str, str]:
     """The same endpoints and credentials as dlt reads them from the environment."""
-    return {f"SOURCES__{source.upper()}__{key.upper()}": value
-            for source, values in vendors.items() for key, value in values.items()}
+    return {
+        f"SOURCES__{source.upper()}__{key.upper()}": value
+        for source, values in vendors.items()
+        for key, value in values.items()
+    }
 
 
 @click.group(cls=ResourceErrorsGroup)
@@ -134,19 +148,28 @@ as_of_option = click.option(
     "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day of history (default: yesterday)."
 )
 defects_option = click.option(
-    "--defects", default=lambda: settings().defects, show_default="default", metavar="SPEC",
+    "--defects",
+    default=lambda: settings().defects,
+    show_default="default",
+    metavar="SPEC",
     help="Known defects to inject: default, none (a clean company), or NAME=RATE,... overrides "
     "(e.g. none,late_event=0.05); env SPINE_DEFECTS.",
 )
 clean_option = click.option("--clean", is_flag=True, help="A clean company without defects (same as --defects none).")
 variant_option = click.option(
-    "--variant", default=lambda: settings().variant, show_default="default", metavar="SPEC",
+    "--variant",
+    default=lambda: settings().variant,
+    show_default="default",
+    metavar="SPEC",
     help="How vendor-realistic the company looks: NAME=VALUE,... with stripe_api (2024-06-20, 2025-03-31.basil, "
     "2025-09-30.clover), product_ids (named, generated), custom_fields (present, absent), events (spine, segment, "
     "rudderstack, snowplow), trials (yes, no), coupons (yes, no); env SPINE_VARIANT.",
 )
 port_option = click.option(
-    "--port", type=int, default=lambda: settings().vendor_api_port, show_default="8765",
+    "--port",
+    type=int,
+    default=lambda: settings().vendor_api_port,
+    show_default="8765",
     help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
 )
 
@@ -164,13 +187,26 @@ def generate(preset: str, seed: int, as_of, defects: str, clean: bool, variant: 
 
     cfg = settings()
     rates = _defect_rates("none" if clean else defects)
-    run_generate(cfg.sources_dir, cfg.landing_dir, preset=preset, seed=seed,
-                 as_of=as_of.date() if as_of else None, defects=rates, variant=_variant(variant), log=click.echo)
+    run_generate(
+        cfg.sources_dir,
+        cfg.landing_dir,
+        preset=preset,
+        seed=seed,
+        as_of=as_of.date() if as_of else None,
+        defects=rates,
+        variant=_variant(variant),
+        log=click.echo,
+    )
 
 
 @main.command()
-@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.01, show_default=True,
-              help="Share of each API object's records to change.")
+@click.option(
+    "--fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Share of each API object's records to change.",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Which records change.")
 def change(fraction: float, seed: int) -> None:
     """Change records in the sample company's SaaS tools, as a day of work would.
@@ -185,15 +221,20 @@ def change(fraction: float, seed: int) -> None:
     if not (cfg.sources_dir / "stripe").exists():
         raise click.ClickException("no sample company yet: run `spine generate` first")
     for system, objects in change_sources(cfg.sources_dir, fraction=fraction, seed=seed).items():
-        parts = [f"{obj} {len(c.updated)} updated" + (f", {len(c.deleted)} deleted" if c.deleted else "")
-                 for obj, c in objects.items()]
+        parts = [
+            f"{obj} {len(c.updated)} updated" + (f", {len(c.deleted)} deleted" if c.deleted else "")
+            for obj, c in objects.items()
+        ]
         click.echo(f"{system}: " + "; ".join(parts))
 
 
 @main.command()
 @port_option
 @click.option(
-    "--fault", "faults", multiple=True, metavar="NAME=VALUE",
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME=VALUE",
     help="Misbehave like a real API, e.g. --fault latency=0.2 --fault server_errors=3 "
     "--fault requests_per_second=20, or answer a share of requests with errors: --fault server_error_rate=0.2 "
     "--fault rate_limit_rate=0.1 --fault seed=7 (see sample_company/vendor_api/faults.py).",
@@ -226,8 +267,18 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
 @click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every Dagster event, not just step progress.")
 @click.option("--no-docs", is_flag=True, help="Leave the dbt docs site as it is (regenerating it takes about 15 s).")
-def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, port: int, regenerate: bool,
-        verbose: bool, no_docs: bool) -> None:
+def run(
+    preset: str,
+    seed: int,
+    as_of,
+    defects: str,
+    clean: bool,
+    variant: str,
+    port: int,
+    regenerate: bool,
+    verbose: bool,
+    no_docs: bool,
+) -> None:
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
     _use_persistent_dagster_home()
@@ -240,11 +291,13 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
             # A run killed earlier still holds its warehouse slot: end it, or this run waits forever.
             for line in recover_dead_runs(_dagster_instance()):
                 click.echo(line)
-            manifest = _ensure_company(preset, seed, as_of.date() if as_of else None, regenerate,
-                                       "none" if clean else defects, variant)
+            manifest = _ensure_company(
+                preset, seed, as_of.date() if as_of else None, regenerate, "none" if clean else defects, variant
+            )
             with local_vendor_apis(port) as (_, vendors):
-                result = execute_spine_job(log_level="DEBUG" if verbose else "INFO", docs=not no_docs,
-                                           as_of=manifest["as_of"], vendors=vendors)
+                result = execute_spine_job(
+                    log_level="DEBUG" if verbose else "INFO", docs=not no_docs, as_of=manifest["as_of"], vendors=vendors
+                )
             if interrupts.pending():
                 interrupts.exit(cancelled(result.run_id))
             dispatched = send_alerts()
@@ -255,8 +308,11 @@ def run(preset: str, seed: int, as_of, defects: str, clean: bool, variant: str, 
                 check_run(result)  # a full disk, a locked warehouse: one line saying what to do
                 raise SystemExit(1)
         except KeyboardInterrupt:
-            interrupts.exit(cancelled(result.run_id) if result else
-                            "spine run cancelled before its Dagster run started; nothing was changed.")
+            interrupts.exit(
+                cancelled(result.run_id)
+                if result
+                else "spine run cancelled before its Dagster run started; nothing was changed."
+            )
 
 
 def _dagster_instance():
@@ -289,12 +345,15 @@ def cancelled(run_id: str) -> str:
         return f"spine run cancelled after Dagster run {run_id} succeeded; its alerts and summary were skipped."
     steps = interrupted_steps(instance, run_id)
     where = f"stopped during {', '.join(steps)}" if steps else "stopped"
-    return (f"spine run cancelled: Dagster run {run_id} {where}, marked {status}; "
-            "no warehouse slot left claimed.")
+    return f"spine run cancelled: Dagster run {run_id} {where}, marked {status}; no warehouse slot left claimed."
 
 
-def execute_spine_job(log_level: str = "INFO", docs: bool = True, as_of: str | None = None,
-                      vendors: dict[str, dict[str, str]] | None = None):
+def execute_spine_job(
+    log_level: str = "INFO",
+    docs: bool = True,
+    as_of: str | None = None,
+    vendors: dict[str, dict[str, str]] | None = None,
+):
     """Run `spine_job` in this process, recorded in the persistent Dagster instance; without
     `docs`, every asset but the dbt docs site. `as_of` (the day the data describes) and
     `vendors` (where the vendor APIs are) are passed to the resources as run config.
@@ -305,7 +364,6 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True, as_of: str | N
 
     prepare_dbt()
     from orchestration.definitions import defs
-
     from orchestration.run_recovery import PID_TAG, instance_for_terminal
 
     instance = instance_for_terminal()
@@ -314,27 +372,45 @@ def execute_spine_job(log_level: str = "INFO", docs: bool = True, as_of: str | N
     from orchestration.definitions import scorecard_job_definition, spine_job_definition
 
     cfg = settings()
-    resources = {"warehouse": {"config": {"path": str(cfg.warehouse), "reports_dir": str(cfg.reports_dir),
-                                          "as_of": as_of or (cfg.as_of.isoformat() if cfg.as_of else None)}}}
+    resources = {
+        "warehouse": {
+            "config": {
+                "path": str(cfg.warehouse),
+                "reports_dir": str(cfg.reports_dir),
+                "as_of": as_of or (cfg.as_of.isoformat() if cfg.as_of else None),
+            }
+        }
+    }
     if vendors:
         resources["vendor_apis"] = {"config": vendors}
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}, "resources": resources}
     selection = None
     if not docs:
-        selection = [key for key in defs.resolve_asset_graph().get_all_asset_keys()
-                     if key != dg.AssetKey("dbt_docs") and defs.resolve_asset_graph().get(key).is_materializable]
+        selection = [
+            key
+            for key in defs.resolve_asset_graph().get_all_asset_keys()
+            if key != dg.AssetKey("dbt_docs") and defs.resolve_asset_graph().get(key).is_materializable
+        ]
     # `execute_job`, not `execute_in_process`: the latter swaps in an executor of its own, and
     # the job's executor is what lets the entities a failure does not touch go on.
-    result = dg.execute_job(dg.reconstructable(spine_job_definition), instance, run_config=run_config,
-                            asset_selection=selection, tags={PID_TAG: str(os.getpid())})
+    result = dg.execute_job(
+        dg.reconstructable(spine_job_definition),
+        instance,
+        run_config=run_config,
+        asset_selection=selection,
+        tags={PID_TAG: str(os.getpid())},
+    )
     if instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.CANCELED:
         return result  # stopped by the user (Ctrl-C): nothing more to run
     if not result.success and scorecard_missing(instance, result.run_id):
         # As the scorecard sensor does under `dagster dev`: the report shows what was held back.
         click.echo("Writing the scorecard after the failed run ...")
-        dg.execute_job(dg.reconstructable(scorecard_job_definition), instance,
-                       tags={AFTER_RUN_TAG: result.run_id, PID_TAG: str(os.getpid())},
-                       run_config={**run_config, "resources": {"warehouse": resources["warehouse"]}})
+        dg.execute_job(
+            dg.reconstructable(scorecard_job_definition),
+            instance,
+            tags={AFTER_RUN_TAG: result.run_id, PID_TAG: str(os.getpid())},
+            run_config={**run_config, "resources": {"warehouse": resources["warehouse"]}},
+        )
     return result
 
 
@@ -344,14 +420,13 @@ def send_alerts():
     then bring the scorecard's alert-delivery section up to date. Returns the `Dispatch`."""
     prepare_dbt()
 
-    from quality.scorecard import refresh_alert_delivery
     from orchestration.alerts_sensor import dispatch_alerts
     from orchestration.definitions import defs
     from orchestration.resources import alerts_from_env
+    from quality.scorecard import refresh_alert_delivery
 
     # No freshness daemon runs here, so its states may be old: leave them to the sensor.
-    done = dispatch_alerts(_dagster_instance(), defs.resolve_asset_graph(), alerts_from_env(),
-                           load_freshness=False)
+    done = dispatch_alerts(_dagster_instance(), defs.resolve_asset_graph(), alerts_from_env(), load_freshness=False)
     refresh_alert_delivery(settings().reports_dir, done.delivery)
     return done
 

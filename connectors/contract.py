@@ -16,7 +16,7 @@ means. The connectors hand dlt every batch conformed to its table's contract:
   nothing the vendor sent is lost and the declared column keeps its type.
 
 Columns a contract does not declare still evolve into new columns as dlt finds them.
-`tests/test_contracts.py` holds staging to the contracts: no staging model reads a raw column
+`tests/integration/test_contracts.py` holds staging to the contracts: no staging model reads a raw column
 that is not declared, and staging builds on raw tables holding only the declared columns.
 """
 
@@ -49,8 +49,14 @@ ARROW = {
     "json": pa.string(),
 }
 # DuckDB's name for each type: what `empty_tables` creates.
-SQL = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ",
-       "json": "VARCHAR"}
+SQL = {
+    "text": "VARCHAR",
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "json": "VARCHAR",
+}
 VARIANT = "__v_text"
 
 
@@ -139,7 +145,7 @@ def _to_instant(value: Any) -> datetime:
         raise ValueError(value)  # an epoch's unit is a guess: never guessed
     instant = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     # Vendors document their instants as UTC; a date alone (a HubSpot date property) is its midnight.
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=timezone.utc)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=timezone.utc)  # noqa: UP017 (UTC here is the Arrow type)
 
 
 _NAMING = snake_case.NamingConvention()
@@ -210,10 +216,13 @@ def contract(source: str) -> dict[str, TableContract]:
         columns = {}
         for column, c in (spec.get("columns") or {}).items():
             if c["type"] not in ARROW:
-                raise ValueError(f"{path.name}: {name}.{column} has unknown type {c['type']!r}; use one of {sorted(ARROW)}")
+                raise ValueError(
+                    f"{path.name}: {name}.{column} has unknown type {c['type']!r}; use one of {sorted(ARROW)}"
+                )
             columns[column] = Column(column, c["type"], c.get("description", ""), bool(c.get("required", False)))
-        tables[name] = TableContract(source, name, spec.get("description", ""), spec.get("reference", doc.get("reference", "")),
-                                     columns)
+        tables[name] = TableContract(
+            source, name, spec.get("description", ""), spec.get("reference", doc.get("reference", "")), columns
+        )
     return tables
 
 

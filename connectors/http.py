@@ -46,10 +46,12 @@ def runtime_settings(config: RuntimeConfiguration = ConfigValue) -> RuntimeConfi
 def runtime_policy() -> RequestPolicy:
     """The request policy dlt's runtime settings give."""
     runtime = runtime_settings()
-    return RequestPolicy(max_attempts=max(int(runtime.request_max_attempts), 1),
-                         backoff_seconds=float(runtime.request_backoff_factor),
-                         max_backoff_seconds=float(runtime.request_max_retry_delay),
-                         timeout_seconds=float(runtime.request_timeout))
+    return RequestPolicy(
+        max_attempts=max(int(runtime.request_max_attempts), 1),
+        backoff_seconds=float(runtime.request_backoff_factor),
+        max_backoff_seconds=float(runtime.request_max_retry_delay),
+        timeout_seconds=float(runtime.request_timeout),
+    )
 
 
 class ApiClient(HttpClient):
@@ -59,8 +61,13 @@ class ApiClient(HttpClient):
     threads of a source's resources at once (a connection each).
     """
 
-    def __init__(self, source: str, base_url: str, headers: dict[str, str] | None = None,
-                 basic_auth: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        source: str,
+        base_url: str,
+        headers: dict[str, str] | None = None,
+        basic_auth: tuple[str, str] | None = None,
+    ):
         super().__init__(base_url, headers, policy=runtime_policy(), basic_auth=basic_auth, parse_json=True)
         self.source = source
 

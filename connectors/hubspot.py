@@ -48,7 +48,13 @@ from connectors.http import ApiClient
 # declares a column for each.
 PROPERTIES = {
     "companies": [
-        "name", "domain", "industry", "hubspot_owner_id", "lifecyclestage", "annualrevenue", "createdate",
+        "name",
+        "domain",
+        "industry",
+        "hubspot_owner_id",
+        "lifecyclestage",
+        "annualrevenue",
+        "createdate",
         "hs_lastmodifieddate",
     ],
     "contacts": ["email", "firstname", "lastname", "jobtitle", "associatedcompanyid", "createdate", "lastmodifieddate"],
@@ -87,8 +93,9 @@ def to_table(table: pa.Table, custom: Sequence[str] = ()) -> pa.Table:
             own = {n: fields.pop(n) for n in custom if n in fields}
             lifted = fields
             if own:
-                lifted[CUSTOM] = pa.chunked_array([pa.StructArray.from_arrays(
-                    [a.combine_chunks() for a in own.values()], names=list(own))])
+                lifted[CUSTOM] = pa.chunked_array(
+                    [pa.StructArray.from_arrays([a.combine_chunks() for a in own.values()], names=list(own))]
+                )
         elif name == "associations" and pa.types.is_struct(array.type):
             companies = _field(_field(array, "companies"), "results")
             if companies is not None and pa.types.is_list(companies.type):
@@ -176,7 +183,9 @@ def _with_companies(api: Api, chunk: fast_path.Chunk) -> fast_path.Chunk:
     company = {r["from"]["id"]: r["to"][0]["toObjectId"] for r in answer.get("results") or [] if r.get("to")}
     for deal in deals:
         if deal.get("id") in company:
-            deal["associations"] = {"companies": {"results": [{"id": str(company[deal["id"]]), "type": "deal_to_company"}]}}
+            deal["associations"] = {
+                "companies": {"results": [{"id": str(company[deal["id"]]), "type": "deal_to_company"}]}
+            }
     return fast_path.Chunk(deals)
 
 
@@ -187,8 +196,14 @@ def _fresh(cursor: fast_path.Cursor, table: pa.Table) -> pa.Table:
     return cursor.fresh(table, pc.divide(table["updatedAt"].cast(pa.int64()), 1000))  # epoch ms
 
 
-def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader, cursor: fast_path.Cursor,
-            listing: fast_path.Listing, custom: Sequence[str]) -> Iterator[Any]:
+def _tables(
+    obj: str,
+    batch: list[fast_path.Chunk],
+    reader: fast_path.RecordReader,
+    cursor: fast_path.Cursor,
+    listing: fast_path.Listing,
+    custom: Sequence[str],
+) -> Iterator[Any]:
     records, bad = fast_path.split_missing(reader.read(batch), batch, ["id"])
     if bad:
         yield quarantine.mark(quarantine.row("hubspot", obj, "missing required field(s): id", flatten(r)) for r in bad)
@@ -224,8 +239,11 @@ def _resource(obj: str, api: Api):
 
 
 @dlt.source(name="hubspot", max_table_nesting=0)
-def hubspot_source(base_url: str = dlt.config.value, token: str = dlt.secrets.value,
-                   custom_properties: dict[str, list[str]] | None = None):
+def hubspot_source(
+    base_url: str = dlt.config.value,
+    token: str = dlt.secrets.value,
+    custom_properties: dict[str, list[str]] | None = None,
+):
     """`custom_properties`: the account's custom properties to read, by object (default
     `CUSTOM_PROPERTIES`; `{}` reads none)."""
     api = Api(base_url, token, CUSTOM_PROPERTIES if custom_properties is None else custom_properties)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dlt
@@ -55,7 +55,7 @@ def row(source: str, resource: str, reason: str, raw: Any, location: str = "") -
         "location": location,
         "reason": reason,
         "raw_record": text,
-        "quarantined_at": datetime.now(timezone.utc),
+        "quarantined_at": datetime.now(UTC),
     }
 
 

@@ -66,8 +66,17 @@ import pyarrow.compute as pc
 from connectors import fast_path, quarantine
 from connectors.http import ApiClient, SourceRequestError
 
-OBJECTS = ("customers", "products", "prices", "coupons", "subscriptions", "invoices", "invoice_payments", "charges",
-           "refunds")
+OBJECTS = (
+    "customers",
+    "products",
+    "prices",
+    "coupons",
+    "subscriptions",
+    "invoices",
+    "invoice_payments",
+    "charges",
+    "refunds",
+)
 # The event types that carry each object (`type` takes a `prefix.*` wildcard) and the object
 # name the event's `data.object` has.
 EVENTS = {
@@ -111,7 +120,9 @@ OLD_LINE_TYPES = {"subscription": "subscription_item_details", "invoiceitem": "i
 def _subscription_link(table: pa.Table) -> pa.Table:
     """Invoices: the subscription id in one `subscription` column whatever the API version
     (the top-level field before 2025-03-31, `parent.subscription_details` since)."""
-    sources = [table[c] for c in ("subscription", "parent__subscription_details__subscription") if c in table.column_names]
+    sources = [
+        table[c] for c in ("subscription", "parent__subscription_details__subscription") if c in table.column_names
+    ]
     if not sources:
         return table
     link = pc.coalesce(*sources) if len(sources) > 1 else sources[0]
@@ -204,11 +215,17 @@ def _current_line_shape(lines: pa.Table) -> pa.Table:
             values = lines[old].cast(pa.string()) if new == "pricing__unit_amount_decimal" else lines[old]
             lines = lines.append_column(new, values)
     if "type" in lines.column_names and "parent__type" not in lines.column_names:
-        mapped = pa.array([OLD_LINE_TYPES.get(v, v) if v is not None else None for v in lines["type"].to_pylist()],
-                          pa.string())
+        mapped = pa.array(
+            [OLD_LINE_TYPES.get(v, v) if v is not None else None for v in lines["type"].to_pylist()], pa.string()
+        )
         lines = lines.append_column("parent__type", mapped)
-    return lines.drop_columns([c for c in lines.column_names
-                               if c.startswith(("price__", "plan__")) or c in OLD_LINE_COLUMNS or c in ("type", "price", "plan")])
+    return lines.drop_columns(
+        [
+            c
+            for c in lines.column_names
+            if c.startswith(("price__", "plan__")) or c in OLD_LINE_COLUMNS or c in ("type", "price", "plan")
+        ]
+    )
 
 
 def _id_lists(listed: pa.Array) -> pa.Array:
@@ -217,7 +234,11 @@ def _id_lists(listed: pa.Array) -> pa.Array:
     hundreds of thousands of them."""
     values = pc.list_flatten(listed)
     if pa.types.is_struct(values.type):
-        values = pc.struct_field(values, "id") if values.type.get_field_index("id") >= 0 else pa.nulls(len(values), pa.string())
+        values = (
+            pc.struct_field(values, "id")
+            if values.type.get_field_index("id") >= 0
+            else pa.nulls(len(values), pa.string())
+        )
     elif not pa.types.is_string(values.type):
         values = values.cast(pa.string()) if not pa.types.is_null(values.type) else pa.nulls(len(values), pa.string())
     values = pc.fill_null(values, "")  # an id-less entry never reaches the list below
@@ -265,8 +286,9 @@ def _discounts(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
     return table, fast_path.required(objects.filter(first), ["id"])
 
 
-def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader,
-            listing: fast_path.Listing) -> Iterator[Any]:
+def _tables(
+    obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader, listing: fast_path.Listing
+) -> Iterator[Any]:
     """One batch of pages as dlt items: the Arrow table, its items, its quarantine rows."""
     records, bad = fast_path.split_missing(reader.read(batch), batch, ["id"])
     if bad:
@@ -293,8 +315,14 @@ def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordRead
         # Items sit one level down (`items.data`), so their own objects get one level less.
         # Before 2025-03-31 the current period sat on the subscription: it moves to the items.
         inherit = {c: table[c] for c in PERIOD if c in table.column_names}
-        items = fast_path.children(table["items__data"], table["id"], "subscription", LEVELS - 1, inherit=inherit,
-                               markers=not listing.replacing)
+        items = fast_path.children(
+            table["items__data"],
+            table["id"],
+            "subscription",
+            LEVELS - 1,
+            inherit=inherit,
+            markers=not listing.replacing,
+        )
         yield listing.table(table.drop_columns(["items__data", *inherit]))
         yield listing.child(items, ITEMS, "subscription")
     elif obj == "invoices" and "lines__data" in table.column_names:
@@ -304,8 +332,9 @@ def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordRead
         yield listing.table(table.drop_columns(["lines__data"]))
         yield listing.child(_current_line_shape(lines), LINES, "invoice")
     else:
-        yield listing.table(table.drop_columns([c for c in PERIOD if c in table.column_names])
-                            if obj == "subscriptions" else table)
+        yield listing.table(
+            table.drop_columns([c for c in PERIOD if c in table.column_names]) if obj == "subscriptions" else table
+        )
 
 
 def _resource(obj: str, api: Api):
@@ -317,8 +346,9 @@ def _resource(obj: str, api: Api):
             # Note the newest event first: whatever happens while we list is replayed next run.
             events_since = _newest_event(api)
             params = {"status": "all"} if obj == "subscriptions" else {}
-            listed = (api.list_expanding_discounts(f"v1/{obj}", params) if obj in RELATED
-                      else api.list(f"v1/{obj}", params))
+            listed = (
+                api.list_expanding_discounts(f"v1/{obj}", params) if obj in RELATED else api.list(f"v1/{obj}", params)
+            )
             batches = fast_path.read_ahead(fast_path.batches(listed, BATCH))
         else:
             events_since, batches = None, iter([[fast_path.Chunk(_changed_since(api, obj, state))]])

@@ -97,7 +97,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -154,14 +154,39 @@ class Format:
         return (self.message_id, *self.user_id, *self.anonymous_id, *self.account_id, *self.instants, *self.other_text)
 
 
-SPINE = Format("spine", "message_id", ("user_id",), ("anonymous_id",), ("account_id",), ("timestamp",),
-               ("received_at",), ("type", "event"), ("properties", "traits"))
-SEGMENT = Format("segment", "messageId", ("userId",), ("anonymousId",), ("groupId",),
-                 ("timestamp", "originalTimestamp", "receivedAt"), ("receivedAt",),
-                 ("type", "event", "name", "previousId"), ("properties", "traits", "context"))
-SNOWPLOW = Format("snowplow", "event_id", ("user_id",), ("domain_userid", "network_userid"), (),
-                  ("derived_tstamp", "dvce_created_tstamp", "collector_tstamp"), ("collector_tstamp",),
-                  ("event", "event_name", *STRUCT_KEYS, *PAGE_VIEW_KEYS.values()), ())
+SPINE = Format(
+    "spine",
+    "message_id",
+    ("user_id",),
+    ("anonymous_id",),
+    ("account_id",),
+    ("timestamp",),
+    ("received_at",),
+    ("type", "event"),
+    ("properties", "traits"),
+)
+SEGMENT = Format(
+    "segment",
+    "messageId",
+    ("userId",),
+    ("anonymousId",),
+    ("groupId",),
+    ("timestamp", "originalTimestamp", "receivedAt"),
+    ("receivedAt",),
+    ("type", "event", "name", "previousId"),
+    ("properties", "traits", "context"),
+)
+SNOWPLOW = Format(
+    "snowplow",
+    "event_id",
+    ("user_id",),
+    ("domain_userid", "network_userid"),
+    (),
+    ("derived_tstamp", "dvce_created_tstamp", "collector_tstamp"),
+    ("collector_tstamp",),
+    ("event", "event_name", *STRUCT_KEYS, *PAGE_VIEW_KEYS.values()),
+    (),
+)
 # By the key a line's message id comes in, which names its format; looked for in this order.
 FORMATS = {f.message_id: f for f in (SPINE, SEGMENT, SNOWPLOW)}
 UNSTRUCT_PREFIX = "unstruct_event_"
@@ -171,8 +196,7 @@ DEFAULT_ACCOUNT_FIELD = "id"
 
 # An instant is read when it starts with a four-digit year and a dash and DuckDB reads it as a
 # timestamp (see Contract). Both paths run this one expression in DuckDB, so they never disagree.
-INSTANT = ("CASE WHEN {v} LIKE '____-%' AND {v} >= '0' AND {v} < ':' "
-           "THEN TRY_CAST({v} AS TIMESTAMPTZ) END")
+INSTANT = "CASE WHEN {v} LIKE '____-%' AND {v} >= '0' AND {v} < ':' THEN TRY_CAST({v} AS TIMESTAMPTZ) END"
 
 # dlt type -> (type DuckDB reads the value as, SQL type it is cast to, or None if read as is)
 READ_AS = {
@@ -296,7 +320,7 @@ def set_aside(path: Path, reason: str, landing_dir: Path) -> RejectedFile:
     A file of the same name set aside earlier is replaced: the newest delivery is the one to
     look at."""
     folder = rejected_dir(landing_dir)
-    at = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     target = folder / path.name
     sidecar = folder / (path.name + REASON_SUFFIX)
     try:
@@ -306,8 +330,10 @@ def set_aside(path: Path, reason: str, landing_dir: Path) -> RejectedFile:
             shutil.rmtree(target)
         shutil.move(str(path), str(target))
     except OSError as exc:
-        raise OSError(f"usage_events: {path} {reason}, and it cannot be set aside in {folder} ({exc}); "
-                      "make both folders writable, or remove the file") from exc
+        raise OSError(
+            f"usage_events: {path} {reason}, and it cannot be set aside in {folder} ({exc}); "
+            "make both folders writable, or remove the file"
+        ) from exc
     return RejectedFile(path.name, reason, target, at)
 
 
@@ -373,6 +399,7 @@ def distinct_content(paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
 
 # --- The fast path: one SELECT over read_json --------------------------------------------------
 
+
 class _Reader:
     """The keys `read_json` reads and the SQL that gives each as text or JSON (NULL for a key
     it does not read)."""
@@ -424,7 +451,9 @@ def _by_format(formats: list[Format], expression) -> str:
 
 # Per format, the SQL of the calls' type, event, properties and traits (over the columns the
 # query's `calls` step names).
-_STRUCT_PROPERTIES = _json_object({k: f"__{k}" for k in STRUCT_KEYS[:-1]} | {"se_value": "TRY_CAST(__se_value AS DOUBLE)"})
+_STRUCT_PROPERTIES = _json_object(
+    {k: f"__{k}" for k in STRUCT_KEYS[:-1]} | {"se_value": "TRY_CAST(__se_value AS DOUBLE)"}
+)
 _PAGE_VIEW_PROPERTIES = _json_object({k: f"__{v}" for k, v in PAGE_VIEW_KEYS.items()})
 CALL_TYPE = {
     "spine": "COALESCE(__sent_type, 'track')",
@@ -467,8 +496,14 @@ def formats_in(sampled: Iterable[str]) -> list[Format]:
     return found or list(FORMATS.values())
 
 
-def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, str], dedup_table: str | None,
-                 entity: AccountEntity = AccountEntity(), formats: list[Format] | None = None) -> str:
+def native_query(
+    paths: list[Path],
+    columns: dict[str, dict],
+    keys: dict[str, str],
+    dedup_table: str | None,
+    entity: AccountEntity = AccountEntity(),
+    formats: list[Format] | None = None,
+) -> str:
     """The SELECT that reads `paths` in DuckDB: the contract's columns, the evolved ones, `_rejected`.
 
     `columns` are the table's columns by name, `keys` the JSON key each column outside the
@@ -497,7 +532,7 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
         evolved.append((name, key, read_type, cast))
 
     passed, problems = [], []
-    for index, (name, key, read_type, cast) in enumerate(evolved):
+    for index, (_name, key, read_type, cast) in enumerate(evolved):
         raw = r.json(key) if read_type == "JSON" else r.raw_text(key)
         if cast:
             passed.append(f"TRY_CAST({raw} AS {cast}) AS __c{index}")
@@ -506,7 +541,11 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
             passed.append(f"{raw} AS __c{index}")
     snowplow_fields = [*STRUCT_KEYS, *PAGE_VIEW_KEYS.values()]
     unstruct = f"COALESCE({', '.join(r.json(k) for k in unstruct_keys)})" if unstruct_keys else "NULL::JSON"
-    fmt = "CASE " + " ".join(f"WHEN {r.text(k)} IS NOT NULL THEN {_sql_string(f.name)}" for k, f in FORMATS.items()) + " END"
+    fmt = (
+        "CASE "
+        + " ".join(f"WHEN {r.text(k)} IS NOT NULL THEN {_sql_string(f.name)}" for k, f in FORMATS.items())
+        + " END"
+    )
 
     def account(f: Format) -> str:
         named = [r.text(k) for k in f.account_id]
@@ -520,6 +559,9 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
         if f is SEGMENT:
             return f"COALESCE({r.json('traits')}, {r.json('context')} -> 'traits')"
         return r.json("traits") if f is SPINE else "NULL::JSON"
+
+    def bad_instant(f: Format) -> str:
+        return " OR ".join(r.bad_instant(k) for k in f.unused_instants) or "false"
 
     calls = f"""
         SELECT
@@ -540,7 +582,7 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
             {_by_format(formats, traits)} AS __traits,
             {", ".join(f"{r.text(k)} AS __{k}" for k in snowplow_fields)},
             -- The instants the columns are taken from are judged once they are read (below).
-            {_by_format(formats, lambda f: " OR ".join(r.bad_instant(k) for k in f.unused_instants) or "false")} AS __bad_instant,
+            {_by_format(formats, bad_instant)} AS __bad_instant,
             {" OR ".join(problems) or "false"} AS __bad_value,
             {", ".join(passed) + "," if passed else ""}
             parse_filename(src.__path) AS __file
@@ -578,20 +620,27 @@ def native_query(paths: list[Path], columns: dict[str, dict], keys: dict[str, st
             OR (__fmt = 'snowplow' AND __kind = 'unstruct' AND __unstruct IS NULL))"""
     struct = "{" + ", ".join(f"{_sql_string(k)}: {_sql_string(t)}" for k, t in r.types.items()) + "}"
     files = "[" + ", ".join(_sql_string(str(p)) for p in paths) + "]"
-    source = (f"read_json({files}, format = 'newline_delimited', columns = {struct}, "
-              f"ignore_errors = true, filename = '__path')")
+    source = (
+        f"read_json({files}, format = 'newline_delimited', columns = {struct}, "
+        f"ignore_errors = true, filename = '__path')"
+    )
     outputs = [f"{expr} AS {_ident(name)}" for name, expr in final.items()]
     outputs += [f"__c{index} AS {_ident(name)}" for index, (name, *_) in enumerate(evolved)]
     outputs += ['__file AS "_file_name"', f'{rejected} AS "_rejected"']
-    sql = (f"WITH src AS (SELECT * FROM {source}), calls AS ({calls}), typed AS ({typed}), named AS ({named}) "
-           f"SELECT {', '.join(outputs)} FROM named")
+    sql = (
+        f"WITH src AS (SELECT * FROM {source}), calls AS ({calls}), typed AS ({typed}), named AS ({named}) "
+        f"SELECT {', '.join(outputs)} FROM named"
+    )
     if dedup_table:
-        sql += (f" WHERE NOT EXISTS (SELECT 1 FROM {dedup_table} AS loaded "
-                f"WHERE loaded.message_id = named.__message_id AND loaded._rejected IS NOT TRUE)")
+        sql += (
+            f" WHERE NOT EXISTS (SELECT 1 FROM {dedup_table} AS loaded "
+            f"WHERE loaded.message_id = named.__message_id AND loaded._rejected IS NOT TRUE)"
+        )
     return sql
 
 
 # --- The Python path: the same rules, line by line ---------------------------------------------
+
 
 class Instants:
     """Instant texts read as the SQL reads them: by DuckDB, with `INSTANT`, many at once."""
@@ -606,8 +655,9 @@ class Instants:
         new = sorted({t for t in texts if t not in self._read})
         if new:
             [(read,)] = self._con.execute(
-                f"SELECT list_transform($1::VARCHAR[], lambda v: {INSTANT.format(v='v')})", [new]).fetchall()
-            self._read.update((t, None if r is None else r.astimezone(timezone.utc)) for t, r in zip(new, read))
+                f"SELECT list_transform($1::VARCHAR[], lambda v: {INSTANT.format(v='v')})", [new]
+            ).fetchall()
+            self._read.update((t, None if r is None else r.astimezone(UTC)) for t, r in zip(new, read))
 
     def __call__(self, text: str) -> datetime | None:
         if text not in self._read:
@@ -638,7 +688,9 @@ def _snowplow_call(record: dict) -> tuple[str, str | None, Any]:
         page = _object({k: _text(record.get(v)) for k, v in PAGE_VIEW_KEYS.items()})
         return "page", page.get("title"), page
     if kind == "struct":
-        struct = _object({k: _text(record.get(k)) for k in STRUCT_KEYS[:-1]} | {"se_value": _number(record.get("se_value"))})
+        struct = _object(
+            {k: _text(record.get(k)) for k in STRUCT_KEYS[:-1]} | {"se_value": _number(record.get("se_value"))}
+        )
         return "track", struct.get("se_action"), struct
     if kind == "unstruct":
         if _text(record.get("event_name")) == SCREEN_VIEW:
@@ -677,8 +729,9 @@ def _format(record: dict) -> Format | None:
     return next((f for key, f in FORMATS.items() if _text(record.get(key)) is not None), None)
 
 
-def normalise(record: dict, entity: AccountEntity = AccountEntity(), instants: Instants | None = None
-              ) -> tuple[dict | None, str | None]:
+def normalise(
+    record: dict, entity: AccountEntity = AccountEntity(), instants: Instants | None = None
+) -> tuple[dict | None, str | None]:
     """The contract's columns of one parsed line, or the reason it cannot be loaded."""
     instants = instants or Instants()
     f = _format(record)
@@ -720,7 +773,9 @@ def normalise(record: dict, entity: AccountEntity = AccountEntity(), instants: I
     return row, None
 
 
-def normalise_lines(lines: Iterable[str], entity: AccountEntity = AccountEntity()) -> list[tuple[dict | None, dict | None, str | None]]:
+def normalise_lines(
+    lines: Iterable[str], entity: AccountEntity = AccountEntity()
+) -> list[tuple[dict | None, dict | None, str | None]]:
     """(the contract's columns, the parsed event, None) for each line that loads, (None, None,
     the reason) for each that does not; the lines' instants are read in one go."""
     parsed: list[tuple[dict | None, str | None]] = []
@@ -735,8 +790,13 @@ def normalise_lines(lines: Iterable[str], entity: AccountEntity = AccountEntity(
             continue
         parsed.append((record, None))
     instants = Instants()
-    instants.learn(t for record, _ in parsed if record is not None and (f := _format(record)) is not None
-                   for t in (_text(record.get(k)) for k in f.instants) if t is not None)
+    instants.learn(
+        t
+        for record, _ in parsed
+        if record is not None and (f := _format(record)) is not None
+        for t in (_text(record.get(k)) for k in f.instants)
+        if t is not None
+    )
     out = []
     for record, reason in parsed:
         if reason:
@@ -772,7 +832,9 @@ def _extra_columns(records: list[dict], naming) -> tuple[dict[str, pa.Array], li
     return arrays, hints
 
 
-def read_file(path: Path, entity: AccountEntity = AccountEntity(), naming=None) -> tuple[pa.Table | None, list[dict], list[dict]]:
+def read_file(
+    path: Path, entity: AccountEntity = AccountEntity(), naming=None
+) -> tuple[pa.Table | None, list[dict], list[dict]]:
     """Parse one collector file in Python: (the good events as Arrow, hints for its JSON columns,
     quarantine rows for the bad lines)."""
     naming = naming or dlt.Schema("usage_events").naming
@@ -786,8 +848,11 @@ def read_file(path: Path, entity: AccountEntity = AccountEntity(), naming=None) 
             good.append((row, record))
     if not good:
         return None, [], bad
-    columns = {name: pa.array([row[name] for row, _ in good], CONTRACT.arrow_type(name))
-               for name in CONTRACT.columns if name not in ("_file_name", "_rejected")}
+    columns = {
+        name: pa.array([row[name] for row, _ in good], CONTRACT.arrow_type(name))
+        for name in CONTRACT.columns
+        if name not in ("_file_name", "_rejected")
+    }
     extras, hints = _extra_columns([record for _, record in good], naming)
     columns |= extras
     columns["_file_name"] = pa.array([path.name] * len(good), pa.string())
@@ -806,7 +871,8 @@ def _existing_table(pipeline: dlt.Pipeline) -> str | None:
             return None
         rows = client.execute_sql(
             "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
-            client.dataset_name, TABLE,
+            client.dataset_name,
+            TABLE,
         )
         return client.make_qualified_table_name(TABLE) if rows else None
 
@@ -817,7 +883,8 @@ def _declared_columns_exist(pipeline: dlt.Pipeline) -> bool:
             return False
         rows = client.execute_sql(
             "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-            client.dataset_name, TABLE,
+            client.dataset_name,
+            TABLE,
         )
     return set(CONTRACT.columns) <= {r[0] for r in rows}
 
@@ -842,12 +909,15 @@ def align(table: pa.Table, loaded: dict[str, dict]) -> pa.Table:
                 continue
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
-        table = table.rename_columns([*table.column_names[:index], f"{field.name}__v_{have}", *table.column_names[index + 1 :]])
+        table = table.rename_columns(
+            [*table.column_names[:index], f"{field.name}__v_{have}", *table.column_names[index + 1 :]]
+        )
     return table
 
 
-def _columns_and_keys(schema_columns: dict[str, dict], state_keys: dict[str, str], sampled: dict[str, str],
-                      naming) -> tuple[dict[str, dict], dict[str, str], list[dict]]:
+def _columns_and_keys(
+    schema_columns: dict[str, dict], state_keys: dict[str, str], sampled: dict[str, str], naming
+) -> tuple[dict[str, dict], dict[str, str], list[dict]]:
     """Every column the SQL writes, the JSON key each column outside the contract comes from,
     and the columns new to dlt."""
     columns = {c["name"]: c for c in CORE_COLUMNS}
@@ -871,8 +941,12 @@ def _columns_and_keys(schema_columns: dict[str, dict], state_keys: dict[str, str
 
 
 @dlt.source(name=SOURCE)
-def usage_events_source(landing_dir: str = dlt.config.value, recheck: tuple[str, ...] = (),
-                        account_entity: str = DEFAULT_ACCOUNT_ENTITY, account_field: str = DEFAULT_ACCOUNT_FIELD):
+def usage_events_source(
+    landing_dir: str = dlt.config.value,
+    recheck: tuple[str, ...] = (),
+    account_entity: str = DEFAULT_ACCOUNT_ENTITY,
+    account_field: str = DEFAULT_ACCOUNT_FIELD,
+):
     """`recheck` names loaded files to read again in Python (see `settle`); `account_entity` and
     `account_field` say where Snowplow events name their account (see Formats)."""
     folder = Path(landing_dir)
@@ -905,7 +979,9 @@ def usage_events_source(landing_dir: str = dlt.config.value, recheck: tuple[str,
         model = Path(pipeline.working_dir) / f"usage_events_{uuid.uuid4().hex}.model"
         model.write_text(str(SqlModel.from_query_string(query, dialect="duckdb")))
         try:
-            yield dlt.mark.with_file_import(str(model), "model", hints=dlt.mark.make_hints(columns=new) if new else None)
+            yield dlt.mark.with_file_import(
+                str(model), "model", hints=dlt.mark.make_hints(columns=new) if new else None
+            )
         finally:
             model.unlink(missing_ok=True)
         state["loaded_files"].extend(sorted([p.name for p in pending] + list(resent)))
@@ -921,14 +997,19 @@ def _reread(folder: Path, names: Iterable[str], pipeline: dlt.Pipeline, entity: 
     for name in names:
         path = folder / name
         if not path.is_file():
-            raise FileNotFoundError(f"usage_events: {path} was loaded with rejected lines and is needed again to "
-                                    "quarantine them; put it back in the landing folder")
+            raise FileNotFoundError(
+                f"usage_events: {path} was loaded with rejected lines and is needed again to "
+                "quarantine them; put it back in the landing folder"
+            )
         table, hints, bad = read_file(path, entity, schema.naming)
         if table is not None and table_name:
             with pipeline.sql_client() as client:
                 ids = table.column("message_id").to_pylist()
-                rows = client.execute_sql(f"select message_id from {table_name} where _rejected is not true "
-                                          "and list_contains(%s, message_id)", ids)
+                rows = client.execute_sql(
+                    f"select message_id from {table_name} where _rejected is not true "
+                    "and list_contains(%s, message_id)",
+                    ids,
+                )
             loaded = pa.array(sorted({r[0] for r in rows}), pa.string())
             table = table.filter(pc.invert(pc.is_in(table.column("message_id"), loaded)))
         if table is not None and table.num_rows:

@@ -96,8 +96,13 @@ class Api:
             params["page[after]"] = meta["after_cursor"]
 
 
-def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordReader, cursor: fast_path.Cursor,
-            listing: fast_path.Listing) -> Iterator[Any]:
+def _tables(
+    obj: str,
+    batch: list[fast_path.Chunk],
+    reader: fast_path.RecordReader,
+    cursor: fast_path.Cursor,
+    listing: fast_path.Listing,
+) -> Iterator[Any]:
     records, bad = fast_path.split_missing(reader.read(batch), batch, ["id", "updated_at"])
     if bad:
         yield quarantine.mark(quarantine.row("zendesk", obj, _reason(r), r) for r in bad)
@@ -107,9 +112,14 @@ def _tables(obj: str, batch: list[fast_path.Chunk], reader: fast_path.RecordRead
     table = fast_path.to_table(records, LEVELS, keep=[child[0]] if child else [], whole=WHOLE)
     if table["updated_at"].type != fast_path.UTC:
         # An `updated_at` that is not an instant cannot position the export: set it aside.
-        good = [r for r in fast_path.records_of(batch)
-                if r.get("id") not in (None, "") and r.get("updated_at") not in (None, "")]
-        yield quarantine.mark(quarantine.row("zendesk", obj, "updated_at is not an ISO 8601 timestamp", r) for r in good)
+        good = [
+            r
+            for r in fast_path.records_of(batch)
+            if r.get("id") not in (None, "") and r.get("updated_at") not in (None, "")
+        ]
+        yield quarantine.mark(
+            quarantine.row("zendesk", obj, "updated_at is not an ISO 8601 timestamp", r) for r in good
+        )
         return
     table = cursor.fresh(table, pc.divide(table["updated_at"].cast(pa.int64()), 1_000_000))  # whole seconds
     if not len(table):
@@ -153,8 +163,14 @@ def zendesk_source(base_url: str = dlt.config.value, email: str = dlt.config.val
         _resource("users", "users", lambda since: api.cursor_export("users", since)),
         _resource("organizations", "organizations", lambda since: api.time_export("organizations", since)),
         # Metric sets ride along the ticket export, so they change exactly when their ticket does.
-        _resource("ticket_metrics", "metric_sets",
-                  lambda since: api.cursor_export("tickets", since, "metric_sets", include="metric_sets")),
-        _resource("satisfaction_ratings", "satisfaction_ratings",
-                  lambda since: api.cursor_pages("satisfaction_ratings", start_time=since)),
+        _resource(
+            "ticket_metrics",
+            "metric_sets",
+            lambda since: api.cursor_export("tickets", since, "metric_sets", include="metric_sets"),
+        ),
+        _resource(
+            "satisfaction_ratings",
+            "satisfaction_ratings",
+            lambda since: api.cursor_pages("satisfaction_ratings", start_time=since),
+        ),
     ]

@@ -236,19 +236,28 @@ class HttpClient:
     base URL, used for every request of the client.
     """
 
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None, *,
-                 policy: RequestPolicy = RequestPolicy(), basic_auth: tuple[str, str] | None = None,
-                 parse_json: bool = False):
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        policy: RequestPolicy = RequestPolicy(),
+        basic_auth: tuple[str, str] | None = None,
+        parse_json: bool = False,
+    ):
         self.base_url = base_url
         self.base = base_url.rstrip("/") + "/"
         self.policy = policy
         self.attempts = max(int(policy.max_attempts), 1)
-        self.backoff = wait_exponential(multiplier=float(policy.backoff_seconds),
-                                        max=float(policy.max_backoff_seconds))
+        self.backoff = wait_exponential(multiplier=float(policy.backoff_seconds), max=float(policy.max_backoff_seconds))
         self.timeout = float(policy.timeout_seconds)
         self.max_wait = None if policy.max_wait_seconds is None else float(policy.max_wait_seconds)
-        self.retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=_wait_retry_after(self.backoff),
-                                 retry=retry_if_exception_type((StatusError, TransferError)), reraise=True)
+        self.retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=_wait_retry_after(self.backoff),
+            retry=retry_if_exception_type((StatusError, TransferError)),
+            reraise=True,
+        )
         self.parse_json = parse_json
         self.headers = dict(headers or {})
         if basic_auth:
@@ -298,8 +307,9 @@ class HttpClient:
             return None
         return max(min(self.timeout, deadline - time.monotonic()), MIN_ATTEMPT_SECONDS)
 
-    def _retry(self, first: HttpError, method: str, url: str, body: bytes | None,
-               deadline: float | None) -> tuple[int, bytes]:
+    def _retry(
+        self, first: HttpError, method: str, url: str, body: bytes | None, deadline: float | None
+    ) -> tuple[int, bytes]:
         """Attempts after a failed first one, as the policy says; raises the last attempt's
         error when every attempt failed."""
         attempts = iter([first])

@@ -14,9 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -24,8 +24,15 @@ from data_spine.settings import settings
 
 # The words each kind is said in, by the OS (`strerror`) and by DuckDB.
 NO_SPACE, READ_ONLY, DENIED, MISSING, LOCKED = "no space", "read-only", "denied", "missing", "locked"
-_ERRNOS = {errno.ENOSPC: NO_SPACE, errno.EDQUOT: NO_SPACE, errno.EROFS: READ_ONLY, errno.EACCES: DENIED,
-           errno.EPERM: DENIED, errno.ENOENT: MISSING, errno.ENOTDIR: MISSING}
+_ERRNOS = {
+    errno.ENOSPC: NO_SPACE,
+    errno.EDQUOT: NO_SPACE,
+    errno.EROFS: READ_ONLY,
+    errno.EACCES: DENIED,
+    errno.EPERM: DENIED,
+    errno.ENOENT: MISSING,
+    errno.ENOTDIR: MISSING,
+}
 _PHRASES = (
     (LOCKED, re.compile(r"Could not set lock on file")),
     (NO_SPACE, re.compile(r"No space left on device|Disk quota exceeded|\[Errno 28\]")),
@@ -49,20 +56,30 @@ class ResourceProblem:
         setting = _setting_for(path)
         where = f"{path} ({setting})" if setting else str(path)
         if self.kind == NO_SPACE:
-            return (f"no space left on device writing {'to ' if self.path is None else ''}{path}: free space "
-                    f"(df -h {folder}) and run again; the warehouse is intact")
+            return (
+                f"no space left on device writing {'to ' if self.path is None else ''}{path}: free space "
+                f"(df -h {folder}) and run again; the warehouse is intact"
+            )
         if self.kind == READ_ONLY:
-            return (f"{where} is on a read-only file system: remount it read-write or choose a writable folder, "
-                    "then run again; nothing was changed")
+            return (
+                f"{where} is on a read-only file system: remount it read-write or choose a writable folder, "
+                "then run again; nothing was changed"
+            )
         if self.kind == DENIED:
-            return (f"permission denied writing {where}: give this user write access to {folder} or choose "
-                    "another folder, then run again; nothing was changed")
+            return (
+                f"permission denied writing {where}: give this user write access to {folder} or choose "
+                "another folder, then run again; nothing was changed"
+            )
         if self.kind == MISSING:
-            return (f"cannot create {where}: {_first_missing(path)} does not exist or is not a folder: create it "
-                    "or choose a folder that can be created, then run again")
+            return (
+                f"cannot create {where}: {_first_missing(path)} does not exist or is not a folder: create it "
+                "or choose a folder that can be created, then run again"
+            )
         holder = f" ({self.holder})" if self.holder else ""
-        return (f"the warehouse {path} is locked by another process{holder}: close it (a DuckDB shell or notebook "
-                "with the file open) and run again; nothing was changed")
+        return (
+            f"the warehouse {path} is locked by another process{holder}: close it (a DuckDB shell or notebook "
+            "with the file open) and run again; nothing was changed"
+        )
 
 
 class ResourceError(click.ClickException):
@@ -83,8 +100,12 @@ def explain(exc: BaseException) -> ResourceProblem | None:
 
 def explain_run(result) -> ResourceProblem | None:
     """The resource problem behind a failed run's step failures, if one is."""
-    return _best(problem for event in result.get_step_failure_events() if event.step_failure_data
-                 for problem in _in_error_info(event.step_failure_data.error))
+    return _best(
+        problem
+        for event in result.get_step_failure_events()
+        if event.step_failure_data
+        for problem in _in_error_info(event.step_failure_data.error)
+    )
 
 
 def cause_line(error) -> str:
@@ -96,7 +117,7 @@ def cause_line(error) -> str:
             if found:
                 # From the sentence that says it: wrappers put theirs first.
                 sentence = line.rfind(". ", 0, found.start())
-                return line[sentence + 2 if sentence >= 0 else 0:].strip()
+                return line[sentence + 2 if sentence >= 0 else 0 :].strip()
     root = list(_chain(error, lambda info: info.cause))[-1]
     return next((line.strip() for line in root.message.splitlines() if line.strip()), root.cls_name or "error")
 
@@ -167,8 +188,11 @@ def _from_text(message: str) -> ResourceProblem | None:
         if phrase.search(message):
             path = _QUOTED_PATH.search(message)
             holder = _LOCK_HOLDER.search(message) if kind == LOCKED else None
-            return ResourceProblem(kind, Path(path.group(1)) if path else None,
-                                   f"{holder.group(1)}, PID {holder.group(2)}" if holder else "")
+            return ResourceProblem(
+                kind,
+                Path(path.group(1)) if path else None,
+                f"{holder.group(1)}, PID {holder.group(2)}" if holder else "",
+            )
     return None
 
 

@@ -70,31 +70,43 @@ _DAY_END = "max(activity_date) + interval 1 day"
 
 # The SaaS sources are loaded daily: a missed day warns, two fail. Usage events arrive all
 # day long and the landing-folder sensor loads them as they come, so they are held tighter.
-SOURCES: dict[str, Freshness] = {f.name: f for f in (
-    _source("hubspot", "customer", "staging.stg_hubspot__companies", "max(updated_at)"),
-    _source("stripe", "invoice", "staging.stg_stripe__invoices", "max(created_at)"),
-    _source("zendesk", "ticket", "staging.stg_zendesk__tickets", "max(updated_at)"),
-    _source("usage_events", "usage_event", "staging.stg_usage_events__events", "max(received_at)",
-            warn=timedelta(hours=6), fail=timedelta(hours=26)),
-)}
+SOURCES: dict[str, Freshness] = {
+    f.name: f
+    for f in (
+        _source("hubspot", "customer", "staging.stg_hubspot__companies", "max(updated_at)"),
+        _source("stripe", "invoice", "staging.stg_stripe__invoices", "max(created_at)"),
+        _source("zendesk", "ticket", "staging.stg_zendesk__tickets", "max(updated_at)"),
+        _source(
+            "usage_events",
+            "usage_event",
+            "staging.stg_usage_events__events",
+            "max(received_at)",
+            warn=timedelta(hours=6),
+            fail=timedelta(hours=26),
+        ),
+    )
+}
 
 # Every mart is rebuilt by the daily run.
-MARTS: dict[str, Freshness] = {f.name: f for f in (
-    _mart("customers", "customer", SALES_CS, "max(source_updated_at)"),
-    _mart("customer_crosswalk", "customer", DATA_ENG),
-    _mart("identity_resolution_metrics", "customer", DATA_ENG),
-    _mart("contacts", "contact", SALES_CS, "max(updated_at)"),
-    _mart("mrr_by_customer_month", "revenue", FINANCE, _MONTH_END),
-    _mart("revenue_movements", "revenue", FINANCE, _MONTH_END),
-    _mart("mrr_bridge", "revenue", FINANCE, _MONTH_END),
-    _mart("revenue_retention", "revenue", FINANCE, _MONTH_END),
-    _mart("mrr_reconciliation", "revenue", FINANCE, _MONTH_END),
-    _mart("invoices", "invoice", FINANCE, "max(created_at)"),
-    _mart("ticket_metrics", "ticket", SUPPORT, "max(updated_at)"),
-    _mart("support_backlog_daily", "ticket", SUPPORT, _DAY_END),
-    _mart("usage_events", "usage_event", PRODUCT, "max(received_at)"),
-    _mart("feature_adoption_daily", "usage_event", PRODUCT, _DAY_END),
-)}
+MARTS: dict[str, Freshness] = {
+    f.name: f
+    for f in (
+        _mart("customers", "customer", SALES_CS, "max(source_updated_at)"),
+        _mart("customer_crosswalk", "customer", DATA_ENG),
+        _mart("identity_resolution_metrics", "customer", DATA_ENG),
+        _mart("contacts", "contact", SALES_CS, "max(updated_at)"),
+        _mart("mrr_by_customer_month", "revenue", FINANCE, _MONTH_END),
+        _mart("revenue_movements", "revenue", FINANCE, _MONTH_END),
+        _mart("mrr_bridge", "revenue", FINANCE, _MONTH_END),
+        _mart("revenue_retention", "revenue", FINANCE, _MONTH_END),
+        _mart("mrr_reconciliation", "revenue", FINANCE, _MONTH_END),
+        _mart("invoices", "invoice", FINANCE, "max(created_at)"),
+        _mart("ticket_metrics", "ticket", SUPPORT, "max(updated_at)"),
+        _mart("support_backlog_daily", "ticket", SUPPORT, _DAY_END),
+        _mart("usage_events", "usage_event", PRODUCT, "max(received_at)"),
+        _mart("feature_adoption_daily", "usage_event", PRODUCT, _DAY_END),
+    )
+}
 
 
 def by_check_name() -> dict[str, Freshness]:
@@ -128,12 +140,18 @@ def timeliness_batch(entity: str) -> Batch | None:
     """
     checks = tuple(
         check(
-            f.check_name, "timeliness", "warning", f.owner,
+            f.check_name,
+            "timeliness",
+            "warning",
+            f.owner,
             "expect_column_values_to_be_between",
             f"{f.kind.capitalize()} {f.name}: newest data at most {f.warn_hours:g} h older than the "
             f"as-of time (alerts escalate past {f.fail_hours:g} h)",
-            causes=STALE_CAUSES[f.kind], action=STALE_ACTION[f.kind],
-            column="age_hours", max_value=f.warn_hours, **where("name", f.key),
+            causes=STALE_CAUSES[f.kind],
+            action=STALE_ACTION[f.kind],
+            column="age_hours",
+            max_value=f.warn_hours,
+            **where("name", f.key),
         )
         for f in windows
     )
@@ -141,12 +159,14 @@ def timeliness_batch(entity: str) -> Batch | None:
 
 
 STALE_CAUSES = {
-    "source": ("the source stopped delivering (an outage at the vendor or in the event collector)",
-               "the connector fails, or the schedule or sensor that loads it is off"),
+    "source": (
+        "the source stopped delivering (an outage at the vendor or in the event collector)",
+        "the connector fails, or the schedule or sensor that loads it is off",
+    ),
     "mart": ("the daily run did not rebuild the mart", "the sources it is built from are stale"),
 }
 STALE_ACTION = {
     "source": "Check the source's last load and its connector's logs in Dagster; ask the source's "
-              "owner whether it still sends data.",
+    "owner whether it still sends data.",
     "mart": "Check the last run of the mart in Dagster and the freshness of its sources.",
 }

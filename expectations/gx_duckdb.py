@@ -24,8 +24,12 @@ the adapter and each expectation type we use working with it.
 
 from __future__ import annotations
 
+import atexit
+import builtins
 import contextlib
-from typing import Any, Generator, Literal, Type
+import sys
+from collections.abc import Generator
+from typing import Any, Literal
 
 import great_expectations as gx
 
@@ -37,9 +41,7 @@ if gx.__version__ != GX_VERSION:
         f"{gx.__version__}: check it against tests/unit/test_gx_duckdb.py before changing the pin"
     )
 
-import atexit  # noqa: E402
-import sys  # noqa: E402
-
+# The internals below are what the pin protects: imported once the version is checked.
 import sqlalchemy as sa  # noqa: E402
 from great_expectations.datasource.fluent import SQLDatasource  # noqa: E402
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine  # noqa: E402
@@ -74,7 +76,7 @@ class DuckDBDatasource(SQLDatasource):
     type: Literal["duckdb"] = "duckdb"  # type: ignore[assignment]
 
     @property
-    def execution_engine_type(self) -> Type[SqlAlchemyExecutionEngine]:
+    def execution_engine_type(self) -> builtins.type[SqlAlchemyExecutionEngine]:
         return DuckDBExecutionEngine
 
     def close(self) -> None:
@@ -96,8 +98,12 @@ def _regex_expression(column: Any, regex: str, dialect: Any, positive: bool = Tr
 
 
 # The metric modules imported the helper by name: replace it where it is looked up.
-for _module in (column_values_match_regex, column_values_not_match_regex,
-                column_values_match_regex_list, column_values_not_match_regex_list):
+for _module in (
+    column_values_match_regex,
+    column_values_not_match_regex,
+    column_values_match_regex_list,
+    column_values_not_match_regex_list,
+):
     _module.get_dialect_regex_expression = _regex_expression
 
 

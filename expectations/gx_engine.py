@@ -9,10 +9,11 @@ this returns, so a writer can have it straight after.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 
@@ -157,7 +158,10 @@ def _outcome(result: Any) -> Outcome:
         # Aggregate checks (min, max, row count) judge the table as one element.
         failed = 0 if result.success else 1
         return Outcome(
-            bool(result.success), 1, failed, 100.0 * failed,
+            bool(result.success),
+            1,
+            failed,
+            100.0 * failed,
             observed_value=details.get("observed_value"),
         )
     # GX skips nulls except in null checks; count only the rows it actually judged. A batch
@@ -169,8 +173,7 @@ def _outcome(result: Any) -> Outcome:
         element_count=evaluated,
         unexpected_count=unexpected,
         unexpected_percent=100.0 * unexpected / evaluated if evaluated else 0.0,
-        sample=list(details.get("partial_unexpected_index_list")
-                    or details.get("partial_unexpected_list") or []),
+        sample=list(details.get("partial_unexpected_index_list") or details.get("partial_unexpected_list") or []),
     )
 
 

@@ -166,10 +166,7 @@ def write_results(
     if not results:
         return
     columns = [f.name for f in fields(Result)]
-    insert = (
-        f"INSERT INTO {RESULTS_TABLE} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)})"
-    )
+    insert = f"INSERT INTO {RESULTS_TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     with duckdb.connect(str(warehouse_path)) as con:
         ensure_results_table(con)
         con.execute("BEGIN TRANSACTION")
@@ -182,8 +179,10 @@ def write_results(
             con.executemany(insert, [list(astuple(r)) for r in results])
             for (run_id, entity), prints in (audited or {}).items():
                 con.execute(f"DELETE FROM {AUDITS_TABLE} WHERE run_id = ? AND entity = ?", [run_id, entity])
-                con.execute(f"INSERT INTO {AUDITS_TABLE} VALUES (?, ?, ?, ?)",
-                            [run_id, entity, results[0].validated_at, json.dumps(prints)])
+                con.execute(
+                    f"INSERT INTO {AUDITS_TABLE} VALUES (?, ?, ?, ?)",
+                    [run_id, entity, results[0].validated_at, json.dumps(prints)],
+                )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -193,12 +192,15 @@ def write_results(
 def failing_since(con: duckdb.DuckDBPyConnection, results: list[Any]) -> dict[tuple[str, str], datetime]:
     """(entity, check) -> when the check's current run of failures began, for the failed
     ones among `results` (`Result`s or result rows as dicts)."""
-    rows = [r if isinstance(r, dict) else {"entity": r.entity, "check_name": r.check_name, "success": r.success}
-            for r in results]
+    rows = [
+        r if isinstance(r, dict) else {"entity": r.entity, "check_name": r.check_name, "success": r.success}
+        for r in results
+    ]
     failing = [(r["entity"], r["check_name"]) for r in rows if not r["success"] and r["check_name"]]
     if not failing:
         return {}
-    found = con.execute(f"""
+    found = con.execute(
+        f"""
         WITH h AS (
             SELECT entity, check_name, validated_at, success FROM {RESULTS_TABLE}
             WHERE (entity, check_name) IN (SELECT unnest(?::STRUCT(e VARCHAR, c VARCHAR)[], recursive := true))
@@ -208,7 +210,9 @@ def failing_since(con: duckdb.DuckDBPyConnection, results: list[Any]) -> dict[tu
         FROM h LEFT JOIN last_pass USING (entity, check_name)
         WHERE NOT h.success AND h.validated_at > coalesce(last_pass.at, TIMESTAMP '-infinity')
         GROUP BY ALL
-    """, [[{"e": e, "c": c} for e, c in failing]]).fetchall()
+    """,
+        [[{"e": e, "c": c} for e, c in failing]],
+    ).fetchall()
     return {(e, c): at for e, c, at in found}
 
 
@@ -303,7 +307,6 @@ def _plain(value: Any) -> Any:
 
 
 def _is_missing(value: Any) -> bool:
-
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):

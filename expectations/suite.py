@@ -17,8 +17,9 @@ read suites to build their graph and summaries.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # A dbt model named in a batch's SQL (`marts.customers`, `staging.stg_zendesk__tickets`).
 _MODEL_IN_SQL = re.compile(r"\b(?:marts|staging)\.([a-z_0-9]+)")
@@ -35,18 +36,24 @@ DATA_ENG = "Data Engineering"
 
 # What usually breaks a dimension and what to do first, when a check names nothing better.
 DEFAULT_CAUSES = {
-    "completeness": ("the field is optional in the source system's form or import",
-                     "a connector or model stopped filling the field"),
-    "accuracy": ("the two systems are updated by different people at different times",
-                 "a manual edit in one system that was never made in the other"),
-    "consistency": ("a model change broke an invariant between marts",
-                    "the marts were built from different loads"),
-    "timeliness": ("the source stopped delivering or the connector failed",
-                   "the schedule or sensor that loads it is off"),
-    "validity": ("free-text entry without validation at the source",
-                 "a client or integration sending values outside the contract"),
-    "uniqueness": ("the same record entered twice at the source",
-                   "a load or a join that multiplies rows"),
+    "completeness": (
+        "the field is optional in the source system's form or import",
+        "a connector or model stopped filling the field",
+    ),
+    "accuracy": (
+        "the two systems are updated by different people at different times",
+        "a manual edit in one system that was never made in the other",
+    ),
+    "consistency": ("a model change broke an invariant between marts", "the marts were built from different loads"),
+    "timeliness": (
+        "the source stopped delivering or the connector failed",
+        "the schedule or sensor that loads it is off",
+    ),
+    "validity": (
+        "free-text entry without validation at the source",
+        "a client or integration sending values outside the contract",
+    ),
+    "uniqueness": ("the same record entered twice at the source", "a load or a join that multiplies rows"),
 }
 DEFAULT_ACTION = {
     "completeness": "Fill the missing values at the source; the next run picks them up.",

@@ -35,8 +35,9 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness
             entry = event.asset_materialization.metadata.get("alert_conditions")
             add(entry.value if entry else None)
 
-    check_keys = [key for node in asset_graph.asset_nodes for key in node.check_keys
-                  if key.name in ("volume", "schema_drift")]
+    check_keys = [
+        key for node in asset_graph.asset_nodes for key in node.check_keys if key.name in ("volume", "schema_drift")
+    ]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     for record in latest.values():
         evaluation = record.evaluation if record else None
@@ -61,8 +62,9 @@ def collect_conditions(instance: dg.DagsterInstance, asset_graph, load_freshness
     return list(conditions.values())
 
 
-def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource,
-                    load_freshness: bool = True) -> Dispatch:
+def dispatch_alerts(
+    instance: dg.DagsterInstance, asset_graph, alerts: AlertsResource, load_freshness: bool = True
+) -> Dispatch:
     """Announce what changed and deliver what is owed from earlier dispatches.
     `load_freshness=False` leaves out Dagster's freshness states, which only the freshness
     daemon of `dagster dev` keeps current."""
@@ -74,8 +76,8 @@ def dispatch_alerts(instance: dg.DagsterInstance, asset_graph, alerts: AlertsRes
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Sends an alert when a blocking check fails, data or a load goes stale, a raw table's volume "
-                "jumps or a source's schema changes, and a resolved message when it recovers (JSONL log, "
-                "webhook, Slack).",
+    "jumps or a source's schema changes, and a resolved message when it recovers (JSONL log, "
+    "webhook, Slack).",
 )
 def quality_alerts_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
     graph = context.repository_def.asset_graph

@@ -92,7 +92,7 @@ def scorecard_missing(instance: dg.DagsterInstance, run_id: str) -> bool:
     request_job=scorecard_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Writes the scorecard after a run of spine_job that failed before writing it, so the report "
-                "always shows what was held back and why.",
+    "always shows what was held back and why.",
 )
 def scorecard_after_failure_sensor(context: dg.RunFailureSensorContext):
     run = context.dagster_run

@@ -30,8 +30,7 @@ class OneLineErrors(logging.Filter):
             head = message.split("\n\n", 1)[0].rstrip(".")
             record.msg = f"{head}: {cause_line(error)} (full error in the Dagster UI)"
         else:
-            record.msg = _STEP_LIST.sub(lambda m: "[" + ", ".join(dict.fromkeys(m.group(1).split(", "))) + "]",
-                                        message)
+            record.msg = _STEP_LIST.sub(lambda m: "[" + ", ".join(dict.fromkeys(m.group(1).split(", "))) + "]", message)
         record.args = ()
         record.exc_info, record.exc_text = None, None
         return True

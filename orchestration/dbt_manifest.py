@@ -62,5 +62,6 @@ def manifest_path(project: DbtProject = dbt_project) -> Path:
     if not project.manifest_path.exists():
         raise FileNotFoundError(
             f"no dbt manifest at {project.manifest_path}: prepare it first with `spine prepare` "
-            "(or `dagster-dbt project prepare-and-package --file orchestration/dbt_manifest.py`)")
+            "(or `dagster-dbt project prepare-and-package --file orchestration/dbt_manifest.py`)"
+        )
     return project.manifest_path

@@ -28,12 +28,17 @@ def run_conditions(instance: dg.DagsterInstance) -> list[Condition]:
     steps: dict[str, Condition] = {}
     jobs: dict[str, Condition] = {}
     for run in runs:  # newest first: the first word on a step or a job is the one that counts
-        failures = {e.dagster_event.step_key: e for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)}
+        failures = {
+            e.dagster_event.step_key: e for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)
+        }
         for step_key, entry in failures.items():
             if step_key not in steps:
                 # A publication held back by its failed blocking checks is theirs to announce.
-                steps[step_key] = (_step_ok(step_key) if _alerted_elsewhere(entry.dagster_event)
-                                   else _step_failed(step_key, entry, run))
+                steps[step_key] = (
+                    _step_ok(step_key)
+                    if _alerted_elsewhere(entry.dagster_event)
+                    else _step_failed(step_key, entry, run)
+                )
         for entry in _events(instance, run.run_id, dg.DagsterEventType.STEP_SUCCESS):
             steps.setdefault(entry.dagster_event.step_key, _step_ok(entry.dagster_event.step_key))
         if run.job_name not in jobs:
@@ -43,8 +48,11 @@ def run_conditions(instance: dg.DagsterInstance) -> list[Condition]:
 
 
 def _events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> list[dg.EventLogEntry]:
-    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=kind).records
-            if r.event_log_entry.dagster_event]
+    return [
+        r.event_log_entry
+        for r in instance.get_records_for_run(run_id, of_type=kind).records
+        if r.event_log_entry.dagster_event
+    ]
 
 
 def _alerted_elsewhere(event: dg.DagsterEvent) -> bool:
@@ -67,9 +75,9 @@ def _owner(step_key: str) -> str:
 
 _ACTIONS = {
     "ingest": "Open the run in the Dagster UI: the step's log names the vendor API call or file that failed. "
-              "Loaded data is untouched; the next run loads what this one missed.",
+    "Loaded data is untouched; the next run loads what this one missed.",
     "dbt_models": "Open the failed model's log in the Dagster UI and fix its SQL or its input. Entities built "
-                  "from it keep their last published version until a run builds it.",
+    "from it keep their last published version until a run builds it.",
     "audit": "Open the audit step's log in the Dagster UI. Serving keeps the entity's last published version.",
     "publish": "Open the publish step's log in the Dagster UI. Serving keeps the entity's last published version.",
 }
@@ -99,14 +107,23 @@ def _step_failed(step_key: str, entry: dg.EventLogEntry, run: dg.DagsterRun) -> 
 
 
 def _step_ok(step_key: str) -> Condition:
-    return Condition(key=f"step_failure:{step_key}", kind="step_failure", state="ok",
-                     dataset=f"Dagster step {step_key}", what=f"step {step_key} failed", owner=_owner(step_key))
+    return Condition(
+        key=f"step_failure:{step_key}",
+        kind="step_failure",
+        state="ok",
+        dataset=f"Dagster step {step_key}",
+        what=f"step {step_key} failed",
+        owner=_owner(step_key),
+    )
 
 
 def _run_died(run: dg.DagsterRun, instance: dg.DagsterInstance) -> Condition:
     failure = _events(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
-    message = (failure[0].dagster_event.message if failure and failure[0].dagster_event.message
-               else "the run failed before any step did")
+    message = (
+        failure[0].dagster_event.message
+        if failure and failure[0].dagster_event.message
+        else "the run failed before any step did"
+    )
     return Condition(
         key=f"run_died:{run.job_name}",
         kind="run_died",
@@ -116,11 +133,17 @@ def _run_died(run: dg.DagsterRun, instance: dg.DagsterInstance) -> Condition:
         causes=("the process running it was killed (out of memory, a restart, a lost machine)",),
         owner=DATA_ENG,
         action="Start the job again: the next run recovers the interrupted loads and builds. If it keeps "
-               "dying, check the machine's memory and the run's last log lines.",
+        "dying, check the machine's memory and the run's last log lines.",
         details={"run_id": run.run_id, "job": run.job_name},
     )
 
 
 def _run_ok(job_name: str) -> Condition:
-    return Condition(key=f"run_died:{job_name}", kind="run_died", state="ok", dataset=f"Dagster job {job_name}",
-                     what="a run ended without finishing", owner=DATA_ENG)
+    return Condition(
+        key=f"run_died:{job_name}",
+        kind="run_died",
+        state="ok",
+        dataset=f"Dagster job {job_name}",
+        what="a run ended without finishing",
+        owner=DATA_ENG,
+    )

@@ -50,8 +50,13 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
         context.log.info(f"Loading {source} into {DATASETS[source]} ...")
         pipeline = make_pipeline(source)
         try:
-            results = list(dlt.run(context=context, dlt_source=make_source(source, **vendor_apis.overrides(source)),
-                                   dlt_pipeline=pipeline))
+            results = list(
+                dlt.run(
+                    context=context,
+                    dlt_source=make_source(source, **vendor_apis.overrides(source)),
+                    dlt_pipeline=pipeline,
+                )
+            )
             finish(source, pipeline)
         except PipelineStepFailed as exc:
             if warehouse_locked(exc):
@@ -94,8 +99,9 @@ def _landing_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> di
         details = data.get("details", {})
         name = details.get("file")
         if data.get("kind") == "rejected_file" and data.get("state") != OK and name not in conditions:
-            conditions[name] = rejected_file_condition("usage_events", name, details.get("reason", ""),
-                                                       details.get("set_aside_in", ""), state=OK)
+            conditions[name] = rejected_file_condition(
+                "usage_events", name, details.get("reason", ""), details.get("set_aside_in", ""), state=OK
+            )
     return {
         "rejected_files": len([c for c in conditions.values() if c.firing]),
         "rejected_folder": str(rejected_dir(landing)),

@@ -49,19 +49,25 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         kinds={"great_expectations", "duckdb"},
         pool=WAREHOUSE_POOL,
         description=f"Audit of the {suite.entity} entity: its Great Expectations suite, run inside DuckDB on "
-                    f"the freshly built marts ({', '.join(suite.publishes)}). {suite.description}",
+        f"the freshly built marts ({', '.join(suite.publishes)}). {suite.description}",
         check_specs=[
-            dg.AssetCheckSpec(name=dim, asset=audit_key(suite),
-                              description=f"{dim.capitalize()} checks of the {suite.entity} suite; ERROR when a "
-                                          "blocking one fails.")
+            dg.AssetCheckSpec(
+                name=dim,
+                asset=audit_key(suite),
+                description=f"{dim.capitalize()} checks of the {suite.entity} suite; ERROR when a blocking one fails.",
+            )
             for dim in suite.dimensions
         ],
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
-
         with waiting_for_the_warehouse(context):
-            results = validate_entity(warehouse.file, suite.entity, run_id=context.run.run_id,
-                                      as_of=warehouse.as_of_instant(), settings=quality.duckdb_settings())
+            results = validate_entity(
+                warehouse.file,
+                suite.entity,
+                run_id=context.run.run_id,
+                as_of=warehouse.as_of_instant(),
+                settings=quality.duckdb_settings(),
+            )
             with duckdb.connect(str(warehouse.file), read_only=True) as con:
                 since = failing_since(con, results)
         conditions = audit_conditions(suite, results, {c: at for (_, c), at in since.items()})
@@ -70,35 +76,45 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         failed = [r for r in results if not r.success]
         blocking = [r for r in failed if r.severity == "blocking"]
         for r in blocking:
-            context.log.error(f"{suite.entity}: blocking check {r.check_name} failed: {r.description} "
-                              f"({r.unexpected_count:,} of {r.element_count:,}){' - ' + r.error if r.error else ''}")
+            context.log.error(
+                f"{suite.entity}: blocking check {r.check_name} failed: {r.description} "
+                f"({r.unexpected_count:,} of {r.element_count:,}){' - ' + r.error if r.error else ''}"
+            )
         for dim in suite.dimensions:
             mine = [r for r in results if r.dimension == dim]
             bad = [r for r in mine if not r.success]
             yield dg.AssetCheckResult(
                 check_name=dim,
                 passed=not bad,
-                severity=dg.AssetCheckSeverity.ERROR if any(r.severity == "blocking" for r in bad)
+                severity=dg.AssetCheckSeverity.ERROR
+                if any(r.severity == "blocking" for r in bad)
                 else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "score": dg.MetadataValue.float(dimensions[dim]["score"]),
                     "checks": len(mine),
                     "failed": len(bad),
-                    "failures": dg.MetadataValue.md("\n".join(
-                        f"- **{r.severity}** `{r.check_name}`: {r.description} - {r.unexpected_count:,} of "
-                        f"{r.element_count:,}" for r in bad) or "none"),
+                    "failures": dg.MetadataValue.md(
+                        "\n".join(
+                            f"- **{r.severity}** `{r.check_name}`: {r.description} - {r.unexpected_count:,} of "
+                            f"{r.element_count:,}"
+                            for r in bad
+                        )
+                        or "none"
+                    ),
                 },
             )
-        yield dg.MaterializeResult(metadata={
-            "score/overall": dg.MetadataValue.float(overall),
-            **{f"score/{dim}": dg.MetadataValue.float(d["score"]) for dim, d in dimensions.items()},
-            "checks": len(results),
-            "failed": len(failed),
-            "blocking_failed": len(blocking),
-            "as_of": warehouse.as_of_instant().isoformat(timespec="seconds"),
-            # Read back by the alerts sensor, which never opens the warehouse.
-            "alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions]),
-        })
+        yield dg.MaterializeResult(
+            metadata={
+                "score/overall": dg.MetadataValue.float(overall),
+                **{f"score/{dim}": dg.MetadataValue.float(d["score"]) for dim, d in dimensions.items()},
+                "checks": len(results),
+                "failed": len(failed),
+                "blocking_failed": len(blocking),
+                "as_of": warehouse.as_of_instant().isoformat(timespec="seconds"),
+                # Read back by the alerts sensor, which never opens the warehouse.
+                "alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions]),
+            }
+        )
 
     return _asset
 
@@ -111,7 +127,7 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
             group_name="serving",
             kinds={"duckdb"},
             description=f"`serving.{table}`: what consumers read. A copy of `marts.{table}` taken when the "
-                        f"{suite.entity} audit passed every blocking check; held at the last good version otherwise.",
+            f"{suite.entity} audit passed every blocking check; held at the last good version otherwise.",
         )
         for table in suite.publishes
     ]
@@ -120,7 +136,6 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
     # every table of it, in one transaction, or none.
     @dg.multi_asset(specs=specs, name=f"publish_{suite.entity}", pool=WAREHOUSE_POOL, can_subset=True)
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-
         try:
             # A re-execution of a failed run continues its parent's run: its audit counts.
             earlier = tuple(r for r in (context.run.parent_run_id, context.run.root_run_id) if r)
@@ -132,18 +147,25 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
             context.log.error(decision.describe())
             raise dg.Failure(
                 description=decision.describe(),
-                metadata={"reason": decision.reason, "blocking_failures": decision.blocking_failures,
-                          "serving_run_id": decision.serving_run_id or "none"},
+                metadata={
+                    "reason": decision.reason,
+                    "blocking_failures": decision.blocking_failures,
+                    "serving_run_id": decision.serving_run_id or "none",
+                },
                 allow_retries=False,
             )
         context.log.info(decision.describe())
         for table, rows in decision.row_counts.items():
             if dg.AssetKey(["serving", table]) not in context.selected_asset_keys:
                 continue
-            yield dg.MaterializeResult(asset_key=["serving", table], metadata={
-                "dagster/row_count": rows, "published_from_run": decision.run_id,
-                "table": f"serving.{table}",
-            })
+            yield dg.MaterializeResult(
+                asset_key=["serving", table],
+                metadata={
+                    "dagster/row_count": rows,
+                    "published_from_run": decision.run_id,
+                    "table": f"serving.{table}",
+                },
+            )
 
     return _asset
 
@@ -162,12 +184,12 @@ publish_assets = [_publish(suite) for suite in SUITES.values()]
     # be written), so it waits its turn behind the publishing steps by priority instead.
     op_tags={"dagster/priority": "-1"},
     description="Data-quality scorecard: per entity a score per dimension and overall with bands, the trend "
-                "over past runs, failing checks with samples, publication status and alerts "
-                "(scorecard.html, .json, .md).",
+    "over past runs, failing checks with samples, publication status and alerts "
+    "(scorecard.html, .json, .md).",
 )
-def scorecard(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-              alerts: AlertsResource) -> dg.MaterializeResult:
-
+def scorecard(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> dg.MaterializeResult:
     reports = Path(warehouse.reports_dir)
     # This run's alerts are dispatched after the scorecard: it shows what earlier ones left owed.
     delivery = alerts.store().delivery(c.name for c in alerts.channels())

@@ -5,14 +5,18 @@ sample company's as-of date and the local vendor APIs that way)."""
 from __future__ import annotations
 
 import contextlib
-from datetime import date, datetime, time, timezone
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Iterator
 
 import dagster as dg
 import duckdb
 
 from data_spine.settings import Settings, settings
+from expectations.gx_engine import DuckDBSettings
+from quality.alert_conditions import AlertStore
+from quality.alert_delivery import JsonlLog, Slack, Webhook
+from quality.source_monitors import VolumePolicy
 
 # Every step that opens the DuckDB file claims a slot in this pool. The instance gives each
 # pool one slot (`.dagster_home/dagster.yaml`), so two runs never hold the file at once:
@@ -63,14 +67,14 @@ class WarehouseResource(dg.ConfigurableResource):
     as_of: str | None = None  # ISO date the data describes; today when unset
 
     def as_of_date(self) -> date:
-        return date.fromisoformat(self.as_of) if self.as_of else datetime.now(timezone.utc).date()
+        return date.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC).date()
 
     def as_of_instant(self) -> datetime:
         """The time the data describes, as audits judge it (naive UTC): the start of the set
         as-of day (the sample company's history ends there), or now in production."""
         if self.as_of:
             return datetime.combine(date.fromisoformat(self.as_of), time())
-        return datetime.now(timezone.utc).replace(tzinfo=None)
+        return datetime.now(UTC).replace(tzinfo=None)
 
     @property
     def file(self) -> Path:
@@ -98,14 +102,10 @@ class QualityResource(dg.ConfigurableResource):
     volume_min_readings: int = 3  # readings needed before judging
     duckdb_memory_limit: str = "1GB"  # for validating connections
 
-    def volume_policy(self):
-        from quality.source_monitors import VolumePolicy
-
+    def volume_policy(self) -> VolumePolicy:
         return VolumePolicy(self.volume_tolerance, self.volume_window, self.volume_min_readings)
 
-    def duckdb_settings(self):
-        from expectations.gx_engine import DuckDBSettings
-
+    def duckdb_settings(self) -> DuckDBSettings:
         return DuckDBSettings(memory_limit=self.duckdb_memory_limit)
 
 
@@ -123,10 +123,12 @@ class AlertsResource(dg.ConfigurableResource):
     max_wait_seconds: float = 10.0
 
     def channels(self) -> list:
-        from quality.alert_delivery import JsonlLog, Slack, Webhook
-
-        http = {"timeout_seconds": self.timeout_seconds, "max_attempts": self.max_attempts,
-                "backoff_seconds": self.backoff_seconds, "max_wait_seconds": self.max_wait_seconds}
+        http = {
+            "timeout_seconds": self.timeout_seconds,
+            "max_attempts": self.max_attempts,
+            "backoff_seconds": self.backoff_seconds,
+            "max_wait_seconds": self.max_wait_seconds,
+        }
         channels: list = [JsonlLog(Path(self.log_path))]
         if self.webhook_url:
             channels.append(Webhook(self.webhook_url, **http))
@@ -134,26 +136,34 @@ class AlertsResource(dg.ConfigurableResource):
             channels.append(Slack(self.slack_webhook_url, **http))
         return channels
 
-    def store(self):
-        from quality.alert_conditions import AlertStore
-
+    def store(self) -> AlertStore:
         return AlertStore(Path(self.log_path).with_name("alert_state.json"))
 
 
 def warehouse_from_env(cfg: Settings | None = None) -> WarehouseResource:
     cfg = cfg or settings()
-    return WarehouseResource(path=str(cfg.warehouse), reports_dir=str(cfg.reports_dir),
-                             as_of=cfg.as_of.isoformat() if cfg.as_of else None)
+    return WarehouseResource(
+        path=str(cfg.warehouse), reports_dir=str(cfg.reports_dir), as_of=cfg.as_of.isoformat() if cfg.as_of else None
+    )
 
 
 def quality_from_env(cfg: Settings | None = None) -> QualityResource:
     q = (cfg or settings()).quality
-    return QualityResource(volume_tolerance=q.volume_tolerance, volume_window=q.volume_window,
-                           volume_min_readings=q.volume_min_readings, duckdb_memory_limit=q.duckdb_memory_limit)
+    return QualityResource(
+        volume_tolerance=q.volume_tolerance,
+        volume_window=q.volume_window,
+        volume_min_readings=q.volume_min_readings,
+        duckdb_memory_limit=q.duckdb_memory_limit,
+    )
 
 
 def alerts_from_env(cfg: Settings | None = None) -> AlertsResource:
     a = (cfg or settings()).alerting
-    return AlertsResource(log_path=str(a.log_path), webhook_url=a.webhook_url, slack_webhook_url=a.slack_webhook_url,
-                          max_attempts=a.max_attempts, timeout_seconds=a.timeout_seconds,
-                          max_wait_seconds=a.max_wait_seconds)
+    return AlertsResource(
+        log_path=str(a.log_path),
+        webhook_url=a.webhook_url,
+        slack_webhook_url=a.slack_webhook_url,
+        max_attempts=a.max_attempts,
+        timeout_seconds=a.timeout_seconds,
+        max_wait_seconds=a.max_wait_seconds,
+    )

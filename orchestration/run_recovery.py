@@ -29,7 +29,7 @@ import signal
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -49,10 +49,18 @@ PID_TAG = "spine/pid"
 # /proc gives a process's start in clock ticks since boot, and the boot time in whole seconds.
 _START_SLACK_SECONDS = 2.0
 
-UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
-              DagsterRunStatus.CANCELING]
-_STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED,
-              DagsterEventType.STEP_UP_FOR_RETRY}
+UNFINISHED = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+_STEP_ENDS = {
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+    DagsterEventType.STEP_UP_FOR_RETRY,
+}
 
 
 def process_started_at(pid: int) -> float | None:
@@ -60,12 +68,13 @@ def process_started_at(pid: int) -> float | None:
     process (a zombie, killed but not yet reaped by its parent, counts as gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
     except (OSError, StopIteration):
         return None
     # The command name (field 2) is in parentheses and may itself hold spaces and parentheses.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     state, start_ticks = fields[0], int(fields[19])
     if state in ("Z", "X"):
         return None
@@ -101,7 +110,7 @@ def is_dead(instance: dg.DagsterInstance, record: RunRecord) -> bool:
     if found is not None:
         return not found.alive
     if record.dagster_run.status in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
-        age = datetime.now(timezone.utc).timestamp() - record.create_timestamp.timestamp()
+        age = datetime.now(UTC).timestamp() - record.create_timestamp.timestamp()
         return age > instance.run_monitoring_start_timeout_seconds
     return False
 
@@ -121,9 +130,13 @@ def steps_in_flight(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 def interrupted_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """The steps of the run that failed because they were interrupted."""
-    return [entry.step_key for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
-            if entry.step_key and entry.dagster_event
-            and entry.dagster_event.step_failure_data.error_source == ErrorSource.INTERRUPT]
+    return [
+        entry.step_key
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if entry.step_key
+        and entry.dagster_event
+        and entry.dagster_event.step_failure_data.error_source == ErrorSource.INTERRUPT
+    ]
 
 
 def _during(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -146,8 +159,10 @@ def _slot_holders(instance: dg.DagsterInstance) -> set[str]:
     if not storage.supports_global_concurrency_limits:
         return set()
     return storage.get_concurrency_run_ids() | {
-        slot.run_id for key in storage.get_concurrency_keys()
-        for slot in storage.get_concurrency_info(key).claimed_slots}
+        slot.run_id
+        for key in storage.get_concurrency_keys()
+        for slot in storage.get_concurrency_info(key).claimed_slots
+    }
 
 
 def free_slots(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -173,24 +188,29 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
             instance.report_run_canceled(run, message)
             verdict = "marked canceled"
         else:
-            instance.report_run_failed(run, message, JobFailureData(
-                error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION))
+            instance.report_run_failed(
+                run, message, JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION)
+            )
             verdict = "marked failed"
         freed = free_slots(instance, run.run_id)
-        started = (record.start_time or record.create_timestamp.timestamp())
-        lines.append(f"Recovered run {run.run_id} (started {_when(started)}): its process died during "
-                     f"{during}; {verdict}, {_slot_note(freed)}")
+        started = record.start_time or record.create_timestamp.timestamp()
+        lines.append(
+            f"Recovered run {run.run_id} (started {_when(started)}): its process died during "
+            f"{during}; {verdict}, {_slot_note(freed)}"
+        )
     leftover = _slot_holders(instance)
     if leftover:
         for record in instance.get_run_records(RunsFilter(run_ids=sorted(leftover), statuses=FINISHED_STATUSES)):
             if free_slots(instance, record.dagster_run.run_id):
-                lines.append(f"Freed the warehouse slot run {record.dagster_run.run_id} still held after it "
-                             f"ended ({record.dagster_run.status.value.lower()})")
+                lines.append(
+                    f"Freed the warehouse slot run {record.dagster_run.run_id} still held after it "
+                    f"ended ({record.dagster_run.status.value.lower()})"
+                )
     return lines
 
 
 def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class LocalRunLauncher(dg.DefaultRunLauncher):
@@ -213,7 +233,8 @@ class LocalRunLauncher(dg.DefaultRunLauncher):
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {found.pid} is running")
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
-            f"process {found.pid} died during {_during(self._instance, run.run_id)} (killed or crashed)")
+            f"process {found.pid} died during {_during(self._instance, run.run_id)} (killed or crashed)",
+        )
 
 
 class CancelOnInterrupt(logging.Handler):
@@ -268,10 +289,12 @@ TERMINAL_OVERRIDES = {
     # Dagster mirrors the output of a step it captures through `tail` helper processes, which
     # share the terminal's process group: a Ctrl-C prints their tracebacks. In a terminal the
     # output is seen as it happens anyway.
-    "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
-                     "class": "NoOpComputeLogManager"},
-    "python_logs": {"dagster_handler_config": {"handlers": {
-        "cancel_on_interrupt": {"class": f"{__name__}.CancelOnInterrupt", "level": "ERROR"}}}},
+    "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"},
+    "python_logs": {
+        "dagster_handler_config": {
+            "handlers": {"cancel_on_interrupt": {"class": f"{__name__}.CancelOnInterrupt", "level": "ERROR"}}
+        }
+    },
 }
 
 
@@ -285,5 +308,4 @@ def instance_for_terminal() -> dg.DagsterInstance:
     output goes straight to the terminal and an interrupted run ends canceled."""
     # The log handler comes from the instance's logging settings, which Dagster still calls beta.
     warnings.filterwarnings("ignore", message="Handling yaml-defined logging", category=dg.BetaWarning)
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(settings().dagster_home),
-                                                            overrides=TERMINAL_OVERRIDES))
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(settings().dagster_home), overrides=TERMINAL_OVERRIDES))

@@ -18,20 +18,24 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         spec
         for key in keys
         for spec in (
-            dg.AssetCheckSpec("volume", asset=key,
-                              description="Row count within its tolerance of the average of recent loads."),
-            dg.AssetCheckSpec("schema_drift", asset=key,
-                              description="The latest load brought no new table, column or column type."),
-            dg.AssetCheckSpec("types", asset=key,
-                              description="Every value fits the type its raw contract declares (a value that does "
-                                          "not is kept as text in `<column>__v_text`, its column left null)."),
+            dg.AssetCheckSpec(
+                "volume", asset=key, description="Row count within its tolerance of the average of recent loads."
+            ),
+            dg.AssetCheckSpec(
+                "schema_drift", asset=key, description="The latest load brought no new table, column or column type."
+            ),
+            dg.AssetCheckSpec(
+                "types",
+                asset=key,
+                description="Every value fits the type its raw contract declares (a value that does "
+                "not is kept as text in `<column>__v_text`, its column left null).",
+            ),
         )
     ]
 
     # Subsettable: the UI materializes any raw asset alone, with only its own checks selected.
     @dg.multi_asset_check(specs=specs, name=f"monitor_{source}", pool=WAREHOUSE_POOL, can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
-
         selected = context.selected_asset_check_keys
         counted = {k.asset_key for k in selected if k.name == "volume"}
         watched = {k.asset_key for k in selected if k.name == "schema_drift"}
@@ -49,8 +53,9 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
                 return dg.AssetKey([source, resources.get(name, name)])
 
             if typed:
-                misfits = type_misfits(con, dataset, [t for t in raw_tables(con, dataset)
-                                                      if _asset_of(source, t) in typed])
+                misfits = type_misfits(
+                    con, dataset, [t for t in raw_tables(con, dataset) if _asset_of(source, t) in typed]
+                )
             if counted:
                 tables = [t for t in raw_tables(con, dataset) if _asset_of(source, t) in counted]
                 readings = measure_volumes(con, source, dataset, context.run.run_id, quality.volume_policy(), tables)
@@ -65,7 +70,10 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
             for r in anomalous:
                 context.log.warning(f"{r.table}: {r.rows:,} rows, average {r.average:,.0f} ({r.deviation:+.0%})")
             yield dg.AssetCheckResult(
-                asset_key=key, check_name="volume", passed=not anomalous, severity=dg.AssetCheckSeverity.WARN,
+                asset_key=key,
+                check_name="volume",
+                passed=not anomalous,
+                severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     **{f"rows/{r.table}": r.rows for r in mine},
                     "alert_conditions": dg.MetadataValue.json([volume_condition(r).to_json() for r in mine]),
@@ -74,10 +82,15 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         for key in sorted(typed, key=str):
             mine = [m for m in misfits if _asset_of(source, m.table) == key]
             for m in mine:
-                context.log.warning(f"{m.table}.{m.column}: {m.rows:,} value(s) of another type kept in "
-                                    f"{m.column}__v_text, e.g. {m.sample[0]}")
+                context.log.warning(
+                    f"{m.table}.{m.column}: {m.rows:,} value(s) of another type kept in "
+                    f"{m.column}__v_text, e.g. {m.sample[0]}"
+                )
             yield dg.AssetCheckResult(
-                asset_key=key, check_name="types", passed=not mine, severity=dg.AssetCheckSeverity.WARN,
+                asset_key=key,
+                check_name="types",
+                passed=not mine,
+                severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "records": sum(m.rows for m in mine),
                     **{f"misfits/{m.table}.{m.column}": m.rows for m in mine},
@@ -93,11 +106,18 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         for key in sorted(watched, key=str):
             drifted = changes.get(key, [])
             yield dg.AssetCheckResult(
-                asset_key=key, check_name="schema_drift", passed=not drifted, severity=dg.AssetCheckSeverity.WARN,
+                asset_key=key,
+                check_name="schema_drift",
+                passed=not drifted,
+                severity=dg.AssetCheckSeverity.WARN,
                 metadata={
-                    "changes": dg.MetadataValue.md("\n".join(
-                        f"- {c.change}: `{c.table}`" + (f" `{c.column}` ({c.data_type})" if c.column else "")
-                        for c in drifted) or "none"),
+                    "changes": dg.MetadataValue.md(
+                        "\n".join(
+                            f"- {c.change}: `{c.table}`" + (f" `{c.column}` ({c.data_type})" if c.column else "")
+                            for c in drifted
+                        )
+                        or "none"
+                    ),
                     "load_id": drift.load_id or "none",
                     "alert_conditions": dg.MetadataValue.json([drift_alert]),
                 },

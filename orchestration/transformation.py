@@ -3,9 +3,10 @@
 import json
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -45,7 +46,10 @@ class SpineDbtTranslator(DagsterDbtTranslator):
 def dbt_vars(warehouse: WarehouseResource) -> list[str]:
     """The day the numbers describe, and the warehouse file (dbt's profile reads it from here:
     one absolute path for every layer)."""
-    return ["--vars", json.dumps({"as_of_date": warehouse.as_of_date().isoformat(), "warehouse_path": str(warehouse.file)})]
+    return [
+        "--vars",
+        json.dumps({"as_of_date": warehouse.as_of_date().isoformat(), "warehouse_path": str(warehouse.file)}),
+    ]
 
 
 @dbt_assets(
@@ -77,10 +81,13 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     # produced: `require_upstream_step_success: False`); the others keep their last version.
     held = hold_entities(warehouse, context.run.run_id, failed)
     raise dg.Failure(
-        description=failed.describe() + (f"; held back: {', '.join(held)} (serving keeps their last good version)"
-                                         if held else ""),
-        metadata={"failed_nodes": dg.MetadataValue.json(failed.errors), "skipped_models": len(failed.skipped),
-                  "held_entities": ", ".join(held) or "none"},
+        description=failed.describe()
+        + (f"; held back: {', '.join(held)} (serving keeps their last good version)" if held else ""),
+        metadata={
+            "failed_nodes": dg.MetadataValue.json(failed.errors),
+            "skipped_models": len(failed.skipped),
+            "held_entities": ", ".join(held) or "none",
+        },
         allow_retries=False,
     )
 
@@ -102,8 +109,10 @@ class BuildFailures:
         return frozenset(name for name in (*self.errors, *self.skipped) if not name.startswith("test "))
 
     def describe(self) -> str:
-        return "; ".join(f"dbt {'test' if node.startswith('test ') else 'model'} "
-                         f"{node.removeprefix('test ')} failed: {message}" for node, message in self.errors.items())
+        return "; ".join(
+            f"dbt {'test' if node.startswith('test ') else 'model'} {node.removeprefix('test ')} failed: {message}"
+            for node, message in self.errors.items()
+        )
 
 
 def build_failures(run_results: Mapping[str, Any]) -> BuildFailures:
@@ -144,9 +153,11 @@ def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailur
             missing = sorted(failed.unbuilt & set(suite.models_read))
             if missing:
                 cause = "; ".join(f"{m}: {failed.errors[m]}" for m in missing if m in failed.errors)
-                reason = (f"not rebuilt in this run: {', '.join(missing)} "
-                          f"{'failed' if cause else 'skipped after an upstream failure'}"
-                          + (f" ({cause})" if cause else f" ({failed.describe()})"))
+                reason = (
+                    f"not rebuilt in this run: {', '.join(missing)} "
+                    f"{'failed' if cause else 'skipped after an upstream failure'}"
+                    + (f" ({cause})" if cause else f" ({failed.describe()})")
+                )
                 hold_unbuilt(con, suite, run_id, reason)
                 held.append(suite.entity)
     return held

@@ -22,19 +22,27 @@ import fcntl
 import json
 import os
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from expectations.freshness_windows import STALE_ACTION, STALE_CAUSES, Freshness, by_check_name
-from quality.source_monitors import Drift, VolumeReading
 from expectations.suite import DATA_ENG, Suite
+from quality.source_monitors import Drift, VolumeReading
 
 OK = "ok"
-SEVERITY = {"blocking_check": "critical", "data_freshness": "high", "load_freshness": "high",
-            "volume": "high", "schema_drift": "medium", "step_failure": "high", "run_died": "high",
-            "rejected_file": "high"}
+SEVERITY = {
+    "blocking_check": "critical",
+    "data_freshness": "high",
+    "load_freshness": "high",
+    "volume": "high",
+    "schema_drift": "medium",
+    "step_failure": "high",
+    "run_died": "high",
+    "rejected_file": "high",
+}
 
 
 @dataclass(frozen=True)
@@ -96,11 +104,12 @@ class Alert:
             lines = [f"RESOLVED: {self.dataset}", f"Issue: {self.what}"]
             if self.since:
                 lines.append(f"Was failing since: {_human(self.since)}")
-            lines += [f"Now: {self.how_many}" if self.how_many else "Now: back within its limits",
-                      f"Owner: {self.owner}"]
+            lines += [
+                f"Now: {self.how_many}" if self.how_many else "Now: back within its limits",
+                f"Owner: {self.owner}",
+            ]
             return "\n".join(lines)
-        lines = [f"DATA QUALITY ALERT ({self.severity.upper()})", f"Dataset: {self.dataset}",
-                 f"Issue: {self.what}"]
+        lines = [f"DATA QUALITY ALERT ({self.severity.upper()})", f"Dataset: {self.dataset}", f"Issue: {self.what}"]
         if self.how_many:
             lines.append(f"How many: {self.how_many}")
         if self.since:
@@ -135,31 +144,42 @@ def audit_conditions(suite: Suite, results: Iterable[Any], failing_since: dict[s
         since = failing_since.get(check.name)
         sample = json.loads(_field(result, "sample_unexpected") or "[]")
         if check.severity == "blocking":
-            conditions.append(Condition(
-                key=f"blocking_check:{suite.entity}:{check.name}",
-                kind="blocking_check",
-                state="fail" if failed else OK,
-                dataset=f"{suite.entity} ({_field(result, 'table_name')})",
-                what=f"blocking check failed: {check.description}",
-                how_many=_how_many(result) if failed else "",
-                since=utc_iso(since) if failed and since else None,
-                causes=check.likely_causes,
-                owner=check.owner,
-                action=check.suggested_action + f" Until it passes, serving keeps the last good {suite.entity} data.",
-                details={"check": check.name, "dimension": check.dimension, "expectation": check.expectation,
-                         "column": check.column, "sample": sample, "run_id": _field(result, "run_id")},
-            ))
+            conditions.append(
+                Condition(
+                    key=f"blocking_check:{suite.entity}:{check.name}",
+                    kind="blocking_check",
+                    state="fail" if failed else OK,
+                    dataset=f"{suite.entity} ({_field(result, 'table_name')})",
+                    what=f"blocking check failed: {check.description}",
+                    how_many=_how_many(result) if failed else "",
+                    since=utc_iso(since) if failed and since else None,
+                    causes=check.likely_causes,
+                    owner=check.owner,
+                    action=check.suggested_action
+                    + f" Until it passes, serving keeps the last good {suite.entity} data.",
+                    details={
+                        "check": check.name,
+                        "dimension": check.dimension,
+                        "expectation": check.expectation,
+                        "column": check.column,
+                        "sample": sample,
+                        "run_id": _field(result, "run_id"),
+                    },
+                )
+            )
         elif check.name in windows:
             window = windows[check.name]
             age = next((s.get("age_hours") for s in sample if isinstance(s, dict)), None) if failed else None
             state = window.state(age) if failed else OK
-            conditions.append(data_freshness_condition(window, state, age, _field(result, "as_of"),
-                                                       error=_field(result, "error")))
+            conditions.append(
+                data_freshness_condition(window, state, age, _field(result, "as_of"), error=_field(result, "error"))
+            )
     return conditions
 
 
-def data_freshness_condition(window: Freshness, state: str, age_hours: float | None, as_of: datetime,
-                             error: str | None = None) -> Condition:
+def data_freshness_condition(
+    window: Freshness, state: str, age_hours: float | None, as_of: datetime, error: str | None = None
+) -> Condition:
     since = None
     if state != OK and age_hours is not None and age_hours != float("inf"):
         limit = window.fail_hours if state == "fail" else window.warn_hours
@@ -173,14 +193,18 @@ def data_freshness_condition(window: Freshness, state: str, age_hours: float | N
         state=state,
         dataset=f"{window.kind} {window.name} ({window.relation})",
         what=f"data older than its freshness window (warn after {window.warn_hours:g} h, fail after "
-             f"{window.fail_hours:g} h)",
+        f"{window.fail_hours:g} h)",
         how_many=f"{age} at the as-of time {as_of:%Y-%m-%d %H:%M} UTC" if state != OK else "",
         since=since,
         causes=STALE_CAUSES[window.kind],
         owner=window.owner,
         action=STALE_ACTION[window.kind],
-        details={"window": window.key, "age_hours": age_hours, "warn_hours": window.warn_hours,
-                 "fail_hours": window.fail_hours},
+        details={
+            "window": window.key,
+            "age_hours": age_hours,
+            "warn_hours": window.warn_hours,
+            "fail_hours": window.fail_hours,
+        },
     )
 
 
@@ -192,7 +216,7 @@ def load_freshness_condition(asset: str, window: Freshness, state: str, since: d
         state=state,
         dataset=f"{window.kind} {window.name} (Dagster asset {asset})",
         what=f"not loaded within its window (warn after {window.warn_hours:g} h, fail after "
-             f"{window.fail_hours:g} h since the last successful run)",
+        f"{window.fail_hours:g} h since the last successful run)",
         since=utc_iso(since) if since and state != OK else None,
         causes=("the daily schedule or the landing-folder sensor is off", "its last runs failed"),
         owner=DATA_ENG,
@@ -204,8 +228,10 @@ def load_freshness_condition(asset: str, window: Freshness, state: str, since: d
 def volume_condition(reading: VolumeReading) -> Condition:
     how_many = ""
     if reading.anomalous and reading.average is not None:
-        how_many = (f"{reading.rows:,} rows against an average of {reading.average:,.0f} over the last "
-                    f"{reading.readings} loads ({reading.deviation:+.0%})")
+        how_many = (
+            f"{reading.rows:,} rows against an average of {reading.average:,.0f} over the last "
+            f"{reading.readings} loads ({reading.deviation:+.0%})"
+        )
     return Condition(
         key=f"volume:{reading.table}",
         kind="volume",
@@ -214,8 +240,10 @@ def volume_condition(reading: VolumeReading) -> Condition:
         what="row count far from its recent average",
         how_many=how_many,
         since=utc_iso(reading.measured_at) if reading.measured_at and reading.anomalous else None,
-        causes=("a full reload that returned fewer records (an outage, a changed filter, lost permissions)",
-                "a table emptied, or rows loaded twice"),
+        causes=(
+            "a full reload that returned fewer records (an outage, a changed filter, lost permissions)",
+            "a table emptied, or rows loaded twice",
+        ),
         owner=DATA_ENG,
         action="Compare with the source system's own count and check the connector's last run.",
         details={"rows": reading.rows, "average": reading.average, "readings": reading.readings},
@@ -234,17 +262,20 @@ def drift_condition(drift: Drift) -> Condition:
         what="the source's schema changed in its latest load",
         how_many=f"{len(drift.changes)} change(s): {listed}" if drift.drifted else "",
         since=_load_time(drift.load_id) if drift.drifted else None,
-        causes=("the vendor added or renamed a field, or changed its type",
-                "a new API version, or a client sending a new property"),
+        causes=(
+            "the vendor added or renamed a field, or changed its type",
+            "a new API version, or a client sending a new property",
+        ),
         owner=DATA_ENG,
         action="Review the new columns in the raw table; model them in staging if they matter, or pin "
-               "the source's API version. A type change lands in a `__v_<type>` column beside the old one.",
+        "the source's API version. A type change lands in a `__v_<type>` column beside the old one.",
         details={"load_id": drift.load_id, "changes": [asdict(c) for c in drift.changes]},
     )
 
 
-def rejected_file_condition(source: str, name: str, reason: str, set_aside_in: str, since: str | None = None,
-                            state: str = "fail") -> Condition:
+def rejected_file_condition(
+    source: str, name: str, reason: str, set_aside_in: str, since: str | None = None, state: str = "fail"
+) -> Condition:
     """A landing file that could not be read at all and was set aside (`state` ok once it is gone
     from the rejected folder: deleted, or fixed and put back)."""
     return Condition(
@@ -255,13 +286,16 @@ def rejected_file_condition(source: str, name: str, reason: str, set_aside_in: s
         what="a landing file could not be read and was set aside; the other files loaded",
         how_many=f"1 file, none of its events loaded: {reason}" if state != OK else "",
         since=since if state != OK else None,
-        causes=("the collector wrote something that is not gzip-compressed JSON lines",
-                "the file was cut short: a transfer or a disk that failed, or a file dropped before it was "
-                "completely written", "the pipeline may not read the file (permissions)"),
+        causes=(
+            "the collector wrote something that is not gzip-compressed JSON lines",
+            "the file was cut short: a transfer or a disk that failed, or a file dropped before it was "
+            "completely written",
+            "the pipeline may not read the file (permissions)",
+        ),
         owner=DATA_ENG,
         action=f"Look at {set_aside_in} and its .reason.txt. Have the collector deliver the file again into the "
-               "landing folder (it loads like a new file), then delete the set-aside copy; deleting it also "
-               "resolves this alert.",
+        "landing folder (it loads like a new file), then delete the set-aside copy; deleting it also "
+        "resolves this alert.",
         details={"file": name, "reason": reason, "set_aside_in": set_aside_in},
     )
 
@@ -364,18 +398,28 @@ def delivery_state(state: dict[str, Any], configured: Iterable[str] = ()) -> dic
     """Per channel, from an `AlertStore`'s state: the channels configured, then any other that
     is owed something or was ever tried."""
     configured = list(configured)
-    names = [*configured, *sorted({name for entry in state.get("undelivered", []) for name in entry["channels"]}
-                                  | {e["channel"] for e in state.get("undeliverable", [])}
-                                  | set(state.get("channels", {})))]
+    names = [
+        *configured,
+        *sorted(
+            {name for entry in state.get("undelivered", []) for name in entry["channels"]}
+            | {e["channel"] for e in state.get("undeliverable", [])}
+            | set(state.get("channels", {}))
+        ),
+    ]
     report: dict[str, ChannelDelivery] = {}
     for name in dict.fromkeys(names):
         owed = [e["alert"]["sent_at"] for e in state.get("undelivered", []) if name in e["channels"]]
         saved = state.get("channels", {}).get(name, {})
         report[name] = ChannelDelivery(
-            channel=name, configured=name in configured, owed=len(owed), owed_since=min(owed, default=None),
+            channel=name,
+            configured=name in configured,
+            owed=len(owed),
+            owed_since=min(owed, default=None),
             undeliverable=sum(e["channel"] == name for e in state.get("undeliverable", [])),
-            delivered_total=saved.get("delivered", 0), last_delivered_at=saved.get("last_delivered_at"),
-            last_error=saved.get("last_error"), last_error_at=saved.get("last_error_at"),
+            delivered_total=saved.get("delivered", 0),
+            last_delivered_at=saved.get("last_delivered_at"),
+            last_error=saved.get("last_error"),
+            last_error_at=saved.get("last_error_at"),
         )
     return report
 
@@ -411,13 +455,21 @@ def dispatch(
                 since = previous.get("since") or condition.since
                 alert = _alert(replace(condition, since=since), "firing", now)
                 state["conditions"][condition.key] = {
-                    "state": condition.state, "alert_id": alert.id, "since": since or alert.sent_at,
-                    "dataset": condition.dataset, "what": condition.what, "owner": condition.owner,
+                    "state": condition.state,
+                    "alert_id": alert.id,
+                    "since": since or alert.sent_at,
+                    "dataset": condition.dataset,
+                    "what": condition.what,
+                    "owner": condition.owner,
                     "kind": condition.kind,
                 }
             else:
-                resolved = replace(condition, dataset=previous.get("dataset", condition.dataset),
-                                   what=previous.get("what", condition.what), since=previous.get("since"))
+                resolved = replace(
+                    condition,
+                    dataset=previous.get("dataset", condition.dataset),
+                    what=previous.get("what", condition.what),
+                    since=previous.get("since"),
+                )
                 alert = _alert(resolved, "resolved", now)
                 state["conditions"].pop(condition.key, None)
             state["undelivered"].append({"alert": alert.to_json(), "channels": sorted(by_name)})
@@ -439,8 +491,9 @@ def dispatch(
                         down.add(name)
                         store.save(state)
                         continue
-                    state["undeliverable"].append({"alert": entry["alert"], "channel": name, "error": str(exc),
-                                                   "at": utc_iso(now)})
+                    state["undeliverable"].append(
+                        {"alert": entry["alert"], "channel": name, "error": str(exc), "at": utc_iso(now)}
+                    )
                     set_aside[name] += 1
                 else:
                     delivered[name] += 1
@@ -461,9 +514,13 @@ def _alert(condition: Condition, status: str, now: datetime) -> Alert:
         key=condition.key,
         status=status,
         kind=condition.kind,
-        severity=("info" if status == "resolved" else
-                  "medium" if condition.state == "warn" and condition.kind != "blocking_check"
-                  else SEVERITY[condition.kind]),
+        severity=(
+            "info"
+            if status == "resolved"
+            else "medium"
+            if condition.state == "warn" and condition.kind != "blocking_check"
+            else SEVERITY[condition.kind]
+        ),
         state=condition.state,
         dataset=condition.dataset,
         what=condition.what,

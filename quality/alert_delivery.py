@@ -60,8 +60,12 @@ class _HttpChannel:
     def client(self) -> HttpClient:
         """The channel's client, made when first needed (the environment's proxy read then)."""
         if self._client is None:
-            given = {"timeout_seconds": self.timeout_seconds, "max_attempts": self.max_attempts,
-                     "backoff_seconds": self.backoff_seconds, "max_wait_seconds": self.max_wait_seconds}
+            given = {
+                "timeout_seconds": self.timeout_seconds,
+                "max_attempts": self.max_attempts,
+                "backoff_seconds": self.backoff_seconds,
+                "max_wait_seconds": self.max_wait_seconds,
+            }
             policy = RequestPolicy(**{k: v for k, v in given.items() if v is not None})
             self._client = HttpClient(self.url, policy=policy)
         return self._client
@@ -100,13 +104,15 @@ class Slack(_HttpChannel):
         title = alert.text().splitlines()[0]
         return {
             "text": f"{icon} {slack_text(title)}: {slack_text(alert.dataset)} - {slack_text(alert.what)}",
-            "attachments": [{
-                "color": _COLOURS.get(alert.severity, "#999999"),
-                "text": slack_text("\n".join(alert.text().splitlines()[1:])),
-                # A delivery owed for a while arrives late: say when it was raised, and which
-                # alert of the log it is.
-                "footer": f"data-spine alert {alert.id}, raised {alert.sent_at}",
-            }],
+            "attachments": [
+                {
+                    "color": _COLOURS.get(alert.severity, "#999999"),
+                    "text": slack_text("\n".join(alert.text().splitlines()[1:])),
+                    # A delivery owed for a while arrives late: say when it was raised, and which
+                    # alert of the log it is.
+                    "footer": f"data-spine alert {alert.id}, raised {alert.sent_at}",
+                }
+            ],
         }
 
 

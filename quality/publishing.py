@@ -60,7 +60,8 @@ class Decision:
         kept = (
             f"serving keeps the version published by run {self.serving_run_id} at "
             f"{self.serving_published_at:%Y-%m-%d %H:%M} UTC"
-            if self.serving_run_id else "serving holds no version of it yet"
+            if self.serving_run_id
+            else "serving holds no version of it yet"
         )
         verdict = "audit FAILED, not published" if self.blocking_failures else "not published"
         return f"{self.entity}: {verdict}: {self.reason}; {kept}."
@@ -84,32 +85,47 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
         if failures:
             reason = f"{len(failures)} blocking check(s) failed ({', '.join(failures)})"
         elif changed:
-            reason = (f"{', '.join(changed)} changed after the audit of run {audit_run} (rebuilt by another "
-                      "run?); audit them again")
+            reason = (
+                f"{', '.join(changed)} changed after the audit of run {audit_run} (rebuilt by another "
+                "run?); audit them again"
+            )
         counts = {t: int(p.split(":")[0]) if p else 0 for t, p in current.items()}
         now = datetime.now(UTC).replace(tzinfo=None)
         con.execute("BEGIN TRANSACTION")
         try:
             if reason is None:
                 for table in suite.publishes:
-                    con.execute(
-                        f"CREATE OR REPLACE TABLE {SERVING_SCHEMA}.{table} AS SELECT * FROM marts.{table}"
-                    )
+                    con.execute(f"CREATE OR REPLACE TABLE {SERVING_SCHEMA}.{table} AS SELECT * FROM marts.{table}")
             previous = current_version(con, suite.entity)
             serving_run_id = run_id if reason is None else (previous[0] if previous else None)
             con.execute(
                 f"INSERT INTO {PUBLICATIONS_TABLE} (entity, run_id, decided_at, status, row_counts, "
                 "blocking_failures, serving_run_id, audit_run_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [suite.entity, run_id, now, "held" if reason else "published", json.dumps(counts),
-                 json.dumps(failures), serving_run_id, audit_run, reason],
+                [
+                    suite.entity,
+                    run_id,
+                    now,
+                    "held" if reason else "published",
+                    json.dumps(counts),
+                    json.dumps(failures),
+                    serving_run_id,
+                    audit_run,
+                    reason,
+                ],
             )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
     return Decision(
-        suite.entity, run_id, "held" if reason else "published", counts, failures,
-        serving_run_id, now if reason is None else (previous[1] if previous else None), reason,
+        suite.entity,
+        run_id,
+        "held" if reason else "published",
+        counts,
+        failures,
+        serving_run_id,
+        now if reason is None else (previous[1] if previous else None),
+        reason,
     )
 
 
@@ -125,8 +141,16 @@ def hold_unbuilt(con: duckdb.DuckDBPyConnection, suite: Suite, run_id: str, reas
         "serving_run_id, audit_run_id, reason) VALUES (?, ?, ?, 'held', '{}', '[]', ?, NULL, ?)",
         [suite.entity, run_id, now, previous[0] if previous else None, reason],
     )
-    return Decision(suite.entity, run_id, "held", {}, [], previous[0] if previous else None,
-                    previous[1] if previous else None, reason)
+    return Decision(
+        suite.entity,
+        run_id,
+        "held",
+        {},
+        [],
+        previous[0] if previous else None,
+        previous[1] if previous else None,
+        reason,
+    )
 
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:

@@ -81,35 +81,45 @@ BEFORE_DISPATCH = "before_dispatch"
 AFTER_DISPATCH = "after_dispatch"
 _DELIVERY_NOTES = {
     BEFORE_DISPATCH: "As it stood when this scorecard was written, before this run's alerts were dispatched: "
-                     "anything owed is from earlier dispatches. The alerts above go out after the scorecard "
-                     "(by `spine run`, or the alerts sensor of `dagster dev`).",
+    "anything owed is from earlier dispatches. The alerts above go out after the scorecard "
+    "(by `spine run`, or the alerts sensor of `dagster dev`).",
     AFTER_DISPATCH: "As it stood after the dispatch that followed this scorecard (`spine run` or `spine alerts`): "
-                    "owed deliveries are retried by the next run, `spine alerts` or the alerts sensor.",
+    "owed deliveries are retried by the next run, `spine alerts` or the alerts sensor.",
 }
 
 
-def build_scorecard(warehouse_path: Path, reports_dir: Path,
-                    delivery: dict[str, ChannelDelivery] | None = None) -> dict:
+def build_scorecard(
+    warehouse_path: Path, reports_dir: Path, delivery: dict[str, ChannelDelivery] | None = None
+) -> dict:
     """Score every entity's latest audit and write scorecard.json, .html and .md into
     ``reports_dir``, with ``delivery`` (`AlertStore.delivery()`) as the alert-delivery state
     before this run's dispatch. Returns the scorecard dict."""
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        rows = _query(con, f"""
+        rows = _query(
+            con,
+            f"""
             SELECT * FROM {RESULTS_TABLE}
             WHERE (entity, run_id) IN (
                 SELECT entity, arg_max(run_id, validated_at) FROM {RESULTS_TABLE} GROUP BY entity)
-        """, missing=f"no validation results in {warehouse_path}: audit the marts first")
+        """,
+            missing=f"no validation results in {warehouse_path}: audit the marts first",
+        )
         if not rows:
             raise LookupError(f"{RESULTS_TABLE} in {warehouse_path} is empty: audit the marts first")
-        history = _query(con, f"""
+        history = _query(
+            con,
+            f"""
             SELECT run_id, entity, dimension, success, element_count, unexpected_count,
                    max(validated_at) OVER (PARTITION BY run_id, entity) AS validated_at
             FROM {RESULTS_TABLE}
             WHERE run_id IN (SELECT run_id FROM {RESULTS_TABLE} GROUP BY run_id
                              ORDER BY max(validated_at) DESC LIMIT {TREND_RUNS})
-        """)
+        """,
+        )
         since = failing_since(con, rows)
-        publications = _query(con, f"""
+        publications = _query(
+            con,
+            f"""
             SELECT entity, arg_max(status, decided_at) AS status,
                    arg_max(coalesce(audit_run_id, run_id), decided_at) AS audit_run_id,
                    arg_max(serving_run_id, decided_at) AS serving_run_id,
@@ -118,7 +128,8 @@ def build_scorecard(warehouse_path: Path, reports_dir: Path,
                    arg_max(audit_run_id IS NULL, decided_at) AS unaudited,
                    max(decided_at) FILTER (WHERE status = 'published') AS published_at
             FROM {PUBLICATIONS_TABLE} GROUP BY entity
-        """)
+        """,
+        )
         conditions = _conditions(con, rows, since)
     scorecard = score_results(rows, history, since, publications, conditions, delivery)
     write_reports(scorecard, reports_dir)
@@ -166,8 +177,12 @@ def entity_score(rows: list[dict]) -> tuple[float, dict[str, dict]]:
         checks = [r for r in rows if r["dimension"] == dim]
         if checks:
             score = _rounded(fmean(check_score(r) for r in checks))
-            dimensions[dim] = {"score": score, "band": band(score), "checks": len(checks),
-                               "failed": sum(not r["success"] for r in checks)}
+            dimensions[dim] = {
+                "score": score,
+                "band": band(score),
+                "checks": len(checks),
+                "failed": sum(not r["success"] for r in checks),
+            }
     return _rounded(fmean(d["score"] for d in dimensions.values())), dimensions
 
 
@@ -188,8 +203,9 @@ def score_results(
     for entity in names:
         mine = [r for r in rows if r["entity"] == entity]
         overall, dimensions = entity_score(mine)
-        failing = sorted((r for r in mine if not r["success"]),
-                         key=lambda r: (r["severity"] != "blocking", check_score(r)))
+        failing = sorted(
+            (r for r in mine if not r["success"]), key=lambda r: (r["severity"] != "blocking", check_score(r))
+        )
         suite = SUITES.get(entity)
         pub = published.get(entity)
         entities[entity] = {
@@ -199,8 +215,11 @@ def score_results(
             "description": suite.description if suite else None,
             "overall": {"score": overall, "band": band(overall)},
             "dimensions": dimensions,
-            "checks": {"total": len(mine), "failed": len(failing),
-                       "blocking_failed": sum(r["severity"] == "blocking" for r in failing)},
+            "checks": {
+                "total": len(mine),
+                "failed": len(failing),
+                "blocking_failed": sum(r["severity"] == "blocking" for r in failing),
+            },
             "publication": _publication(pub, mine[0]["run_id"]),
             "failing_checks": [_failing(r, suite, since.get((entity, r["check_name"]))) for r in failing],
         }
@@ -243,15 +262,20 @@ def trend(history: list[dict]) -> list[dict]:
     for r in history:
         runs[(r["run_id"], r["entity"])].append(r)
     points = [
-        {"run_id": run_id, "entity": entity, "validated_at": _iso(max(r["validated_at"] for r in rs)),
-         "score": entity_score(rs)[0]}
+        {
+            "run_id": run_id,
+            "entity": entity,
+            "validated_at": _iso(max(r["validated_at"] for r in rs)),
+            "score": entity_score(rs)[0],
+        }
         for (run_id, entity), rs in runs.items()
     ]
     return sorted(points, key=lambda p: (p["validated_at"], p["entity"]))
 
 
-def _conditions(con: duckdb.DuckDBPyConnection, rows: list[dict],
-                since: dict[tuple[str, str], datetime]) -> list[Condition]:
+def _conditions(
+    con: duckdb.DuckDBPyConnection, rows: list[dict], since: dict[tuple[str, str], datetime]
+) -> list[Condition]:
     conditions: list[Condition] = []
     for entity, suite in SUITES.items():
         mine = [r for r in rows if r["entity"] == entity]
@@ -290,9 +314,18 @@ def _failing(row: dict, suite: Any, since: datetime | None) -> dict:
 
 
 def _alert(c: Condition) -> dict:
-    return {"key": c.key, "kind": c.kind, "state": c.state, "dataset": c.dataset, "what": c.what,
-            "how_many": c.how_many, "since": c.since, "likely_causes": list(c.causes), "owner": c.owner,
-            "suggested_action": c.action}
+    return {
+        "key": c.key,
+        "kind": c.kind,
+        "state": c.state,
+        "dataset": c.dataset,
+        "what": c.what,
+        "how_many": c.how_many,
+        "since": c.since,
+        "likely_causes": list(c.causes),
+        "owner": c.owner,
+        "suggested_action": c.action,
+    }
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, missing: str | None = None) -> list[dict]:
@@ -345,8 +378,7 @@ def trend_svg(scorecard: dict) -> str:
     for entity in scorecard["entities"]:
         mine = sorted((index[p["run_id"]], p["score"]) for p in points if p["entity"] == entity)
         if mine:
-            ax.plot([x for x, _ in mine], [y for _, y in mine], marker="o", markersize=3, linewidth=1.5,
-                    label=entity)
+            ax.plot([x for x, _ in mine], [y for _, y in mine], marker="o", markersize=3, linewidth=1.5, label=entity)
     ax.set_ylim(low - 2, 100.5)
     ax.set_xlim(-0.5, max(len(runs) - 0.5, 0.5))
     labels = [datetime.fromisoformat(at).strftime("%m-%d %H:%M") for at, _ in runs]
@@ -361,7 +393,7 @@ def trend_svg(scorecard: dict) -> str:
     fig.savefig(buffer, format="svg")
     plt.close(fig)
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]
 
 
 def _environment(markdown: bool = False) -> Any:
@@ -371,17 +403,23 @@ def _environment(markdown: bool = False) -> Any:
 
     if markdown:
         env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False, trim_blocks=True, lstrip_blocks=True,
-            finalize=lambda v: v if isinstance(v, markupsafe.Markup) else markdown_text("" if v is None else v))
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            finalize=lambda v: v if isinstance(v, markupsafe.Markup) else markdown_text("" if v is None else v),
+        )
         env.filters["verbatim"] = markupsafe.Markup
         # Inside backticks nothing is interpreted; only a backtick or a line break could end it.
         env.filters["code"] = lambda v: markupsafe.Markup(CONTROL.sub(" ", str(v)).replace("`", "'"))
     else:
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                 trim_blocks=True, lstrip_blocks=True)
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True
+        )
     env.filters["human"] = lambda v: datetime.fromisoformat(v.rstrip("Z")).strftime("%Y-%m-%d %H:%M UTC") if v else ""
-    env.filters["record"] = lambda v: (", ".join(f"{k}={_short(x)}" for k, x in v.items())
-                                       if isinstance(v, dict) else _short(v))
+    env.filters["record"] = lambda v: (
+        ", ".join(f"{k}={_short(x)}" for k, x in v.items()) if isinstance(v, dict) else _short(v)
+    )
     return env
 
 
@@ -392,9 +430,11 @@ def _short(value: Any) -> str:
 
 
 def render_html(scorecard: dict) -> str:
-
-    return _environment().get_template("scorecard.html.j2").render(
-        sc=scorecard, dimensions=DIMENSIONS, chart=markupsafe.Markup(trend_svg(scorecard)))
+    return (
+        _environment()
+        .get_template("scorecard.html.j2")
+        .render(sc=scorecard, dimensions=DIMENSIONS, chart=markupsafe.Markup(trend_svg(scorecard)))
+    )
 
 
 def render_markdown(scorecard: dict) -> str:
@@ -412,24 +452,31 @@ def format_summary(scorecard: dict) -> str:
     lines.append(["all", *([""] * len(DIMENSIONS)), _cell(scorecard["overall"]), ""])
     widths = [max(len(row[i]) for row in lines) for i in range(len(headers))]
     table = [
-        "  ".join(cell.ljust(w) if i in (0, len(headers) - 1) else cell.rjust(w)
-                  for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        "  ".join(
+            cell.ljust(w) if i in (0, len(headers) - 1) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))
+        ).rstrip()
         for row in lines
     ]
     failing = [
         f"{entity}: {card['checks']['failed']} failing ({card['checks']['blocking_failed']} blocking)"
         for entity, card in scorecard["entities"].items()
     ]
-    held = [f"{entity} held back: {card['publication']['reason'] or 'a blocking check failed'}"
-            for entity, card in scorecard["entities"].items() if card["publication"]["status"] == "held"]
-    return "\n".join([
-        f"Data quality scorecard - as of {scorecard['as_of']}",
-        *table,
-        "; ".join(failing),
-        *held,
-        f"alerts: {len(scorecard['alerts'])} firing{_owed(scorecard)}; bands: G >= 95, Y 90-95, R < 90; "
-        "'-' = no checks",
-    ])
+    held = [
+        f"{entity} held back: {card['publication']['reason'] or 'a blocking check failed'}"
+        for entity, card in scorecard["entities"].items()
+        if card["publication"]["status"] == "held"
+    ]
+    return "\n".join(
+        [
+            f"Data quality scorecard - as of {scorecard['as_of']}",
+            *table,
+            "; ".join(failing),
+            *held,
+            f"alerts: {len(scorecard['alerts'])} firing{_owed(scorecard)}; bands: G >= 95, Y 90-95, R < 90; "
+            "'-' = no checks",
+        ]
+    )
 
 
 def _owed(scorecard: dict) -> str:

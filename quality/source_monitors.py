@@ -157,11 +157,14 @@ def measure_volumes(
             continue
         name = f"{dataset}.{table}"
         rows = con.execute(f'SELECT count(*) FROM "{dataset}"."{table}"').fetchone()[0]
-        history = [r[0] for r in con.execute(
-            f"SELECT row_count FROM {VOLUMES_TABLE} WHERE source = ? AND table_name = ? "
-            "ORDER BY measured_at DESC LIMIT ?",
-            [source, name, policy.window],
-        ).fetchall()]
+        history = [
+            r[0]
+            for r in con.execute(
+                f"SELECT row_count FROM {VOLUMES_TABLE} WHERE source = ? AND table_name = ? "
+                "ORDER BY measured_at DESC LIMIT ?",
+                [source, name, policy.window],
+            ).fetchall()
+        ]
         average = fmean(history) if len(history) >= policy.min_readings else None
         anomalous = average is not None and abs(rows - average) > policy.tolerance * average
         reading = VolumeReading(source, name, rows, average, len(history), anomalous, now)
@@ -173,8 +176,9 @@ def measure_volumes(
     return readings
 
 
-def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_id: str,
-                 declared: Iterable[str] = ()) -> Drift:
+def detect_drift(
+    con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_id: str, declared: Iterable[str] = ()
+) -> Drift:
     """What the schema of the source's latest load added to the schema of the load before it;
     new changes are recorded once.
 
@@ -192,10 +196,12 @@ def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_
     if len(loads) < 2 or loads[0][1] == loads[1][1]:
         return Drift(source, loads[0][0] if loads else None)
     (latest, new_hash), (_, old_hash) = loads
-    schemas = dict(con.execute(
-        f'SELECT version_hash, schema FROM "{dataset}"._dlt_version WHERE version_hash IN (?, ?)',
-        [new_hash, old_hash],
-    ).fetchall())
+    schemas = dict(
+        con.execute(
+            f'SELECT version_hash, schema FROM "{dataset}"._dlt_version WHERE version_hash IN (?, ?)',
+            [new_hash, old_hash],
+        ).fetchall()
+    )
     if new_hash not in schemas or old_hash not in schemas:
         return Drift(source, latest)
     changes = _compare(json.loads(schemas[old_hash]), json.loads(schemas[new_hash]), frozenset(declared))
@@ -206,16 +212,18 @@ def detect_drift(con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_
         now = datetime.now(UTC).replace(tzinfo=None)
         con.executemany(
             f"INSERT INTO {SCHEMA_CHANGES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[now, run_id, source, latest, f"{dataset}.{c.table}", c.column, c.data_type, c.change]
-             for c in changes],
+            [[now, run_id, source, latest, f"{dataset}.{c.table}", c.column, c.data_type, c.change] for c in changes],
         )
     return Drift(source, latest, changes)
 
 
 def _compare(old: dict, new: dict, declared: frozenset[str] = frozenset()) -> list[SchemaChange]:
     def data_tables(schema: dict) -> dict[str, dict]:
-        return {name: t.get("columns", {}) for name, t in schema.get("tables", {}).items()
-                if not name.startswith("_dlt") and name not in EXPECTED_TABLES}
+        return {
+            name: t.get("columns", {})
+            for name, t in schema.get("tables", {}).items()
+            if not name.startswith("_dlt") and name not in EXPECTED_TABLES
+        }
 
     before, after = data_tables(old), data_tables(new)
     resources = _resources(new.get("tables", {}))
@@ -260,15 +268,19 @@ def current_drifts(con: duckdb.DuckDBPyConnection) -> list[Drift]:
     drifts = []
     for source, load_id, dataset in recorded:
         try:
-            (latest,) = con.execute(
-                f'SELECT max(load_id) FROM "{dataset}"._dlt_loads WHERE status = 0').fetchone()
+            (latest,) = con.execute(f'SELECT max(load_id) FROM "{dataset}"._dlt_loads WHERE status = 0').fetchone()
         except duckdb.CatalogException:
             continue
         if latest != load_id:
             continue
-        changes = [SchemaChange(t.split(".", 1)[1], c, d, k) for t, c, d, k in con.execute(
-            f"SELECT table_name, column_name, data_type, change FROM {SCHEMA_CHANGES_TABLE} "
-            "WHERE source = ? AND load_id = ? ORDER BY ALL", [source, load_id]).fetchall()]
+        changes = [
+            SchemaChange(t.split(".", 1)[1], c, d, k)
+            for t, c, d, k in con.execute(
+                f"SELECT table_name, column_name, data_type, change FROM {SCHEMA_CHANGES_TABLE} "
+                "WHERE source = ? AND load_id = ? ORDER BY ALL",
+                [source, load_id],
+            ).fetchall()
+        ]
         drifts.append(Drift(source, load_id, changes))
     return drifts
 
@@ -306,8 +318,12 @@ def type_misfits(con: duckdb.DuckDBPyConnection, dataset: str, tables: Iterable[
             if not rows:
                 continue
             picked = f'"{key}"::VARCHAR' if key else "NULL"
-            sample = [{key or "record": k, "value": v[:80]} for k, v in con.execute(
-                f'SELECT {picked}, "{variant}"::VARCHAR FROM {relation} WHERE "{variant}" IS NOT NULL '
-                f"ORDER BY 1 LIMIT {MISFIT_SAMPLES}").fetchall()]
+            sample = [
+                {key or "record": k, "value": v[:80]}
+                for k, v in con.execute(
+                    f'SELECT {picked}, "{variant}"::VARCHAR FROM {relation} WHERE "{variant}" IS NOT NULL '
+                    f"ORDER BY 1 LIMIT {MISFIT_SAMPLES}"
+                ).fetchall()
+            ]
             found.append(Misfit(f"{dataset}.{table}", variant.removesuffix(VARIANT_SUFFIX), rows, sample))
     return found

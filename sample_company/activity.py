@@ -92,20 +92,31 @@ def _handling(rng, created, solved_at, solved, end) -> pl.DataFrame:
     # Business minutes: roughly the share of a week's minutes that are office hours.
     business = rng.uniform(0.25, 0.45, size=t)
     minutes = lambda values, ok: np.where(ok, np.round(values), np.nan)  # noqa: E731
-    return pl.DataFrame({
-        "first_reply_minutes": minutes(reply, replied),
-        "first_reply_business_minutes": minutes(reply * business, replied),
-        "first_resolution_minutes": minutes(first_resolution, solved),
-        "first_resolution_business_minutes": minutes(first_resolution * business, solved),
-        "full_resolution_minutes": minutes(open_minutes, solved),
-        "full_resolution_business_minutes": minutes(open_minutes * business, solved),
-        "replies": np.where(replied, 1 + rng.poisson(1.5, size=t) + reopens, 0),
-        "reopens": reopens,
-    }).with_columns(pl.col("^.*minutes$").fill_nan(None).cast(pl.Int64))
+    return pl.DataFrame(
+        {
+            "first_reply_minutes": minutes(reply, replied),
+            "first_reply_business_minutes": minutes(reply * business, replied),
+            "first_resolution_minutes": minutes(first_resolution, solved),
+            "first_resolution_business_minutes": minutes(first_resolution * business, solved),
+            "full_resolution_minutes": minutes(open_minutes, solved),
+            "full_resolution_business_minutes": minutes(open_minutes * business, solved),
+            "replies": np.where(replied, 1 + rng.poisson(1.5, size=t) + reopens, 0),
+            "reopens": reopens,
+        }
+    ).with_columns(pl.col("^.*minutes$").fill_nan(None).cast(pl.Int64))
 
 
-def simulate_activity(rng, end, billing: Billing, tickets_target: int, usage_events: int, contacts: pl.DataFrame,
-                      per_company: np.ndarray, zendesk_org: np.ndarray, workspace: pl.Series) -> Activity:
+def simulate_activity(
+    rng,
+    end,
+    billing: Billing,
+    tickets_target: int,
+    usage_events: int,
+    contacts: pl.DataFrame,
+    per_company: np.ndarray,
+    zendesk_org: np.ndarray,
+    workspace: pl.Series,
+) -> Activity:
     s = billing.spans
     first_contact = np.cumsum(per_company) - per_company
     window_start, window_days = churn_windows(billing)
@@ -130,8 +141,11 @@ def simulate_activity(rng, end, billing: Billing, tickets_target: int, usage_eve
     before_churn = t_created >= window_start[t_span]  # False where NaT
     t_solved = t_created + seconds(rng.gamma(shape=1.5, scale=30, size=t) / 24)
     solved = t_solved < end
-    status = np.where(solved, np.where(t_solved < end - 4 * DAY, "closed", "solved"),
-                      rng.choice(np.array(["new", "open", "pending"]), size=t))
+    status = np.where(
+        solved,
+        np.where(t_solved < end - 4 * DAY, "closed", "solved"),
+        rng.choice(np.array(["new", "open", "pending"]), size=t),
+    )
     requester = contacts["zendesk_user_id"].to_numpy()[_contact_of(rng, t_company, first_contact, per_company)]
     handling = _handling(rng.spawn(1)[0], t_created, t_solved, solved, end)
     tickets = frame(
@@ -171,7 +185,9 @@ def simulate_activity(rng, end, billing: Billing, tickets_target: int, usage_eve
     # Move a rising share of the events in the pre-churn window to earlier in the subscription.
     into_window = days_between(window_start[e_span], e_ts) / np.where(window_days[e_span] > 0, window_days[e_span], 1)
     moved = (rng.random(usage_events) < USAGE_FADE * np.nan_to_num(into_window, nan=0.0)) & (into_window >= 0)
-    earlier = uniform_between(rng, s.start[e_span], np.where(np.isnat(window_start[e_span]), s.stop[e_span], window_start[e_span]))
+    earlier = uniform_between(
+        rng, s.start[e_span], np.where(np.isnat(window_start[e_span]), s.stop[e_span], window_start[e_span])
+    )
     e_ts = np.where(moved, earlier, e_ts)
     order = np.argsort(e_ts, kind="stable")
     e_span, e_ts = e_span[order], e_ts[order]

@@ -62,7 +62,9 @@ def group_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return running - offset
 
 
-def last_at_or_before(groups: np.ndarray, times: np.ndarray, query_groups: np.ndarray, query_times: np.ndarray) -> np.ndarray:
+def last_at_or_before(
+    groups: np.ndarray, times: np.ndarray, query_groups: np.ndarray, query_times: np.ndarray
+) -> np.ndarray:
     """Index of the latest row of the same group with time <= the query time, else -1.
 
     `groups`/`times` must be sorted by (group, time); one sorted search answers every query."""
@@ -81,5 +83,8 @@ def last_at_or_before(groups: np.ndarray, times: np.ndarray, query_groups: np.nd
 def frame(columns: dict) -> pl.DataFrame:
     """Build a polars frame; polars takes datetime64 only at ms/us/ns resolution."""
     return pl.DataFrame(
-        {k: (v.astype("datetime64[us]") if isinstance(v, np.ndarray) and v.dtype.kind == "M" else v) for k, v in columns.items()}
+        {
+            k: (v.astype("datetime64[us]") if isinstance(v, np.ndarray) and v.dtype.kind == "M" else v)
+            for k, v in columns.items()
+        }
     )

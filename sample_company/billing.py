@@ -94,9 +94,18 @@ def unit_amount(tier: np.ndarray, currency: np.ndarray, annual: np.ndarray) -> n
 
 
 def price_ids(tier: np.ndarray, currency: np.ndarray, annual: np.ndarray) -> pl.Series:
-    return pl.DataFrame({"t": TIERS[tier], "c": CURRENCIES[currency], "a": annual}).select(
-        "price_" + pl.col("t") + "_" + pl.col("c") + "_" + pl.when(pl.col("a")).then(pl.lit("yearly")).otherwise(pl.lit("monthly"))
-    ).to_series()
+    return (
+        pl.DataFrame({"t": TIERS[tier], "c": CURRENCIES[currency], "a": annual})
+        .select(
+            "price_"
+            + pl.col("t")
+            + "_"
+            + pl.col("c")
+            + "_"
+            + pl.when(pl.col("a")).then(pl.lit("yearly")).otherwise(pl.lit("monthly"))
+        )
+        .to_series()
+    )
 
 
 def price_catalog() -> pl.DataFrame:
@@ -149,7 +158,10 @@ class PlanChanges:
 
     def plan_at(self, spans: Spans, span: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = last_at_or_before(self.span, self.time, span, time)
-        return (np.where(idx >= 0, self.tier[idx], spans.tier[span]), np.where(idx >= 0, self.seats[idx], spans.seats[span]))
+        return (
+            np.where(idx >= 0, self.tier[idx], spans.tier[span]),
+            np.where(idx >= 0, self.seats[idx], spans.seats[span]),
+        )
 
 
 @dataclass
@@ -224,15 +236,30 @@ def _discount_where(discounts: pl.DataFrame, applies: np.ndarray) -> pl.DataFram
     percent_off or amount_off, and duration_in_months only when `repeating`."""
     flag = pl.lit(pl.Series(applies))
     return discounts.select(
-        pl.when(flag & (pl.col(c) > 0) if c in ("coupon_percent_off", "coupon_amount_off", "coupon_duration_in_months") else flag)
+        pl.when(
+            flag & (pl.col(c) > 0)
+            if c in ("coupon_percent_off", "coupon_amount_off", "coupon_duration_in_months")
+            else flag
+        )
         .then(pl.col(c))
         .alias(c)
         for c in discounts.columns
     )
 
 
-def simulate_billing(rng, end, created, tier, seats, converts, currency, annual, customer_ids: pl.Series,
-                     trials: bool = True, coupons: bool = True) -> Billing:
+def simulate_billing(
+    rng,
+    end,
+    created,
+    tier,
+    seats,
+    converts,
+    currency,
+    annual,
+    customer_ids: pl.Series,
+    trials: bool = True,
+    coupons: bool = True,
+) -> Billing:
     """`trials` and `coupons` switch those features off (the same draws are made either way,
     so everything else about the company stays as it was)."""
     spans = _spans(rng, end, created, tier, seats, converts, trials)
@@ -298,7 +325,11 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
         {
             "discount_id": tokens(rng, s, "di_"),
             # Stripe coupons with an amount off are in one currency, hence one coupon per currency.
-            "coupon_id": np.where(amount_off > 0, np.char.add(coupon_names, np.char.add("_", np.char.upper(CURRENCIES[cur]))), coupon_names),
+            "coupon_id": np.where(
+                amount_off > 0,
+                np.char.add(coupon_names, np.char.add("_", np.char.upper(CURRENCIES[cur]))),
+                coupon_names,
+            ),
             "coupon_percent_off": percent_off,
             "coupon_amount_off": amount_off,
             "coupon_duration": duration,
@@ -337,22 +368,26 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
     on = np.r_[first, retried]
     ok = np.r_[~failed[first], recovered[retried]]
     messages = np.array([m for m, _ in FAILURES.values()])
-    charges = frame(
-        {
-            "charge_id": tokens(rng, len(on), "ch_"),
-            "stripe_customer_id": invoices["stripe_customer_id"].gather(on),
-            "invoice_id": invoice_ids.gather(on),
-            "amount": total[on],
-            "currency": CURRENCIES[cur[inv_span[on]]],
-            "status": np.where(ok, "succeeded", "failed"),
-            "failure_code": codes[failure[on]],
-            "failure_message": messages[failure[on]],
-            "created": np.r_[period_start[first] + 3600 * np.timedelta64(1, "s"), retry_at[retried]],
-        }
-    ).with_columns(
-        pl.when(pl.col("status") == "failed").then(pl.col("failure_code")),
-        pl.when(pl.col("status") == "failed").then(pl.col("failure_message")),
-    ).sort("created", maintain_order=True)
+    charges = (
+        frame(
+            {
+                "charge_id": tokens(rng, len(on), "ch_"),
+                "stripe_customer_id": invoices["stripe_customer_id"].gather(on),
+                "invoice_id": invoice_ids.gather(on),
+                "amount": total[on],
+                "currency": CURRENCIES[cur[inv_span[on]]],
+                "status": np.where(ok, "succeeded", "failed"),
+                "failure_code": codes[failure[on]],
+                "failure_message": messages[failure[on]],
+                "created": np.r_[period_start[first] + 3600 * np.timedelta64(1, "s"), retry_at[retried]],
+            }
+        )
+        .with_columns(
+            pl.when(pl.col("status") == "failed").then(pl.col("failure_code")),
+            pl.when(pl.col("status") == "failed").then(pl.col("failure_message")),
+        )
+        .sort("created", maintain_order=True)
+    )
 
     # --- Refunds: a few paid charges are given back, most in full -------------------------
     succeeded = charges.filter(pl.col("status") == "succeeded")
@@ -368,7 +403,10 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
         (pl.col("created") + pl.duration(days=5)).alias("created"),
     )
     charges = charges.join(
-        refunds.group_by("charge_id").agg(pl.col("amount").sum().alias("amount_refunded")), on="charge_id", how="left", maintain_order="left"
+        refunds.group_by("charge_id").agg(pl.col("amount").sum().alias("amount_refunded")),
+        on="charge_id",
+        how="left",
+        maintain_order="left",
     ).with_columns(pl.col("amount_refunded").fill_null(0))
 
     # --- Subscriptions as they stand at the end of history -------------------------------
@@ -378,8 +416,13 @@ def simulate_billing(rng, end, created, tier, seats, converts, currency, annual,
     last_status = np.full(s, "", dtype=object)
     last_status[last_invoice["span"].to_numpy()] = last_invoice["status"].to_numpy()
     status = np.select(
-        [trialing, ~running & ~spans.paid & np.isnat(spans.trial_end), ~running, last_status == "open",
-         last_status == "uncollectible"],
+        [
+            trialing,
+            ~running & ~spans.paid & np.isnat(spans.trial_end),
+            ~running,
+            last_status == "open",
+            last_status == "uncollectible",
+        ],
         ["trialing", "incomplete_expired", "canceled", "past_due", "unpaid"],
         "active",
     )

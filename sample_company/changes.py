@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,9 @@ def _write(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _pick(rng: np.random.Generator, rows: list[dict], fraction: float, eligible: Callable[[dict], bool]) -> tuple[list[int], list[int]]:
+def _pick(
+    rng: np.random.Generator, rows: list[dict], fraction: float, eligible: Callable[[dict], bool]
+) -> tuple[list[int], list[int]]:
     """Positions to update and to delete: `fraction` of the eligible rows, at least one."""
     candidates = [i for i, r in enumerate(rows) if r.get("id") is not None and eligible(r)]
     if not candidates or fraction <= 0:
@@ -68,10 +70,16 @@ def _stripe(folder: Path, rng, fraction: float, at: datetime) -> dict[str, Chang
     changed: dict[str, Changed] = {}
 
     def emit(kind: str, obj: dict) -> None:
-        events.append({
-            "id": f"evt_{ts}_{len(events):06d}", "object": "event", "type": kind, "created": ts,
-            "api_version": LATEST_STRIPE_VERSION, "data": {"object": copy.deepcopy(obj)},
-        })
+        events.append(
+            {
+                "id": f"evt_{ts}_{len(events):06d}",
+                "object": "event",
+                "type": kind,
+                "created": ts,
+                "api_version": LATEST_STRIPE_VERSION,
+                "data": {"object": copy.deepcopy(obj)},
+            }
+        )
 
     def note(obj: dict) -> None:
         obj["metadata"] = {**(obj.get("metadata") or {}), "reviewed_at": str(ts)}
@@ -104,8 +112,13 @@ def _stripe(folder: Path, rng, fraction: float, at: datetime) -> dict[str, Chang
     _write(folder / "subscriptions.jsonl", rows)
 
     # Everything else: reviewed (a metadata change), no deletions.
-    for obj, kind in (("products", "product.updated"), ("prices", "price.updated"), ("invoices", "invoice.updated"),
-                      ("charges", "charge.updated"), ("refunds", "refund.updated")):
+    for obj, kind in (
+        ("products", "product.updated"),
+        ("prices", "price.updated"),
+        ("invoices", "invoice.updated"),
+        ("charges", "charge.updated"),
+        ("refunds", "refund.updated"),
+    ):
         rows = _read(folder / f"{obj}.jsonl")
         upd, more = _pick(rng, rows, fraction, lambda r: True)
         upd = sorted(upd + more)
@@ -189,11 +202,13 @@ def _zendesk(folder: Path, rng, fraction: float, at: datetime) -> dict[str, Chan
     return changed
 
 
-def change_sources(sources_dir: Path, fraction: float = 0.01, seed: int = 1, at: datetime | None = None) -> dict[str, dict[str, Changed]]:
+def change_sources(
+    sources_dir: Path, fraction: float = 0.01, seed: int = 1, at: datetime | None = None
+) -> dict[str, dict[str, Changed]]:
     """Update (and delete) `fraction` of every API object's records; returns the ids per object."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    at = (at or datetime.now(timezone.utc)).replace(microsecond=0)
+    at = (at or datetime.now(UTC)).replace(microsecond=0)
     rng = np.random.default_rng(seed)
     return {
         "stripe": _stripe(sources_dir / "stripe", rng, fraction, at),

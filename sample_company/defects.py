@@ -79,7 +79,9 @@ class DefectRates:
             kinds = {f.name: f.type for f in fields(cls)}
             if not sep or name.strip() not in kinds:
                 known = ", ".join(kinds)
-                raise ValueError(f"unknown defect setting {part!r}: use default, none or NAME=VALUE with NAME one of {known}")
+                raise ValueError(
+                    f"unknown defect setting {part!r}: use default, none or NAME=VALUE with NAME one of {known}"
+                )
             number = int(value) if name.strip() == "stale_usage_feed_days" else float(value)
             if number < 0 or (isinstance(number, float) and number > 1):
                 raise ValueError(f"defect rate {part!r} must be between 0 and 1 (days: 0 or more)")
@@ -105,7 +107,9 @@ def _variant(rng: np.random.Generator, n: int, variants: list[pl.Expr]) -> pl.Ex
     return expr
 
 
-def _edit(df: pl.DataFrame, rows: np.ndarray, column: str, value: pl.Expr | pl.Series, nested: bool = False) -> pl.DataFrame:
+def _edit(
+    df: pl.DataFrame, rows: np.ndarray, column: str, value: pl.Expr | pl.Series, nested: bool = False
+) -> pl.DataFrame:
     """Set `column` (a field of `properties` when `nested`) on `rows` only.
 
     `value` is evaluated on those rows alone (a Series must have one value per row), so a
@@ -180,22 +184,26 @@ class Injector:
         new_ids = pl.Series((DUPLICATE_ID_BASE + np.arange(k)).astype(str))
         # Someone enters the company again weeks or months later, not linked to billing or product.
         created = (
-            copies["properties"].struct.field("createdate").str.to_datetime(ISO_MS, time_zone=None)
-            + pl.Series(self.rng.uniform(30, 400, size=k) * 86400 * 1_000_000).cast(pl.Duration("us"))
-        ).clip(upper_bound=self.end - timedelta(hours=1)).dt.strftime(ISO_MS)
+            (
+                copies["properties"].struct.field("createdate").str.to_datetime(ISO_MS, time_zone=None)
+                + pl.Series(self.rng.uniform(30, 400, size=k) * 86400 * 1_000_000).cast(pl.Duration("us"))
+            )
+            .clip(upper_bound=self.end - timedelta(hours=1))
+            .dt.strftime(ISO_MS)
+        )
         name = pl.col("name")
         props = copies["properties"].struct.unnest()
         links = [pl.lit("").alias(c) for c in ("stripe_customer_id", "product_workspace_id") if c in props.columns]
         props = props.with_columns(
-            _variant(self.rng, k, [name.str.to_uppercase(), name + ".", "The " + name, name.str.to_lowercase()]).alias("name"),
+            _variant(self.rng, k, [name.str.to_uppercase(), name + ".", "The " + name, name.str.to_lowercase()]).alias(
+                "name"
+            ),
             *links,
             pl.lit(created).alias("createdate"),
             pl.lit(created).alias("hs_lastmodifieddate"),
             pl.lit(new_ids).alias("hs_object_id"),
         )
-        copies = copies.with_columns(
-            id=new_ids, properties=props.to_struct(), createdAt=created, updatedAt=created
-        )
+        copies = copies.with_columns(id=new_ids, properties=props.to_struct(), createdAt=created, updatedAt=created)
         self.frames["hubspot"]["companies"] = pl.concat([companies, copies])
         self.note("hubspot.companies", "duplicate_company", new_ids.to_list())
 
@@ -207,7 +215,11 @@ class Injector:
         paying = np.zeros(companies.height, bool)
         paying[:n] = (sim["crm_status"] == "active").to_numpy()
         rows = _choose(self.rng, paying, self.rates.crm_arr_mismatch)
-        factor = np.where(self.rng.random(len(rows)) < 0.5, self.rng.uniform(0.5, 0.85, len(rows)), self.rng.uniform(1.15, 1.8, len(rows)))
+        factor = np.where(
+            self.rng.random(len(rows)) < 0.5,
+            self.rng.uniform(0.5, 0.85, len(rows)),
+            self.rng.uniform(1.15, 1.8, len(rows)),
+        )
         arr = pl.Series(np.round(sim["annual_revenue"].to_numpy()[rows] * factor, 2))
         companies = _edit(companies, rows, "annualrevenue", arr.cast(pl.String), nested=True)
         self.note("hubspot.companies", "crm_arr_mismatch", _ids(companies, rows))
@@ -286,7 +298,9 @@ class Injector:
             self.stale["usage.events"] = {
                 "days": days,
                 "stopped_at": stop.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "last_received_at": events["received_at"].max().strftime("%Y-%m-%dT%H:%M:%SZ") if events.height else None,
+                "last_received_at": events["received_at"].max().strftime("%Y-%m-%dT%H:%M:%SZ")
+                if events.height
+                else None,
             }
         n = events.height
 

@@ -83,10 +83,14 @@ def _people(c: Company) -> pl.DataFrame:
 
 def _rudder_ids(people: pl.DataFrame) -> pl.Series:
     # RudderStack's gateway: an MD5-based UUID of "<userId>:<anonymousId>".
-    return pl.Series("rudder_id", [
-        str(uuid.UUID(bytes=hashlib.md5(f"{u}:{a}".encode()).digest()))
-        for u, a in zip(people["user_id"], people["anonymous_id"])
-    ], pl.String)
+    return pl.Series(
+        "rudder_id",
+        [
+            str(uuid.UUID(bytes=hashlib.md5(f"{u}:{a}".encode()).digest()))
+            for u, a in zip(people["user_id"], people["anonymous_id"])
+        ],
+        pl.String,
+    )
 
 
 def _first_events(events: pl.DataFrame) -> pl.DataFrame:
@@ -113,15 +117,33 @@ def _segment_lines(c: Company, flavour: str) -> pl.DataFrame:
         pl.col("name").alias("account_name"),
         ("https://" + pl.col("domain")).alias("website"),
     )
-    library = pl.struct(_fixed(LIBRARY[flavour]["name"]).alias("name"), _fixed(LIBRARY[flavour]["version"]).alias("version"))
-    context = pl.Struct({"groupId": pl.String, "library": pl.Struct({"name": pl.Categorical, "version": pl.Categorical})})
+    library = pl.struct(
+        _fixed(LIBRARY[flavour]["name"]).alias("name"), _fixed(LIBRARY[flavour]["version"]).alias("version")
+    )
+    context = pl.Struct(
+        {"groupId": pl.String, "library": pl.Struct({"name": pl.Categorical, "version": pl.Categorical})}
+    )
     traits = pl.Struct({"email": pl.String, "name": pl.String, "website": pl.String})
-    columns = {"anonymousId": pl.Categorical, "channel": pl.Categorical, "context": context, "event": pl.String,
-               "groupId": pl.String, "messageId": pl.String, "originalTimestamp": pl.String,
-               "properties": pl.Struct({"plan": pl.String}), "receivedAt": pl.String, "sentAt": pl.String}
+    columns = {
+        "anonymousId": pl.Categorical,
+        "channel": pl.Categorical,
+        "context": context,
+        "event": pl.String,
+        "groupId": pl.String,
+        "messageId": pl.String,
+        "originalTimestamp": pl.String,
+        "properties": pl.Struct({"plan": pl.String}),
+        "receivedAt": pl.String,
+        "sentAt": pl.String,
+    }
     if flavour == "segment":
-        columns |= {"timestamp": pl.String, "traits": traits, "type": pl.Categorical, "userId": pl.String,
-                    "version": pl.Categorical}
+        columns |= {
+            "timestamp": pl.String,
+            "traits": traits,
+            "type": pl.Categorical,
+            "userId": pl.String,
+            "version": pl.Categorical,
+        }
     else:
         columns |= {"rudderId": pl.Categorical, "traits": traits, "type": pl.Categorical, "userId": pl.String}
 
@@ -143,40 +165,69 @@ def _segment_lines(c: Company, flavour: str) -> pl.DataFrame:
     }
     # Each instant is formatted once and its text shared by every field that carries it.
     events = c.events.with_columns(_iso("timestamp").alias("_sent"), _iso("received_at").alias("_received"))
-    track = _lines(events, columns, common | sent_at("_sent") | {
-        "messageId": pl.col("event_id"),
-        "type": _fixed("track"),
-        "event": pl.col("event"),
-        "context": pl.struct(
-            pl.when(pl.col("event_id").str.slice(-1).is_in(WITHOUT_GROUP)).then(None)
-            .otherwise(pl.col("account_id")).alias("groupId"),
-            library.alias("library"),
-        ),
-        "properties": pl.struct(pl.col("plan")),
-    })
+    track = _lines(
+        events,
+        columns,
+        common
+        | sent_at("_sent")
+        | {
+            "messageId": pl.col("event_id"),
+            "type": _fixed("track"),
+            "event": pl.col("event"),
+            "context": pl.struct(
+                pl.when(pl.col("event_id").str.slice(-1).is_in(WITHOUT_GROUP))
+                .then(None)
+                .otherwise(pl.col("account_id"))
+                .alias("groupId"),
+                library.alias("library"),
+            ),
+            "properties": pl.struct(pl.col("plan")),
+        },
+    )
     # Identify and group go out with the first event, and happen a second before it arrives
     # (at the latest a second before the history ends).
-    first = _first_events(c.events).with_columns(
-        _iso(pl.min_horizontal(pl.col("received_at") - pl.duration(seconds=1),
-                               pl.lit(c.end) - pl.duration(seconds=1))).alias("_at"),
-        _iso("received_at").alias("_received"),
-    ).join(people, on="user_id", how="left", maintain_order="left").join(
-        companies, on="account_id", how="left", maintain_order="left")
+    first = (
+        _first_events(c.events)
+        .with_columns(
+            _iso(
+                pl.min_horizontal(
+                    pl.col("received_at") - pl.duration(seconds=1), pl.lit(c.end) - pl.duration(seconds=1)
+                )
+            ).alias("_at"),
+            _iso("received_at").alias("_received"),
+        )
+        .join(people, on="user_id", how="left", maintain_order="left")
+        .join(companies, on="account_id", how="left", maintain_order="left")
+    )
     token = pl.col("event_id").str.strip_prefix("evt_")
-    identify = _lines(first, columns, common | sent_at("_at") | {
-        "messageId": "idn_" + token,
-        "type": _fixed("identify"),
-        "traits": pl.struct(pl.col("email"), pl.col("name"), pl.lit(None, pl.String).alias("website")),
-        # The client knows the workspace by then, so identify carries it too.
-        "context": pl.struct(pl.col("account_id").alias("groupId"), library.alias("library")),
-    })
-    group = _lines(first, columns, common | sent_at("_at") | {
-        "messageId": "grp_" + token,
-        "type": _fixed("group"),
-        "groupId": pl.col("account_id"),
-        "traits": pl.struct(pl.lit(None, pl.String).alias("email"), pl.col("account_name").alias("name"), pl.col("website")),
-        "context": pl.struct(pl.lit(None, pl.String).alias("groupId"), library.alias("library")),
-    })
+    identify = _lines(
+        first,
+        columns,
+        common
+        | sent_at("_at")
+        | {
+            "messageId": "idn_" + token,
+            "type": _fixed("identify"),
+            "traits": pl.struct(pl.col("email"), pl.col("name"), pl.lit(None, pl.String).alias("website")),
+            # The client knows the workspace by then, so identify carries it too.
+            "context": pl.struct(pl.col("account_id").alias("groupId"), library.alias("library")),
+        },
+    )
+    group = _lines(
+        first,
+        columns,
+        common
+        | sent_at("_at")
+        | {
+            "messageId": "grp_" + token,
+            "type": _fixed("group"),
+            "groupId": pl.col("account_id"),
+            "traits": pl.struct(
+                pl.lit(None, pl.String).alias("email"), pl.col("account_name").alias("name"), pl.col("website")
+            ),
+            "context": pl.struct(pl.lit(None, pl.String).alias("groupId"), library.alias("library")),
+        },
+    )
     # A day's identify and group calls open its file; ordering the lines any finer would
     # cost a sort of every column of every event. One contiguous frame: the writer gathers
     # each day's lines from it, and a gather over pieces is many times slower.
@@ -192,9 +243,12 @@ def rudderstack(c: Company) -> pl.DataFrame:
 
 
 def snowplow(c: Company) -> pl.DataFrame:
-    people = _people(c).select("user_id", pl.col("anonymous_id").str.replace_all("-", "").str.slice(0, 16).alias("domain_userid"))
+    people = _people(c).select(
+        "user_id", pl.col("anonymous_id").str.replace_all("-", "").str.slice(0, 16).alias("domain_userid")
+    )
     events = c.events.join(people, on="user_id", how="left", maintain_order="left").with_columns(
-        _iso("timestamp").alias("_happened"), _iso("received_at").alias("_received"))
+        _iso("timestamp").alias("_happened"), _iso("received_at").alias("_received")
+    )
     happened = pl.col("_happened")
     return events.select(
         pl.lit("dataspine-app").alias("app_id"),

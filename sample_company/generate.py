@@ -67,11 +67,16 @@ def generate(
     variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
     as_of = as_of or default_as_of()
     started = time.perf_counter()
-    log(f"Generating the {p.name!r} company (seed {seed}, as of {as_of}, "
-        f"{'with known defects' if rates.enabled else 'clean'}, variant {variant}) ...")
+    log(
+        f"Generating the {p.name!r} company (seed {seed}, as of {as_of}, "
+        f"{'with known defects' if rates.enabled else 'clean'}, variant {variant}) ..."
+    )
     company = simulate(p, seed, as_of, variant)
-    frames = {"stripe": vendors.stripe(company, variant), "hubspot": vendors.hubspot(company, variant),
-              "zendesk": vendors.zendesk(company, variant)}
+    frames = {
+        "stripe": vendors.stripe(company, variant),
+        "hubspot": vendors.hubspot(company, variant),
+        "zendesk": vendors.zendesk(company, variant),
+    }
     defect_report = inject(company, frames, rates, seed)
     events = vendors.usage_events(company, variant)
 
@@ -111,8 +116,10 @@ def generate(
         "variant": variant.as_dict(),
     }
     (sources_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    log(f"  wrote {sum(sum(v.values()) for k, v in counts.items() if k != 'usage'):,} API records "
-        f"and {events.height:,} usage events in {len(starts)} files ({time.perf_counter() - started:.1f}s)")
+    log(
+        f"  wrote {sum(sum(v.values()) for k, v in counts.items() if k != 'usage'):,} API records "
+        f"and {events.height:,} usage events in {len(starts)} files ({time.perf_counter() - started:.1f}s)"
+    )
     if rates.enabled:
         hit = sum(len(ids) for per_entity in defect_report["records"].values() for ids in per_entity.values())
         log(f"  injected {hit:,} known defects (listed in {sources_dir / MANIFEST})")

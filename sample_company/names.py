@@ -65,7 +65,15 @@ def domains(names: pl.Series) -> pl.Series:
 
 def emails(first: pl.Series, last: pl.Series, domain: pl.Series) -> pl.Series:
     """first.last<n>@domain, where the running number keeps namesakes apart."""
-    return pl.DataFrame({"f": first, "l": last, "d": domain}).select(
-        pl.col("f").str.to_lowercase() + "." + pl.col("l").str.to_lowercase()
-        + pl.int_range(pl.len()).cast(pl.String) + "@" + pl.col("d")
-    ).to_series()
+    return (
+        pl.DataFrame({"f": first, "l": last, "d": domain})
+        .select(
+            pl.col("f").str.to_lowercase()
+            + "."
+            + pl.col("l").str.to_lowercase()
+            + pl.int_range(pl.len()).cast(pl.String)
+            + "@"
+            + pl.col("d")
+        )
+        .to_series()
+    )

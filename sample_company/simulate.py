@@ -85,8 +85,19 @@ def simulate(preset: Preset, seed: int, as_of: date, variant: Variant | None = N
     workspace = "ws_" + pl.Series(100_001 + np.arange(n)).cast(pl.String)
     zendesk_org = 360_000_001 + np.arange(n)
 
-    billing = simulate_billing(rng, end, created, tier, seats, converts, currency, annual, stripe_customer,
-                               trials=variant.has_trials, coupons=variant.has_coupons)
+    billing = simulate_billing(
+        rng,
+        end,
+        created,
+        tier,
+        seats,
+        converts,
+        currency,
+        annual,
+        stripe_customer,
+        trials=variant.has_trials,
+        coupons=variant.has_coupons,
+    )
     spans = billing.spans
     subs = billing.subscriptions
     now = billing.current_span
@@ -95,7 +106,13 @@ def simulate(preset: Preset, seed: int, as_of: date, variant: Variant | None = N
     trialing = status_now == "trialing"
     # ARR at list price, as sales books it: coupons are a billing matter.
     months = np.where(annual, 12, 1)
-    arr = subs["unit_amount"].to_numpy()[now] * subs["quantity"].to_numpy()[now] * (12 / months) / 100 * USD_RATE[currency]
+    arr = (
+        subs["unit_amount"].to_numpy()[now]
+        * subs["quantity"].to_numpy()[now]
+        * (12 / months)
+        / 100
+        * USD_RATE[currency]
+    )
 
     companies = frame(
         {
@@ -153,7 +170,9 @@ def simulate(preset: Preset, seed: int, as_of: date, variant: Variant | None = N
         {
             "crm_deal_id": (30_000_001 + np.arange(len(s_company))).astype(str),
             "crm_company_id": crm_id.gather(s_company),
-            "deal_name": company_names.gather(s_company) + " - " + pl.Series(TIERS[spans.tier])
+            "deal_name": company_names.gather(s_company)
+            + " - "
+            + pl.Series(TIERS[spans.tier])
             + pl.Series(np.where(spans.winback, " (win-back)", "")),
             "amount": np.round(sold * 12 / months[s_company] / 100 * USD_RATE[currency[s_company]], 2),
             "deal_stage": deal_stage,

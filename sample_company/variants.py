@@ -78,7 +78,9 @@ class Variant:
                 continue
             name, sep, value = (s.strip() for s in part.partition("="))
             if not sep or name not in CHOICES:
-                raise ValueError(f"unknown variant setting {part!r}: use NAME=VALUE with NAME one of {', '.join(CHOICES)}")
+                raise ValueError(
+                    f"unknown variant setting {part!r}: use NAME=VALUE with NAME one of {', '.join(CHOICES)}"
+                )
             if value not in CHOICES[name]:
                 raise ValueError(f"variant {name} must be one of {', '.join(CHOICES[name])}, not {value!r}")
             variant = replace(variant, **{name: value})

@@ -46,8 +46,10 @@ def _catalog(c: Company, variant: Variant) -> pl.DataFrame:
         pl.col("price_id").alias("named_price_id"),
     )
     if variant.product_ids == "generated":
-        prices = prices.with_columns(generated_id("prod_", pl.col("named_product_id")).alias("product_id"),
-                                     generated_id("price_", pl.col("named_price_id")).alias("price_id"))
+        prices = prices.with_columns(
+            generated_id("prod_", pl.col("named_product_id")).alias("product_id"),
+            generated_id("price_", pl.col("named_price_id")).alias("price_id"),
+        )
     return prices.with_columns(
         # A lookup key as teams name them: what the price sells, never an id.
         (pl.col("tier") + "_" + pl.col("interval") + "ly_" + pl.col("currency")).alias("lookup_key")
@@ -56,8 +58,11 @@ def _catalog(c: Company, variant: Variant) -> pl.DataFrame:
 
 def _renamed(df: pl.DataFrame, catalog: pl.DataFrame, column: str = "price_id") -> pl.DataFrame:
     """`df` with its catalogue ids (prices, and products where it has them) as the account shows them."""
-    ids = catalog.select(pl.col("named_price_id").alias(column), pl.col("price_id").alias("_price"),
-                         pl.col("product_id").alias("_product"))
+    ids = catalog.select(
+        pl.col("named_price_id").alias(column),
+        pl.col("price_id").alias("_price"),
+        pl.col("product_id").alias("_product"),
+    )
     df = df.join(ids, on=column, how="left", maintain_order="left").with_columns(pl.col("_price").alias(column))
     if "product_id" in df.columns:
         df = df.with_columns(pl.col("_product").alias("product_id"))
@@ -69,9 +74,7 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
     older versions from these, see `vendor_api/stripe.py`)."""
     variant = variant or Variant()
     custom = variant.has_custom_fields
-    primary_email = c.contacts.group_by("crm_company_id", maintain_order=True).first().select(
-        "crm_company_id", "email"
-    )
+    primary_email = c.contacts.group_by("crm_company_id", maintain_order=True).first().select("crm_company_id", "email")
     customers = c.companies.join(primary_email, on="crm_company_id", how="left", maintain_order="left").select(
         pl.col("stripe_customer_id").alias("id"),
         pl.lit("customer").alias("object"),
@@ -79,14 +82,17 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
         pl.col("email"),
         pl.col("name"),
         pl.col("currency"),
-        (pl.struct(pl.col("crm_company_id").alias("hubspot_company_id")) if custom else pl.lit({}, pl.Struct({})))
-        .alias("metadata"),
+        (
+            pl.struct(pl.col("crm_company_id").alias("hubspot_company_id")) if custom else pl.lit({}, pl.Struct({}))
+        ).alias("metadata"),
         pl.lit(False).alias("livemode"),
     )
     created0 = c.companies["created_at"].min()
     catalog = _catalog(c, variant)
     products = (
-        catalog.select("product_id", "product_name", "tier").unique(subset="product_id", maintain_order=True).select(
+        catalog.select("product_id", "product_name", "tier")
+        .unique(subset="product_id", maintain_order=True)
+        .select(
             pl.col("product_id").alias("id"),
             pl.lit("product").alias("object"),
             pl.col("product_name").alias("name"),
@@ -102,8 +108,9 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
         pl.col("product_id").alias("product"),
         pl.col("unit_amount"),
         pl.col("currency"),
-        pl.struct(pl.col("interval"), pl.lit(1).alias("interval_count"), pl.lit("licensed").alias("usage_type"))
-        .alias("recurring"),
+        pl.struct(pl.col("interval"), pl.lit(1).alias("interval_count"), pl.lit("licensed").alias("usage_type")).alias(
+            "recurring"
+        ),
         pl.lit("recurring").alias("type"),
         pl.col("lookup_key"),
         pl.lit(True).alias("active"),
@@ -114,14 +121,40 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
 
     # Coupons and the discounts that apply them (one per subscription with a coupon). A
     # discount stays referenced by the invoices it reduced after it stops applying.
-    applied = pl.concat([
-        c.subscriptions.select("subscription_id", "stripe_customer_id", "discount_id", "coupon_id", "coupon_percent_off",
-                               "coupon_amount_off", "coupon_duration", "coupon_duration_in_months", "currency",
-                               "discount_start", "discount_end"),
-        c.invoices.select("subscription_id", "stripe_customer_id", "discount_id", "coupon_id", "coupon_percent_off",
-                          "coupon_amount_off", "coupon_duration", "coupon_duration_in_months", "currency",
-                          "discount_start", "discount_end"),
-    ]).filter(pl.col("discount_id").is_not_null()).unique(subset="discount_id", keep="first", maintain_order=True)
+    applied = (
+        pl.concat(
+            [
+                c.subscriptions.select(
+                    "subscription_id",
+                    "stripe_customer_id",
+                    "discount_id",
+                    "coupon_id",
+                    "coupon_percent_off",
+                    "coupon_amount_off",
+                    "coupon_duration",
+                    "coupon_duration_in_months",
+                    "currency",
+                    "discount_start",
+                    "discount_end",
+                ),
+                c.invoices.select(
+                    "subscription_id",
+                    "stripe_customer_id",
+                    "discount_id",
+                    "coupon_id",
+                    "coupon_percent_off",
+                    "coupon_amount_off",
+                    "coupon_duration",
+                    "coupon_duration_in_months",
+                    "currency",
+                    "discount_start",
+                    "discount_end",
+                ),
+            ]
+        )
+        .filter(pl.col("discount_id").is_not_null())
+        .unique(subset="discount_id", keep="first", maintain_order=True)
+    )
     discounts = applied.select(
         pl.col("discount_id").alias("id"),
         pl.lit("discount").alias("object"),
@@ -135,26 +168,32 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
         _unix("discount_start").alias("start"),
         _unix("discount_end").alias("end"),
     )
-    coupons = applied.unique(subset="coupon_id", keep="first", maintain_order=True).select(
-        pl.col("coupon_id").alias("id"),
-        pl.lit("coupon").alias("object"),
-        pl.col("coupon_id").alias("name"),
-        pl.col("coupon_duration").alias("duration"),
-        pl.col("coupon_duration_in_months").alias("duration_in_months"),
-        pl.col("coupon_percent_off").cast(pl.Float64).alias("percent_off"),
-        pl.col("coupon_amount_off").alias("amount_off"),
-        pl.when(pl.col("coupon_amount_off").is_not_null()).then(pl.col("currency")).alias("currency"),
-        pl.lit(True).alias("valid"),
-        pl.lit(created0).cast(pl.Datetime("us")).dt.epoch("s").alias("created"),
-        pl.lit(False).alias("livemode"),
-    ).sort("id")
+    coupons = (
+        applied.unique(subset="coupon_id", keep="first", maintain_order=True)
+        .select(
+            pl.col("coupon_id").alias("id"),
+            pl.lit("coupon").alias("object"),
+            pl.col("coupon_id").alias("name"),
+            pl.col("coupon_duration").alias("duration"),
+            pl.col("coupon_duration_in_months").alias("duration_in_months"),
+            pl.col("coupon_percent_off").cast(pl.Float64).alias("percent_off"),
+            pl.col("coupon_amount_off").alias("amount_off"),
+            pl.when(pl.col("coupon_amount_off").is_not_null()).then(pl.col("currency")).alias("currency"),
+            pl.lit(True).alias("valid"),
+            pl.lit(created0).cast(pl.Datetime("us")).dt.epoch("s").alias("created"),
+            pl.lit(False).alias("livemode"),
+        )
+        .sort("id")
+    )
 
     # Current period of each subscription item: the invoice period covering `as_of`.
     last_period = c.invoices.group_by("subscription_id").agg(
         pl.col("period_start").max().alias("cps"), pl.col("period_end").max().alias("cpe")
     )
-    subs = _renamed(c.subscriptions, catalog).join(price_struct, on="price_id", how="left", maintain_order="left").join(
-        last_period, on="subscription_id", how="left", maintain_order="left"
+    subs = (
+        _renamed(c.subscriptions, catalog)
+        .join(price_struct, on="price_id", how="left", maintain_order="left")
+        .join(last_period, on="subscription_id", how="left", maintain_order="left")
     )
     subs = subs.with_columns(
         pl.coalesce("cps", "trial_start", "start_date").alias("cps"), pl.coalesce("cpe", "trial_end").alias("cpe")
@@ -172,8 +211,11 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
 
     def ids(column: str) -> pl.Expr:
         """A list of the one id in `column`, empty where it is null."""
-        return pl.when(pl.col(column).is_not_null()).then(pl.concat_list(pl.col(column))).otherwise(
-            pl.lit([], pl.List(pl.String)))
+        return (
+            pl.when(pl.col(column).is_not_null())
+            .then(pl.concat_list(pl.col(column)))
+            .otherwise(pl.lit([], pl.List(pl.String)))
+        )
 
     subscriptions = subs.select(
         pl.col("subscription_id").alias("id"),
@@ -232,11 +274,20 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
         ).alias("parent"),
         pl.lit({}, pl.Struct({})).alias("metadata"),
     )
-    billed = _renamed(c.invoices.join(
-        c.prices.select("price_id", "product_id", "product_name", "unit_amount"), on="price_id", how="left",
+    billed = _renamed(
+        c.invoices.join(
+            c.prices.select("price_id", "product_id", "product_name", "unit_amount"),
+            on="price_id",
+            how="left",
+            maintain_order="left",
+        ),
+        catalog,
+    ).join(
+        c.subscriptions.select("subscription_id", "subscription_item_id"),
+        on="subscription_id",
+        how="left",
         maintain_order="left",
-    ), catalog).join(c.subscriptions.select("subscription_id", "subscription_item_id"), on="subscription_id", how="left",
-                     maintain_order="left")
+    )
     invoices = billed.select(
         pl.col("invoice_id").alias("id"),
         pl.lit("invoice").alias("object"),
@@ -282,8 +333,12 @@ def stripe(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFrame
         pl.col("amount_due").alias("amount_requested"),
         pl.when(pl.col("status") == "paid").then(pl.col("amount_paid")).alias("amount_paid"),
         pl.col("currency"),
-        pl.when(pl.col("status") == "paid").then(pl.lit("paid"))
-        .when(pl.col("status") == "open").then(pl.lit("open")).otherwise(pl.lit("canceled")).alias("status"),
+        pl.when(pl.col("status") == "paid")
+        .then(pl.lit("paid"))
+        .when(pl.col("status") == "open")
+        .then(pl.lit("open"))
+        .otherwise(pl.lit("canceled"))
+        .alias("status"),
         pl.lit(True).alias("is_default"),
         _unix("created").alias("created"),
         pl.struct(pl.lit("payment_intent").alias("type"), intent.alias("payment_intent")).alias("payment"),
@@ -345,8 +400,15 @@ def hubspot(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFram
             pl.col("owner_id").alias("hubspot_owner_id"),
             pl.col("lifecycle_stage").alias("lifecyclestage"),
             pl.col("annual_revenue").round(2).cast(pl.Utf8).alias("annualrevenue"),
-            *([pl.col("crm_status").alias("customer_status"), pl.col("stripe_customer_id"),
-               pl.col("workspace_id").alias("product_workspace_id")] if custom else []),
+            *(
+                [
+                    pl.col("crm_status").alias("customer_status"),
+                    pl.col("stripe_customer_id"),
+                    pl.col("workspace_id").alias("product_workspace_id"),
+                ]
+                if custom
+                else []
+            ),
             _iso("created_at", ISO_MS).alias("createdate"),
             _iso("updated_at", ISO_MS).alias("hs_lastmodifieddate"),
             pl.col("crm_company_id").alias("hs_object_id"),
@@ -405,7 +467,9 @@ def zendesk(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFram
         # The CRM company's id, where the team keeps it in sync (a convention, not a given).
         (pl.col("crm_company_id") if custom else pl.lit(None, pl.String)).alias("external_id"),
         pl.concat_list(pl.col("domain")).alias("domain_names"),
-        (pl.struct(pl.col("tier").alias("plan_tier")) if custom else pl.lit({}, pl.Struct({}))).alias("organization_fields"),
+        (pl.struct(pl.col("tier").alias("plan_tier")) if custom else pl.lit({}, pl.Struct({}))).alias(
+            "organization_fields"
+        ),
         _iso("created_at").alias("created_at"),
         _iso("created_at").alias("updated_at"),
     )
@@ -429,13 +493,16 @@ def zendesk(c: Company, variant: Variant | None = None) -> dict[str, pl.DataFram
         pl.col("zendesk_organization_id").alias("organization_id"),
         _iso("created_at").alias("created_at"),
         _iso("updated_at").alias("updated_at"),
-        pl.concat_list(
-            pl.struct(pl.lit(360_000_101).alias("id"), pl.col("priority").alias("value"))
-        ).alias("custom_fields"),
+        pl.concat_list(pl.struct(pl.lit(360_000_101).alias("id"), pl.col("priority").alias("value"))).alias(
+            "custom_fields"
+        ),
     )
+
     def minutes(name: str) -> pl.Expr:
         """Zendesk's {calendar, business} pair of a duration in minutes (both null if none)."""
-        return pl.struct(pl.col(f"{name}_minutes").alias("calendar"), pl.col(f"{name}_business_minutes").alias("business"))
+        return pl.struct(
+            pl.col(f"{name}_minutes").alias("calendar"), pl.col(f"{name}_business_minutes").alias("business")
+        )
 
     ticket_metrics = c.tickets.select(
         pl.col("ticket_id").alias("id"),

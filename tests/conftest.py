@@ -144,15 +144,27 @@ def clean_tiny(tmp_path_factory, worker_id):
 # the fixture runs once: the `small` company's run (`first_run`) and the variant matrix
 # (`shape_runs`).
 SHARED_RUNS = {
-    "test_pipeline.py": "small company run", "test_quality_acceptance.py": "small company run",
+    "test_pipeline.py": "small company run",
+    "test_quality_acceptance.py": "small company run",
     "test_wap.py": "small company run",
-    "test_conformance.py": "variant matrix runs", "test_variants.py": "variant matrix runs",
+    "test_conformance.py": "variant matrix runs",
+    "test_variants.py": "variant matrix runs",
 }
 # The files that take longest (whole pipeline runs), started first so that two workers finish
 # together rather than one waiting on a long file picked up last.
-LONGEST_FIRST = ["test_run_recovery.py", "test_pipeline.py", "test_dagster_dev_recovery.py", "test_quality_acceptance.py", "test_wap.py",
-                 "test_failure_isolation.py", "test_conformance.py", "test_resource_faults.py",
-                 "test_ui_selection.py", "test_alert_delivery.py", "test_hostile_values.py"]
+LONGEST_FIRST = [
+    "test_run_recovery.py",
+    "test_pipeline.py",
+    "test_dagster_dev_recovery.py",
+    "test_quality_acceptance.py",
+    "test_wap.py",
+    "test_failure_isolation.py",
+    "test_conformance.py",
+    "test_resource_faults.py",
+    "test_ui_selection.py",
+    "test_alert_delivery.py",
+    "test_hostile_values.py",
+]
 
 
 def pytest_collection_modifyitems(config, items):

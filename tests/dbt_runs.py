@@ -19,9 +19,22 @@ def run_dbt(args: list[str], warehouse: Path, target: Path, as_of: str = AS_OF) 
     """`dbt <args>` on `warehouse`, writing its artifacts to `target` (so that runs side by side
     share no partial-parse state), with the as-of date the sample companies of the tests use."""
     return subprocess.run(
-        [DBT, *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target),
-         "--vars", json.dumps({"as_of_date": as_of})],
-        env={**os.environ, "SPINE_WAREHOUSE": str(warehouse)}, capture_output=True, text=True, timeout=600,
+        [
+            DBT,
+            *args,
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+            "--target-path",
+            str(target),
+            "--vars",
+            json.dumps({"as_of_date": as_of}),
+        ],
+        env={**os.environ, "SPINE_WAREHOUSE": str(warehouse)},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

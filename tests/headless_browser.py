@@ -81,9 +81,11 @@ def render(html_path: str, png_path: str, probe: str | None = None) -> dict:
     view.resize(WIDTH, height)
     # A fixed sleep can capture a frame painted before the resize: wait until a marker in the
     # bottom-right corner appears in a grab, then until a grab without it arrives.
-    js("(() => { const d = document.createElement('div'); d.id = '__probe'; d.style.cssText = "
-       "'position:fixed;right:0;bottom:0;width:1px;height:1px;z-index:2147483647;background:#01fe02';"
-       " document.documentElement.appendChild(d); })()")
+    js(
+        "(() => { const d = document.createElement('div'); d.id = '__probe'; d.style.cssText = "
+        "'position:fixed;right:0;bottom:0;width:1px;height:1px;z-index:2147483647;background:#01fe02';"
+        " document.documentElement.appendChild(d); })()"
+    )
     deadline = time.monotonic() + TIMEOUT_S
 
     def grab(with_probe: bool):
@@ -107,8 +109,12 @@ def render(html_path: str, png_path: str, probe: str | None = None) -> dict:
             for band, value in BAND_COLOURS.items():
                 if colour == value:
                     counts[band] += 1
-    facts = {"title": js("document.title"), **json.loads(js(FACTS)),
-             "screenshot": {"width": image.width(), "height": image.height()}, "band_pixels": counts}
+    facts = {
+        "title": js("document.title"),
+        **json.loads(js(FACTS)),
+        "screenshot": {"width": image.width(), "height": image.height()},
+        "band_pixels": counts,
+    }
     if probe:
         facts["probe"] = json.loads(js(probe))
     view.close()

@@ -92,22 +92,43 @@ def prepare(root: Path, variant: str = "default", defects: str = "none") -> None
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    generate(data / "sources", data / "landing" / "usage_events", preset="tiny", seed=42, as_of=AS_OF, defects=defects,
-             variant=variant, log=lambda *_: None)
+    generate(
+        data / "sources",
+        data / "landing" / "usage_events",
+        preset="tiny",
+        seed=42,
+        as_of=AS_OF,
+        defects=defects,
+        variant=variant,
+        log=lambda *_: None,
+    )
 
 
 def spine_env(root: Path, **extra: str) -> dict[str, str]:
     """The environment of a `spine` command working in `root` (see `prepare`)."""
     data = root / "data"
-    env = {**os.environ, "SPINE_DATA_DIR": str(data), "SPINE_WAREHOUSE": str(data / "warehouse.duckdb"),
-           "DAGSTER_HOME": str(root / "dagster_home"), "SPINE_VENDOR_API_PORT": str(_free_port()),
-           "SPINE_AS_OF": AS_OF.isoformat(), **extra}
+    env = {
+        **os.environ,
+        "SPINE_DATA_DIR": str(data),
+        "SPINE_WAREHOUSE": str(data / "warehouse.duckdb"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "SPINE_VENDOR_API_PORT": str(_free_port()),
+        "SPINE_AS_OF": AS_OF.isoformat(),
+        **extra,
+    }
     env.pop("SPINE_LANDING_DIR", None)
     return env
 
 
-def spine_run(root: Path, log: Path, *args: str, variant: str = "default", defects: str = "none",
-              env: dict[str, str] | None = None, code: Path = PROJECT_ROOT) -> subprocess.Popen:
+def spine_run(
+    root: Path,
+    log: Path,
+    *args: str,
+    variant: str = "default",
+    defects: str = "none",
+    env: dict[str, str] | None = None,
+    code: Path = PROJECT_ROOT,
+) -> subprocess.Popen:
     """Start `spine run` at `tiny` in `root`, its output (stdout and stderr) going to `log`;
     `code` is the project's checkout to run (a changed copy of it, say).
 
@@ -115,10 +136,27 @@ def spine_run(root: Path, log: Path, *args: str, variant: str = "default", defec
     still being waited for) would block on a full pipe buffer."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "command_line.main", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
-             "--defects", defects, "--variant", variant, "--no-docs", *args],
-            cwd=code, env={**(env or spine_env(root)), "PYTHONPATH": str(code)}, stdout=out,
-            stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "command_line.main",
+                "run",
+                "--preset",
+                "tiny",
+                "--as-of",
+                AS_OF.isoformat(),
+                "--defects",
+                defects,
+                "--variant",
+                variant,
+                "--no-docs",
+                *args,
+            ],
+            cwd=code,
+            env={**(env or spine_env(root)), "PYTHONPATH": str(code)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
 
@@ -136,8 +174,9 @@ def start(shape: Shape, root: Path) -> tuple[Run, subprocess.Popen]:
 _RUN_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id", "load_id")
 
 
-def warehouse_digest(warehouse: Path, schemas: tuple[str, ...] = ("raw_", "staging", "intermediate", "marts",
-                                                                  "serving")) -> dict[str, tuple[int, int]]:
+def warehouse_digest(
+    warehouse: Path, schemas: tuple[str, ...] = ("raw_", "staging", "intermediate", "marts", "serving")
+) -> dict[str, tuple[int, int]]:
     """`schema.table` -> (rows, order-independent hash of the rows without dlt's load columns),
     for every table of the schemas named (or prefixed, `raw_`), dlt's own tables left out.
     Two warehouses built from the same data have equal digests."""
@@ -150,13 +189,21 @@ def warehouse_digest(warehouse: Path, schemas: tuple[str, ...] = ("raw_", "stagi
         for schema, table in tables:
             if not any(schema == s or (s.endswith("_") and schema.startswith(s)) for s in schemas):
                 continue
-            columns = [c for (c,) in con.execute(
-                "select column_name from duckdb_columns() where schema_name = ? and table_name = ? "
-                "order by column_index", [schema, table]).fetchall() if c not in _RUN_COLUMNS]
+            columns = [
+                c
+                for (c,) in con.execute(
+                    "select column_name from duckdb_columns() where schema_name = ? and table_name = ? "
+                    "order by column_index",
+                    [schema, table],
+                ).fetchall()
+                if c not in _RUN_COLUMNS
+            ]
             row = ", ".join(f'"{c}"' for c in columns)
-            digest[f"{schema}.{table}"] = tuple(con.execute(
-                f'select count(*), coalesce(sum(hash(row({row}))::hugeint), 0) from "{schema}"."{table}"'
-            ).fetchone())
+            digest[f"{schema}.{table}"] = tuple(
+                con.execute(
+                    f'select count(*), coalesce(sum(hash(row({row}))::hugeint), 0) from "{schema}"."{table}"'
+                ).fetchone()
+            )
     return digest
 
 
@@ -181,10 +228,16 @@ def run_all(shapes: list[Shape], root: Path, at_once: int = 2) -> dict[str, Run]
 # in its discounts' embedded coupons, goes through staging and MRR in test_stripe_versions.py;
 # RudderStack, which sends Segment's spec, through tests/unit/test_event_formats.py.
 SHAPES = [
-    Shape("legacy", "stripe_api=2024-06-20,product_ids=generated,events=segment",
-          ("stripe_2024-06-20", "hubspot", "zendesk")),
-    Shape("current", "stripe_api=2025-09-30.clover,product_ids=generated,custom_fields=absent,events=snowplow,"
-                     "trials=no,coupons=no", ("stripe_2025-09-30.clover", "hubspot", "zendesk")),
+    Shape(
+        "legacy",
+        "stripe_api=2024-06-20,product_ids=generated,events=segment",
+        ("stripe_2024-06-20", "hubspot", "zendesk"),
+    ),
+    Shape(
+        "current",
+        "stripe_api=2025-09-30.clover,product_ids=generated,custom_fields=absent,events=snowplow,trials=no,coupons=no",
+        ("stripe_2025-09-30.clover", "hubspot", "zendesk"),
+    ),
 ]
 
 

@@ -16,8 +16,9 @@ then shaped the way dlt's own normaliser would have shaped the dicts:
   has seen no value for; it appears with the first value;
 - a field whose values mix types within a batch (a number here, text there) is kept as text.
 
-Child tables have the primary key (parent's key, `position`) and merge on the parent's key (`merge_key`): a parent loaded again replaces all its
-child rows, as dlt does for its own nested tables. A parent whose list became empty leaves an
+Child tables have the primary key (parent's key, `position`) and merge on the parent's key
+(`merge_key`): a parent loaded again replaces all its child rows, as dlt does for its own
+nested tables. A parent whose list became empty leaves an
 empty-list marker (`_empty_list = true`) that deletes its old rows and is itself never
 stored.
 """
@@ -61,8 +62,13 @@ class Chunk:
 
     __slots__ = ("body", "key", "count", "_records")
 
-    def __init__(self, records: list[dict] | None = None, body: bytes | None = None, key: str | None = None,
-                 count: int | None = None):
+    def __init__(
+        self,
+        records: list[dict] | None = None,
+        body: bytes | None = None,
+        key: str | None = None,
+        count: int | None = None,
+    ):
         self.body, self.key, self._records = body, key, records
         self.count = len(records) if records is not None else count or 0
 
@@ -189,7 +195,12 @@ def _merge(into: dict, found: dict) -> bool:
         have = into.get(name)
         if isinstance(node, dict) and isinstance(have, dict):
             new |= _merge(have, node)
-        elif isinstance(node, list) and isinstance(node[0], dict) and isinstance(have, list) and isinstance(have[0], dict):
+        elif (
+            isinstance(node, list)
+            and isinstance(node[0], dict)
+            and isinstance(have, list)
+            and isinstance(have[0], dict)
+        ):
             new |= _merge(have[0], node[0])
         elif have != node:
             into[name], new = node, True
@@ -227,14 +238,18 @@ class RecordReader:
 
     def _parse(self, bodies: list[bytes]) -> pa.Table:
         # One body per line: a newline in JSON is whitespace between tokens (never inside text).
-        lines = b"\n".join(b.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in b or b"\r" in b else b
-                           for b in bodies)
+        lines = b"\n".join(
+            b.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in b or b"\r" in b else b for b in bodies
+        )
         block = max(1 << 20, max(map(len, bodies)) + 1)
         for _ in range(4):
-            options = pa_json.ParseOptions(explicit_schema=pa.schema(_declared(self.text)) if self.text else None,
-                                           unexpected_field_behavior="infer")
-            pages = pa_json.read_json(io.BytesIO(lines), read_options=pa_json.ReadOptions(block_size=block),
-                                      parse_options=options)
+            options = pa_json.ParseOptions(
+                explicit_schema=pa.schema(_declared(self.text)) if self.text else None,
+                unexpected_field_behavior="infer",
+            )
+            pages = pa_json.read_json(
+                io.BytesIO(lines), read_options=pa_json.ReadOptions(block_size=block), parse_options=options
+            )
             if not _merge(self.text, _timestamps(pa.struct(list(pages.schema))) or {}):
                 break
         listed = pages[self.key]
@@ -247,6 +262,7 @@ class RecordReader:
 
 
 # --- records → Arrow -------------------------------------------------------------------------
+
 
 def _tolerant_array(values: list) -> pa.Array:
     """`values` as Arrow, however they mix types: objects and lists keep their structure, and
@@ -294,12 +310,20 @@ def _maybe_instant(array: pa.ChunkedArray) -> pa.ChunkedArray:
 def struct_fields(array: pa.ChunkedArray) -> list[pa.ChunkedArray]:
     # `flatten` applies the struct's own nulls to its fields.
     per_chunk = [chunk.flatten() for chunk in array.chunks]
-    return [pa.chunked_array([fields[i] for fields in per_chunk], type=field.type)
-            for i, field in enumerate(array.type)]
+    return [
+        pa.chunked_array([fields[i] for fields in per_chunk], type=field.type) for i, field in enumerate(array.type)
+    ]
 
 
-def _columns(name: str, array: pa.ChunkedArray, depth: int, levels: int, keep: set[str], out: dict,
-             whole: frozenset[str] = frozenset()) -> None:
+def _columns(
+    name: str,
+    array: pa.ChunkedArray,
+    depth: int,
+    levels: int,
+    keep: set[str],
+    out: dict,
+    whole: frozenset[str] = frozenset(),
+) -> None:
     kind = array.type
     if name in keep:
         out[name] = array
@@ -349,15 +373,22 @@ def from_records(records: list[dict]) -> pa.Table:
         return _tolerant(records)
 
 
-def to_table(records: pa.Table, levels: int, keep: Sequence[str] = (), keys: Sequence[str] = ("id",),
-             whole: Sequence[str] = ()) -> pa.Table:
+def to_table(
+    records: pa.Table, levels: int, keep: Sequence[str] = (), keys: Sequence[str] = ("id",), whole: Sequence[str] = ()
+) -> pa.Table:
     """Records (see `RecordReader`) as one Arrow table shaped like dlt's normaliser would (see
     the module doc)."""
     return required(shape(records, levels, keep, whole), keys)
 
 
-def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: str, levels: int,
-             inherit: dict[str, pa.ChunkedArray] | None = None, markers: bool = True) -> pa.Table:
+def children(
+    lists: pa.ChunkedArray,
+    parent_ids: pa.ChunkedArray,
+    parent_key: str,
+    levels: int,
+    inherit: dict[str, pa.ChunkedArray] | None = None,
+    markers: bool = True,
+) -> pa.Table:
     """The items of a list column as rows of their own, keyed by their parent's id and their
     `position` in its list.
 
@@ -384,7 +415,9 @@ def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: st
     starts = np.cumsum(lengths) - lengths
     # The parent's id is the key, whatever the items say themselves (a Stripe subscription
     # item names its `subscription` too, and only some vendors' items do).
-    columns = {name: array for name, array in zip(items.column_names, items.columns) if name not in (parent_key, "position")}
+    columns = {
+        name: array for name, array in zip(items.column_names, items.columns) if name not in (parent_key, "position")
+    }
     columns = {
         parent_key: pc.take(parent_ids, parents),
         "position": pa.array(np.arange(len(values)) - np.repeat(starts, lengths), pa.int64()),
@@ -402,11 +435,13 @@ def children(lists: pa.ChunkedArray, parent_ids: pa.ChunkedArray, parent_key: st
         return rows
     # A marker carries only the parent's key: merging on it deletes the parent's old items, and
     # the hard-delete flag keeps the marker itself out of the table.
-    markers = pa.table({
-        parent_key: pc.take(parent_ids, pa.array(empty)),
-        "position": pa.array(np.full(len(empty), -1), pa.int64()),
-        EMPTY_MARKER: pa.array([True] * len(empty)),
-    })
+    markers = pa.table(
+        {
+            parent_key: pc.take(parent_ids, pa.array(empty)),
+            "position": pa.array(np.full(len(empty), -1), pa.int64()),
+            EMPTY_MARKER: pa.array([True] * len(empty)),
+        }
+    )
     return required(pa.concat_tables([rows, markers], promote_options="default"), keys)
 
 
@@ -418,8 +453,10 @@ def child_hints(table: str, parent_key: str, replacing: bool = False) -> dict:
     if replacing:
         return dlt.mark.make_hints(write_disposition="replace", **keys)
     return dlt.mark.make_hints(
-        write_disposition="merge", merge_key=parent_key,
-        columns=[{"name": EMPTY_MARKER, "data_type": "bool", "hard_delete": True}], **keys,
+        write_disposition="merge",
+        merge_key=parent_key,
+        columns=[{"name": EMPTY_MARKER, "data_type": "bool", "hard_delete": True}],
+        **keys,
     )
 
 
@@ -469,11 +506,13 @@ class Listing:
         table = self._conform(self.name, table)
         keys = {"table_name": self.name, "primary_key": self.key}
         if self.replacing:
-            return dlt.mark.with_hints(table, dlt.mark.make_hints(write_disposition="replace", **keys),
-                                       create_table_variant=True)
+            return dlt.mark.with_hints(
+                table, dlt.mark.make_hints(write_disposition="replace", **keys), create_table_variant=True
+            )
         columns = [{"name": self.newest, "dedup_sort": "desc"}] if self.newest else []
-        return dlt.mark.with_hints(table, dlt.mark.make_hints(write_disposition="merge", columns=columns, **keys),
-                                   create_table_variant=True)
+        return dlt.mark.with_hints(
+            table, dlt.mark.make_hints(write_disposition="merge", columns=columns, **keys), create_table_variant=True
+        )
 
     def child(self, rows: pa.Table, table: str, parent_key: str):
         """The rows of a child table (see `children`, `child_hints`)."""
@@ -484,8 +523,11 @@ class Listing:
         """Rows of another table this resource fills (objects it finds embedded in its own),
         always merged on `key`: several resources may fill it, and none of them lists it whole."""
         rows = self._conform(table, rows)
-        return dlt.mark.with_hints(rows, dlt.mark.make_hints(table_name=table, write_disposition="merge", primary_key=key),
-                                   create_table_variant=True)
+        return dlt.mark.with_hints(
+            rows,
+            dlt.mark.make_hints(table_name=table, write_disposition="merge", primary_key=key),
+            create_table_variant=True,
+        )
 
     def missing(self, children: dict[str, str] | None = None, related: dict[str, str] | None = None) -> Iterator:
         """Empty batches, conformed to the contract, for the tables this run wrote nothing to:
@@ -496,8 +538,11 @@ class Listing:
         if not self.source:
             return
         known = dlt.current.source_schema().tables
-        todo = [(self.name, "own", self.key), *(((t, "child", k) for t, k in (children or {}).items())),
-                *(((t, "related", k) for t, k in (related or {}).items()))]
+        todo = [
+            (self.name, "own", self.key),
+            *(((t, "child", k) for t, k in (children or {}).items())),
+            *(((t, "related", k) for t, k in (related or {}).items())),
+        ]
         for name, kind, key in todo:
             declared = contract.table(self.source, name)
             if name in self.written or declared is None:

@@ -4,8 +4,7 @@ from expectations.suite import Suite
 from expectations.suites import contact, customer, invoice, revenue, ticket, usage_event
 
 SUITES: dict[str, Suite] = {
-    s.entity: s for s in (customer.SUITE, contact.SUITE, revenue.SUITE, invoice.SUITE, ticket.SUITE,
-                          usage_event.SUITE)
+    s.entity: s for s in (customer.SUITE, contact.SUITE, revenue.SUITE, invoice.SUITE, ticket.SUITE, usage_event.SUITE)
 }
 
 

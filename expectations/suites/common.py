@@ -59,17 +59,24 @@ def text_problems(column: str, max_length: int) -> str:
         case when length({column}) > {max_length} then 'over {max_length} characters' end), '')"""
 
 
-def plain_text_check(name: str, owner: str, column: str, what: str, max_length: int = NAME_MAX_LENGTH,
-                     action: str = "") -> Check:
+def plain_text_check(
+    name: str, owner: str, column: str, what: str, max_length: int = NAME_MAX_LENGTH, action: str = ""
+) -> Check:
     """A validity warning on the column `text_problems` derives as `<column>_problems`: it counts
     the values holding control characters, markup or more than `max_length` characters, and its
     samples name the record and what was found, never the value."""
     return check(
-        name, "validity", "warning", owner, "expect_column_values_to_be_null",
+        name,
+        "validity",
+        "warning",
+        owner,
+        "expect_column_values_to_be_null",
         f"{what} are plain text: no control characters, markup, or more than {max_length} characters",
-        column=f"{column}_problems", causes=_PLAIN_TEXT_CAUSES,
-        action=action or "Correct the sampled records at the source and validate the field where it is "
-                         "entered; until then, whatever displays it must escape it.",
+        column=f"{column}_problems",
+        causes=_PLAIN_TEXT_CAUSES,
+        action=action
+        or "Correct the sampled records at the source and validate the field where it is "
+        "entered; until then, whatever displays it must escape it.",
     )
 
 

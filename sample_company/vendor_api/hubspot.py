@@ -5,8 +5,8 @@
 `POST /crm/v3/objects/<type>/search` filters and sorts by properties (dates compare as epoch
 milliseconds), pages of up to 200 with `after` in the body, and stops at 10,000 results per
 query, as HubSpot does; search results carry no associations, which come from
-`POST /crm/v4/associations/<from>/<to>/batch/read` instead. Only the requested `properties` come back (plus HubSpot's defaults),
-every property value is a string, and associations come back only when asked for.
+`POST /crm/v4/associations/<from>/<to>/batch/read` instead. Only the requested `properties`
+come back (plus HubSpot's defaults), every property value is a string, and associations come back only when asked for.
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ def split(rows: list[dict]) -> dict[bool, list[dict]]:
 
 def _shape(r: dict, wanted: list[str], associations: list[str]) -> dict:
     out = {k: v for k, v in r.items() if k not in ("properties", "associations")}
-    keep = set(wanted) | set(DEFAULT_PROPERTIES) if wanted else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
+    keep = (
+        set(wanted) | set(DEFAULT_PROPERTIES)
+        if wanted
+        else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
+    )
     out["properties"] = {k: (None if v is None else str(v)) for k, v in r["properties"].items() if k in keep}
     if associations and "associations" in r:
         out["associations"] = {k: v for k, v in r["associations"].items() if k in associations}
@@ -77,6 +81,7 @@ def _pieces(rows: list[dict]) -> dict[bool, list[tuple[bytes, dict[str, bytes], 
     """Per record (listed or archived), its serialization in the pieces any page is put
     together from: the fields besides properties and associations (without the closing
     brace), each property as `"name":"value"`, each association the same way."""
+
     def pieces(r: dict):
         head = orjson.dumps({k: v for k, v in r.items() if k not in ("properties", "associations")})[:-1]
         props = {k: _pair(k, None if v is None else str(v)) for k, v in r["properties"].items()}
@@ -86,11 +91,16 @@ def _pieces(rows: list[dict]) -> dict[bool, list[tuple[bytes, dict[str, bytes], 
     return {flag: [pieces(r) for r in listed] for flag, listed in split(rows).items()}
 
 
-def _shaped(store: RecordStore, obj: str, archived: bool, wanted: list[str], associations: list[str],
-            offset: int, limit: int) -> orjson.Fragment:
+def _shaped(
+    store: RecordStore, obj: str, archived: bool, wanted: list[str], associations: list[str], offset: int, limit: int
+) -> orjson.Fragment:
     """A page of records with the requested properties and associations, put together from
     each record's stored pieces (the same bytes `_shape` would serialize)."""
-    keep = set(wanted) | set(DEFAULT_PROPERTIES) if wanted else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
+    keep = (
+        set(wanted) | set(DEFAULT_PROPERTIES)
+        if wanted
+        else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
+    )
     records = []
     for head, props, links in store.derived("hubspot", obj, "pieces", _pieces)[archived][offset : offset + limit]:
         parts = [head, b',"properties":{', b",".join([v for k, v in props.items() if k in keep]), b"}"]
@@ -102,7 +112,9 @@ def _shaped(store: RecordStore, obj: str, archived: bool, wanted: list[str], ass
     return orjson.Fragment(b"[" + b",".join(records) + b"]")
 
 
-def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str, body: dict | None = None) -> tuple[int, dict]:
+def handle(
+    store: RecordStore, path: str, params: dict[str, str], base_url: str, body: dict | None = None
+) -> tuple[int, dict]:
     parts = path.strip("/").split("/")
     if len(parts) == 7 and parts[:3] == ["crm", "v4", "associations"] and parts[5:] == ["batch", "read"]:
         if body is None:
@@ -137,10 +149,16 @@ def _search(store: RecordStore, obj: str, body: dict) -> tuple[int, dict]:
     limit = min(int(body.get("limit", 10)), 200)
     offset = int(body.get("after") or 0)
     if offset + limit > SEARCH_LIMIT:
-        return _error(400, f"Search results are limited to {SEARCH_LIMIT} per query; narrow the filter", "VALIDATION_ERROR")
+        return _error(
+            400, f"Search results are limited to {SEARCH_LIMIT} per query; narrow the filter", "VALIDATION_ERROR"
+        )
 
-    rows = store.derived("hubspot", obj, "search:" + orjson.dumps([body.get("filterGroups"), body.get("sorts")]).decode(),
-                         lambda _: _matching(store, obj, body))
+    rows = store.derived(
+        "hubspot",
+        obj,
+        "search:" + orjson.dumps([body.get("filterGroups"), body.get("sorts")]).decode(),
+        lambda _: _matching(store, obj, body),
+    )
     page = rows[offset : offset + limit]
     out: dict = {"total": len(rows), "results": [_shape(r, body.get("properties") or [], []) for r in page]}
     if offset + limit < len(rows):
@@ -176,11 +194,18 @@ def _associations(store: RecordStore, from_obj: str, to_obj: str, body: dict) ->
         record = records.get(str(entry.get("id")))
         linked = (((record or {}).get("associations") or {}).get(to_obj) or {}).get("results") or []
         if linked:
-            results.append({
-                "from": {"id": record["id"]},
-                "to": [{"toObjectId": int(a["id"]), "associationTypes": [{"category": "HUBSPOT_DEFINED", "label": None}]}
-                       for a in linked],
-            })
+            results.append(
+                {
+                    "from": {"id": record["id"]},
+                    "to": [
+                        {
+                            "toObjectId": int(a["id"]),
+                            "associationTypes": [{"category": "HUBSPOT_DEFINED", "label": None}],
+                        }
+                        for a in linked
+                    ],
+                }
+            )
     return 200, {"status": "COMPLETE", "results": results}
 
 

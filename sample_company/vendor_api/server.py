@@ -25,6 +25,7 @@ DEMO_CREDENTIALS = {
     "zendesk_api_token": "local-data-spine-token",
 }
 
+
 class Request(NamedTuple):
     at: float  # time.monotonic() when answered
     vendor: str
@@ -36,10 +37,19 @@ class Request(NamedTuple):
 
 # Each vendor's error bodies for the faults the server can inject.
 RATE_LIMITED = {
-    "stripe": {"error": {"type": "invalid_request_error", "code": "rate_limit",
-                         "message": "Too many requests hit the API too quickly."}},
-    "hubspot": {"status": "error", "message": "You have reached your secondly limit.",
-                "errorType": "RATE_LIMIT", "policyName": "SECONDLY"},
+    "stripe": {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "rate_limit",
+            "message": "Too many requests hit the API too quickly.",
+        }
+    },
+    "hubspot": {
+        "status": "error",
+        "message": "You have reached your secondly limit.",
+        "errorType": "RATE_LIMIT",
+        "policyName": "SECONDLY",
+    },
     "zendesk": {"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"},
 }
 UNAVAILABLE = {
@@ -65,8 +75,14 @@ class VendorApiServer:
     answered, as `Request`s.
     """
 
-    def __init__(self, sources_dir: Path, host: str = "127.0.0.1", port: int = 0, credentials=None,
-                 stripe_api_version: str = stripe.CURRENT_VERSION):
+    def __init__(
+        self,
+        sources_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials=None,
+        stripe_api_version: str = stripe.CURRENT_VERSION,
+    ):
         self.store = RecordStore(sources_dir)
         # The Stripe account's default API version: the shape a request without
         # `Stripe-Version` gets.
@@ -87,7 +103,7 @@ class VendorApiServer:
     def base_url(self, vendor: str) -> str:
         return f"{self.url}/{vendor}"
 
-    def start(self) -> "VendorApiServer":
+    def start(self) -> VendorApiServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="vendor-api", daemon=True)
         self._thread.start()
         return self
@@ -99,7 +115,7 @@ class VendorApiServer:
     def serve_forever(self) -> None:
         self._httpd.serve_forever()
 
-    def __enter__(self) -> "VendorApiServer":
+    def __enter__(self) -> VendorApiServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -147,13 +163,25 @@ class VendorApiServer:
             if not stripe.authorized(headers, creds["stripe_api_key"]):
                 return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}, {}
             if method != "GET":
-                return 405, {"error": {"type": "invalid_request_error", "message": f"{method} is not supported here"}}, {}
+                return (
+                    405,
+                    {"error": {"type": "invalid_request_error", "message": f"{method} is not supported here"}},
+                    {},
+                )
             version = headers.get("Stripe-Version") or self.stripe_api_version
             expand = tuple(v for k, v in parse_qsl(split.query) if k == "expand[]")
             status, answer = stripe.handle(self.store, rest, params, version, expand)
         elif vendor == "hubspot":
             if not hubspot.authorized(headers, creds["hubspot_token"]):
-                return 401, {"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"}, {}
+                return (
+                    401,
+                    {
+                        "status": "error",
+                        "message": "Authentication credentials not found.",
+                        "category": "INVALID_AUTHENTICATION",
+                    },
+                    {},
+                )
             status, answer = hubspot.handle(self.store, rest, params, base, body if method == "POST" else None)
         elif vendor == "zendesk":
             if not zendesk.authorized(headers, creds["zendesk_email"], creds["zendesk_api_token"]):
@@ -194,7 +222,11 @@ class VendorApiServer:
 
             def _send(self, status: int, body: dict, extra: dict, truncate: bool) -> None:
                 vendor = urlsplit(self.path).path.lstrip("/").partition("/")[0]
-                server.log.append(Request(time.monotonic(), vendor, self.path, status, "%s:%s" % self.client_address[:2], truncate))
+                server.log.append(
+                    Request(
+                        time.monotonic(), vendor, self.path, status, "{}:{}".format(*self.client_address[:2]), truncate
+                    )
+                )
                 # orjson, because pages embed their records' stored serializations (`Fragment`s).
                 payload = orjson.dumps(body)
                 self.send_response(status)

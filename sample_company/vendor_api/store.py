@@ -59,7 +59,9 @@ class RecordStore:
         with self._lock:
             return self._load(system, obj, optional)[1]
 
-    def derived(self, system: str, obj: str, name: str, build: Callable[[list[dict]], Any], optional: bool = False) -> Any:
+    def derived(
+        self, system: str, obj: str, name: str, build: Callable[[list[dict]], Any], optional: bool = False
+    ) -> Any:
         """`build(records)`, computed once per version of the object's file."""
         key = (system, obj, name)
         with self._lock:
@@ -71,7 +73,9 @@ class RecordStore:
 
     def encoded(self, system: str, obj: str, optional: bool = False) -> dict[int, bytes]:
         """Each record's JSON, by the record's identity (`id(record)`)."""
-        return self.derived(system, obj, "encoded", lambda rows: {id(r): compact(orjson.dumps(r)) for r in rows}, optional)
+        return self.derived(
+            system, obj, "encoded", lambda rows: {id(r): compact(orjson.dumps(r)) for r in rows}, optional
+        )
 
     def fragment(self, system: str, obj: str, rows: list[dict]) -> orjson.Fragment:
         """`rows` (records of this object) as a JSON array, from their stored serializations."""

@@ -29,8 +29,17 @@ import orjson
 from sample_company.variants import LATEST_STRIPE_VERSION
 from sample_company.vendor_api.store import RecordStore, compact
 
-OBJECTS = ("customers", "products", "prices", "coupons", "subscriptions", "invoices", "invoice_payments", "charges",
-           "refunds")
+OBJECTS = (
+    "customers",
+    "products",
+    "prices",
+    "coupons",
+    "subscriptions",
+    "invoices",
+    "invoice_payments",
+    "charges",
+    "refunds",
+)
 LISTABLE = OBJECTS + ("events",)
 # Objects a company generated before they existed has no file of: an empty list, not a 404.
 OPTIONAL = {"coupons", "invoice_payments", "events"}
@@ -63,8 +72,9 @@ class Lookups:
         self.store = store
 
     def _by_id(self, obj: str) -> dict[str, dict]:
-        return self.store.derived("stripe", obj, "by_id", lambda rows: {r["id"]: r for r in rows if r.get("id")},
-                                  optional=True)
+        return self.store.derived(
+            "stripe", obj, "by_id", lambda rows: {r["id"]: r for r in rows if r.get("id")}, optional=True
+        )
 
     def discount(self, discount_id: str, version: str) -> dict | None:
         found = self._by_id("discounts").get(discount_id)
@@ -75,7 +85,9 @@ class Lookups:
 
     def invoice_of_payment_intent(self, payment_intent: str | None) -> str | None:
         index = self.store.derived(
-            "stripe", "invoice_payments", "by_payment_intent",
+            "stripe",
+            "invoice_payments",
+            "by_payment_intent",
             lambda rows: {(r.get("payment") or {}).get("payment_intent"): r.get("invoice") for r in rows},
             optional=True,
         )
@@ -139,9 +151,17 @@ def render(obj: dict, version: str, lookups: Lookups, expand: frozenset = frozen
         # Lines named their price (whole), subscription item and kind at the top level.
         pricing = line.pop("pricing", None) or {}
         details = pricing.get("price_details") or {}
-        line["price"] = {"id": details.get("price"), "object": "price", "product": details.get("product"),
-                         "unit_amount": int(pricing["unit_amount_decimal"]) if pricing.get("unit_amount_decimal") else None,
-                         "currency": line.get("currency")} if details else None
+        line["price"] = (
+            {
+                "id": details.get("price"),
+                "object": "price",
+                "product": details.get("product"),
+                "unit_amount": int(pricing["unit_amount_decimal"]) if pricing.get("unit_amount_decimal") else None,
+                "currency": line.get("currency"),
+            }
+            if details
+            else None
+        )
         line_parent = line.pop("parent", None) or {}
         item = line_parent.get("subscription_item_details") or {}
         one_off = line_parent.get("invoice_item_details") or {}
@@ -210,7 +230,9 @@ def _encoded(store: RecordStore, obj: str, version: str, expanded: frozenset, op
     """Each object of a list rendered for `version` with `expanded`, serialized once."""
     lookups = Lookups(store)
     return store.derived(
-        "stripe", obj, f"encoded:{era(version)}:{sorted(expanded)}",
+        "stripe",
+        obj,
+        f"encoded:{era(version)}:{sorted(expanded)}",
         lambda records: {id(r): compact(orjson.dumps(render(r, version, lookups, expanded))) for r in records},
         optional=optional,
     )
@@ -227,8 +249,9 @@ def warm(store: RecordStore, version: str) -> None:
             _encoded(store, obj, version, expanded, optional)
 
 
-def handle(store: RecordStore, path: str, params: dict[str, str], version: str = CURRENT_VERSION,
-           expand: tuple[str, ...] = ()) -> tuple[int, dict]:
+def handle(
+    store: RecordStore, path: str, params: dict[str, str], version: str = CURRENT_VERSION, expand: tuple[str, ...] = ()
+) -> tuple[int, dict]:
     parts = path.strip("/").split("/")
     if len(parts) != 2 or parts[0] != "v1" or parts[1] not in LISTABLE:
         return _error(404, f"Unrecognized request URL (GET: /{path.strip('/')}).")
@@ -253,8 +276,12 @@ def handle(store: RecordStore, path: str, params: dict[str, str], version: str =
     if filters:
         # Every page of a filtered list asks for the same filter: filter once.
         rows, keys = store.derived(
-            "stripe", obj, f"filtered:{filters}",
-            lambda _: _filtered(store.derived("stripe", obj, "newest_first", newest_first, optional=optional)[0], filters),
+            "stripe",
+            obj,
+            f"filtered:{filters}",
+            lambda _: _filtered(
+                store.derived("stripe", obj, "newest_first", newest_first, optional=optional)[0], filters
+            ),
             optional=optional,
         )
 

@@ -106,7 +106,9 @@ def _incremental(store, obj, params, base_url):
     }
     if obj == "tickets" and "metric_sets" in params.get("include", "").split(","):
         metrics = _metric_sets(store)
-        body["metric_sets"] = store.fragment("zendesk", "ticket_metrics", [metrics[r["id"]] for _, _, r in page if r["id"] in metrics])
+        body["metric_sets"] = store.fragment(
+            "zendesk", "ticket_metrics", [metrics[r["id"]] for _, _, r in page if r["id"] in metrics]
+        )
     return 200, body
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import dagster as dg
 import jsonschema
+from pipeline_runs import prepare, spine_env, spine_run
 
 from data_spine.settings import PROJECT_ROOT
-from quality.alert_conditions import Condition
-from quality.scorecard import SCHEMA, render_html, render_markdown, score_results
 from orchestration.definitions import defs
 from orchestration.resources import AlertsResource
-from pipeline_runs import prepare, spine_env, spine_run
+from quality.alert_conditions import Condition
+from quality.scorecard import SCHEMA, render_html, render_markdown, score_results
 
 FOOTER = re.compile(r"data-spine alert ([0-9a-f]{32}), raised ")
 
@@ -79,15 +79,27 @@ def _log_ids(log: Path) -> list[str]:
 
 
 def _condition(key: str) -> Condition:
-    return Condition(key=f"blocking_check:customer:{key}", kind="blocking_check", state="fail",
-                     dataset="customer (customers)", what=f"blocking check failed: {key}", how_many="2 of 501 rows",
-                     owner="Data Engineering", action="Rebuild the marts.")
+    return Condition(
+        key=f"blocking_check:customer:{key}",
+        kind="blocking_check",
+        state="fail",
+        dataset="customer (customers)",
+        what=f"blocking check failed: {key}",
+        how_many="2 of 501 rows",
+        owner="Data Engineering",
+        action="Rebuild the marts.",
+    )
 
 
 def test_the_sensor_keeps_alerts_owed_while_slack_is_down_then_delivers_each_once(tmp_path):
     port = _unused_port()
-    alerts = AlertsResource(log_path=str(tmp_path / "alerts.jsonl"), slack_webhook_url=f"http://127.0.0.1:{port}/s",
-                            backoff_seconds=0.05, timeout_seconds=5, max_wait_seconds=1.0)
+    alerts = AlertsResource(
+        log_path=str(tmp_path / "alerts.jsonl"),
+        slack_webhook_url=f"http://127.0.0.1:{port}/s",
+        backoff_seconds=0.05,
+        timeout_seconds=5,
+        max_wait_seconds=1.0,
+    )
     sensor = defs.resolve_sensor_def("quality_alerts_sensor")
     store = alerts.store()
 
@@ -96,15 +108,20 @@ def test_the_sensor_keeps_alerts_owed_while_slack_is_down_then_delivers_each_onc
         return sensor.evaluate_tick(context).skip_message
 
     with dg.instance_for_test() as instance:
-        instance.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key=dg.AssetKey(["audit", "customer"]),
-            metadata={"alert_conditions": dg.MetadataValue.json([_condition(k).to_json() for k in ("a", "b")])}))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=dg.AssetKey(["audit", "customer"]),
+                metadata={"alert_conditions": dg.MetadataValue.json([_condition(k).to_json() for k in ("a", "b")])},
+            )
+        )
 
         message = tick(instance)  # nothing listens on the port
         raised = store.read()["undelivered"][0]["alert"]["sent_at"]
         since = f"{raised[:10]} {raised[11:16]} UTC"
-        assert message == (f"alerts: 2 raised; log delivered 2; slack delivered 0, 2 owed since {since} "
-                           "(POST failed: connection refused), retried by the next run or the alerts sensor")
+        assert message == (
+            f"alerts: 2 raised; log delivered 2; slack delivered 0, 2 owed since {since} "
+            "(POST failed: connection refused), retried by the next run or the alerts sensor"
+        )
         slack = store.delivery()["slack"]
         assert (slack.owed, slack.owed_since, slack.delivered_total) == (2, raised, 0)
 
@@ -139,8 +156,14 @@ def test_the_sensor_keeps_alerts_owed_while_slack_is_down_then_delivers_each_onc
 
 
 def _spine(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "command_line.main", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "command_line.main", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_delivers_each_once(tmp_path):
@@ -155,9 +178,12 @@ def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_del
 
     spine_run(root, root / "spine_run.log", defects="default", env=env).wait(timeout=900)
     output = (root / "spine_run.log").read_text()
-    found = re.search(r"Alerts: (\d+) raised this run; log delivered \1; slack delivered 0, \1 owed since "
-                      r"(\d{4}-\d\d-\d\d \d\d:\d\d UTC) \(POST failed: connection refused\), "
-                      r"retried by the next run or the alerts sensor", output)
+    found = re.search(
+        r"Alerts: (\d+) raised this run; log delivered \1; slack delivered 0, \1 owed since "
+        r"(\d{4}-\d\d-\d\d \d\d:\d\d UTC) \(POST failed: connection refused\), "
+        r"retried by the next run or the alerts sensor",
+        output,
+    )
     assert found, output[-4000:]
     assert "sent this run" not in output
     owed, since = int(found.group(1)), found.group(2)
@@ -171,8 +197,10 @@ def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_del
     assert delivery["moment"] == "after_dispatch" and delivery["owed"] == owed
     assert (slack["status"], slack["owed"], slack["last_error"]) == ("owed", owed, "POST failed: connection refused")
     assert f"{slack['owed_since'][:10]} {slack['owed_since'][11:16]} UTC" == since
-    assert f"| slack | **owed** | {owed} | {since} | POST failed: connection refused |" in (
-        reports / "scorecard.md").read_text()
+    assert (
+        f"| slack | **owed** | {owed} | {since} | POST failed: connection refused |"
+        in (reports / "scorecard.md").read_text()
+    )
 
     slack_back = SlackStandIn(port)
     try:
@@ -183,8 +211,9 @@ def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_del
         slack_back.close()
     assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr[-3000:]
     assert f"Alerts: 0 raised; log delivered 0; slack delivered {owed}; nothing owed" in caught_up.stdout
-    assert len(delivered) == owed and sorted(FOOTER.match(p["attachments"][0]["footer"]).group(1)
-                                             for p in delivered) == sorted(raised)
+    assert len(delivered) == owed and sorted(
+        FOOTER.match(p["attachments"][0]["footer"]).group(1) for p in delivered
+    ) == sorted(raised)
     card = json.loads((reports / "scorecard.json").read_text())
     slack = next(c for c in card["alert_delivery"]["channels"] if c["channel"] == "slack")
     assert card["alert_delivery"]["owed"] == 0 and (slack["status"], slack["delivered_total"]) == ("delivered", owed)

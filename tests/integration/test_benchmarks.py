@@ -15,14 +15,27 @@ from sample_company.vendor_api.stripe import OBJECTS as STRIPE_OBJECTS
 def test_harness_reports_every_measurement(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
     measured = results["measurements"]
     suites = [f"validate {entity}" for entity in SUITES]
-    assert set(measured) == {"generate", "duckdb", "usage", "stripe", "hubspot", "zendesk", "api", "build",
-                             *suites, "validate (all)"}
+    assert set(measured) == {
+        "generate",
+        "duckdb",
+        "usage",
+        "stripe",
+        "hubspot",
+        "zendesk",
+        "api",
+        "build",
+        *suites,
+        "validate (all)",
+    }
     manifest = json.loads((tmp_path / "tiny" / "sources" / "manifest.json").read_text())
     # Every usage event reaches the warehouse, both natively and through the connector.
     assert measured["usage"]["records"] == measured["duckdb"]["records"] == manifest["counts"]["usage"]["events"]

@@ -11,7 +11,6 @@ must be audited and published, and what staging holds must be what is served.
 from __future__ import annotations
 
 import pytest
-
 from pipeline_runs import SHAPES
 
 DOCUMENTED = {shape.name: shape for shape in SHAPES if shape.documented}
@@ -56,7 +55,6 @@ def _cases():
 
     for shape in DOCUMENTED.values():
         for name in shape.documented:
-            vendor = name.split("_")[0]
             for resource, records in documented_records(name)["records"].items():
                 for kind in records:
                     yield pytest.param(shape.name, name, resource, kind, id=f"{shape.name}-{name}-{resource}-{kind}")
@@ -67,8 +65,7 @@ def test_documented_records_build_audit_and_publish(shape_runs, shape):
     run = shape_runs[shape]
     assert run.returncode == 0, run.output[-5000:]
     assert " ERROR=0 " in run.dbt_summary, run.dbt_summary
-    decided = dict(run.rows(
-        "select entity, arg_max(status, decided_at) from quality.publications group by entity"))
+    decided = dict(run.rows("select entity, arg_max(status, decided_at) from quality.publications group by entity"))
     assert set(decided) == ENTITIES and set(decided.values()) == {"published"}, decided
     audited = {r[0] for r in run.rows("select distinct entity from quality.audits")}
     assert audited == ENTITIES
@@ -80,8 +77,9 @@ def test_each_documented_record_reaches_staging(shape_runs, shape, fixture, reso
     record = run.documented[fixture]["records"][resource][kind]
     vendor = fixture.split("_")[0]
     model, key = LANDS_IN[vendor][resource]
-    assert run.value(f"select count(*) from {model} where {key} = ?", record["id"]) == 1, \
+    assert run.value(f"select count(*) from {model} where {key} = ?", record["id"]) == 1, (
         f"{vendor} {resource} ({kind}) {record['id']} is not in {model}"
+    )
     child = CHILDREN.get((vendor, resource))
     if child:
         child_model, parent_key, child_key = child
@@ -126,5 +124,7 @@ def test_documented_discount_lowers_its_customers_mrr(shape_runs, shape):
     gross, discount, mrr = run.rows(
         "select gross_mrr, discount_mrr, mrr from serving.mrr_by_customer_month m"
         " join serving.customer_crosswalk c on c.customer_id = m.customer_id"
-        " where c.source_system = 'stripe' and c.source_id = ? and m.month = date '2026-11-01'", customer)[0]
+        " where c.source_system = 'stripe' and c.source_id = ? and m.month = date '2026-11-01'",
+        customer,
+    )[0]
     assert (gross, discount, mrr) == (200.0, 50.0, 150.0)

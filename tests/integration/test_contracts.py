@@ -16,12 +16,13 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlglot
+from dbt_runs import passed, run_dbt
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
 from connectors import contract
 from connectors.pipelines import DATASETS
-from dbt_runs import passed, run_dbt
+
 
 def _empty_raw_warehouse(path: Path) -> None:
     """Every declared raw table of every source, with exactly its declared columns, no rows."""
@@ -120,11 +121,13 @@ def test_the_reference_check_catches_an_undeclared_column():
 def test_conform_adds_missing_columns_and_keeps_what_does_not_fit():
     import pyarrow as pa
 
-    batch = pa.table({
-        "id": ["cus_1", "cus_2", "cus_3"],
-        "created": ["1700000000", "17e8", "later"],  # text where Stripe documents an integer
-        "metadata": pa.array([{"hubspot_company_id": 7}, None, {}]),
-    })
+    batch = pa.table(
+        {
+            "id": ["cus_1", "cus_2", "cus_3"],
+            "created": ["1700000000", "17e8", "later"],  # text where Stripe documents an integer
+            "metadata": pa.array([{"hubspot_company_id": 7}, None, {}]),
+        }
+    )
     conformed = contract.conform("stripe", "customers", batch)
     declared = contract.table("stripe", "customers")
     assert set(declared.columns) <= set(conformed.column_names)

@@ -17,9 +17,9 @@ import pytest
 import requests
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import WorkerStatus
+from pipeline_runs import _free_port, claimed_slots, instance_of, prepare, spine_env, stop_group
 
 from data_spine.settings import PROJECT_ROOT
-from pipeline_runs import _free_port, claimed_slots, instance_of, prepare, spine_env, stop_group
 
 RUN_SECONDS = 600
 
@@ -46,7 +46,7 @@ def _descendants(pid: int) -> list[int]:
             text = stat.read_text()
         except OSError:
             continue
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(stat.parent.name))
     found, todo = [], [pid]
     while todo:
@@ -57,10 +57,15 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _launch(port: int, job: str) -> str:
-    params = {"runConfigData": {}, "mode": "default", "executionMetadata": {"tags": []},
-              "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job}}
-    response = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=60,
-                             json={"query": LAUNCH, "variables": {"executionParams": params}})
+    params = {
+        "runConfigData": {},
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job},
+    }
+    response = requests.post(
+        f"http://127.0.0.1:{port}/graphql", timeout=60, json={"query": LAUNCH, "variables": {"executionParams": params}}
+    )
     response.raise_for_status()
     launched = response.json()["data"]["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -85,9 +90,16 @@ def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_
     port = _free_port()
     log = root / "spine_dev.log"
     with log.open("w") as out:
-        dev = subprocess.Popen([sys.executable, "-m", "command_line.main", "dev", "-p", str(port)], cwd=PROJECT_ROOT,
-                               env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)],
+            cwd=PROJECT_ROOT,
+            env=spine_env(root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
+
         def launched(job: str):
             try:
                 return _launch(port, job)
@@ -98,8 +110,9 @@ def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_
 
         def in_dbt():
             starts = instance.all_logs(killed, of_type={DagsterEventType.RUN_START, DagsterEventType.STEP_START})
-            return next((e.dagster_event.pid for e in starts if e.step_key == "dbt_models"), None) and \
-                next(e.dagster_event.pid for e in starts if e.dagster_event.event_type == DagsterEventType.RUN_START)
+            return next((e.dagster_event.pid for e in starts if e.step_key == "dbt_models"), None) and next(
+                e.dagster_event.pid for e in starts if e.dagster_event.event_type == DagsterEventType.RUN_START
+            )
 
         worker = _wait("the run's dbt step", RUN_SECONDS, in_dbt, log)
         assert any(slot.run_id == killed for slot in claimed_slots(instance))
@@ -111,19 +124,35 @@ def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        dead = _wait("the worker gone", 30, lambda: (h := health(instance.get_run_by_id(killed))).status
-                     == WorkerStatus.FAILED and h, log)
+        dead = _wait(
+            "the worker gone",
+            30,
+            lambda: (h := health(instance.get_run_by_id(killed))).status == WorkerStatus.FAILED and h,
+            log,
+        )
         assert f"process {worker} died during dbt_models" in dead.msg
 
-        _wait("the daemon failing the run", MONITORING_SECONDS,
-              lambda: instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE, log)
-        _wait("the daemon freeing the run's slot", MONITORING_SECONDS,
-              lambda: not any(slot.run_id == killed for slot in claimed_slots(instance)), log)
+        _wait(
+            "the daemon failing the run",
+            MONITORING_SECONDS,
+            lambda: instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE,
+            log,
+        )
+        _wait(
+            "the daemon freeing the run's slot",
+            MONITORING_SECONDS,
+            lambda: not any(slot.run_id == killed for slot in claimed_slots(instance)),
+            log,
+        )
 
         # The next run needs the warehouse slot for its one step.
         following = _launch(port, "usage_ingestion_job")
-        status = _wait("the next run ending", RUN_SECONDS,
-                       lambda: (run := instance.get_run_by_id(following)).is_finished and run.status, log)
+        status = _wait(
+            "the next run ending",
+            RUN_SECONDS,
+            lambda: (run := instance.get_run_by_id(following)).is_finished and run.status,
+            log,
+        )
         assert status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
     finally:
         stop_group(dev)

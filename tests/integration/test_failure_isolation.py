@@ -22,9 +22,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from pipeline_runs import prepare, spine_env, spine_run, warehouse_digest
 
 from data_spine.settings import PROJECT_ROOT
-from pipeline_runs import prepare, spine_env, spine_run, warehouse_digest
 
 BUG = "a deliberate bug in support_backlog_daily"
 ENTITIES = {"customer", "contact", "revenue", "invoice", "ticket", "usage_event"}
@@ -64,8 +64,8 @@ def _decisions(warehouse: Path) -> dict[str, dict[str, tuple]]:
     """run id -> entity -> (status, reason, serving run id), in decision order."""
     out: dict[str, dict[str, tuple]] = {}
     for run_id, entity, status, reason, serving in _rows(
-            warehouse, "select run_id, entity, status, reason, serving_run_id from quality.publications "
-                       "order by decided_at"):
+        warehouse, "select run_id, entity, status, reason, serving_run_id from quality.publications order by decided_at"
+    ):
         out.setdefault(run_id, {})[entity] = (status, reason, serving)
     return out
 
@@ -76,8 +76,11 @@ def _alerts(root: Path) -> list[dict]:
 
 
 def _serving_ticket(warehouse: Path) -> dict:
-    return {k: v for k, v in warehouse_digest(warehouse, ("serving",)).items()
-            if k in ("serving.ticket_metrics", "serving.support_backlog_daily")}
+    return {
+        k: v
+        for k, v in warehouse_digest(warehouse, ("serving",)).items()
+        if k in ("serving.ticket_metrics", "serving.support_backlog_daily")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +92,44 @@ def runs(tmp_path_factory) -> dict:
     out: dict = {"root": root, "ids": ids, "warehouse": warehouse}
 
     rc = spine_run(root, root / "run1.log").wait(timeout=900)
-    out["run1"] = (rc, (root / "run1.log").read_text(), _decisions(warehouse), _serving_ticket(warehouse),
-                   json.loads((root / "data" / "reports" / "scorecard.json").read_text()), len(_alerts(root)))
+    out["run1"] = (
+        rc,
+        (root / "run1.log").read_text(),
+        _decisions(warehouse),
+        _serving_ticket(warehouse),
+        json.loads((root / "data" / "reports" / "scorecard.json").read_text()),
+        len(_alerts(root)),
+    )
 
     code = _broken_copy(tmp_path_factory.mktemp("broken") / "project")
     rc = spine_run(root, root / "run2.log", code=code).wait(timeout=900)
-    out["run2"] = (rc, (root / "run2.log").read_text(), _decisions(warehouse), _serving_ticket(warehouse),
-                   json.loads((root / "data" / "reports" / "scorecard.json").read_text()), len(_alerts(root)))
+    out["run2"] = (
+        rc,
+        (root / "run2.log").read_text(),
+        _decisions(warehouse),
+        _serving_ticket(warehouse),
+        json.loads((root / "data" / "reports" / "scorecard.json").read_text()),
+        len(_alerts(root)),
+    )
 
-    changed = subprocess.run([sys.executable, "-m", "command_line.main", "change", "--fraction", "0.01", "--seed", "7"],
-                             cwd=PROJECT_ROOT, env=spine_env(root), capture_output=True, text=True, check=True)
+    changed = subprocess.run(
+        [sys.executable, "-m", "command_line.main", "change", "--fraction", "0.01", "--seed", "7"],
+        cwd=PROJECT_ROOT,
+        env=spine_env(root),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out["changed"] = changed.stdout
     rc = spine_run(root, root / "run3.log").wait(timeout=900)
-    out["run3"] = (rc, (root / "run3.log").read_text(), _decisions(warehouse), _serving_ticket(warehouse),
-                   json.loads((root / "data" / "reports" / "scorecard.json").read_text()), len(_alerts(root)))
+    out["run3"] = (
+        rc,
+        (root / "run3.log").read_text(),
+        _decisions(warehouse),
+        _serving_ticket(warehouse),
+        json.loads((root / "data" / "reports" / "scorecard.json").read_text()),
+        len(_alerts(root)),
+    )
     return out
 
 
@@ -121,19 +148,24 @@ def test_bad_records_in_one_source_stop_nothing_and_are_named(runs):
     assert priority["severity"] == "warning" and priority["unexpected_count"] == 1
     assert runs["ids"]["unknown_enum"] in json.dumps(priority["sample"])
     # The value that does not fit the declared type is kept beside the typed column, not lost.
-    kept = _rows(runs["warehouse"], "select organization_id, organization_id__v_text from raw_zendesk.tickets "
-                                    "where id = ?", int(runs["ids"]["wrong_type"]))
+    kept = _rows(
+        runs["warehouse"],
+        "select organization_id, organization_id__v_text from raw_zendesk.tickets where id = ?",
+        int(runs["ids"]["wrong_type"]),
+    )
     assert kept == [(None, "org-not-a-number")]
     # ... and counted by the source's type check, which names the record.
     wrong = runs["ids"]["wrong_type"]
-    assert (f"raw_zendesk.tickets.organization_id: 1 value(s) of another type kept in organization_id__v_text, "
-            f"e.g. {{'id': '{wrong}', 'value': 'org-not-a-number'}}") in output
+    assert (
+        f"raw_zendesk.tickets.organization_id: 1 value(s) of another type kept in organization_id__v_text, "
+        f"e.g. {{'id': '{wrong}', 'value': 'org-not-a-number'}}"
+    ) in output
 
 
 def test_a_failing_model_holds_back_only_the_entities_built_from_it(runs):
     rc, output, decisions, serving_ticket, scorecard, _ = runs["run2"]
     assert rc != 0
-    assert f"dbt model support_backlog_daily failed" in output and BUG in output
+    assert "dbt model support_backlog_daily failed" in output and BUG in output
     latest = _latest_run(decisions)
     assert set(latest) == ENTITIES, latest
     assert latest["ticket"][0] == "held" and "support_backlog_daily" in latest["ticket"][1]

@@ -21,10 +21,10 @@ from pathlib import Path
 import duckdb
 import orjson
 import pytest
+from pipeline_runs import prepare, spine_run
 
 from data_spine.settings import PROJECT_ROOT
 from expectations.runner import RESULTS_TABLE
-from pipeline_runs import prepare, spine_run
 
 PWNED = "document.title='pwned'"
 SCRIPT = f"<script>{PWNED}</script>"
@@ -85,8 +85,10 @@ def plant(sources: Path) -> Planted:
     _write(sources / "zendesk" / "tickets.jsonl", tickets)
 
     # Fields no published column carries: harmless wherever they go.
-    for path, field in ((sources / "zendesk" / "organizations.jsonl", "name"),
-                        (sources / "zendesk" / "users.jsonl", "name")):
+    for path, field in (
+        (sources / "zendesk" / "organizations.jsonl", "name"),
+        (sources / "zendesk" / "users.jsonl", "name"),
+    ):
         records = _read(path)
         records[6][field] = f"{records[6][field]} {IMG}"
         _write(path, records)
@@ -139,8 +141,11 @@ def hostile(tmp_path_factory) -> HostileRun:
 def test_hostile_values_are_published_and_counted_as_validity_warnings(hostile):
     assert hostile.returncode == 0, hostile.output[-5000:]
     with duckdb.connect(str(hostile.warehouse), read_only=True) as con:
-        decisions = dict(con.execute("select entity, arg_max(status, decided_at) from quality.publications "
-                                     "group by entity").fetchall())
+        decisions = dict(
+            con.execute(
+                "select entity, arg_max(status, decided_at) from quality.publications group by entity"
+            ).fetchall()
+        )
         # Serving holds the values as the sources sent them: the checks count, they change nothing.
         served = con.execute("select count(*) from serving.customers where length(company_name) > 1000000").fetchone()
         nul = con.execute("select count(*) from serving.contacts where full_name like '%' || chr(0) || '%'").fetchone()
@@ -167,8 +172,10 @@ def test_hostile_values_are_published_and_counted_as_validity_warnings(hostile):
     assert [k for k, r in results.items() if r["severity"] == "blocking" and not r["success"]] == []
 
     # Samples name the record and what was found, never the value.
-    reasons = {s["full_name_problems"] for s in json.loads(results[("contact", "contact_name_plain_text")]
-                                                           ["sample_unexpected"])}
+    reasons = {
+        s["full_name_problems"]
+        for s in json.loads(results[("contact", "contact_name_plain_text")]["sample_unexpected"])
+    }
     assert reasons == {"markup", "control characters"}
     company = json.loads(results[("customer", "company_name_plain_text")]["sample_unexpected"])
     assert {s["company_name_problems"] for s in company} == {"markup", "over 256 characters"}
@@ -176,8 +183,12 @@ def test_hostile_values_are_published_and_counted_as_validity_warnings(hostile):
     # Every stored sample stays small, and holds no raw control character.
     largest = max(len(r["sample_unexpected"]) for r in results.values())
     assert largest < 5000
-    assert not [s for r in results.values() for s in _strings(json.loads(r["sample_unexpected"]))
-                if re.search(r"[\x00-\x1f]", s)]
+    assert not [
+        s
+        for r in results.values()
+        for s in _strings(json.loads(r["sample_unexpected"]))
+        if re.search(r"[\x00-\x1f]", s)
+    ]
 
     card = json.loads((hostile.reports / "scorecard.json").read_text())
     for (entity, name), count in expected.items():
@@ -205,8 +216,18 @@ def test_html_scorecard_runs_nothing_injected_and_shows_the_text(hostile, tmp_pa
       injected: document.querySelectorAll('#injected, img, script, iframe, [onerror], [onload]').length,
       text: document.body.innerText,
     })"""
-    run = subprocess.run([sys.executable, str(PROJECT_ROOT / "tests" / "headless_browser.py"), str(html),
-                          str(tmp_path / "scorecard.png"), probe], capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "tests" / "headless_browser.py"),
+            str(html),
+            str(tmp_path / "scorecard.png"),
+            probe,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     page = json.loads(run.stdout.splitlines()[-1])
     assert page["title"].startswith("Data quality scorecard"), page["title"]
@@ -226,13 +247,28 @@ def test_digest_keeps_each_value_on_its_line_and_in_its_cell():
     from quality.scorecard import render_markdown, score_results
 
     day = datetime(2026, 11, 21)
-    row = {"entity": "contact", "run_id": "r`1", "validated_at": day, "as_of": day,
-           "dimension": "validity", "success": False, "element_count": 4, "unexpected_count": 1,
-           "severity": "warning", "check_name": "crm_contact_email_valid", "table_name": "contacts",
-           "expectation": "expect_column_values_to_match_regex", "column_name": "email",
-           "description": "Emails are well-formed", "owner": "Sales & CS", "observed_value": None, "error": None,
-           "sample_unexpected": json.dumps([{"contact_key": "hubspot:1\n# Heading | cell",
-                                             "email": "a***@[x](javascript:alert(1)) *b* _c_ `d` <i>"}])}
+    row = {
+        "entity": "contact",
+        "run_id": "r`1",
+        "validated_at": day,
+        "as_of": day,
+        "dimension": "validity",
+        "success": False,
+        "element_count": 4,
+        "unexpected_count": 1,
+        "severity": "warning",
+        "check_name": "crm_contact_email_valid",
+        "table_name": "contacts",
+        "expectation": "expect_column_values_to_match_regex",
+        "column_name": "email",
+        "description": "Emails are well-formed",
+        "owner": "Sales & CS",
+        "observed_value": None,
+        "error": None,
+        "sample_unexpected": json.dumps(
+            [{"contact_key": "hubspot:1\n# Heading | cell", "email": "a***@[x](javascript:alert(1)) *b* _c_ `d` <i>"}]
+        ),
+    }
     digest = render_markdown(score_results([row]))
     line = next(line for line in digest.splitlines() if "crm_contact_email_valid" in line)
     assert "hubspot:1 # Heading \\| cell" in line  # the line break is a space: no heading starts
@@ -245,10 +281,23 @@ def test_slack_payload_escapes_what_it_quotes():
     from quality.alert_conditions import Alert
     from quality.alert_delivery import Slack
 
-    alert = Alert(id="1", key="k", status="firing", kind="blocking_check", severity="critical", state="fail",
-                  dataset="contact <!channel>", what="check <https://evil|click> & more", how_many="1 of 2",
-                  since=None, likely_causes=["<@U123>"], owner="Sales & CS", suggested_action="fix <b>",
-                  details={}, sent_at="2026-11-21T06:00:00Z")
+    alert = Alert(
+        id="1",
+        key="k",
+        status="firing",
+        kind="blocking_check",
+        severity="critical",
+        state="fail",
+        dataset="contact <!channel>",
+        what="check <https://evil|click> & more",
+        how_many="1 of 2",
+        since=None,
+        likely_causes=["<@U123>"],
+        owner="Sales & CS",
+        suggested_action="fix <b>",
+        details={},
+        sent_at="2026-11-21T06:00:00Z",
+    )
     payload = Slack("http://127.0.0.1:9").payload(alert)
     text = payload["text"] + payload["attachments"][0]["text"]
     assert "<" not in text.replace(":rotating_light:", "") and ">" not in text
@@ -260,8 +309,13 @@ def test_local_stripe_api_serves_records_whose_created_is_not_a_number(tmp_path)
     from sample_company.vendor_api.store import RecordStore
     from sample_company.vendor_api.stripe import handle
 
-    created = {"cus_a": 1_700_000_300, "cus_b": "2024-01-01T00:00:00Z", "cus_c": None, "cus_d": 1_700_000_100,
-               "cus_e": True}
+    created = {
+        "cus_a": 1_700_000_300,
+        "cus_b": "2024-01-01T00:00:00Z",
+        "cus_c": None,
+        "cus_d": 1_700_000_100,
+        "cus_e": True,
+    }
     records = [{"id": i, "object": "customer", **({} if c is None else {"created": c})} for i, c in created.items()]
     (tmp_path / "stripe").mkdir()
     _write(tmp_path / "stripe" / "customers.jsonl", records)

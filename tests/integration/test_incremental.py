@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -26,7 +26,7 @@ CREDENTIALS = {
     "zendesk": {"email": DEMO_CREDENTIALS["zendesk_email"], "api_token": DEMO_CREDENTIALS["zendesk_api_token"]},
 }
 # The day after the sample company's history ends: when the changes happen.
-CHANGED_AT = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+CHANGED_AT = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 # Child tables carry one row per parent in the sample company, so they change with it.
 CHILDREN = {
     "stripe": {"subscriptions__items__data": "subscriptions", "invoices__lines__data": "invoices"},
@@ -80,14 +80,19 @@ def test_one_percent_change_loads_only_the_changes(source, private_api, cfg):
         c = changed["customers"]
         emails = dict(_query(cfg, f"select id, email from {schema}.customers where id in {tuple(c.updated) + ('',)}"))
         assert emails and all(e.startswith("billing@") for e in emails.values())
-        assert _query(cfg, f"select id from {schema}.customers where deleted order by id") == [(i,) for i in sorted(c.deleted)]
+        assert _query(cfg, f"select id from {schema}.customers where deleted order by id") == [
+            (i,) for i in sorted(c.deleted)
+        ]
         s = changed["subscriptions"]
         canceled = {r[0] for r in _query(cfg, f"select id from {schema}.subscriptions where status = 'canceled'")}
         assert set(s.deleted) <= canceled
     elif source == "hubspot":
         archived = {r[0] for r in _query(cfg, f"select id from {schema}.contacts where archived")}
         assert set(changed["contacts"].deleted) <= archived and changed["contacts"].deleted
-        titles = _query(cfg, f"select distinct jobtitle from {schema}.contacts where id in {tuple(changed['contacts'].updated) + ('',)}")
+        titles = _query(
+            cfg,
+            f"select distinct jobtitle from {schema}.contacts where id in {tuple(changed['contacts'].updated) + ('',)}",
+        )
         assert titles == [("Director",)]
     else:
         deleted = {r[0] for r in _query(cfg, f"select id from {schema}.tickets where status = 'deleted'")}
@@ -176,7 +181,9 @@ def test_killed_load_is_finished_by_the_next_run(source, point, private_api, cfg
             env[f"SOURCES__{source.upper()}__{key.upper()}"] = value
     script = tmp_path / "crashing_load.py"
     script.write_text(CRASHING_LOAD)
-    child = subprocess.run([sys.executable, str(script), point, source], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, str(script), point, source], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
     assert child.returncode == -9, f"the load was not killed ({child.returncode}): {child.stderr[-2000:]}"
 
     schema = DATASETS[source]
@@ -191,7 +198,9 @@ def test_killed_load_is_finished_by_the_next_run(source, point, private_api, cfg
         _load(source, server, cfg)
 
     system = {"usage_events": "usage"}.get(source, source)
-    tables = {"usage_events": {"events": "message_id"}}.get(source) or {obj: "id" for obj in small_company["counts"][system]}
+    tables = {"usage_events": {"events": "message_id"}}.get(source) or {
+        obj: "id" for obj in small_company["counts"][system]
+    }
     for table, key in tables.items():
         [(rows, ids)] = _query(cfg, f"select count(*), count(distinct {key}) from {schema}.{table}")
         assert rows == ids == small_company["counts"][system][table], table

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from pipeline_runs import prepare, spine_env
 
 from data_spine.settings import PROJECT_ROOT
-from pipeline_runs import prepare, spine_env
 
 RUN = """
 import json
@@ -82,24 +82,38 @@ class Landing:
 
     def ingest(self) -> Ingest:
         sent_before = len(self._alerts())
-        process = subprocess.run([sys.executable, "-c", RUN], cwd=PROJECT_ROOT, env=self.env, capture_output=True,
-                                 text=True, timeout=600)
+        process = subprocess.run(
+            [sys.executable, "-c", RUN], cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=600
+        )
         lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
         assert process.returncode == 0 and lines, process.stdout[-3000:] + process.stderr[-3000:]
         result = json.loads(lines[-1].removeprefix("RESULT "))
         with duckdb.connect(str(self.warehouse), read_only=True) as con:
             events = con.execute("select count(*) from raw_usage_events.events").fetchone()[0]
-            has_quarantine = con.execute("select count(*) from duckdb_tables() where schema_name = 'raw_usage_events' "
-                                         "and table_name = 'quarantine'").fetchone()[0]
-            quarantine = con.execute("select location, reason from raw_usage_events.quarantine order by 1").fetchall() \
-                if has_quarantine else []
+            has_quarantine = con.execute(
+                "select count(*) from duckdb_tables() where schema_name = 'raw_usage_events' "
+                "and table_name = 'quarantine'"
+            ).fetchone()[0]
+            quarantine = (
+                con.execute("select location, reason from raw_usage_events.quarantine order by 1").fetchall()
+                if has_quarantine
+                else []
+            )
             changes = con.execute("select table_name, column_name, change from quality.schema_changes").fetchall()
         run = Ingest(
-            success=result["success"], drift_passed=result["drift_passed"], alerts=self._alerts()[sent_before:],
-            events=events, quarantine=quarantine, schema_changes=changes,
-            rejected={p.name.removesuffix(".reason.txt"): p.read_text()
-                      for p in self.rejected.glob("*.reason.txt") if (self.rejected / p.name[:-11]).exists()}
-            if self.rejected.is_dir() else {},
+            success=result["success"],
+            drift_passed=result["drift_passed"],
+            alerts=self._alerts()[sent_before:],
+            events=events,
+            quarantine=quarantine,
+            schema_changes=changes,
+            rejected={
+                p.name.removesuffix(".reason.txt"): p.read_text()
+                for p in self.rejected.glob("*.reason.txt")
+                if (self.rejected / p.name[:-11]).exists()
+            }
+            if self.rejected.is_dir()
+            else {},
             sidecars={p.name for p in self.rejected.glob("*.reason.txt")},
             landing={p.name for p in self.folder.iterdir()},
         )
@@ -127,8 +141,11 @@ def landing(tmp_path_factory) -> Landing:
     whole = gzip.compress("".join(json.dumps(e) + "\n" for e in _events(template, 400)).encode())
     (landing.folder / TRUNCATED).write_bytes(whole[: len(whole) // 2])
     _write_gz(landing.folder / CSV, ["message_id,user_id,event", "m1,u1,Login"])
-    _write_gz(landing.folder / WITH_BAD_LINES, [json.dumps(e) for e in _events(template, 5)]
-              + ["this is not JSON", json.dumps({"type": "track", "event": "Login", "user_id": "u1"})])
+    _write_gz(
+        landing.folder / WITH_BAD_LINES,
+        [json.dumps(e) for e in _events(template, 5)]
+        + ["this is not JSON", json.dumps({"type": "track", "event": "Login", "user_id": "u1"})],
+    )
     landing.ingest()
     landing.ingest()
 
@@ -150,8 +167,9 @@ def _lines(folder: Path, names) -> int:
 def test_the_good_files_load_beside_unreadable_ones(landing):
     first, second, third, fourth = landing.runs
     assert all(run.success for run in landing.runs)
-    company_files = sorted(p.name for p in landing.folder.glob("*.jsonl.gz")
-                           if p.name not in (*UNREADABLE, WITH_BAD_LINES))
+    company_files = sorted(
+        p.name for p in landing.folder.glob("*.jsonl.gz") if p.name not in (*UNREADABLE, WITH_BAD_LINES)
+    )
     assert first.events == _lines(landing.folder, company_files) > 0
     assert second.events == first.events + 5  # the good lines of the file with bad lines
     assert third.events == second.events
@@ -175,11 +193,15 @@ def test_each_unreadable_file_alerts_once_and_resolves_when_it_is_gone(landing):
     assert sorted(a["details"]["file"] for a in fired) == sorted(UNREADABLE)
     assert {(a["status"], a["severity"], a["state"]) for a in fired} == {("firing", "high", "fail")}
     not_gzip = next(a for a in fired if a["details"]["file"] == NOT_GZIP)
-    assert "Not a gzipped file" in not_gzip["how_many"] and str(landing.rejected / NOT_GZIP) in not_gzip["suggested_action"]
+    assert (
+        "Not a gzipped file" in not_gzip["how_many"]
+        and str(landing.rejected / NOT_GZIP) in not_gzip["suggested_action"]
+    )
     assert third.alerts == []  # the same files still set aside: nothing new to say
     assert set(third.rejected) == set(UNREADABLE)
     assert [(a["status"], a["details"]["file"]) for a in fourth.alerts if a["kind"] == "rejected_file"] == [
-        ("resolved", TRUNCATED)]
+        ("resolved", TRUNCATED)
+    ]
     assert set(fourth.rejected) == {NOT_GZIP, CSV}
     assert fourth.sidecars == {f"{NOT_GZIP}.reason.txt", f"{CSV}.reason.txt"}  # the deleted file's is gone
 
@@ -187,11 +209,14 @@ def test_each_unreadable_file_alerts_once_and_resolves_when_it_is_gone(landing):
 def test_bad_lines_are_quarantined_and_the_quarantine_is_no_drift(landing):
     second = landing.runs[1]
     assert [(location, reason.split(":")[0]) for location, reason in second.quarantine] == [
-        (f"{WITH_BAD_LINES}:6", "not valid JSON"), (f"{WITH_BAD_LINES}:7", "missing required field(s)")]
+        (f"{WITH_BAD_LINES}:6", "not valid JSON"),
+        (f"{WITH_BAD_LINES}:7", "missing required field(s)"),
+    ]
     # The quarantine table arrived with the latest load of this run: what drift detection judged.
     with duckdb.connect(str(landing.warehouse), read_only=True) as con:
-        hashes = con.execute("select schema_version_hash from raw_usage_events._dlt_loads where status = 0 "
-                             "order by load_id").fetchall()
+        hashes = con.execute(
+            "select schema_version_hash from raw_usage_events._dlt_loads where status = 0 order by load_id"
+        ).fetchall()
     assert len(set(hashes)) >= 2
     for run in landing.runs:
         assert run.drift_passed == [True]

@@ -15,9 +15,22 @@ import pytest
 from data_spine.settings import PROJECT_ROOT, settings
 from expectations import DIMENSIONS, SUITES
 
-MARTS = ("customers", "customer_crosswalk", "identity_resolution_metrics", "mrr_by_customer_month", "revenue_movements",
-         "mrr_bridge", "revenue_retention", "mrr_reconciliation", "feature_adoption_daily", "ticket_metrics",
-         "support_backlog_daily", "contacts", "invoices", "usage_events")
+MARTS = (
+    "customers",
+    "customer_crosswalk",
+    "identity_resolution_metrics",
+    "mrr_by_customer_month",
+    "revenue_movements",
+    "mrr_bridge",
+    "revenue_retention",
+    "mrr_reconciliation",
+    "feature_adoption_daily",
+    "ticket_metrics",
+    "support_backlog_daily",
+    "contacts",
+    "invoices",
+    "usage_events",
+)
 
 
 def _mart_rows() -> dict[str, list[tuple]]:
@@ -28,7 +41,15 @@ def _mart_rows() -> dict[str, list[tuple]]:
 def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
         schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables").fetchall()}
-        assert {"raw_stripe", "raw_hubspot", "raw_zendesk", "raw_usage_events", "staging", "marts", "quality"} <= schemas
+        assert {
+            "raw_stripe",
+            "raw_hubspot",
+            "raw_zendesk",
+            "raw_usage_events",
+            "staging",
+            "marts",
+            "quality",
+        } <= schemas
         customers = con.execute("select count(*), count(distinct customer_id) from marts.customers").fetchone()
         duplicates = len(small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"])
         assert customers == (small_company["counts"]["hubspot"]["companies"] - duplicates,) * 2
@@ -50,17 +71,24 @@ def test_warehouse_holds_raw_schemas_and_marts(first_run, small_company):
 def test_every_source_id_maps_to_exactly_one_customer(first_run, small_company):
     counts = small_company["counts"]
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        per_system = dict(con.execute(
-            "select source_system, count(*) from marts.customer_crosswalk group by all").fetchall())
+        per_system = dict(
+            con.execute("select source_system, count(*) from marts.customer_crosswalk group by all").fetchall()
+        )
         [(keys, distinct_keys)] = con.execute(
-            "select count(*), count(distinct (source_system, source_id)) from marts.customer_crosswalk").fetchall()
+            "select count(*), count(distinct (source_system, source_id)) from marts.customer_crosswalk"
+        ).fetchall()
         [(unknown,)] = con.execute(
-            "select count(*) from marts.customer_crosswalk where customer_id not in (select customer_id from marts.customers)"
+            "select count(*) from marts.customer_crosswalk "
+            "where customer_id not in (select customer_id from marts.customers)"
         ).fetchall()
     assert keys == distinct_keys and unknown == 0
-    assert per_system == {"hubspot": counts["hubspot"]["companies"], "stripe": counts["stripe"]["customers"],
-                          "zendesk": counts["zendesk"]["organizations"], "product": counts["hubspot"]["companies"]
-                          - len(small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"])}
+    assert per_system == {
+        "hubspot": counts["hubspot"]["companies"],
+        "stripe": counts["stripe"]["customers"],
+        "zendesk": counts["zendesk"]["organizations"],
+        "product": counts["hubspot"]["companies"]
+        - len(small_company["defects"]["records"]["hubspot.companies"]["duplicate_company"]),
+    }
 
 
 def test_each_duplicate_company_of_the_manifest_is_merged_into_its_original(first_run, small_company):
@@ -81,8 +109,10 @@ def test_each_duplicate_company_of_the_manifest_is_merged_into_its_original(firs
     # Each duplicate shares its customer with exactly one other company: the original, the
     # one that survives, on the same domain.
     assert sorted(r[0] for r in rows) == sorted(duplicates)
-    assert all(rule == "crm_duplicate_domain" and original not in duplicates and survivor == original and same_domain
-               for _, rule, original, survivor, same_domain in rows)
+    assert all(
+        rule == "crm_duplicate_domain" and original not in duplicates and survivor == original and same_domain
+        for _, rule, original, survivor, same_domain in rows
+    )
 
 
 def test_revenue_holds_together(first_run):
@@ -92,11 +122,13 @@ def test_revenue_holds_together(first_run):
         [(unreconciled,)] = con.execute(
             "select count(*) from marts.mrr_reconciliation where billed_mrr <> contracted_mrr - unbilled_mrr"
             " - pending_change_mrr - one_off_discount_mrr or invoiced_amount <> billed_mrr + proration_amount"
-            " + billing_timing_amount").fetchall()
+            " + billing_timing_amount"
+        ).fetchall()
         [(mismatched,)] = con.execute(
             "select count(*) from marts.customers c left join marts.mrr_by_customer_month m"
             " on m.customer_id = c.customer_id and m.month = (select max(month) from marts.mrr_by_customer_month)"
-            " where c.mrr <> coalesce(m.mrr, 0)").fetchall()
+            " where c.mrr <> coalesce(m.mrr, 0)"
+        ).fetchall()
     assert arr_off == unreconciled == mismatched == 0
     # Plan changes in the sample company's history show as expansion and contraction.
     assert {"new", "expansion", "contraction", "churn", "reactivation"} <= set(movements)
@@ -188,8 +220,13 @@ def test_two_runs_at_once_take_turns_on_the_warehouse(first_run):
     from orchestration.resources import WAREHOUSE_POOL
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", _ONE_WAREHOUSE_STEP], cwd=PROJECT_ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", _ONE_WAREHOUSE_STEP],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     # The second run starts once the first holds the warehouse slot. (Two claims in the same
     # few milliseconds can both win with Dagster's SQLite instance storage, which has no row
@@ -202,7 +239,7 @@ def test_two_runs_at_once_take_turns_on_the_warehouse(first_run):
         time.sleep(0.2)
     procs.append(start())
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
     run_ids = [out.strip().splitlines()[-1] for out, _ in outputs]
 
@@ -223,8 +260,15 @@ def test_quarantined_usage_lines_show_on_the_asset(first_run):
 
     from orchestration.definitions import defs
 
-    good = {"message_id": "msg_late_1", "type": "track", "event": "app.viewed.dashboard", "user_id": "usr_500001",
-            "account_id": "ws_100001", "timestamp": "2026-11-21T12:00:00.000Z", "received_at": "2026-11-21T12:00:01.000Z"}
+    good = {
+        "message_id": "msg_late_1",
+        "type": "track",
+        "event": "app.viewed.dashboard",
+        "user_id": "usr_500001",
+        "account_id": "ws_100001",
+        "timestamp": "2026-11-21T12:00:00.000Z",
+        "received_at": "2026-11-21T12:00:01.000Z",
+    }
     path = settings().landing_dir / "events_2026-11-21.late.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write(json.dumps(good) + "\n" + '{"message_id": "msg_late_2", "event": \n')
@@ -233,12 +277,16 @@ def test_quarantined_usage_lines_show_on_the_asset(first_run):
     finally:
         path.unlink()
     assert result.success
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["usage_events", "events"])]
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["usage_events", "events"])
+    ]
     metadata = event.materialization.metadata
     assert metadata["quarantined_this_run"].value == 1
     assert metadata["quarantined_total"].value >= 1
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from raw_usage_events.events where message_id = 'msg_late_1'").fetchone() == (1,)
+        assert con.execute(
+            "select count(*) from raw_usage_events.events where message_id = 'msg_late_1'"
+        ).fetchone() == (1,)
         [(location, reason)] = con.execute(
             "select location, reason from raw_usage_events.quarantine where location like 'events_2026-11-21.late%'"
         ).fetchall()
@@ -250,8 +298,14 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     from connectors.pipelines import load
     from orchestration.dbt_manifest import DBT_DIR, DBT_EXECUTABLE
 
-    event = {"type": "track", "event": "report.exported.csv", "user_id": "usr_500001", "account_id": "ws_100001",
-             "timestamp": "2026-11-20T09:00:00.000Z", "received_at": "2026-11-20T09:00:01.000Z"}
+    event = {
+        "type": "track",
+        "event": "report.exported.csv",
+        "user_id": "usr_500001",
+        "account_id": "ws_100001",
+        "timestamp": "2026-11-20T09:00:00.000Z",
+        "received_at": "2026-11-20T09:00:01.000Z",
+    }
     path = settings().landing_dir / "events_2026-11-20.extra.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write("\n".join(json.dumps({**event, "message_id": f"msg_new_day_{i}"}) for i in range(5)) + "\n")
@@ -260,9 +314,22 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     finally:
         path.unlink()
     run = subprocess.run(
-        [str(DBT_EXECUTABLE), "build", "--select", "stg_usage_events__events", "int_usage_user_days", "feature_adoption_daily",
-         "--target-path", str(tmp_path), "--vars", json.dumps({"as_of_date": "2026-11-21"})],
-        cwd=DBT_DIR, env={**os.environ, "SPINE_WAREHOUSE": str(settings().warehouse)}, capture_output=True, text=True,
+        [
+            str(DBT_EXECUTABLE),
+            "build",
+            "--select",
+            "stg_usage_events__events",
+            "int_usage_user_days",
+            "feature_adoption_daily",
+            "--target-path",
+            str(tmp_path),
+            "--vars",
+            json.dumps({"as_of_date": "2026-11-21"}),
+        ],
+        cwd=DBT_DIR,
+        env={**os.environ, "SPINE_WAREHOUSE": str(settings().warehouse)},
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:]
     results = {r["unique_id"]: r for r in json.loads((tmp_path / "run_results.json").read_text())["results"]}
@@ -272,8 +339,10 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
         compiled = results["model.data_spine.stg_usage_events__events"]["compiled_code"]
         assert 'select coalesce(max(load_id), \'\') from "warehouse"."staging"."stg_usage_events__events"' in compiled
         # The append brought exactly the new load's events.
-        (staged,) = con.execute("select count(*) from staging.stg_usage_events__events where load_id = "
-                                "(select max(load_id) from staging.stg_usage_events__events)").fetchone()
+        (staged,) = con.execute(
+            "select count(*) from staging.stg_usage_events__events where load_id = "
+            "(select max(load_id) from staging.stg_usage_events__events)"
+        ).fetchone()
         assert staged == 5
         for name, schema in (("int_usage_user_days", "intermediate"), ("feature_adoption_daily", "marts")):
             compiled = results[f"model.data_spine.{name}"]["compiled_code"]
@@ -281,10 +350,14 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
             (history,) = con.execute(f"select count(*) from {schema}.{name}").fetchone()
             (written,) = con.execute(f"select count(*) from ({compiled})").fetchone()
             assert 0 < written < history / 10, (name, written, history)
-        [(events,)] = con.execute("select events from marts.feature_adoption_daily "
-                                  "where activity_date = '2026-11-20' and feature = 'report.exported.csv'").fetchall()
-        [(raw,)] = con.execute("select count(*) from staging.stg_usage_events__events where event_name = 'report.exported.csv' "
-                               "and occurred_at >= '2026-11-20' and occurred_at < '2026-11-21'").fetchall()
+        [(events,)] = con.execute(
+            "select events from marts.feature_adoption_daily "
+            "where activity_date = '2026-11-20' and feature = 'report.exported.csv'"
+        ).fetchall()
+        [(raw,)] = con.execute(
+            "select count(*) from staging.stg_usage_events__events where event_name = 'report.exported.csv' "
+            "and occurred_at >= '2026-11-20' and occurred_at < '2026-11-21'"
+        ).fetchall()
     assert events == raw
 
 
@@ -308,8 +381,12 @@ def test_a_warehouse_locked_by_another_process_is_waited_for(first_run, step):
     instance = dg.DagsterInstance.get()
     retry_events = dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
     retried_before = len(instance.get_event_records(retry_events))
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_WAREHOUSE, str(settings().warehouse)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_WAREHOUSE, str(settings().warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
 
     def let_go_once_the_step_retried() -> None:

@@ -81,12 +81,19 @@ def _sample_ids(row: dict) -> set[str]:
     return ids
 
 
-@pytest.mark.parametrize(("entity", "defect"), [
-    ("hubspot.companies", "missing_required_field"), ("hubspot.companies", "duplicate_company"),
-    ("hubspot.contacts", "invalid_email"), ("stripe.customers", "missing_email"),
-    ("usage.events", "malformed_event_name"), ("usage.events", "late_event"),
-    ("zendesk.tickets", "orphan_ticket"), ("zendesk.tickets", "missing_required_field"),
-])
+@pytest.mark.parametrize(
+    ("entity", "defect"),
+    [
+        ("hubspot.companies", "missing_required_field"),
+        ("hubspot.companies", "duplicate_company"),
+        ("hubspot.contacts", "invalid_email"),
+        ("stripe.customers", "missing_email"),
+        ("usage.events", "malformed_event_name"),
+        ("usage.events", "late_event"),
+        ("zendesk.tickets", "orphan_ticket"),
+        ("zendesk.tickets", "missing_required_field"),
+    ],
+)
 def test_sampled_records_are_the_injected_ones(audited, small_company, entity, defect):
     row = audited[DEFECT_CHECKS[(entity, defect)]]
     sampled = _sample_ids(row)
@@ -102,14 +109,19 @@ def test_sampled_personal_data_is_masked(audited):
 def test_default_defects_block_nothing_and_every_entity_is_published(audited, first_run):
     assert [k for k, r in audited.items() if r["severity"] == "blocking" and not r["success"]] == []
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        decisions = dict(con.execute("select entity, status from quality.publications where run_id = ?",
-                                     [first_run.run_id]).fetchall())
+        decisions = dict(
+            con.execute(
+                "select entity, status from quality.publications where run_id = ?", [first_run.run_id]
+            ).fetchall()
+        )
         assert decisions == dict.fromkeys(SUITES, "published")
         # Serving holds exactly what the latest publication of each entity copied (later
         # rebuilds of the marts outside a run are not published).
-        latest = con.execute("select entity, arg_max(row_counts, decided_at) from quality.publications "
-                             "where status = 'published' group by entity").fetchall()
-        for entity, counts in latest:
+        latest = con.execute(
+            "select entity, arg_max(row_counts, decided_at) from quality.publications "
+            "where status = 'published' group by entity"
+        ).fetchall()
+        for _entity, counts in latest:
             for table, rows in json.loads(counts).items():
                 assert con.execute(f"select count(*) from serving.{table}").fetchone() == (rows,), table
 
@@ -131,8 +143,17 @@ def test_scorecard_renders_in_a_real_headless_browser(first_run, tmp_path):
     reports = settings().reports_dir
     card = json.loads((reports / "scorecard.json").read_text())
     shot = tmp_path / "scorecard.png"
-    run = subprocess.run([sys.executable, str(PROJECT_ROOT / "tests" / "headless_browser.py"),
-                          str(reports / "scorecard.html"), str(shot)], capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "tests" / "headless_browser.py"),
+            str(reports / "scorecard.html"),
+            str(shot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     page = json.loads(run.stdout.splitlines()[-1])
     assert page["title"].startswith("Data quality scorecard")
@@ -159,11 +180,22 @@ def clean_company(tmp_path_factory):
     root = tmp_path_factory.mktemp("clean")
     (root / "dagster_home").mkdir()
     shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", root / "dagster_home")
-    env = {**os.environ, "SPINE_DATA_DIR": str(root / "data"), "SPINE_WAREHOUSE": str(root / "data" / "w.duckdb"),
-           "DAGSTER_HOME": str(root / "dagster_home"), "SPINE_VENDOR_API_PORT": str(_free_port())}
+    env = {
+        **os.environ,
+        "SPINE_DATA_DIR": str(root / "data"),
+        "SPINE_WAREHOUSE": str(root / "data" / "w.duckdb"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "SPINE_VENDOR_API_PORT": str(_free_port()),
+    }
     env.pop("SPINE_AS_OF", None)
-    run = subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "spine"), "run", "--clean", "--as-of", "2026-11-21"],
-                         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "spine"), "run", "--clean", "--as-of", "2026-11-21"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     return root / "data", run.stdout
 

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_runs import Run, Shape, prepare, spine_env, spine_run, warehouse_digest
 
 from data_spine.settings import PROJECT_ROOT, settings
-from pipeline_runs import Run, Shape, prepare, spine_env, spine_run, warehouse_digest
 
 API_SCHEMAS = ("raw_stripe", "raw_hubspot", "raw_zendesk")
 FREE_MIB_WHEN_FULL = 4  # what the full disk leaves for the load: far less than a tiny run writes
@@ -100,8 +100,9 @@ def faulted_runs(clean_tiny, mounts, tmp_path_factory):
     _mount_tmpfs(full / "data", "size=256m")
     prepare(full)
     inputs = _used_kib(full / "data")
-    subprocess.run(["mount", "-o", f"remount,size={inputs + FREE_MIB_WHEN_FULL * 1024}k", str(full / "data")],
-                   check=True)
+    subprocess.run(
+        ["mount", "-o", f"remount,size={inputs + FREE_MIB_WHEN_FULL * 1024}k", str(full / "data")], check=True
+    )
     started["full"] = (run := Run(Shape("full", "default"), full), spine_run(full, run.log))
 
     read_only = base / "read_only"
@@ -117,16 +118,24 @@ def faulted_runs(clean_tiny, mounts, tmp_path_factory):
     (uncreatable / "not_a_folder").write_text("a file where the data folder's parent should be\n")
     data = uncreatable / "not_a_folder" / "data"
     env = spine_env(uncreatable, SPINE_DATA_DIR=str(data), SPINE_WAREHOUSE=str(data / "warehouse.duckdb"))
-    started["uncreatable"] = (run := Run(Shape("uncreatable", "default"), uncreatable),
-                              spine_run(uncreatable, run.log, env=env))
+    started["uncreatable"] = (
+        run := Run(Shape("uncreatable", "default"), uncreatable),
+        spine_run(uncreatable, run.log, env=env),
+    )
 
     locked = base / "locked"
     shutil.copytree(clean_tiny.root / "data", locked / "data")
     _new_home(locked)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('open', flush=True); "
-         "sys.stdin.read()", str(locked / "data" / "warehouse.duckdb")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('open', flush=True); sys.stdin.read()",
+            str(locked / "data" / "warehouse.duckdb"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "open"
@@ -181,8 +190,9 @@ def test_data_folder_that_cannot_be_created_says_so_in_one_line(faulted_runs):
 
 def test_warehouse_locked_by_another_process_waits_then_says_so_in_one_line(faulted_runs, clean_tiny):
     run = faulted_runs["locked"]
-    _assert_one_clear_line(run, "locked by another process", str(run.warehouse),
-                           f"PID {run.documented['holder_pid']}", "close it")
+    _assert_one_clear_line(
+        run, "locked by another process", str(run.warehouse), f"PID {run.documented['holder_pid']}", "close it"
+    )
     # Every step that opens the warehouse waited for the lock before giving up, loads included.
     assert "ingest_stripe - The warehouse is locked by another process; retrying in 0.2 s" in run.output
     assert warehouse_digest(run.warehouse) == clean_tiny.digest
@@ -193,9 +203,9 @@ def test_load_under_fault_rates_on_every_vendor_api_equals_a_clean_load(clean_ti
     the connectors retry until they have every page, and load exactly what a clean load did."""
     from connectors.pipelines import load
     from sample_company.generate import read_manifest
+    from sample_company.variants import Variant
     from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
     from sample_company.vendor_api.faults import parse_fault_options
-    from sample_company.variants import Variant
 
     # Retries without the production backoff (1 s, 2 s, 4 s ...), and enough of them that a
     # page failing at 30% every time is out of reach (0.3^12).

@@ -29,10 +29,10 @@ import dagster as dg
 import duckdb
 import pytest
 from dagster._core.events import DagsterEventType
+from pipeline_runs import AS_OF, claimed_slots, instance_of, prepare, spine_env, warehouse_digest
 
 from data_spine.settings import PROJECT_ROOT
 from orchestration.run_recovery import steps_in_flight
-from pipeline_runs import AS_OF, claimed_slots, instance_of, prepare, spine_env, warehouse_digest
 
 RUN_SECONDS = 600
 CANCEL_SECONDS = 30
@@ -45,15 +45,31 @@ def _start(root: Path, log: Path) -> subprocess.Popen:
     """`spine run` at `tiny` in `root`, as `pipeline_runs.spine_run`, in a session of its own."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "command_line.main", "run", "--preset", "tiny", "--as-of", AS_OF.isoformat(),
-             "--defects", "none", "--no-docs"],
-            cwd=PROJECT_ROOT, env=spine_env(root), stdout=out, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "command_line.main",
+                "run",
+                "--preset",
+                "tiny",
+                "--as-of",
+                AS_OF.isoformat(),
+                "--defects",
+                "none",
+                "--no-docs",
+            ],
+            cwd=PROJECT_ROOT,
+            env=spine_env(root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
 
 
-def _wait_for_step(instance: dg.DagsterInstance, process: subprocess.Popen, log: Path, prefix: str,
-                   known: set[str]) -> str:
+def _wait_for_step(
+    instance: dg.DagsterInstance, process: subprocess.Popen, log: Path, prefix: str, known: set[str]
+) -> str:
     """The id of the new run once one of its steps starting with `prefix` has started."""
     deadline = time.monotonic() + RUN_SECONDS
     while time.monotonic() < deadline:
@@ -73,8 +89,9 @@ def half_published(warehouse: Path) -> list[str]:
     fingerprinted (`quality.audits`), and no serving table may lack a publication."""
     problems = []
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        serving = {t for (t,) in con.execute(
-            "select table_name from duckdb_tables() where schema_name = 'serving'").fetchall()}
+        serving = {
+            t for (t,) in con.execute("select table_name from duckdb_tables() where schema_name = 'serving'").fetchall()
+        }
         has_publications = con.execute(
             "select count(*) from duckdb_tables() where schema_name = 'quality' and table_name = 'publications'"
         ).fetchone()[0]
@@ -82,16 +99,22 @@ def half_published(warehouse: Path) -> list[str]:
             return [f"serving.{t} exists without any publication" for t in sorted(serving)]
         latest = con.execute(
             "select entity, audit_run_id from quality.publications where status = 'published' "
-            "qualify row_number() over (partition by entity order by decided_at desc) = 1").fetchall()
+            "qualify row_number() over (partition by entity order by decided_at desc) = 1"
+        ).fetchall()
         published: set[str] = set()
         for entity, audit_run in latest:
-            audited = json.loads(con.execute(
-                "select fingerprints from quality.audits where entity = ? and run_id = ? "
-                "order by audited_at desc limit 1", [entity, audit_run]).fetchone()[0])
+            audited = json.loads(
+                con.execute(
+                    "select fingerprints from quality.audits where entity = ? and run_id = ? "
+                    "order by audited_at desc limit 1",
+                    [entity, audit_run],
+                ).fetchone()[0]
+            )
             for table, expected in audited.items():
                 published.add(table)
                 rows, digest = con.execute(
-                    f"select count(*), sum(hash(t)::hugeint) from serving.{table} as t").fetchone()
+                    f"select count(*), sum(hash(t)::hugeint) from serving.{table} as t"
+                ).fetchone()
                 if f"{rows}:{digest or 0}" != expected:
                     problems.append(f"{entity}: serving.{table} is not the version audited in run {audit_run}")
         problems += [f"serving.{t} exists without a publication" for t in sorted(serving - published)]
@@ -157,11 +180,16 @@ def series(tmp_path_factory) -> Series:
             known.add(run_id)
             if result.kills:
                 result.kills[-1].output = log.read_text()
-            result.kills.append(Fault(
-                step, run_id, status=instance.get_run_by_id(run_id).status,
-                last_step=instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)[-1].step_key,
-                in_flight=steps_in_flight(instance, run_id),
-                half_published=half_published(root / "data" / "warehouse.duckdb")))
+            result.kills.append(
+                Fault(
+                    step,
+                    run_id,
+                    status=instance.get_run_by_id(run_id).status,
+                    last_step=instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)[-1].step_key,
+                    in_flight=steps_in_flight(instance, run_id),
+                    half_published=half_published(root / "data" / "warehouse.duckdb"),
+                )
+            )
 
         # 3. A run to the end.
         log = root / "final.log"
@@ -210,8 +238,9 @@ def test_each_run_reports_the_run_killed_before_it(series):
         assert "; marked failed, " in recovered[0], recovered[0]
     dbt = series.kills[-1]
     assert dbt.in_flight == ["dbt_models"]
-    assert "its process died during dbt_models; marked failed, warehouse slot freed" in \
-        next(line for line in dbt.output.splitlines() if line.startswith("Recovered run "))
+    assert "its process died during dbt_models; marked failed, warehouse slot freed" in next(
+        line for line in dbt.output.splitlines() if line.startswith("Recovered run ")
+    )
     instance = instance_of(series.root)
     for fault in series.kills:
         assert instance.get_run_by_id(fault.run_id).status == dg.DagsterRunStatus.FAILURE

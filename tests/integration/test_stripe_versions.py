@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+from dbt_runs import passed, run_dbt
 
 from connectors.pipelines import load
 from data_spine.settings import settings
-from dbt_runs import passed, run_dbt
 from sample_company.changes import change_sources
 from sample_company.generate import generate
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
@@ -35,16 +35,25 @@ SELECT = ["+int_subscription_items_monthly", "+int_stripe__charges"]
 
 def _dbt_build(warehouse: Path) -> str:
     # Seeds and models: the models' own tests run in the pipeline tests.
-    result = run_dbt(["build", "--select", *SELECT, "--resource-type", "seed", "--resource-type", "model"],
-                     warehouse, warehouse.parent / "target", as_of=AS_OF.isoformat())
+    result = run_dbt(
+        ["build", "--select", *SELECT, "--resource-type", "seed", "--resource-type", "model"],
+        warehouse,
+        warehouse.parent / "target",
+        as_of=AS_OF.isoformat(),
+    )
     assert passed(result), result.stdout[-3000:]
     return result.stdout
 
 
 def _load(server: VendorApiServer, root: Path, api_version: str | None = None) -> Path:
     cfg = replace(settings(), data_dir=root, warehouse=root / "warehouse.duckdb")
-    load("stripe", cfg, base_url=server.base_url("stripe"), api_key=DEMO_CREDENTIALS["stripe_api_key"],
-         api_version=api_version)
+    load(
+        "stripe",
+        cfg,
+        base_url=server.base_url("stripe"),
+        api_key=DEMO_CREDENTIALS["stripe_api_key"],
+        api_version=api_version,
+    )
     return cfg.warehouse
 
 
@@ -63,7 +72,7 @@ def warehouses(tmp_path_factory) -> dict[str, Path]:
     # day's changes arrive in the new shape.
     with VendorApiServer(sources, stripe_api_version=VERSIONS["legacy"]) as server:
         _load(server, root / "mixed", api_version=VERSIONS["legacy"])
-    change_sources(sources, fraction=0.05, seed=3, at=datetime(2026, 11, 22, 9, tzinfo=timezone.utc))
+    change_sources(sources, fraction=0.05, seed=3, at=datetime(2026, 11, 22, 9, tzinfo=UTC))
     with VendorApiServer(sources, stripe_api_version=VERSIONS["clover"]) as server:
         built["mixed"] = _load(server, root / "mixed", api_version=VERSIONS["clover"])
         built["single"] = _load(server, root / "single")
@@ -89,26 +98,36 @@ def _same_everywhere(warehouses: dict[str, Path], sql: str, versions=tuple(VERSI
 def _served(sources: Path, version: str, path: str) -> dict:
     """One answer of the local Stripe API to an account pinned to `version`."""
     with VendorApiServer(sources, stripe_api_version=version) as server:
-        status, body, _, _ = server.route("GET", f"/stripe/{path}",
-                                          {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"})
+        status, body, _, _ = server.route(
+            "GET", f"/stripe/{path}", {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"}
+        )
     assert status == 200
     return orjson.loads(orjson.dumps(body))
 
 
 def _columns(warehouse: Path, table: str) -> set[str]:
-    return {r[0] for r in _rows(warehouse, "select column_name from duckdb_columns() "
-                                           f"where schema_name = 'raw_stripe' and table_name = '{table}'")}
+    return {
+        r[0]
+        for r in _rows(
+            warehouse,
+            f"select column_name from duckdb_columns() where schema_name = 'raw_stripe' and table_name = '{table}'",
+        )
+    }
 
 
 # --- 2025-03-31.basil ----------------------------------------------------------------------
+
 
 def test_current_period_moved_from_the_subscription_to_its_items(warehouses):
     legacy = _served(warehouses["sources"], "2024-06-20", "v1/subscriptions?limit=1&status=all")["data"][0]
     current = _served(warehouses["sources"], "2025-09-30.clover", "v1/subscriptions?limit=1&status=all")["data"][0]
     assert "current_period_start" in legacy and "current_period_start" not in legacy["items"]["data"][0]
     assert "current_period_start" not in current and "current_period_start" in current["items"]["data"][0]
-    rows = _same_everywhere(warehouses, "select subscription_item_id, current_period_start_at, current_period_end_at"
-                                        " from staging.stg_stripe__subscription_items order by all")
+    rows = _same_everywhere(
+        warehouses,
+        "select subscription_item_id, current_period_start_at, current_period_end_at"
+        " from staging.stg_stripe__subscription_items order by all",
+    )
     assert sum(r[1] is not None for r in rows) == len(rows)
     for version in VERSIONS:  # one shape downstream: the period lands on the items
         assert "current_period_start" not in _columns(warehouses[version], "subscriptions")
@@ -119,7 +138,9 @@ def test_invoice_names_its_subscription_under_parent_since_2025_03_31(warehouses
     current = _served(warehouses["sources"], "2025-09-30.clover", "v1/invoices?limit=1")["data"][0]
     assert "parent" not in legacy and legacy["subscription"]
     assert "subscription" not in current and current["parent"]["subscription_details"]["subscription"]
-    rows = _same_everywhere(warehouses, "select invoice_id, subscription_id from staging.stg_stripe__invoices order by all")
+    rows = _same_everywhere(
+        warehouses, "select invoice_id, subscription_id from staging.stg_stripe__invoices order by all"
+    )
     assert all(subscription for _, subscription in rows)
 
 
@@ -127,52 +148,81 @@ def test_invoice_lines_name_price_and_item_under_pricing_and_parent_since_2025_0
     legacy = _served(warehouses["sources"], "2024-06-20", "v1/invoices?limit=1")["data"][0]["lines"]["data"][0]
     current = _served(warehouses["sources"], "2025-09-30.clover", "v1/invoices?limit=1")["data"][0]["lines"]["data"][0]
     assert legacy["price"]["id"] and legacy["subscription_item"] and legacy["type"] == "subscription"
-    assert current["pricing"]["price_details"]["price"] and current["parent"]["subscription_item_details"]["subscription_item"]
+    assert (
+        current["pricing"]["price_details"]["price"]
+        and current["parent"]["subscription_item_details"]["subscription_item"]
+    )
     _same_everywhere(warehouses, "select * from staging.stg_stripe__invoice_lines order by all")
     [(lines, itemized, priced)] = _same_everywhere(
-        warehouses, "select count(*), count(subscription_item_id), count(price_id) from staging.stg_stripe__invoice_lines")
+        warehouses,
+        "select count(*), count(subscription_item_id), count(price_id) from staging.stg_stripe__invoice_lines",
+    )
     assert lines == itemized == priced > 0
 
 
 def test_discounts_list_replaces_the_single_discount(warehouses):
     legacy = _served(warehouses["sources"], "2024-06-20", "v1/subscriptions?limit=100&status=all")["data"]
-    current = _served(warehouses["sources"], "2025-09-30.clover", "v1/subscriptions?limit=100&status=all&expand[]=data.discounts")["data"]
+    current = _served(
+        warehouses["sources"], "2025-09-30.clover", "v1/subscriptions?limit=100&status=all&expand[]=data.discounts"
+    )["data"]
     assert any(s["discount"] for s in legacy) and all("discount" not in s for s in current)
     assert any(isinstance(d, dict) for s in current for d in s["discounts"])  # expanded
-    _same_everywhere(warehouses, "select subscription_id, discount_ids from staging.stg_stripe__subscriptions"
-                                 " where len(discount_ids) > 0 order by all")
-    _same_everywhere(warehouses, "select invoice_id, discount_ids from staging.stg_stripe__invoices"
-                                 " where len(discount_ids) > 0 order by all")
+    _same_everywhere(
+        warehouses,
+        "select subscription_id, discount_ids from staging.stg_stripe__subscriptions"
+        " where len(discount_ids) > 0 order by all",
+    )
+    _same_everywhere(
+        warehouses,
+        "select invoice_id, discount_ids from staging.stg_stripe__invoices where len(discount_ids) > 0 order by all",
+    )
     _same_everywhere(warehouses, "select * from staging.stg_stripe__invoice_line_discounts order by all")
 
 
 def test_charges_link_to_invoices_through_invoice_payments_since_2025_03_31(warehouses):
     for version, linked in (("legacy", True), ("basil", False), ("clover", False)):
-        [(charges, with_invoice)] = _rows(warehouses[version], "select count(*), count(invoice) from raw_stripe.charges")
+        [(charges, with_invoice)] = _rows(
+            warehouses[version], "select count(*), count(invoice) from raw_stripe.charges"
+        )
         assert (with_invoice == charges) if linked else (with_invoice == 0), version
-    rows = _same_everywhere(warehouses, "select charge_id, invoice_id from intermediate.int_stripe__charges order by all")
+    rows = _same_everywhere(
+        warehouses, "select charge_id, invoice_id from intermediate.int_stripe__charges order by all"
+    )
     assert all(invoice for _, invoice in rows)
-    assert {r[0] for r in _rows(warehouses["legacy"], "select distinct invoice_link from intermediate.int_stripe__charges")} == {"charge"}
-    assert {r[0] for r in _rows(warehouses["clover"], "select distinct invoice_link from intermediate.int_stripe__charges")} \
-        == {"invoice_payment_intent"}
+    assert {
+        r[0] for r in _rows(warehouses["legacy"], "select distinct invoice_link from intermediate.int_stripe__charges")
+    } == {"charge"}
+    assert {
+        r[0] for r in _rows(warehouses["clover"], "select distinct invoice_link from intermediate.int_stripe__charges")
+    } == {"invoice_payment_intent"}
 
 
 # --- 2025-09-30.clover ---------------------------------------------------------------------
 
+
 def test_a_discount_names_its_coupon_in_source_since_2025_09_30(warehouses):
-    [(embedded, named)] = _rows(warehouses["basil"], "select count(coupon__duration), count(source__coupon) from raw_stripe.discounts")
+    [(embedded, named)] = _rows(
+        warehouses["basil"], "select count(coupon__duration), count(source__coupon) from raw_stripe.discounts"
+    )
     assert embedded > 0 and named == 0
-    [(embedded, named)] = _rows(warehouses["clover"], "select count(coupon__duration), count(source__coupon) from raw_stripe.discounts")
+    [(embedded, named)] = _rows(
+        warehouses["clover"], "select count(coupon__duration), count(source__coupon) from raw_stripe.discounts"
+    )
     assert embedded == 0 and named > 0
-    rows = _same_everywhere(warehouses, "select discount_id, coupon_id, coupon_duration, percent_off, amount_off, is_recurring"
-                                        " from intermediate.int_stripe__discounts order by all")
+    rows = _same_everywhere(
+        warehouses,
+        "select discount_id, coupon_id, coupon_duration, percent_off, amount_off, is_recurring"
+        " from intermediate.int_stripe__discounts order by all",
+    )
     assert {r[2] for r in rows} == {"once", "repeating", "forever"}
 
 
 # --- MRR -------------------------------------------------------------------------------------
 
-MRR = ("select stripe_customer_id, month, sum(gross_mrr_local), sum(discount_mrr_local), sum(mrr_local)"
-       " from intermediate.int_subscription_items_monthly group by all order by all")
+MRR = (
+    "select stripe_customer_id, month, sum(gross_mrr_local), sum(discount_mrr_local), sum(mrr_local)"
+    " from intermediate.int_subscription_items_monthly group by all order by all"
+)
 
 
 def test_discounts_reduce_mrr_in_every_shape(warehouses):
@@ -181,18 +231,23 @@ def test_discounts_reduce_mrr_in_every_shape(warehouses):
     assert discounted, "recurring coupons lower some customer-months"
     assert all(r[4] == r[2] - r[3] for r in rows)
     # A once coupon is not MRR: the discount of a month is never the whole one-off credit.
-    _same_everywhere(warehouses, "select count(*), sum(recurring_discount), sum(one_off_discount)"
-                                 " from intermediate.int_subscription_item_terms")
+    _same_everywhere(
+        warehouses,
+        "select count(*), sum(recurring_discount), sum(one_off_discount) from intermediate.int_subscription_item_terms",
+    )
 
 
 def test_an_account_upgraded_mid_history_gives_the_mrr_of_one_shape(warehouses):
     mixed, single = warehouses["mixed"], warehouses["single"]
     # Both shapes are in the upgraded account's raw tables: charges from its first load name
     # their invoice, charges changed since do not.
-    [(legacy_rows, current_rows)] = _rows(mixed, "select count(invoice), count(*) - count(invoice) from raw_stripe.charges")
+    [(legacy_rows, current_rows)] = _rows(
+        mixed, "select count(invoice), count(*) - count(invoice) from raw_stripe.charges"
+    )
     assert legacy_rows > 0 and current_rows > 0
     [(changed,)] = _rows(mixed, "select count(distinct _dlt_load_id) from raw_stripe.subscriptions")
     assert changed == 2, "the changes came in a second, incremental load"
     assert _rows(mixed, MRR) == _rows(single, MRR)
-    assert _rows(mixed, "select charge_id, invoice_id from intermediate.int_stripe__charges order by all") \
-        == _rows(single, "select charge_id, invoice_id from intermediate.int_stripe__charges order by all")
+    assert _rows(mixed, "select charge_id, invoice_id from intermediate.int_stripe__charges order by all") == _rows(
+        single, "select charge_id, invoice_id from intermediate.int_stripe__charges order by all"
+    )

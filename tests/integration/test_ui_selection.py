@@ -22,10 +22,10 @@ import dlt
 import duckdb
 import pytest
 import requests
+from pipeline_runs import prepare, spine_env, stop_group
 
 from data_spine.settings import PROJECT_ROOT
 from quality.source_monitors import detect_drift
-from pipeline_runs import prepare, spine_env, stop_group
 
 LOCATION = "data_spine"  # workspace.yaml
 REPOSITORY = "__repository__"  # the repository of a `Definitions` object
@@ -117,8 +117,9 @@ class Ui:
                 "repositoryName": REPOSITORY,
                 "pipelineName": ASSET_JOB,
                 "assetSelection": [{"path": path} for path in assets],
-                "assetCheckSelection": [{"assetKey": {"path": c["assetKey"]["path"]}, "name": c["name"]}
-                                        for c in checks],
+                "assetCheckSelection": [
+                    {"assetKey": {"path": c["assetKey"]["path"]}, "name": c["name"]} for c in checks
+                ],
             },
         }
         result = self.query(LAUNCH, executionParams=params)["launchPipelineExecution"]
@@ -154,8 +155,12 @@ def ui_runs(tmp_path_factory) -> dict[str, tuple[set, dict, list[str]]]:
     log = root / "spine_dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)], cwd=PROJECT_ROOT, env=spine_env(root),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)],
+            cwd=PROJECT_ROOT,
+            env=spine_env(root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         ui = Ui(port)
@@ -166,8 +171,9 @@ def ui_runs(tmp_path_factory) -> dict[str, tuple[set, dict, list[str]]]:
 
         selections = {"/".join(key): {key} for key in RAW_ASSETS}
         selections["/".join(MART) + " with its upstreams"] = _upstream(nodes, MART)
-        launched = {name: ui.launch([list(k) for k in sorted(keys)], checks(sorted(keys)))
-                    for name, keys in selections.items()}
+        launched = {
+            name: ui.launch([list(k) for k in sorted(keys)], checks(sorted(keys))) for name, keys in selections.items()
+        }
         finished: dict[str, dict] = {}
         deadline = time.monotonic() + RUNS_SECONDS
         while len(finished) < len(launched) and time.monotonic() < deadline:
@@ -176,10 +182,17 @@ def ui_runs(tmp_path_factory) -> dict[str, tuple[set, dict, list[str]]]:
                 if name not in finished and run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
                     finished[name] = run
             time.sleep(3)
-        assert len(finished) == len(launched), f"runs still going after {RUNS_SECONDS} s: {set(launched) - set(finished)}"
-        return {name: (selections[name], finished[name],
-                       ui.messages(launched[name]) if finished[name]["status"] != "SUCCESS" else [])
-                for name in launched}
+        assert len(finished) == len(launched), (
+            f"runs still going after {RUNS_SECONDS} s: {set(launched) - set(finished)}"
+        )
+        return {
+            name: (
+                selections[name],
+                finished[name],
+                ui.messages(launched[name]) if finished[name]["status"] != "SUCCESS" else [],
+            )
+            for name in launched
+        }
     finally:
         # The whole process group: spine dev, dagster dev and the webserver, daemon and code
         # server it started.
@@ -205,8 +218,12 @@ def test_loading_a_sources_tables_one_at_a_time_is_no_schema_drift(tmp_path):
     """A raw asset materialized alone, then another of the same source: the second table's first
     load sets its baseline, as a source's first load does; a table no resource declares is drift."""
     warehouse = tmp_path / "w.duckdb"
-    pipeline = dlt.pipeline(pipeline_name="one_at_a_time", destination=dlt.destinations.duckdb(str(warehouse)),
-                            dataset_name="raw_things", pipelines_dir=str(tmp_path / "dlt"))
+    pipeline = dlt.pipeline(
+        pipeline_name="one_at_a_time",
+        destination=dlt.destinations.duckdb(str(warehouse)),
+        dataset_name="raw_things",
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
     resources = ["accounts", "orders"]
 
     def load(table, rows):
@@ -220,4 +237,6 @@ def test_loading_a_sources_tables_one_at_a_time_is_no_schema_drift(tmp_path):
     assert [(c.table, c.change) for c in drift.changes] == [("refunds", "new_table")]
     drift = load("orders", [{"id": 2, "coupon": "x", "tags": ["y"]}])
     assert [(c.table, c.column, c.change) for c in drift.changes] == [
-        ("orders", "coupon", "new_column"), ("orders__tags", None, "new_table")]
+        ("orders", "coupon", "new_column"),
+        ("orders__tags", None, "new_table"),
+    ]

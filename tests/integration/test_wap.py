@@ -27,7 +27,8 @@ def _rows(schema: str, table: str = "customers") -> list[tuple]:
 
 def _audit_and_publish(instance):
     return defs.resolve_job_def("spine_job").execute_in_process(
-        instance=instance, asset_selection=AUDIT_AND_PUBLISH, raise_on_error=False)
+        instance=instance, asset_selection=AUDIT_AND_PUBLISH, raise_on_error=False
+    )
 
 
 def _sensor_ticks(instance, alerts: AlertsResource, times: int) -> None:
@@ -47,8 +48,10 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
     good = _rows("serving")
     assert good == _rows("marts")
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        [(serving_run,)] = con.execute("select arg_max(run_id, decided_at) from quality.publications "
-                                       "where entity = 'customer' and status = 'published'").fetchall()
+        [(serving_run,)] = con.execute(
+            "select arg_max(run_id, decided_at) from quality.publications "
+            "where entity = 'customer' and status = 'published'"
+        ).fetchall()
 
     # Someone's model change duplicates a customer.
     with duckdb.connect(str(settings().warehouse)) as con:
@@ -66,8 +69,9 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
     assert f"serving keeps the version published by run {serving_run}" in message
     assert _rows("serving") == good, "consumers still read the last good customers"
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        decision = con.execute("select status, serving_run_id, blocking_failures from quality.publications "
-                               "where run_id = ?", [held.run_id]).fetchone()
+        decision = con.execute(
+            "select status, serving_run_id, blocking_failures from quality.publications where run_id = ?", [held.run_id]
+        ).fetchone()
     assert decision[:2] == ("held", serving_run) and "customer_id_unique" in json.loads(decision[2])
 
     _sensor_ticks(instance, alerts, times=3)
@@ -78,15 +82,18 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
 
     # The model is fixed: the next build has each customer once.
     with duckdb.connect(str(settings().warehouse)) as con:
-        con.execute("delete from marts.customers where rowid = (select max(rowid) from marts.customers "
-                    "where customer_id = ?)", [victim])
+        con.execute(
+            "delete from marts.customers where rowid = (select max(rowid) from marts.customers where customer_id = ?)",
+            [victim],
+        )
 
     fixed = _audit_and_publish(instance)
     assert fixed.success
     assert _rows("serving") == _rows("marts") == good
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        assert con.execute("select status from quality.publications where run_id = ?", [fixed.run_id]).fetchone() \
-            == ("published",)
+        assert con.execute("select status from quality.publications where run_id = ?", [fixed.run_id]).fetchone() == (
+            "published",
+        )
 
     _sensor_ticks(instance, alerts, times=2)
     assert [a["status"] for a in _alerts_about(alerts, DUPLICATE_ALERT)] == ["firing", "resolved"]
@@ -103,8 +110,10 @@ def test_marts_rebuilt_after_their_audit_are_not_published(first_run):
     suite, warehouse = SUITES["customer"], settings().warehouse
     before = _rows("serving")
     with duckdb.connect(str(warehouse)) as con:
-        con.execute("update marts.customers set company_name = company_name || ' (renamed)' "
-                    "where customer_id = (select min(customer_id) from marts.customers)")
+        con.execute(
+            "update marts.customers set company_name = company_name || ' (renamed)' "
+            "where customer_id = (select min(customer_id) from marts.customers)"
+        )
     try:
         decision = publish(warehouse, suite, audited.run_id)
         assert not decision.published and decision.blocking_failures == []

@@ -15,10 +15,10 @@ import dlt
 import duckdb
 import pytest
 
-from quality.alert_conditions import Condition, audit_conditions, drift_condition, volume_condition
-from quality.source_monitors import VolumePolicy, detect_drift, measure_volumes
 from orchestration.definitions import defs
 from orchestration.resources import AlertsResource
+from quality.alert_conditions import Condition, audit_conditions, drift_condition, volume_condition
+from quality.source_monitors import VolumePolicy, detect_drift, measure_volumes
 
 AUDIT = dg.AssetKey(["audit", "customer"])
 
@@ -63,30 +63,45 @@ def receiver():
 
 @pytest.fixture
 def alerts(tmp_path, receiver) -> AlertsResource:
-    return AlertsResource(log_path=str(tmp_path / "alerts.jsonl"), webhook_url=receiver.url("/hook"),
-                          slack_webhook_url=receiver.url("/slack"), backoff_seconds=0.05, timeout_seconds=5)
+    return AlertsResource(
+        log_path=str(tmp_path / "alerts.jsonl"),
+        webhook_url=receiver.url("/hook"),
+        slack_webhook_url=receiver.url("/slack"),
+        backoff_seconds=0.05,
+        timeout_seconds=5,
+    )
 
 
 def _blocking_condition(state: str) -> Condition:
     return Condition(
-        key="blocking_check:customer:customer_id_unique", kind="blocking_check", state=state,
-        dataset="customer (customers)", what="blocking check failed: One row per customer",
-        how_many="2 of 501 rows" if state != "ok" else "", since="2026-11-21T06:02:11Z" if state != "ok" else None,
-        causes=("a join in the customers model multiplies rows",), owner="Data Engineering",
-        action="Rebuild the marts.", details={"sample": [{"customer_id": "hubspot:10000005"}]},
+        key="blocking_check:customer:customer_id_unique",
+        kind="blocking_check",
+        state=state,
+        dataset="customer (customers)",
+        what="blocking check failed: One row per customer",
+        how_many="2 of 501 rows" if state != "ok" else "",
+        since="2026-11-21T06:02:11Z" if state != "ok" else None,
+        causes=("a join in the customers model multiplies rows",),
+        owner="Data Engineering",
+        action="Rebuild the marts.",
+        details={"sample": [{"customer_id": "hubspot:10000005"}]},
     )
 
 
 def _audit_reports(instance, *conditions: Condition) -> None:
     """What an audit of the customer entity leaves in Dagster for the sensor to read."""
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=AUDIT, metadata={"alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions])}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=AUDIT, metadata={"alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions])}
+        )
+    )
 
 
 def _tick(instance, alerts: AlertsResource):
     sensor = defs.resolve_sensor_def("quality_alerts_sensor")
-    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
-                                                        resources={"alerts": alerts}))
+    return sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, resources={"alerts": alerts})
+    )
 
 
 def _log(alerts: AlertsResource) -> list[dict]:
@@ -102,18 +117,41 @@ def test_webhook_gets_the_alert_once_with_a_retry_after_a_500_and_the_resolved_m
         for _ in range(3):  # the sensor evaluates again and again: nothing new to say
             again = _tick(instance, alerts)
             assert again.skip_message == "no change in any quality condition"
-        assert first.skip_message == ("alerts: 1 raised; log delivered 1; webhook delivered 1; slack delivered 1; "
-                                      "nothing owed")
+        assert first.skip_message == (
+            "alerts: 1 raised; log delivered 1; webhook delivered 1; slack delivered 1; nothing owed"
+        )
 
         hook = receiver.posts("/hook")
         assert len(hook) == 2 and hook[0] == hook[1]  # refused once with a 500, then delivered
         payload = hook[0]
-        assert {k: payload[k] for k in ("source", "status", "kind", "severity", "state", "key", "dataset", "what",
-                                        "how_many", "since", "owner")} == {
-            "source": "data-spine", "status": "firing", "kind": "blocking_check", "severity": "critical",
-            "state": "fail", "key": "blocking_check:customer:customer_id_unique", "dataset": "customer (customers)",
-            "what": "blocking check failed: One row per customer", "how_many": "2 of 501 rows",
-            "since": "2026-11-21T06:02:11Z", "owner": "Data Engineering"}
+        assert {
+            k: payload[k]
+            for k in (
+                "source",
+                "status",
+                "kind",
+                "severity",
+                "state",
+                "key",
+                "dataset",
+                "what",
+                "how_many",
+                "since",
+                "owner",
+            )
+        } == {
+            "source": "data-spine",
+            "status": "firing",
+            "kind": "blocking_check",
+            "severity": "critical",
+            "state": "fail",
+            "key": "blocking_check:customer:customer_id_unique",
+            "dataset": "customer (customers)",
+            "what": "blocking check failed: One row per customer",
+            "how_many": "2 of 501 rows",
+            "since": "2026-11-21T06:02:11Z",
+            "owner": "Data Engineering",
+        }
         assert payload["likely_causes"] == ["a join in the customers model multiplies rows"]
         assert payload["suggested_action"] == "Rebuild the marts."
         assert "Since: 2026-11-21 06:02 UTC" in payload["text"] and payload["id"]
@@ -127,7 +165,8 @@ def test_webhook_gets_the_alert_once_with_a_retry_after_a_500_and_the_resolved_m
         assert _tick(instance, alerts).skip_message == "no change in any quality condition"
     resolved = receiver.posts("/hook")[2:]
     assert [(r["status"], r["severity"], r["since"], r["what"]) for r in resolved] == [
-        ("resolved", "info", "2026-11-21T06:02:11Z", "blocking check failed: One row per customer")]
+        ("resolved", "info", "2026-11-21T06:02:11Z", "blocking check failed: One row per customer")
+    ]
     assert resolved[0]["text"].startswith("RESOLVED: customer (customers)")
     assert [a["status"] for a in _log(alerts)] == ["firing", "resolved"]
     assert len(receiver.posts("/slack")) == 2
@@ -135,8 +174,13 @@ def test_webhook_gets_the_alert_once_with_a_retry_after_a_500_and_the_resolved_m
 
 def test_a_worse_state_fires_again_and_a_channel_that_is_down_is_caught_up_later(alerts, receiver):
     receiver.statuses["/hook"] = [503]  # down for every attempt of the first delivery
-    window = Condition(key="data_freshness:source:usage_events", kind="data_freshness", state="warn",
-                       dataset="source usage_events", what="data older than its freshness window")
+    window = Condition(
+        key="data_freshness:source:usage_events",
+        kind="data_freshness",
+        state="warn",
+        dataset="source usage_events",
+        what="data older than its freshness window",
+    )
     with dg.instance_for_test() as instance:
         _audit_reports(instance, window)
         _tick(instance, alerts)
@@ -165,6 +209,7 @@ def test_a_stale_load_alerts_from_dagsters_own_freshness_evaluation(alerts, rece
     def freshness_daemon_tick(instance):
         async def evaluate():
             return await FreshnessDaemon()._evaluate_asset(context=LoadingContextForTest(instance), node=graph.get(key))
+
         asyncio.run(evaluate())
 
     with dg.instance_for_test() as instance:
@@ -178,14 +223,20 @@ def test_a_stale_load_alerts_from_dagsters_own_freshness_evaluation(alerts, rece
         freshness_daemon_tick(instance)
         _tick(instance, alerts)
     sent = [(a["status"], a["kind"], a["state"], a["dataset"]) for a in _log(alerts)]
-    assert sent == [("firing", "load_freshness", "fail", "source usage_events (Dagster asset usage_events/events)"),
-                    ("resolved", "load_freshness", "ok", "source usage_events (Dagster asset usage_events/events)")]
+    assert sent == [
+        ("firing", "load_freshness", "fail", "source usage_events (Dagster asset usage_events/events)"),
+        ("resolved", "load_freshness", "ok", "source usage_events (Dagster asset usage_events/events)"),
+    ]
 
 
 @pytest.fixture
 def raw(tmp_path):
-    pipeline = dlt.pipeline(pipeline_name="monitored", destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
-                            dataset_name="raw_things", pipelines_dir=str(tmp_path / "dlt"))
+    pipeline = dlt.pipeline(
+        pipeline_name="monitored",
+        destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
+        dataset_name="raw_things",
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
     return pipeline, tmp_path / "w.duckdb"
 
 
@@ -201,7 +252,9 @@ def test_schema_drift_is_what_the_latest_load_added(raw):
     assert not load([{"id": 2, "name": "b"}]).drifted
     drift = load([{"id": 3, "name": "c", "plan": "pro", "tags": ["x"]}])
     assert [(c.table, c.column, c.data_type, c.change) for c in drift.changes] == [
-        ("things", "plan", "text", "new_column"), ("things__tags", None, None, "new_table")]
+        ("things", "plan", "text", "new_column"),
+        ("things__tags", None, None, "new_table"),
+    ]
     condition = drift_condition(drift)
     assert condition.state == "warn" and "things.plan (text)" in condition.how_many
     retyped = load([{"id": "four", "name": "d"}])  # text where a number was: dlt keeps both
@@ -219,7 +272,11 @@ def test_volume_anomaly_is_a_count_far_from_its_recent_average(raw):
     with duckdb.connect(str(warehouse)) as con:
         readings = [measure_volumes(con, "things_api", "raw_things", f"run{i}", policy)[0] for i in range(4)]
         assert [(r.rows, r.anomalous, r.average) for r in readings] == [
-            (100, False, None), (100, False, None), (100, False, None), (100, False, 100.0)]
+            (100, False, None),
+            (100, False, None),
+            (100, False, None),
+            (100, False, 100.0),
+        ]
         con.execute("delete from raw_things.things where id >= 40")
         [dropped] = measure_volumes(con, "things_api", "raw_things", "run5", policy)
     assert dropped.anomalous and dropped.rows == 40 and dropped.deviation == pytest.approx(-0.6)
@@ -236,18 +293,32 @@ def test_audit_conditions_cover_every_blocking_check_and_judge_freshness_by_its_
     as_of = datetime(2026, 11, 21)
 
     def result(check, success, sample=()):
-        return {"check_name": check.name, "success": success, "sample_unexpected": json.dumps(list(sample)),
-                "table_name": "t", "run_id": "r", "as_of": as_of, "error": None, "unexpected_count": 0 if success else 2,
-                "element_count": 10, "expectation": check.expectation, "observed_value": None}
+        return {
+            "check_name": check.name,
+            "success": success,
+            "sample_unexpected": json.dumps(list(sample)),
+            "table_name": "t",
+            "run_id": "r",
+            "as_of": as_of,
+            "error": None,
+            "unexpected_count": 0 if success else 2,
+            "element_count": 10,
+            "expectation": check.expectation,
+            "observed_value": None,
+        }
 
-    stale = {"source_usage_events_fresh": [{"name": "source:usage_events", "age_hours": 10.0}],
-             "mart_usage_events_fresh": [{"name": "mart:usage_events", "age_hours": 72.0}]}
-    results = [result(c, c.name not in stale and c.name != "event_id_unique", stale.get(c.name, ()))
-               for c in suite.checks]
+    stale = {
+        "source_usage_events_fresh": [{"name": "source:usage_events", "age_hours": 10.0}],
+        "mart_usage_events_fresh": [{"name": "mart:usage_events", "age_hours": 72.0}],
+    }
+    results = [
+        result(c, c.name not in stale and c.name != "event_id_unique", stale.get(c.name, ())) for c in suite.checks
+    ]
     conditions = {c.key: c for c in audit_conditions(suite, results, {"event_id_unique": datetime(2026, 11, 20)})}
     blocking = [c for c in suite.checks if c.severity == "blocking"]
-    assert {k for k in conditions if k.startswith("blocking_check:")} == \
-        {f"blocking_check:usage_event:{c.name}" for c in blocking}
+    assert {k for k in conditions if k.startswith("blocking_check:")} == {
+        f"blocking_check:usage_event:{c.name}" for c in blocking
+    }
     assert conditions["blocking_check:usage_event:event_id_unique"].state == "fail"
     assert conditions["blocking_check:usage_event:event_id_unique"].since == "2026-11-20T00:00:00Z"
     assert conditions["data_freshness:source:usage_events"].state == "warn"  # 10 h: past 6, within 26
@@ -286,13 +357,20 @@ def test_a_refused_delivery_is_set_aside_and_one_for_an_absent_channel_waits(ale
 
 
 def test_an_improving_problem_is_announced_and_keeps_when_it_began(alerts, receiver):
-    window = Condition(key="data_freshness:source:usage_events", kind="data_freshness", state="fail",
-                       dataset="source usage_events", what="data older than its freshness window",
-                       since="2026-11-20T01:50:00Z")
+    window = Condition(
+        key="data_freshness:source:usage_events",
+        kind="data_freshness",
+        state="fail",
+        dataset="source usage_events",
+        what="data older than its freshness window",
+        since="2026-11-20T01:50:00Z",
+    )
     with dg.instance_for_test() as instance:
         _audit_reports(instance, window)
         _tick(instance, alerts)
         _audit_reports(instance, Condition(**{**window.__dict__, "state": "warn", "since": "2026-11-21T09:00:00Z"}))
         _tick(instance, alerts)
     assert [(a["state"], a["severity"], a["since"]) for a in _log(alerts)] == [
-        ("fail", "high", "2026-11-20T01:50:00Z"), ("warn", "medium", "2026-11-20T01:50:00Z")]
+        ("fail", "high", "2026-11-20T01:50:00Z"),
+        ("warn", "medium", "2026-11-20T01:50:00Z"),
+    ]

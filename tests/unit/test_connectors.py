@@ -25,10 +25,14 @@ CREDENTIALS = {
 }
 # Raw tables per source and the manifest entry each must match.
 EXPECTED = {
-    "stripe": {t: ("stripe", t) for t in ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")}
+    "stripe": {
+        t: ("stripe", t) for t in ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds")
+    }
     | {"subscriptions__items__data": ("stripe", "subscriptions"), "invoices__lines__data": ("stripe", "invoices")},
     "hubspot": {t: ("hubspot", t) for t in ("companies", "contacts", "deals")},
-    "zendesk": {t: ("zendesk", t) for t in ("organizations", "users", "tickets", "ticket_metrics", "satisfaction_ratings")},
+    "zendesk": {
+        t: ("zendesk", t) for t in ("organizations", "users", "tickets", "ticket_metrics", "satisfaction_ratings")
+    },
     "usage_events": {"events": ("usage", "events")},
 }
 
@@ -62,10 +66,14 @@ def _source(source: str, api: VendorApiServer, **extra):
 
 def _counts(schema: str, warehouse=None) -> dict[str, int]:
     with duckdb.connect(str(warehouse or settings().warehouse), read_only=True) as con:
-        tables = [r[0] for r in con.execute(
-            "select table_name from duckdb_tables() where schema_name = ? and table_name not like '\\_dlt%' escape '\\'",
-            [schema],
-        ).fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from duckdb_tables() "
+                "where schema_name = ? and table_name not like '\\_dlt%' escape '\\'",
+                [schema],
+            ).fetchall()
+        ]
         return {t: con.execute(f'select count(*) from "{schema}"."{t}"').fetchone()[0] for t in tables}
 
 
@@ -135,7 +143,7 @@ def test_burst_of_server_errors_is_retried(source, api, fresh, small_company):
     # Every request answered 503 was asked again on its connection until it succeeded.
     for i, failed in enumerate(answers):
         if failed.status == 503:
-            again = [r for r in answers[i + 1:] if (r.connection, r.path) == (failed.connection, failed.path)]
+            again = [r for r in answers[i + 1 :] if (r.connection, r.path) == (failed.connection, failed.path)]
             assert again and again[-1].status == 200
 
 
@@ -150,7 +158,7 @@ def test_truncated_body_is_read_again(source, api, fresh, small_company):
     assert len(cut) == 2
     # A page cut short was asked for again until it came whole.
     for i in cut:
-        assert any(r.path == answers[i].path and not r.cut for r in answers[i + 1:])
+        assert any(r.path == answers[i].path and not r.cut for r in answers[i + 1 :])
 
 
 def test_persistent_failure_names_source_endpoint_and_status(api, fresh):
@@ -165,7 +173,9 @@ def test_persistent_failure_names_source_endpoint_and_status(api, fresh):
 def test_bad_credentials_fail_with_source_endpoint_and_status(source, api, fresh):
     bad = {"stripe": {"api_key": "sk_wrong"}, "hubspot": {"token": "wrong"}, "zendesk": {"api_token": "wrong"}}[source]
     start = len(api.log)
-    with pytest.raises(SourceRequestError, match=rf"^{source}: GET /{source}/\S+ answered HTTP 401: check the credentials"):
+    with pytest.raises(
+        SourceRequestError, match=rf"^{source}: GET /{source}/\S+ answered HTTP 401: check the credentials"
+    ):
         _load(source, api, fresh, **bad)
     # A 401 is not worth retrying: resources are read at once, and each asked at most once
     # (retries, 4 attempts here, would make that several times per resource).
@@ -180,8 +190,10 @@ def test_bad_credentials_fail_with_source_endpoint_and_status(source, api, fresh
 BAD_RECORDS = {
     "stripe": ("customers", {"id": None, "object": "customer", "created": 0, "email": "ghost@example.com"}),
     "hubspot": ("companies", {"id": None, "properties": {"name": "Ghost Inc"}, "archived": False}),
-    "zendesk": ("organizations", {"id": None, "name": "Ghost Inc", "created_at": "2025-01-01T00:00:00Z",
-                                  "updated_at": "2025-01-01T00:00:00Z"}),
+    "zendesk": (
+        "organizations",
+        {"id": None, "name": "Ghost Inc", "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"},
+    ),
 }
 
 
@@ -199,7 +211,9 @@ def doctored_api(small_company, tmp_path_factory):
 
 def _quarantine(schema: str, warehouse) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(f"select source, resource, reason, raw_record from {schema}.quarantine order by all").fetchall()
+        return con.execute(
+            f"select source, resource, reason, raw_record from {schema}.quarantine order by all"
+        ).fetchall()
 
 
 @pytest.mark.parametrize("source", API_SOURCES)
@@ -216,9 +230,14 @@ def test_record_without_id_is_quarantined_and_the_rest_loads(source, doctored_ap
 
 def _event(i: int, **changes) -> dict:
     event = {
-        "message_id": f"msg_{i:04d}", "type": "track", "event": "app.viewed.dashboard",
-        "user_id": "usr_1", "account_id": "ws_1", "timestamp": "2026-11-20T10:00:00.000Z",
-        "received_at": "2026-11-20T10:00:02.000Z", "properties": {"plan": "growth"},
+        "message_id": f"msg_{i:04d}",
+        "type": "track",
+        "event": "app.viewed.dashboard",
+        "user_id": "usr_1",
+        "account_id": "ws_1",
+        "timestamp": "2026-11-20T10:00:00.000Z",
+        "received_at": "2026-11-20T10:00:02.000Z",
+        "properties": {"plan": "growth"},
     }
     event.update(changes)
     return event
@@ -242,17 +261,30 @@ def _usage(cfg, sql: str) -> list[tuple]:
 
 def test_malformed_usage_lines_are_quarantined_with_file_line_and_reason(fresh):
     landing = fresh.data_dir / "landing"
-    _drop(landing, "events_2026-11-20.jsonl.gz", [
-        _event(1), "{this is not json", _event(2, message_id=None), _event(3, timestamp="yesterday"),
-        _event(4, user_id=42), _event(5),
-    ])
+    _drop(
+        landing,
+        "events_2026-11-20.jsonl.gz",
+        [
+            _event(1),
+            "{this is not json",
+            _event(2, message_id=None),
+            _event(3, timestamp="yesterday"),
+            _event(4, user_id=42),
+            _event(5),
+        ],
+    )
     _load_usage(fresh)
     # A number where text is expected is kept as its text: nothing is lost.
     assert _usage(fresh, "select message_id, user_id from raw_usage_events.events order by 1") == [
-        ("msg_0001", "usr_1"), ("msg_0004", "42"), ("msg_0005", "usr_1"),
+        ("msg_0001", "usr_1"),
+        ("msg_0004", "42"),
+        ("msg_0005", "usr_1"),
     ]
     assert _usage(fresh, "select location, reason from raw_usage_events.quarantine order by location") == [
-        ("events_2026-11-20.jsonl.gz:2", "not valid JSON: Expecting property name enclosed in double quotes at column 2"),
+        (
+            "events_2026-11-20.jsonl.gz:2",
+            "not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        ),
         ("events_2026-11-20.jsonl.gz:3", "missing required field(s): message_id"),
         ("events_2026-11-20.jsonl.gz:4", "timestamp is not an ISO 8601 timestamp: 'yesterday'"),
     ]
@@ -273,7 +305,10 @@ def test_duplicated_usage_file_changes_nothing(fresh, small_company):
     info = _load_usage(fresh)
     assert _usage(fresh, "select message_id, event, timestamp from raw_usage_events.events order by 1") == before
     # It was read (a new name is a new file), not skipped unseen.
-    assert any(n.endswith(".resent.jsonl.gz") for n in info.pipeline.state["sources"]["usage_events"]["resources"]["events"]["loaded_files"])
+    assert any(
+        n.endswith(".resent.jsonl.gz")
+        for n in info.pipeline.state["sources"]["usage_events"]["resources"]["events"]["loaded_files"]
+    )
 
 
 def test_usage_file_resent_in_the_same_batch_is_stored_once(fresh, small_company):
@@ -295,7 +330,10 @@ def test_new_usage_column_is_added_and_old_rows_keep_null(fresh):
     _drop(landing, "events_2026-11-20.jsonl.gz", [_event(3, session_id="s_1"), _event(4, session_id="s_2")])
     _load_usage(fresh)
     assert _usage(fresh, "select message_id, session_id from raw_usage_events.events order by 1") == [
-        ("msg_0001", None), ("msg_0002", None), ("msg_0003", "s_1"), ("msg_0004", "s_2"),
+        ("msg_0001", None),
+        ("msg_0002", None),
+        ("msg_0003", "s_1"),
+        ("msg_0004", "s_2"),
     ]
 
 
@@ -306,37 +344,56 @@ def test_usage_column_changing_type_goes_to_a_variant_column(fresh):
     _drop(landing, "events_2026-11-20.jsonl.gz", [_event(3, duration_ms="1.5s"), _event(4, duration_ms="2s")])
     _drop(landing, "events_2026-11-21.jsonl.gz", [_event(5, duration_ms=99)])  # and back: no block
     _load_usage(fresh)
-    assert _usage(fresh, "select message_id, duration_ms, duration_ms__v_text from raw_usage_events.events order by 1") == [
-        ("msg_0001", 120, None), ("msg_0002", 80, None), ("msg_0003", None, "1.5s"),
-        ("msg_0004", None, "2s"), ("msg_0005", 99, None),
+    assert _usage(
+        fresh, "select message_id, duration_ms, duration_ms__v_text from raw_usage_events.events order by 1"
+    ) == [
+        ("msg_0001", 120, None),
+        ("msg_0002", 80, None),
+        ("msg_0003", None, "1.5s"),
+        ("msg_0004", None, "2s"),
+        ("msg_0005", 99, None),
     ]
     # A typed column never changes type: a bad value is quarantined instead.
     _drop(landing, "events_2026-11-22.jsonl.gz", [_event(6, timestamp=1763800000)])
     _load_usage(fresh)
-    assert _usage(fresh, "select reason from raw_usage_events.quarantine") == [("timestamp is not an ISO 8601 timestamp: 1763800000",)]
+    assert _usage(fresh, "select reason from raw_usage_events.quarantine") == [
+        ("timestamp is not an ISO 8601 timestamp: 1763800000",)
+    ]
 
 
 # --- Stripe API versions: both object shapes load the same -----------------------------
+
 
 def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company, fresh):
     """Older accounts get the current period on the subscription, `invoice.subscription`, and
     each invoice line's price and subscription item at its top level."""
     with VendorApiServer(settings().sources_dir, stripe_api_version="2024-06-20") as old:
-        answer = old.route("GET", "/stripe/v1/subscriptions?limit=1&status=all",
-                           {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"})[1]
+        answer = old.route(
+            "GET",
+            "/stripe/v1/subscriptions?limit=1&status=all",
+            {"Authorization": f"Bearer {DEMO_CREDENTIALS['stripe_api_key']}"},
+        )[1]
         sample = orjson.loads(orjson.dumps(answer))["data"][0]
         assert "current_period_start" in sample and "current_period_start" not in sample["items"]["data"][0]
         _load("stripe", old, fresh)
     _assert_exact_counts("stripe", fresh, small_company)
     with duckdb.connect(str(fresh.warehouse), read_only=True) as con:
         [(items, with_period)] = con.execute(
-            "select count(*), count(current_period_start) from raw_stripe.subscriptions__items__data").fetchall()
+            "select count(*), count(current_period_start) from raw_stripe.subscriptions__items__data"
+        ).fetchall()
         [(invoices, with_sub)] = con.execute("select count(*), count(subscription) from raw_stripe.invoices").fetchall()
-        columns = {r[0] for r in con.execute(
-            "select column_name from duckdb_columns() where schema_name = 'raw_stripe' and table_name = 'subscriptions'").fetchall()}
+        columns = {
+            r[0]
+            for r in con.execute(
+                "select column_name from duckdb_columns() "
+                "where schema_name = 'raw_stripe' and table_name = 'subscriptions'"
+            ).fetchall()
+        }
         [(lines, priced, itemized)] = con.execute(
-            "select count(*), count(pricing__price_details__price), count(parent__subscription_item_details__subscription_item)"
-            " from raw_stripe.invoices__lines__data").fetchall()
+            "select count(*), count(pricing__price_details__price), "
+            "count(parent__subscription_item_details__subscription_item)"
+            " from raw_stripe.invoices__lines__data"
+        ).fetchall()
     assert items == with_period > 0
     assert invoices == with_sub > 0
     assert lines == priced == itemized == invoices  # lines in the current shape's columns
@@ -344,6 +401,7 @@ def test_stripe_accounts_on_the_pre_2025_03_31_shape_load_the_same(small_company
 
 
 # --- HTTP clients honour the environment's proxy settings, read once ----------------------
+
 
 @pytest.fixture
 def proxy():
@@ -404,5 +462,7 @@ def test_a_vendor_that_never_answers_fails_naming_the_source(monkeypatch):
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.01")
     client = ApiClient("zendesk", "http://127.0.0.1:9/zendesk")  # the discard port: nothing listens
-    with pytest.raises(SourceRequestError, match=r"^zendesk: GET /zendesk/api/v2/users.json did not answer: .*after every retry"):
+    with pytest.raises(
+        SourceRequestError, match=r"^zendesk: GET /zendesk/api/v2/users.json did not answer: .*after every retry"
+    ):
         client.get("api/v2/users.json")

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.definitions import defs
 from expectations.suites import SUITES
+from orchestration.definitions import defs
 from orchestration.freshness_policies import window_of
 from orchestration.resources import WAREHOUSE_POOL
 
@@ -59,8 +59,10 @@ def test_every_layer_is_in_the_graph():
         for table in suite.publishes:
             # Consumers' tables wait for the audit of their entity.
             assert audit in graph.get(dg.AssetKey(["serving", table])).parent_keys
-            assert any(c.name.startswith("unique") or c.name.startswith("not_null")
-                       for c in graph.get(dg.AssetKey(["marts", table])).check_keys), table
+            assert any(
+                c.name.startswith("unique") or c.name.startswith("not_null")
+                for c in graph.get(dg.AssetKey(["marts", table])).check_keys
+            ), table
     assert {dg.AssetKey(["audit", e]) for e in SUITES} == set(graph.get(dg.AssetKey("scorecard")).parent_keys)
 
 

@@ -8,17 +8,17 @@ import dataclasses
 import gzip
 import json
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from dbt_runs import passed, run_dbt
 
 from connectors import contract
 from connectors.pipelines import load
 from connectors.usage_events import normalise_lines, read_file
 from data_spine.settings import settings
-from dbt_runs import passed, run_dbt
 from expectations.suites.common import EVENT_NAME_REGEX
 from sample_company.generate import generate
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
@@ -55,7 +55,9 @@ def _query(cfg, sql: str, params=None) -> list[tuple]:
 def _quarantined(cfg) -> list[tuple]:
     """(location, reason) of each quarantined line; the table exists once a line was."""
     with duckdb.connect(str(cfg.warehouse), read_only=True) as con:
-        if not con.execute("select 1 from duckdb_tables() where schema_name = 'raw_usage_events' and table_name = 'quarantine'").fetchall():
+        if not con.execute(
+            "select 1 from duckdb_tables() where schema_name = 'raw_usage_events' and table_name = 'quarantine'"
+        ).fetchall():
             return []
         return con.execute("select location, reason from raw_usage_events.quarantine order by location").fetchall()
 
@@ -66,42 +68,141 @@ def _load_usage(cfg, **config):
 
 # payload -> (type, event, user_id, anonymous_id, account_id, timestamp, received_at)
 RAW = {
-    "segment/track": ("track", "Course Clicked", "AiUGstSDIg", "23adfd82-aa0f-45a7-a756-24f2a7a4c895", "acct_123",
-                      "2015-12-12T19:11:01.249", "2015-12-12T19:11:01.266"),
-    "segment/identify": ("identify", None, "97980cfea0067", "507f191e810c19729de860ea", None,
-                         "2015-02-23T22:28:55.111", "2015-02-23T22:28:55.387"),
-    "segment/group": ("group", None, "97980cfea0067", "507f191e810c19729de860ea", "0e8c78ea9d97a7b8185e8632",
-                      "2015-02-23T22:28:55.111", "2015-02-23T22:28:55.387"),
-    "segment/page": ("page", "Home", "97980cfea0067", "507f191e810c19729de860ea", None,
-                     "2015-02-23T22:28:55.111", "2015-02-23T22:28:55.387"),
-    "segment/screen": ("screen", "Home", "97980cfea0067", "3a12eab0-bca7-11e4-8dfc-aa07a5b093db", None,
-                       "2015-02-23T22:28:55.111", "2015-02-23T22:28:55.387"),
-    "segment/alias": ("alias", None, "507f191e81", "507f191e810c19729de860ea", None,
-                      "2015-02-23T22:28:55.111", "2015-02-23T22:28:55.387"),
+    "segment/track": (
+        "track",
+        "Course Clicked",
+        "AiUGstSDIg",
+        "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+        "acct_123",
+        "2015-12-12T19:11:01.249",
+        "2015-12-12T19:11:01.266",
+    ),
+    "segment/identify": (
+        "identify",
+        None,
+        "97980cfea0067",
+        "507f191e810c19729de860ea",
+        None,
+        "2015-02-23T22:28:55.111",
+        "2015-02-23T22:28:55.387",
+    ),
+    "segment/group": (
+        "group",
+        None,
+        "97980cfea0067",
+        "507f191e810c19729de860ea",
+        "0e8c78ea9d97a7b8185e8632",
+        "2015-02-23T22:28:55.111",
+        "2015-02-23T22:28:55.387",
+    ),
+    "segment/page": (
+        "page",
+        "Home",
+        "97980cfea0067",
+        "507f191e810c19729de860ea",
+        None,
+        "2015-02-23T22:28:55.111",
+        "2015-02-23T22:28:55.387",
+    ),
+    "segment/screen": (
+        "screen",
+        "Home",
+        "97980cfea0067",
+        "3a12eab0-bca7-11e4-8dfc-aa07a5b093db",
+        None,
+        "2015-02-23T22:28:55.111",
+        "2015-02-23T22:28:55.387",
+    ),
+    "segment/alias": (
+        "alias",
+        None,
+        "507f191e81",
+        "507f191e810c19729de860ea",
+        None,
+        "2015-02-23T22:28:55.111",
+        "2015-02-23T22:28:55.387",
+    ),
     # RudderStack's sample has no `timestamp`: its originalTimestamp stands in.
-    "rudderstack/track": ("track", "Product Reviewed", None, "7e32188a4dab669f", None,
-                          "2020-01-09T10:01:53.558", "2020-01-09T10:02:03.412"),
-    "rudderstack/identify": ("identify", None, "hashed_user_id", "7e32188a4dab669f", None,
-                             "2020-01-09T10:01:53.558", "2020-01-09T10:02:03.412"),
-    "rudderstack/group": ("group", None, None, "7e32188a4dab669f", "12345",
-                          "2020-01-09T10:01:53.558", "2020-01-09T10:02:03.412"),
-    "rudderstack/page": ("page", "Home", None, "7e32188a4dab669f", None,
-                         "2020-01-09T10:01:53.558", "2020-01-09T10:02:03.412"),
+    "rudderstack/track": (
+        "track",
+        "Product Reviewed",
+        None,
+        "7e32188a4dab669f",
+        None,
+        "2020-01-09T10:01:53.558",
+        "2020-01-09T10:02:03.412",
+    ),
+    "rudderstack/identify": (
+        "identify",
+        None,
+        "hashed_user_id",
+        "7e32188a4dab669f",
+        None,
+        "2020-01-09T10:01:53.558",
+        "2020-01-09T10:02:03.412",
+    ),
+    "rudderstack/group": (
+        "group",
+        None,
+        None,
+        "7e32188a4dab669f",
+        "12345",
+        "2020-01-09T10:01:53.558",
+        "2020-01-09T10:02:03.412",
+    ),
+    "rudderstack/page": (
+        "page",
+        "Home",
+        None,
+        "7e32188a4dab669f",
+        None,
+        "2020-01-09T10:01:53.558",
+        "2020-01-09T10:02:03.412",
+    ),
     # Snowplow: derived_tstamp, else dvce_created_tstamp, else collector_tstamp.
-    "snowplow/page_view": ("page", "On Analytics", "jon.doe@email.com", "bc2e92ec6c204a14", "ws_100042",
-                           "2013-11-26T00:03:57.886", "2013-11-26T00:02:05"),
-    "snowplow/link_click": ("track", "link_click", "jon.doe@email.com", "bc2e92ec6c204a14", "ws_100042",
-                            "2013-11-26T00:04:10.203", "2013-11-26T00:04:12"),
-    "snowplow/struct": ("track", "app.viewed.dashboard", None, "d41d8cd98f00b204", "ws_100042",
-                        "2013-11-26T00:07:31", "2013-11-26T00:07:31"),
+    "snowplow/page_view": (
+        "page",
+        "On Analytics",
+        "jon.doe@email.com",
+        "bc2e92ec6c204a14",
+        "ws_100042",
+        "2013-11-26T00:03:57.886",
+        "2013-11-26T00:02:05",
+    ),
+    "snowplow/link_click": (
+        "track",
+        "link_click",
+        "jon.doe@email.com",
+        "bc2e92ec6c204a14",
+        "ws_100042",
+        "2013-11-26T00:04:10.203",
+        "2013-11-26T00:04:12",
+    ),
+    "snowplow/struct": (
+        "track",
+        "app.viewed.dashboard",
+        None,
+        "d41d8cd98f00b204",
+        "ws_100042",
+        "2013-11-26T00:07:31",
+        "2013-11-26T00:07:31",
+    ),
 }
 PROPERTIES = {
     "segment/track": {"title": "Intro to Analytics"},
     "segment/alias": {"previousId": "39239-239239-239239-23923"},
     "snowplow/page_view": {"url": "http://www.snowplowanalytics.com", "title": "On Analytics"},
-    "snowplow/link_click": {"targetUrl": "http://www.example.com", "elementClasses": ["foreground"],
-                            "elementId": "exampleLink"},
-    "snowplow/struct": {"se_category": "app", "se_action": "app.viewed.dashboard", "se_label": "growth", "se_value": 1.0},
+    "snowplow/link_click": {
+        "targetUrl": "http://www.example.com",
+        "elementClasses": ["foreground"],
+        "elementId": "exampleLink",
+    },
+    "snowplow/struct": {
+        "se_category": "app",
+        "se_action": "app.viewed.dashboard",
+        "se_label": "growth",
+        "se_value": 1.0,
+    },
 }
 TRAITS = {
     "segment/identify": {"name": "Peter Gibbons", "email": "peter@example.com"},
@@ -143,8 +244,15 @@ def test_each_documented_payload_lands_normalised(landed):
     assert _quarantined(cfg) == []
     for name, payload in payloads.items():
         row = raw[_message_id(payload)]
-        got = (row["type"], row["event"], row["user_id"], row["anonymous_id"], row["account_id"],
-               _instant(row["timestamp"]), _instant(row["received_at"]))
+        got = (
+            row["type"],
+            row["event"],
+            row["user_id"],
+            row["anonymous_id"],
+            row["account_id"],
+            _instant(row["timestamp"]),
+            _instant(row["received_at"]),
+        )
         assert got == RAW[name], name
         assert row["format"] == name.split("/")[0].replace("rudderstack", "segment"), name
         assert row["_rejected"] is False
@@ -162,7 +270,9 @@ def test_every_key_outside_the_contract_is_kept_in_a_column_of_its_own(landed):
     page_view = raw["c6ef3124-b53a-4b13-a233-0088f79dcbcb"]
     assert json.loads(page_view["contexts_io_dataspine_workspace_1"]) == [{"id": "ws_100042"}]
     assert page_view["collector_tstamp"] == "2013-11-26T00:02:05Z" and page_view["txn_id"] == 41828
-    assert raw["1578564113557-af022c68-429e-4af4-b99b-2b9174056383"]["rudder_id"] == "2e69b7d1-5ee0-4e0e-a5b6-4e3ad1a9e1a2"
+    assert (
+        raw["1578564113557-af022c68-429e-4af4-b99b-2b9174056383"]["rudder_id"] == "2e69b7d1-5ee0-4e0e-a5b6-4e3ad1a9e1a2"
+    )
     assert json.loads(raw["ajs-f8ca1e4de5024d9430b3928bd8ac6b96"]["context"])["groupId"] == "acct_123"
 
 
@@ -171,8 +281,17 @@ def test_the_python_path_normalises_each_payload_as_the_sql_does(landed):
     cfg, path = landed
     table, _, bad = read_file(path)
     assert bad == []
-    columns = ("message_id", "type", "event", "user_id", "anonymous_id", "account_id", "timestamp", "received_at",
-               "format")
+    columns = (
+        "message_id",
+        "type",
+        "event",
+        "user_id",
+        "anonymous_id",
+        "account_id",
+        "timestamp",
+        "received_at",
+        "format",
+    )
     python = {r["message_id"]: r for r in table.to_pylist()}
     for message_id, row in _raw(cfg).items():
         assert {c: python[message_id][c] for c in columns} == {c: row[c] for c in columns}, message_id
@@ -191,10 +310,20 @@ def test_invalid_lines_are_quarantined_with_their_reason_and_the_rest_loads(tmp_
     no_event = track | {"messageId": "ajs-no-event", "event": ""}
     # DuckDB reads `epoch` as an instant; it names none.
     epoch = track | {"messageId": "ajs-epoch", "receivedAt": "epoch"}
-    _drop(cfg.data_dir / "landing", DAY_FILE, [
-        _line(track), _line(anonymous), '{"messageId": "ajs-cut", "type": "tra', _line(unpadded), _line(bad_time),
-        _line(no_event), _line(_payloads()["snowplow/struct"]), _line(epoch),
-    ])
+    _drop(
+        cfg.data_dir / "landing",
+        DAY_FILE,
+        [
+            _line(track),
+            _line(anonymous),
+            '{"messageId": "ajs-cut", "type": "tra',
+            _line(unpadded),
+            _line(bad_time),
+            _line(no_event),
+            _line(_payloads()["snowplow/struct"]),
+            _line(epoch),
+        ],
+    )
     _load_usage(cfg)
     assert _query(cfg, "select message_id, timestamp::varchar from raw_usage_events.events order by 1") == [
         ("9a1f3e52-7c44-4f0e-8d2b-3b6e1f0c9d8a", "2013-11-26 00:07:31+00"),
@@ -217,8 +346,14 @@ def test_a_warehouse_without_events_still_has_every_declared_column(tmp_path):
     (cfg.data_dir / "landing").mkdir()
     _load_usage(cfg)
     declared = set(contract.table("usage_events", "events").columns)
-    columns = {r[0] for r in _query(cfg, "select column_name from information_schema.columns "
-                                         "where table_schema = 'raw_usage_events' and table_name = 'events'")}
+    columns = {
+        r[0]
+        for r in _query(
+            cfg,
+            "select column_name from information_schema.columns "
+            "where table_schema = 'raw_usage_events' and table_name = 'events'",
+        )
+    }
     assert declared <= columns
     assert _query(cfg, "select count(*) from raw_usage_events.events") == [(0,)]
 
@@ -245,10 +380,19 @@ def test_a_self_describing_event_first_seen_deep_in_a_file_is_loaded_whole(tmp_p
     _drop(cfg.data_dir / "landing", DAY_FILE, [*filler, _line(click)])
     _load_usage(cfg)
     [(properties, data)] = _query(
-        cfg, "select properties, unstruct_event_com_snowplowanalytics_snowplow_link_click_1 from raw_usage_events.events "
-             "where message_id = ?", [click["event_id"]])
-    assert json.loads(properties) == json.loads(data) == click["unstruct_event_com_snowplowanalytics_snowplow_link_click_1"]
-    assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false) from raw_usage_events.events") == [(121, 0)]
+        cfg,
+        "select properties, unstruct_event_com_snowplowanalytics_snowplow_link_click_1 from raw_usage_events.events "
+        "where message_id = ?",
+        [click["event_id"]],
+    )
+    assert (
+        json.loads(properties)
+        == json.loads(data)
+        == click["unstruct_event_com_snowplowanalytics_snowplow_link_click_1"]
+    )
+    assert _query(
+        cfg, "select count(*), count(*) filter (where _rejected is not false) from raw_usage_events.events"
+    ) == [(121, 0)]
     assert _quarantined(cfg) == []
 
 
@@ -264,8 +408,18 @@ CRM = {
 }
 VENDOR_OBJECTS = {
     "hubspot": ("companies", "contacts", "deals"),
-    "stripe": ("customers", "products", "prices", "subscriptions", "invoices", "charges", "refunds", "coupons",
-               "discounts", "invoice_payments"),
+    "stripe": (
+        "customers",
+        "products",
+        "prices",
+        "subscriptions",
+        "invoices",
+        "charges",
+        "refunds",
+        "coupons",
+        "discounts",
+        "invoice_payments",
+    ),
     "zendesk": ("organizations", "users", "tickets", "ticket_metrics", "satisfaction_ratings"),
 }
 CREDENTIALS = {
@@ -298,9 +452,20 @@ def _crm_sources(folder: Path) -> Path:
             (folder / system / f"{obj}.jsonl").write_text("")
     created = "2013-01-01T00:00:00.000Z"
     companies = [
-        {"id": customer.split(":")[1], "createdAt": created, "updatedAt": created, "archived": False,
-         "properties": {"name": name, "domain": domain, "product_workspace_id": workspace, "createdate": created,
-                        "hs_lastmodifieddate": created, "hs_object_id": customer.split(":")[1]}}
+        {
+            "id": customer.split(":")[1],
+            "createdAt": created,
+            "updatedAt": created,
+            "archived": False,
+            "properties": {
+                "name": name,
+                "domain": domain,
+                "product_workspace_id": workspace,
+                "createdate": created,
+                "hs_lastmodifieddate": created,
+                "hs_object_id": customer.split(":")[1],
+            },
+        }
         for customer, (name, domain, workspace) in CRM.items()
     ]
     (folder / "hubspot" / "companies.jsonl").write_text("".join(json.dumps(c) + "\n" for c in companies))
@@ -316,15 +481,22 @@ def built(landed, tmp_path_factory):
         for system in VENDOR_OBJECTS:
             load(system, cfg, base_url=api.base_url(system), **CREDENTIALS[system])
     # Tests of the selected models that reach models outside the selection are left out.
-    result = run_dbt(["build", "--select", "+usage_events", "+int_usage_accounts", "--indirect-selection", "cautious"],
-                     cfg.warehouse, root / "target")
+    result = run_dbt(
+        ["build", "--select", "+usage_events", "+int_usage_accounts", "--indirect-selection", "cautious"],
+        cfg.warehouse,
+        root / "target",
+    )
     assert passed(result), result.stdout[-4000:]
     return cfg
 
 
 def test_every_payload_reaches_the_usage_events_mart_with_its_customer(built):
-    rows = {r[0]: r[1:] for r in _query(
-        built, "select event_id, customer_id, workspace_source, event_type, event_name from marts.usage_events")}
+    rows = {
+        r[0]: r[1:]
+        for r in _query(
+            built, "select event_id, customer_id, workspace_source, event_type, event_name from marts.usage_events"
+        )
+    }
     for name, payload in _payloads().items():
         customer, source = CUSTOMERS[name]
         call, event = RAW[name][:2]
@@ -334,8 +506,11 @@ def test_every_payload_reaches_the_usage_events_mart_with_its_customer(built):
 
 def test_usage_measures_count_product_events_only(built):
     # Segment's user 97980cfea0067 made an identify, a group, a page and a screen call that day.
-    assert _query(built, "select workspace_id, user_id, activity_date::varchar, events from intermediate.int_usage_user_days "
-                         "order by all") == [
+    assert _query(
+        built,
+        "select workspace_id, user_id, activity_date::varchar, events from intermediate.int_usage_user_days "
+        "order by all",
+    ) == [
         ("0e8c78ea9d97a7b8185e8632", "97980cfea0067", "2015-02-23", 2),
         ("acct_123", "AiUGstSDIg", "2015-12-12", 1),
         ("ws_100042", "jon.doe@email.com", "2013-11-26", 2),
@@ -343,8 +518,11 @@ def test_usage_measures_count_product_events_only(built):
 
 
 def test_group_traits_name_each_account_and_its_domain(built):
-    assert _query(built, "select account_id, account_name, account_domain, first_seen_at::varchar, group_calls "
-                         "from intermediate.int_usage_accounts order by all") == [
+    assert _query(
+        built,
+        "select account_id, account_name, account_domain, first_seen_at::varchar, group_calls "
+        "from intermediate.int_usage_accounts order by all",
+    ) == [
         ("0e8c78ea9d97a7b8185e8632", "Initech", "initech.com", "2015-02-23 22:28:55.111", 1),
         ("12345", "MyGroup", None, "2020-01-09 10:01:53.558", 1),
     ]
@@ -357,8 +535,15 @@ AS_OF_DAY = date(2026, 11, 21)
 
 
 def _generate(folder: Path, events: str) -> dict:
-    return generate(folder / "sources", folder / "landing", preset="tiny", seed=7, as_of=AS_OF_DAY,
-                    variant=f"events={events}", log=lambda *_: None)
+    return generate(
+        folder / "sources",
+        folder / "landing",
+        preset="tiny",
+        seed=7,
+        as_of=AS_OF_DAY,
+        variant=f"events={events}",
+        log=lambda *_: None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -369,8 +554,11 @@ def companies(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
 
 
 def _lines(folder: Path) -> list[str]:
-    return [line for p in sorted((folder / "landing").glob("*.jsonl.gz"))
-            for line in gzip.decompress(p.read_bytes()).decode().splitlines()]
+    return [
+        line
+        for p in sorted((folder / "landing").glob("*.jsonl.gz"))
+        for line in gzip.decompress(p.read_bytes()).decode().splitlines()
+    ]
 
 
 def _calls(folder: Path) -> list[dict]:
@@ -385,7 +573,7 @@ def _calls(folder: Path) -> list[dict]:
 
 def _defects(calls: list[dict]) -> dict[str, set[str]]:
     """The usage defect classes, found as the quality checks find them."""
-    as_of = datetime.combine(AS_OF_DAY, datetime.min.time(), timezone.utc)
+    as_of = datetime.combine(AS_OF_DAY, datetime.min.time(), UTC)
     found = {"malformed_event_name": set(), "late_event": set(), "future_timestamp": set()}
     for c in calls:
         if c["type"] == "track" and not re.fullmatch(EVENT_NAME_REGEX, c["event"]):
@@ -408,8 +596,12 @@ def test_each_format_renders_the_same_events_with_their_defects(companies, event
     assert products.keys() == spine.keys(), "product events keep the simulated event ids"
     for message_id, call in products.items():
         # Spine writes whole seconds (`.000Z`); the other formats keep the milliseconds.
-        same = [call["event"], call["user_id"], call["timestamp"].replace(microsecond=0),
-                call["received_at"].replace(microsecond=0)]
+        same = [
+            call["event"],
+            call["user_id"],
+            call["timestamp"].replace(microsecond=0),
+            call["received_at"].replace(microsecond=0),
+        ]
         theirs = spine[message_id]
         assert same == [theirs["event"], theirs["user_id"], theirs["timestamp"], theirs["received_at"]], message_id
     truth = {k: set(v) for k, v in manifest["defects"]["records"]["usage.events"].items()}
@@ -444,8 +636,11 @@ def test_each_format_loads_whole_through_the_fast_path(companies, events, tmp_pa
     folder, manifest = companies[events]
     cfg = dataclasses.replace(settings(), data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb")
     info = load("usage_events", cfg, landing_dir=str(folder / "landing"))
-    assert _query(cfg, "select count(*), count(*) filter (where _rejected is not false), count(distinct format) "
-                       "from raw_usage_events.events") == [(manifest["counts"]["usage"]["events"], 0, 1)]
+    assert _query(
+        cfg,
+        "select count(*), count(*) filter (where _rejected is not false), count(distinct format) "
+        "from raw_usage_events.events",
+    ) == [(manifest["counts"]["usage"]["events"], 0, 1)]
     assert _quarantined(cfg) == []
     # Nothing was flagged, so nothing went through Python.
     assert info.pipeline.last_trace.last_normalize_info.row_counts.get("events", 0) <= 1

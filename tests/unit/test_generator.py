@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from sample_company.defects import DefectRates
 from sample_company.generate import generate
 
 AS_OF = date(2026, 11, 21)
-AS_OF_INSTANT = datetime(2026, 11, 21, tzinfo=timezone.utc)
+AS_OF_INSTANT = datetime(2026, 11, 21, tzinfo=UTC)
 EVENT_NAME = re.compile(r"[a-z_]+\.[a-z_]+\.[a-z_]+")
 USD_RATE = {"usd": 1.0, "eur": 1.08, "gbp": 1.27}  # dbt_project/seeds/exchange_rates.csv
 PAYING = ("active", "past_due", "unpaid")
@@ -55,7 +55,7 @@ def _events(folder: Path) -> list[dict]:
 
 def _instant(value: str | int) -> datetime:
     if isinstance(value, int):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -76,8 +76,15 @@ def companies(tmp_path_factory) -> dict[str, Path]:
     """The `small` company with its default defects, and the same company clean."""
     base = tmp_path_factory.mktemp("small")
     for name, defects in (("defects", None), ("clean", "none")):
-        generate(base / name / "sources", base / name / "landing", preset="small", seed=42, as_of=AS_OF,
-                 defects=defects, log=_quiet)
+        generate(
+            base / name / "sources",
+            base / name / "landing",
+            preset="small",
+            seed=42,
+            as_of=AS_OF,
+            defects=defects,
+            log=_quiet,
+        )
     return {"defects": base / "defects", "clean": base / "clean"}
 
 
@@ -177,7 +184,9 @@ def test_billing_has_plans_currencies_coupons_and_plan_changes(companies):
     changed = [s for s, inv in by_sub.items() if len({i["subtotal"] for i in inv}) > 1]
     assert len(changed) > 0.2 * len(by_sub)
     items = {s["id"]: s["items"]["data"][0] for s in subs}
-    matches = [items[s]["price"]["unit_amount"] * items[s]["quantity"] == inv[-1]["subtotal"] for s, inv in by_sub.items()]
+    matches = [
+        items[s]["price"]["unit_amount"] * items[s]["quantity"] == inv[-1]["subtotal"] for s, inv in by_sub.items()
+    ]
     assert sum(matches) > 0.8 * len(matches)
 
 
@@ -225,11 +234,18 @@ def test_support_load_rises_and_usage_fades_before_churn(companies):
     paid = {i["parent"]["subscription_details"]["subscription"] for i in _read(folder, "stripe", "invoices")}
     churned = {}  # company -> (paid start, cancellation)
     for s in _read(folder, "stripe", "subscriptions"):
-        if s["status"] == "canceled" and s["id"] in paid and s["trial_end"] and s["ended_at"] - s["trial_end"] > 240 * 86400:
+        if (
+            s["status"] == "canceled"
+            and s["id"] in paid
+            and s["trial_end"]
+            and s["ended_at"] - s["trial_end"] > 240 * 86400
+        ):
             churned[company_of_customer[s["customer"]]] = (_instant(s["trial_end"]), _instant(s["ended_at"]))
     assert len(churned) >= 20
     company_of_org = {o["id"]: o["external_id"] for o in _read(folder, "zendesk", "organizations")}
-    workspace_company = {c["properties"]["product_workspace_id"]: c["id"] for c in _read(folder, "hubspot", "companies")}
+    workspace_company = {
+        c["properties"]["product_workspace_id"]: c["id"] for c in _read(folder, "hubspot", "companies")
+    }
 
     def rates(rows, company_of, at) -> tuple[float, float, list, list]:
         before = after = 0
@@ -250,17 +266,21 @@ def test_support_load_rises_and_usage_fades_before_churn(companies):
 
     tickets = {t["id"]: t for t in _read(folder, "zendesk", "tickets")}
     ticket_rate_before, ticket_rate_after, _, _ = rates(
-        tickets.values(), lambda t: company_of_org[t["organization_id"]], lambda t: t["created_at"])
+        tickets.values(), lambda t: company_of_org[t["organization_id"]], lambda t: t["created_at"]
+    )
     assert ticket_rate_after > 2 * ticket_rate_before
 
     _, _, early, late = rates(
         _read(folder, "zendesk", "satisfaction_ratings"),
-        lambda r: company_of_org[r["organization_id"]], lambda r: tickets[r["ticket_id"]]["created_at"])
+        lambda r: company_of_org[r["organization_id"]],
+        lambda r: tickets[r["ticket_id"]]["created_at"],
+    )
     bad_share = lambda ratings: sum(r["score"] == "bad" for r in ratings) / len(ratings)  # noqa: E731
     assert bad_share(late) > 2 * bad_share(early)
 
     usage_before, usage_after, _, _ = rates(
-        _events(folder), lambda e: workspace_company[e["account_id"]], lambda e: e["timestamp"])
+        _events(folder), lambda e: workspace_company[e["account_id"]], lambda e: e["timestamp"]
+    )
     assert usage_after < 0.7 * usage_before
 
 
@@ -297,7 +317,9 @@ def detect_defects(folder: Path, as_of: datetime) -> dict[str, dict[str, set]]:
         if s["status"] in PAYING:
             item = s["items"]["data"][0]
             per_year = 12 if item["price"]["recurring"]["interval"] == "month" else 1
-            billing_arr[s["customer"]] += item["price"]["unit_amount"] * item["quantity"] * per_year / 100 * USD_RATE[s["currency"]]
+            billing_arr[s["customer"]] += (
+                item["price"]["unit_amount"] * item["quantity"] * per_year / 100 * USD_RATE[s["currency"]]
+            )
     companies = _read(folder, "hubspot", "companies")
     by_domain = defaultdict(list)
     for c in companies:
@@ -329,7 +351,9 @@ def detect_defects(folder: Path, as_of: datetime) -> dict[str, dict[str, set]]:
             found["usage.events"]["late_event"].add(e["message_id"])
         if happened > as_of:
             found["usage.events"]["future_timestamp"].add(e["message_id"])
-    return {entity: {k: v for k, v in classes.items() if v} for entity, classes in found.items() if any(classes.values())}
+    return {
+        entity: {k: v for k, v in classes.items() if v} for entity, classes in found.items() if any(classes.values())
+    }
 
 
 def _last_received(folder: Path) -> datetime:
@@ -368,11 +392,21 @@ def test_defects_are_an_overlay_on_the_same_company(companies):
     """Files no defect touches are byte-identical with and without defects, and no defect
     takes a record's id away."""
     clean, defects = (_digest(companies[k] / "sources") for k in ("clean", "defects"))
-    for untouched in ("stripe/subscriptions.jsonl", "stripe/invoices.jsonl", "stripe/charges.jsonl",
-                      "zendesk/organizations.jsonl", "zendesk/users.jsonl", "hubspot/deals.jsonl"):
+    for untouched in (
+        "stripe/subscriptions.jsonl",
+        "stripe/invoices.jsonl",
+        "stripe/charges.jsonl",
+        "zendesk/organizations.jsonl",
+        "zendesk/users.jsonl",
+        "hubspot/deals.jsonl",
+    ):
         assert clean[untouched] == defects[untouched], untouched
-    for system, obj in (("hubspot", "companies"), ("hubspot", "contacts"), ("stripe", "customers"),
-                        ("zendesk", "tickets")):
+    for system, obj in (
+        ("hubspot", "companies"),
+        ("hubspot", "contacts"),
+        ("stripe", "customers"),
+        ("zendesk", "tickets"),
+    ):
         assert all(r["id"] is not None for r in _read(companies["defects"], system, obj))
     assert all(e["message_id"] and e["event"] and e["timestamp"] for e in _events(companies["defects"]))
 
@@ -397,8 +431,11 @@ def test_cli_generates_a_clean_company_on_request(tmp_path):
     result = runner.invoke(main, ["generate", "--preset", "tiny", "--as-of", "2026-11-21", "--clean"], env=env)
     assert result.exit_code == 0, result.output
     assert not _manifest(tmp_path)["defects"]["enabled"]
-    result = runner.invoke(main, ["generate", "--preset", "tiny", "--as-of", "2026-11-21"],
-                           env=env | {"SPINE_DEFECTS": "none,orphan_ticket=0.1"})
+    result = runner.invoke(
+        main,
+        ["generate", "--preset", "tiny", "--as-of", "2026-11-21"],
+        env=env | {"SPINE_DEFECTS": "none,orphan_ticket=0.1"},
+    )
     assert result.exit_code == 0, result.output
     assert set(_manifest(tmp_path)["defects"]["records"]) == {"zendesk.tickets"}
     result = runner.invoke(main, ["generate", "--preset", "tiny", "--defects", "typo=1"], env=env)

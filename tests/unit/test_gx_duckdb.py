@@ -48,9 +48,13 @@ def test_stock_gx_cannot_compute_a_metric_on_duckdb(warehouse):
     """Why the adapter exists: GX reads rows after closing DuckDB's connection."""
     context = gx.get_context(mode="ephemeral")
     datasource = context.data_sources.add_sql(
-        "stock", connection_string=f"duckdb:///{warehouse}", kwargs={"connect_args": {"read_only": True}})
-    batch = datasource.add_table_asset("things", table_name="things", schema_name="marts") \
-        .add_batch_definition_whole_table("all").get_batch()
+        "stock", connection_string=f"duckdb:///{warehouse}", kwargs={"connect_args": {"read_only": True}}
+    )
+    batch = (
+        datasource.add_table_asset("things", table_name="things", schema_name="marts")
+        .add_batch_definition_whole_table("all")
+        .get_batch()
+    )
     result = batch.validate(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
     assert not result.success
     assert "list index out of range" in str(result.exception_info)
@@ -69,20 +73,69 @@ def test_every_expectation_type_the_suites_use_runs_in_duckdb(warehouse):
         check("email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="email"),
         check("email_null", "completeness", "warning", "o", "expect_column_values_to_be_null", "d", column="email"),
         check("unique", "uniqueness", "blocking", "o", "expect_column_values_to_be_unique", "d", column="id"),
-        check("compound", "uniqueness", "blocking", "o", "expect_compound_columns_to_be_unique", "d",
-              column_list=["id", "role"]),
-        check("amount", "validity", "blocking", "o", "expect_column_values_to_be_between", "d",
-              column="amount", min_value=0, max_value=1200),
-        check("role", "validity", "blocking", "o", "expect_column_values_to_be_in_set", "d",
-              column="role", value_set=["crm"]),
-        check("not_role", "validity", "blocking", "o", "expect_column_values_to_not_be_in_set", "d",
-              column="role", value_set=["billing"]),
-        check("name", "validity", "warning", "o", "expect_column_values_to_match_regex", "d",
-              column="event_name", regex=r"^[a-z]+\.[a-z]+\.[a-z]+$"),
-        check("min", "timeliness", "warning", "o", "expect_column_min_to_be_between", "d",
-              column="amount", max_value=1),
-        check("billing_email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d",
-              column="email", **where("role", "billing")),
+        check(
+            "compound",
+            "uniqueness",
+            "blocking",
+            "o",
+            "expect_compound_columns_to_be_unique",
+            "d",
+            column_list=["id", "role"],
+        ),
+        check(
+            "amount",
+            "validity",
+            "blocking",
+            "o",
+            "expect_column_values_to_be_between",
+            "d",
+            column="amount",
+            min_value=0,
+            max_value=1200,
+        ),
+        check(
+            "role",
+            "validity",
+            "blocking",
+            "o",
+            "expect_column_values_to_be_in_set",
+            "d",
+            column="role",
+            value_set=["crm"],
+        ),
+        check(
+            "not_role",
+            "validity",
+            "blocking",
+            "o",
+            "expect_column_values_to_not_be_in_set",
+            "d",
+            column="role",
+            value_set=["billing"],
+        ),
+        check(
+            "name",
+            "validity",
+            "warning",
+            "o",
+            "expect_column_values_to_match_regex",
+            "d",
+            column="event_name",
+            regex=r"^[a-z]+\.[a-z]+\.[a-z]+$",
+        ),
+        check(
+            "min", "timeliness", "warning", "o", "expect_column_min_to_be_between", "d", column="amount", max_value=1
+        ),
+        check(
+            "billing_email",
+            "completeness",
+            "warning",
+            "o",
+            "expect_column_values_to_not_be_null",
+            "d",
+            column="email",
+            **where("role", "billing"),
+        ),
     )
     assert used <= {c.expectation for c in checks}, "a suite uses an expectation type this test does not cover"
     # Rows before the as-of time: minutes 1..1439 of the day before, i.e. every row.
@@ -110,10 +163,26 @@ def test_every_expectation_type_the_suites_use_runs_in_duckdb(warehouse):
 def test_regex_searches_like_gx_everywhere_else(warehouse):
     """DuckDB's `~` matches whole strings; GX's pandas and Spark engines search."""
     checks = (
-        check("contains", "validity", "warning", "o", "expect_column_values_to_match_regex", "d",
-              column="event_name", regex=r"viewed"),
-        check("not_contains", "validity", "warning", "o", "expect_column_values_to_not_match_regex", "d",
-              column="event_name", regex=r"Dashboard"),
+        check(
+            "contains",
+            "validity",
+            "warning",
+            "o",
+            "expect_column_values_to_match_regex",
+            "d",
+            column="event_name",
+            regex=r"viewed",
+        ),
+        check(
+            "not_contains",
+            "validity",
+            "warning",
+            "o",
+            "expect_column_values_to_not_match_regex",
+            "d",
+            column="event_name",
+            regex=r"Dashboard",
+        ),
     )
     contains, not_contains = evaluate(warehouse, [_batch(*checks)], AS_OF)["things"]
     assert (contains.success, contains.unexpected_count) == (False, 100)  # "Viewed" has a capital V
@@ -121,24 +190,24 @@ def test_regex_searches_like_gx_everywhere_else(warehouse):
 
 
 def test_as_of_is_bound_in_the_sql(warehouse):
-    early = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d",
-                  min_value=1)
+    early = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1)
     [outcome] = evaluate(warehouse, [_batch(early)], datetime(2026, 11, 20, 0, 10))["things"]
     assert outcome.observed_value == 11  # minutes 1..9, and the second copies of 7 and 8
     assert render_sql("with x as (select $as_of) select * from x", AS_OF).startswith("select * from (with x")
 
 
 def test_a_failing_query_is_an_error_not_a_crash(warehouse):
-    batch = Batch("missing", "select * from marts.nowhere",
-                  (check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d",
-                         min_value=1),))
+    batch = Batch(
+        "missing",
+        "select * from marts.nowhere",
+        (check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1),),
+    )
     [outcome] = evaluate(warehouse, [batch], AS_OF)["missing"]
     assert not outcome.success and "nowhere" in outcome.error
 
 
 def test_the_file_is_released_for_a_writer(warehouse):
-    check_ = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d",
-                   min_value=1)
+    check_ = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1)
     evaluate(warehouse, [_batch(check_)], AS_OF)
     # DuckDB refuses a read-write open while a read-only connection of this process is open.
     with duckdb.connect(str(warehouse)) as con:

@@ -73,7 +73,7 @@ def test_no_import_cycle_between_modules():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]) if nxt in trail else nxt)
+                cycles.append(" -> ".join(trail[trail.index(nxt) :] + [nxt]) if nxt in trail else nxt)
             elif nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = "done"
@@ -86,18 +86,20 @@ def test_no_import_cycle_between_modules():
 
 def test_no_module_writes_the_environment():
     writes = []
-    for module, path in modules().items():
+    for path in modules().values():
         for node in ast.walk(ast.parse(path.read_text())):
             target = None
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
                 targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
-                target = next((t for t in targets if isinstance(t, ast.Subscript) and ast.unparse(t.value) == "os.environ"),
-                              None)
+                target = next(
+                    (t for t in targets if isinstance(t, ast.Subscript) and ast.unparse(t.value) == "os.environ"), None
+                )
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 called = ast.unparse(node.func)
                 if called in {"os.putenv", "os.unsetenv"} or (
-                        called.startswith("os.environ.") and node.func.attr in {"update", "setdefault", "pop",
-                                                                               "popitem", "clear"}):
+                    called.startswith("os.environ.")
+                    and node.func.attr in {"update", "setdefault", "pop", "popitem", "clear"}
+                ):
                     target = node
             if target is not None:
                 writes.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node).splitlines()[0]}")
@@ -126,7 +128,8 @@ def test_loading_the_definitions_starts_no_subprocess(dbt_manifest):
     # `platform.architecture()`); loading our definitions must start nothing more: no dbt parse.
     library = _processes_started_by("import dagster, dagster_dbt, dagster_dlt, dlt, duckdb")
     ours = _processes_started_by(
-        "import orchestration.definitions as d; assert len(d.defs.resolve_asset_graph().get_all_asset_keys()) > 50")
+        "import orchestration.definitions as d; assert len(d.defs.resolve_asset_graph().get_all_asset_keys()) > 50"
+    )
     assert ours == library, ours
 
 

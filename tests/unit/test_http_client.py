@@ -48,9 +48,16 @@ class Server:
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?")[0]
         length = int(handler.headers.get("Content-Length") or 0)
-        self.seen.append({"method": handler.command, "path": handler.path, "headers": dict(handler.headers),
-                          "body": handler.rfile.read(length), "connection": handler.client_address[1],
-                          "at": time.monotonic()})
+        self.seen.append(
+            {
+                "method": handler.command,
+                "path": handler.path,
+                "headers": dict(handler.headers),
+                "body": handler.rfile.read(length),
+                "connection": handler.client_address[1],
+                "at": time.monotonic(),
+            }
+        )
         queue = self.script.get(path) or [(200, {}, b"{}", 0)]
         status, headers, body, delay = queue.pop(0) if len(queue) > 1 else queue[0]
         time.sleep(delay)
@@ -118,8 +125,10 @@ def test_a_429_waits_as_long_as_retry_after_asks(server):
 
 
 def test_retry_after_as_an_http_date(server):
-    server.script["/limited"] = [(429, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}, b"", 0),
-                                 (200, {}, b"{}", 0)]
+    server.script["/limited"] = [
+        (429, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}, b"", 0),
+        (200, {}, b"{}", 0),
+    ]
     HttpClient(server.url, policy=QUICK).get("limited")
     first, second = server.requests("/limited")
     assert 0.9 < second["at"] - first["at"] < 3  # a date in whole seconds: 1 to 2 s from now
@@ -231,12 +240,14 @@ def test_proxy_from_the_environment(monkeypatch):
 
 def test_the_defaults_are_one_set():
     client = HttpClient("http://127.0.0.1:9/")
-    assert client.policy == RequestPolicy(max_attempts=6, backoff_seconds=1.0, max_backoff_seconds=60.0,
-                                          timeout_seconds=60.0, max_wait_seconds=None)
+    assert client.policy == RequestPolicy(
+        max_attempts=6, backoff_seconds=1.0, max_backoff_seconds=60.0, timeout_seconds=60.0, max_wait_seconds=None
+    )
     assert (client.attempts, client.backoff.multiplier, client.backoff.max, client.timeout) == (6, 1.0, 60.0, 60.0)
 
 
 # --- what its users say when it fails ---------------------------------------------------------
+
 
 def test_the_connectors_name_source_endpoint_status_and_hint(server, monkeypatch):
     from connectors.http import ApiClient, SourceRequestError
@@ -247,11 +258,17 @@ def test_the_connectors_name_source_endpoint_status_and_hint(server, monkeypatch
     server.script["/stripe/v1/charges"] = [(503, {}, b"", 0)]
     server.script["/stripe/v1/refunds"] = [(200, {}, b"<html>", 0)]
     client = ApiClient("stripe", server.url + "/stripe")
-    with pytest.raises(SourceRequestError, match=r'^stripe: GET /stripe/v1/customers answered HTTP 401: check the '
-                                                 r'credentials .*; response: \{"error": "invalid api key"\}$'):
+    with pytest.raises(
+        SourceRequestError,
+        match=r"^stripe: GET /stripe/v1/customers answered HTTP 401: check the "
+        r'credentials .*; response: \{"error": "invalid api key"\}$',
+    ):
         client.get("v1/customers", {"limit": 100})
-    with pytest.raises(SourceRequestError, match=r"^stripe: GET /stripe/v1/charges answered HTTP 503: the vendor kept "
-                                                 r"failing after every retry$"):
+    with pytest.raises(
+        SourceRequestError,
+        match=r"^stripe: GET /stripe/v1/charges answered HTTP 503: the vendor kept "
+        r"failing after every retry$",
+    ):
         client.get("v1/charges")
     assert len(server.requests("/stripe/v1/charges")) == 2
     with pytest.raises(SourceRequestError, match=r"^stripe: GET /stripe/v1/refunds answered HTTP 200: the body is not"):
@@ -262,9 +279,23 @@ def test_alert_delivery_says_why_a_channel_failed(server):
     from quality.alert_conditions import Alert
     from quality.alert_delivery import DeliveryError, Webhook
 
-    alert = Alert(id="a1", key="k", status="firing", kind="blocking_check", severity="critical", state="fail",
-                  dataset="customer", what="check failed", how_many="1 of 2", since=None, likely_causes=[],
-                  owner="Data Engineering", suggested_action="", details={}, sent_at="2026-11-21T06:00:00Z")
+    alert = Alert(
+        id="a1",
+        key="k",
+        status="firing",
+        kind="blocking_check",
+        severity="critical",
+        state="fail",
+        dataset="customer",
+        what="check failed",
+        how_many="1 of 2",
+        since=None,
+        likely_causes=[],
+        owner="Data Engineering",
+        suggested_action="",
+        details={},
+        sent_at="2026-11-21T06:00:00Z",
+    )
     settings = {"timeout_seconds": 5, "max_attempts": 3, "backoff_seconds": 0.01, "max_wait_seconds": 2}
     server.script["/gone"] = [(404, {}, b"no such hook", 0)]
     server.script["/busy"] = [(500, {}, b"", 0)]

@@ -16,8 +16,8 @@ from connectors.pipelines import DATASETS
 from expectations import DIMENSIONS, SUITES
 from expectations.freshness_windows import MARTS, SOURCES
 from expectations.runner import mask, mask_email
-from quality.scorecard import band, score_results
 from expectations.suite import DEFAULT_ACTION, DEFAULT_CAUSES, check
+from quality.scorecard import band, score_results
 
 
 def _marts_in_dbt() -> set[str]:
@@ -59,8 +59,7 @@ def test_every_source_has_a_window_judged_by_some_suite():
 
 def test_freshness_states():
     window = SOURCES["usage_events"]  # warn after 6 h, fail after 26 h
-    assert [window.state(a) for a in (0.5, 6.0, 6.1, 26.0, 26.5, None)] == \
-        ["ok", "ok", "warn", "warn", "fail", "fail"]
+    assert [window.state(a) for a in (0.5, 6.0, 6.1, 26.0, 26.5, None)] == ["ok", "ok", "warn", "warn", "fail", "fail"]
 
 
 def test_a_check_must_name_a_known_dimension_and_severity():
@@ -72,8 +71,7 @@ def test_a_check_must_name_a_known_dimension_and_severity():
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(100, "green"), (95, "green"), (94.99, "yellow"), (92, "yellow"), (90, "yellow"),
-     (89.99, "red"), (0, "red")],
+    [(100, "green"), (95, "green"), (94.99, "yellow"), (92, "yellow"), (90, "yellow"), (89.99, "red"), (0, "red")],
 )
 def test_bands(score, expected):
     assert band(score) == expected
@@ -81,19 +79,36 @@ def test_bands(score, expected):
 
 def _row(dimension, unexpected, elements=100, success=None, entity="customer", severity="warning"):
     return {
-        "run_id": "r", "validated_at": datetime(2025, 6, 15, 6), "as_of": datetime(2025, 6, 15),
-        "entity": entity, "table_name": "customers", "check_name": f"{dimension}_{unexpected}_{elements}",
-        "dimension": dimension, "expectation": "expect_x", "column_name": "c", "severity": severity,
-        "description": "d", "owner": "o", "element_count": elements, "unexpected_count": unexpected,
-        "sample_unexpected": "[]", "observed_value": None, "error": None,
+        "run_id": "r",
+        "validated_at": datetime(2025, 6, 15, 6),
+        "as_of": datetime(2025, 6, 15),
+        "entity": entity,
+        "table_name": "customers",
+        "check_name": f"{dimension}_{unexpected}_{elements}",
+        "dimension": dimension,
+        "expectation": "expect_x",
+        "column_name": "c",
+        "severity": severity,
+        "description": "d",
+        "owner": "o",
+        "element_count": elements,
+        "unexpected_count": unexpected,
+        "sample_unexpected": "[]",
+        "observed_value": None,
+        "error": None,
         "success": unexpected == 0 if success is None else success,
     }
 
 
 def test_scores_are_means_banded_after_rounding():
     card = score_results(
-        [_row("validity", 8), _row("completeness", 0), _row("completeness", 0, elements=0),
-         _row("accuracy", 0, elements=0, success=False), _row("uniqueness", 2, severity="blocking")],
+        [
+            _row("validity", 8),
+            _row("completeness", 0),
+            _row("completeness", 0, elements=0),
+            _row("accuracy", 0, elements=0, success=False),
+            _row("uniqueness", 2, severity="blocking"),
+        ],
     )["entities"]["customer"]
     assert card["dimensions"]["validity"] == {"score": 92.0, "band": "yellow", "checks": 1, "failed": 1}
     assert card["dimensions"]["completeness"]["score"] == 100.0  # empty and passed counts as 100
