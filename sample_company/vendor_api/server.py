@@ -67,6 +67,13 @@ def _is_follow_up(query: str, body: dict | None) -> bool:
     return bool(PAGING_PARAMS & dict(parse_qsl(query)).keys()) or bool((body or {}).get("after"))
 
 
+def _listing(query: str, body: dict | None) -> tuple[str, str]:
+    """What identifies a listing across its pages: its query and search body without paging."""
+    params = sorted((k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in PAGING_PARAMS)
+    search = {k: v for k, v in (body or {}).items() if k != "after"}
+    return repr(params), repr(sorted(search.items(), key=lambda kv: kv[0]))
+
+
 class VendorApiServer:
     """Serve the generated sources over HTTP in a background thread.
 
@@ -145,7 +152,10 @@ class VendorApiServer:
             return verdict.status, UNAVAILABLE.get(vendor, {}), verdict.headers, False
         status, answer, extra = self._answer(method, raw_path, headers, body)
         if status == 200:
-            endpoint = (method, split.path)
+            # A redelivery repeats the page before this one of the same listing: the path with
+            # its query (or search body) less the paging parameters, since two listings may read
+            # one path at once (Zendesk's tickets and their metric sets).
+            endpoint = (method, split.path, *_listing(split.query, body))
             previous = self._last_page.get(endpoint)
             self._last_page[endpoint] = answer
             if verdict.redeliver and previous is not None and _is_follow_up(split.query, body):
