@@ -1,9 +1,10 @@
 """The dbt project as Dagster sees it, and the one step that prepares its manifest.
 
 Loading the code location reads `dbt_project/target/manifest.json` and runs nothing. The
-manifest is prepared the dagster-dbt way: `dagster dev` parses the project on every load
-(`prepare_if_dev`); `spine run`, `spine dev` and the test suite call `prepare()` first; a
-deployment builds it once (`dagster-dbt project prepare-and-package --file
+manifest is prepared the dagster-dbt way: under `dagster dev` each load prepares it when the
+project changed (dagster-dbt's `prepare_if_dev` contract, with this project's dbt executable
+and lock); `spine run`, `spine dev` and the test suite call `prepare()` first; a deployment
+builds it once (`dagster-dbt project prepare-and-package --file
 orchestration/dbt_manifest.py`).
 """
 
@@ -15,12 +16,12 @@ import sys
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from data_spine.settings import PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-dbt_project.prepare_if_dev()
 
 # The dbt installed next to this interpreter (the project's venv), so runs work whether or not
 # the venv's bin folder is on PATH (`.venv/bin/python -m ...`, IDEs, the Dagster daemon).
@@ -65,3 +66,9 @@ def manifest_path(project: DbtProject = dbt_project) -> Path:
             "(or `dagster-dbt project prepare-and-package --file orchestration/dbt_manifest.py`)"
         )
     return project.manifest_path
+
+
+# dagster-dbt's own `prepare_if_dev` runs `dbt` from PATH, which the code server started by
+# `dagster dev` may not have (the venv not activated): prepare with the venv's dbt instead.
+if using_dagster_dev():
+    prepare()
