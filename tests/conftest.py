@@ -8,16 +8,34 @@ put in this test process's environment before the first project module reads the
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import getpass
 import json
 import os
+import shutil
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-_ROOT = Path(tempfile.mkdtemp(prefix="spine-tests-"))
+
+def _scratch() -> Path | None:
+    """Where the tests keep their warehouses, data folders and Dagster instances: a RAM-backed
+    folder when the machine has one. Dagster's SQLite run storage and DuckDB sync every commit
+    to disk, which costs each pipeline run seconds, and no test's data has to outlive the
+    session. SPINE_TEST_TMPDIR chooses another folder ("" for the system's temporary folder)."""
+    chosen = os.environ.get("SPINE_TEST_TMPDIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+_ROOT = Path(tempfile.mkdtemp(prefix="spine-tests-", dir=_scratch()))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 os.environ["SPINE_DATA_DIR"] = str(_ROOT / "data")
 os.environ["SPINE_WAREHOUSE"] = str(_ROOT / "data" / "warehouse.duckdb")
 os.environ["DAGSTER_HOME"] = str(_ROOT / "dagster_home")
@@ -33,7 +51,18 @@ AS_OF = date(2026, 11, 21)
 SEED = 42
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    scratch = _scratch()
+    if scratch and config.option.basetemp is None and not hasattr(config, "workerinput"):
+        # The session's temporary folders (the workers' are inside it) in the scratch folder;
+        # sessions older than a day are removed, as pytest keeps only its last few.
+        sessions = scratch / f"spine-pytest-of-{getpass.getuser()}"
+        sessions.mkdir(exist_ok=True)
+        for old in sessions.glob("session-*"):
+            if time.time() - old.stat().st_mtime > 86_400:
+                shutil.rmtree(old, ignore_errors=True)
+        config.option.basetemp = tempfile.mkdtemp(prefix="session-", dir=sessions)
     config.addinivalue_line("markers", "unit: no pipeline run, each test in seconds (tests/unit)")
     config.addinivalue_line("markers", "integration: whole pipeline runs, Dagster runs and faults (tests/integration)")
     # Before collection: test modules load the Dagster definitions, which read the dbt
