@@ -172,7 +172,12 @@ def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_del
     root = tmp_path / "run"
     prepare(root, defects="default")
     port = _unused_port()
-    env = spine_env(root, SPINE_ALERT_SLACK_WEBHOOK_URL=f"http://127.0.0.1:{port}/services/T0/B0/x")
+    # A channel that is down holds a dispatch for at most SPINE_ALERT_MAX_WAIT_SECONDS.
+    env = spine_env(
+        root,
+        SPINE_ALERT_SLACK_WEBHOOK_URL=f"http://127.0.0.1:{port}/services/T0/B0/x",
+        SPINE_ALERT_MAX_WAIT_SECONDS="2",
+    )
     reports = root / "data" / "reports"
     log = root / "data" / "alerts" / "alerts.jsonl"
 

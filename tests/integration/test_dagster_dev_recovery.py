@@ -36,7 +36,7 @@ mutation Launch($executionParams: ExecutionParams!) {
   }
 }"""
 DEV_STARTUP_SECONDS = 240
-MONITORING_SECONDS = 180  # the daemon polls every 15 s and frees slots 5 s after a run ends
+MONITORING_SECONDS = 180  # the daemon polls (every 3 s here, 15 s in the project) and frees slots 5 s after a run ends
 
 
 def _descendants(pid: int) -> list[int]:
@@ -86,6 +86,9 @@ def _wait(what: str, seconds: float, check, log: Path):
 def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_run_succeeds(tmp_path_factory):
     root = tmp_path_factory.mktemp("run_monitoring")
     prepare(root)
+    # The project's instance settings, with the daemon's run monitoring polling more often.
+    settings_file = root / "dagster_home" / "dagster.yaml"
+    settings_file.write_text(settings_file.read_text().replace("poll_interval_seconds: 15", "poll_interval_seconds: 3"))
     instance = instance_of(root)
     port = _free_port()
     log = root / "spine_dev.log"

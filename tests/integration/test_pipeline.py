@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -294,9 +297,20 @@ def test_quarantined_usage_lines_show_on_the_asset(first_run):
 
 
 def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tmp_path):
-    """After a day of new events, dbt recomputes only the recent days of the usage marts."""
+    """After a day of new events, dbt recomputes only the recent days of the usage marts. On a
+    copy of the shared run's data folder: the new events stay out of the other tests' warehouse."""
     from connectors.pipelines import load
     from orchestration.dbt_manifest import DBT_DIR, DBT_EXECUTABLE
+
+    shared = settings()
+    shutil.copytree(shared.data_dir, tmp_path / "data")
+
+    def private(path: Path) -> Path:
+        return tmp_path / "data" / path.relative_to(shared.data_dir)
+
+    cfg = dataclasses.replace(
+        shared, data_dir=tmp_path / "data", warehouse=private(shared.warehouse), landing_dir=private(shared.landing_dir)
+    )
 
     event = {
         "type": "track",
@@ -306,13 +320,10 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
         "timestamp": "2026-11-20T09:00:00.000Z",
         "received_at": "2026-11-20T09:00:01.000Z",
     }
-    path = settings().landing_dir / "events_2026-11-20.extra.jsonl.gz"
+    path = cfg.landing_dir / "events_2026-11-20.extra.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write("\n".join(json.dumps({**event, "message_id": f"msg_new_day_{i}"}) for i in range(5)) + "\n")
-    try:
-        load("usage_events")
-    finally:
-        path.unlink()
+    load("usage_events", cfg)
     run = subprocess.run(
         [
             str(DBT_EXECUTABLE),
@@ -322,20 +333,20 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
             "int_usage_user_days",
             "feature_adoption_daily",
             "--target-path",
-            str(tmp_path),
+            str(tmp_path / "target"),
             "--vars",
             json.dumps({"as_of_date": "2026-11-21"}),
         ],
         cwd=DBT_DIR,
-        env={**os.environ, "SPINE_WAREHOUSE": str(settings().warehouse)},
+        env={**os.environ, "SPINE_WAREHOUSE": str(cfg.warehouse)},
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:]
-    results = {r["unique_id"]: r for r in json.loads((tmp_path / "run_results.json").read_text())["results"]}
+    results = {r["unique_id"]: r for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]}
     # dbt's own account of the run: each usage model compiled its incremental branch, whose
     # rows (the recomputed days, which delete+insert replaces) are a small part of the history.
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+    with duckdb.connect(str(cfg.warehouse), read_only=True) as con:
         compiled = results["model.data_spine.stg_usage_events__events"]["compiled_code"]
         assert 'select coalesce(max(load_id), \'\') from "warehouse"."staging"."stg_usage_events__events"' in compiled
         # The append brought exactly the new load's events.

@@ -1,9 +1,14 @@
 """Write-audit-publish on the real pipeline: a mart broken on purpose is audited, held back and
-alerted once, consumers keep the last good version, and the fix publishes and resolves."""
+alerted once, consumers keep the last good version, and the fix publishes and resolves.
+
+The tests break marts on purpose, so each works on a copy of the `small` company's warehouse
+with a Dagster instance of its own; the shared run stays as it was for the other tests."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -20,15 +25,38 @@ AUDIT_AND_PUBLISH = [dg.AssetKey(["audit", "customer"]), *(dg.AssetKey(["serving
 DUPLICATE_ALERT = "blocking_check:customer:customer_id_unique"
 
 
-def _rows(schema: str, table: str = "customers") -> list[tuple]:
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        return con.execute(f"select * from {schema}.{table} order by all").fetchall()
+@dataclass
+class Private:
+    warehouse: Path
+    instance: dg.DagsterInstance
+
+    def rows(self, schema: str, table: str = "customers") -> list[tuple]:
+        with duckdb.connect(str(self.warehouse), read_only=True) as con:
+            return con.execute(f"select * from {schema}.{table} order by all").fetchall()
+
+    def audit_and_publish(self):
+        cfg = settings()
+        warehouse = {
+            "path": str(self.warehouse),
+            "reports_dir": str(self.warehouse.parent / "reports"),
+            "as_of": cfg.as_of.isoformat(),
+        }
+        return defs.resolve_job_def("spine_job").execute_in_process(
+            instance=self.instance,
+            asset_selection=AUDIT_AND_PUBLISH,
+            raise_on_error=False,
+            run_config={"resources": {"warehouse": {"config": warehouse}}},
+        )
 
 
-def _audit_and_publish(instance):
-    return defs.resolve_job_def("spine_job").execute_in_process(
-        instance=instance, asset_selection=AUDIT_AND_PUBLISH, raise_on_error=False
-    )
+@pytest.fixture
+def private(first_run, tmp_path):
+    """A copy of the shared run's warehouse, and a Dagster instance of its own."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(settings().warehouse, warehouse)
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        yield Private(warehouse, instance)
 
 
 def _sensor_ticks(instance, alerts: AlertsResource, times: int) -> None:
@@ -42,23 +70,23 @@ def _alerts_about(alerts: AlertsResource, key: str) -> list[dict]:
     return [a for a in map(json.loads, lines) if a["key"] == key]
 
 
-def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_run, tmp_path):
-    instance = dg.DagsterInstance.get()
+def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(private, tmp_path):
+    instance, warehouse = private.instance, private.warehouse
     alerts = AlertsResource(log_path=str(tmp_path / "alerts.jsonl"))
-    good = _rows("serving")
-    assert good == _rows("marts")
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+    good = private.rows("serving")
+    assert good == private.rows("marts")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         [(serving_run,)] = con.execute(
             "select arg_max(run_id, decided_at) from quality.publications "
             "where entity = 'customer' and status = 'published'"
         ).fetchall()
 
     # Someone's model change duplicates a customer.
-    with duckdb.connect(str(settings().warehouse)) as con:
+    with duckdb.connect(str(warehouse)) as con:
         [(victim,)] = con.execute("select min(customer_id) from marts.customers").fetchall()
         con.execute("insert into marts.customers select * from marts.customers where customer_id = ?", [victim])
 
-    held = _audit_and_publish(instance)
+    held = private.audit_and_publish()
     assert not held.success
     checks = {c.check_name: c for c in held.get_asset_check_evaluations()}
     assert not checks["uniqueness"].passed and checks["uniqueness"].severity == dg.AssetCheckSeverity.ERROR
@@ -67,8 +95,8 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
     assert failure.step_key == "publish_customer"
     assert "customer: audit FAILED, not published" in message and "customer_id_unique" in message
     assert f"serving keeps the version published by run {serving_run}" in message
-    assert _rows("serving") == good, "consumers still read the last good customers"
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+    assert private.rows("serving") == good, "consumers still read the last good customers"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         decision = con.execute(
             "select status, serving_run_id, blocking_failures from quality.publications where run_id = ?", [held.run_id]
         ).fetchone()
@@ -81,16 +109,16 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
     assert fired["details"]["sample"] == [{"customer_id": victim}]
 
     # The model is fixed: the next build has each customer once.
-    with duckdb.connect(str(settings().warehouse)) as con:
+    with duckdb.connect(str(warehouse)) as con:
         con.execute(
             "delete from marts.customers where rowid = (select max(rowid) from marts.customers where customer_id = ?)",
             [victim],
         )
 
-    fixed = _audit_and_publish(instance)
+    fixed = private.audit_and_publish()
     assert fixed.success
-    assert _rows("serving") == _rows("marts") == good
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+    assert private.rows("serving") == private.rows("marts") == good
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select status from quality.publications where run_id = ?", [fixed.run_id]).fetchone() == (
             "published",
         )
@@ -99,16 +127,15 @@ def test_a_broken_mart_is_held_back_alerted_once_and_published_once_fixed(first_
     assert [a["status"] for a in _alerts_about(alerts, DUPLICATE_ALERT)] == ["firing", "resolved"]
 
 
-def test_marts_rebuilt_after_their_audit_are_not_published(first_run):
+def test_marts_rebuilt_after_their_audit_are_not_published(private):
     """Runs interleave step by step: another run may rebuild a mart between this run's audit
     and its publishing step. What was audited is what gets published, or nothing."""
     from quality.publishing import NotAudited, publish
 
-    instance = dg.DagsterInstance.get()
-    audited = _audit_and_publish(instance)
+    audited = private.audit_and_publish()
     assert audited.success
-    suite, warehouse = SUITES["customer"], settings().warehouse
-    before = _rows("serving")
+    suite, warehouse = SUITES["customer"], private.warehouse
+    before = private.rows("serving")
     with duckdb.connect(str(warehouse)) as con:
         con.execute(
             "update marts.customers set company_name = company_name || ' (renamed)' "
@@ -118,7 +145,7 @@ def test_marts_rebuilt_after_their_audit_are_not_published(first_run):
         decision = publish(warehouse, suite, audited.run_id)
         assert not decision.published and decision.blocking_failures == []
         assert f"customers changed after the audit of run {audited.run_id}" in decision.describe()
-        assert _rows("serving") == before
+        assert private.rows("serving") == before
         # A run without an audit of its own cannot publish at all.
         with pytest.raises(NotAudited, match="has no audit of it"):
             publish(warehouse, suite, "a-run-that-audited-nothing")
@@ -127,4 +154,4 @@ def test_marts_rebuilt_after_their_audit_are_not_published(first_run):
             con.execute("update marts.customers set company_name = replace(company_name, ' (renamed)', '')")
     # Re-executing a failed run from its failure continues it: the parent's audit counts.
     again = publish(warehouse, suite, "re-execution-of-it", audit_runs=(audited.run_id,))
-    assert again.published and _rows("serving") == before
+    assert again.published and private.rows("serving") == before
