@@ -50,8 +50,9 @@ def prepare(project: DbtProject = dbt_project) -> Path:
     it is loaded with. Several processes may prepare at once on a fresh clone (test workers,
     the webserver and the daemon): one parses, the others wait and find it done."""
     if stale(project):
-        project.target_path.mkdir(parents=True, exist_ok=True)
-        with open(project.target_path / ".parse.lock", "w") as lock:
+        target = project.project_dir / project.target_path  # relative to the project, not here
+        target.mkdir(parents=True, exist_ok=True)
+        with open(target / ".parse.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if stale(project):
                 dbt_cli().cli(["parse", "--quiet"], target_path=project.target_path).wait()
