@@ -64,7 +64,7 @@ class Run:
         return lines[-1] if lines else ""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -112,7 +112,7 @@ def spine_env(root: Path, **extra: str) -> dict[str, str]:
         "SPINE_DATA_DIR": str(data),
         "SPINE_WAREHOUSE": str(data / "warehouse.duckdb"),
         "DAGSTER_HOME": str(root / "dagster_home"),
-        "SPINE_VENDOR_API_PORT": str(_free_port()),
+        "SPINE_VENDOR_API_PORT": str(free_port()),
         "SPINE_AS_OF": AS_OF.isoformat(),
         **extra,
     }
@@ -128,9 +128,12 @@ def spine_run(
     defects: str = "none",
     env: dict[str, str] | None = None,
     code: Path = PROJECT_ROOT,
+    new_session: bool = False,
 ) -> subprocess.Popen:
     """Start `spine run` at `tiny` in `root`, its output (stdout and stderr) going to `log`;
-    `code` is the project's checkout to run (a changed copy of it, say).
+    `code` is the project's checkout to run (a changed copy of it, say); `new_session` starts
+    it in a session of its own, so a signal to its group reaches all its processes, dbt
+    included, as a terminal's would.
 
     Output goes to a file, not a pipe: a run whose pipe nobody reads yet (its sibling is
     still being waited for) would block on a full pipe buffer."""
@@ -157,6 +160,21 @@ def spine_run(
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=new_session,
+        )
+
+
+def spine_dev(root: Path, port: int, log: Path) -> subprocess.Popen:
+    """Start `spine dev` (vendor APIs and the Dagster UI on `port`) for `root`, in a session of
+    its own (`stop_group` stops it and everything it started), its output going to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)],
+            cwd=PROJECT_ROOT,
+            env=spine_env(root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +15,7 @@ import pytest
 import requests
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import WorkerStatus
-from pipeline_runs import _free_port, claimed_slots, instance_of, prepare, spine_env, stop_group
-
-from data_spine.settings import PROJECT_ROOT
+from pipeline_runs import claimed_slots, free_port, instance_of, prepare, spine_dev, stop_group
 
 RUN_SECONDS = 600
 
@@ -90,17 +86,9 @@ def test_under_dagster_dev_a_killed_worker_is_failed_by_the_daemon_and_the_next_
     settings_file = root / "dagster_home" / "dagster.yaml"
     settings_file.write_text(settings_file.read_text().replace("poll_interval_seconds: 15", "poll_interval_seconds: 3"))
     instance = instance_of(root)
-    port = _free_port()
+    port = free_port()
     log = root / "spine_dev.log"
-    with log.open("w") as out:
-        dev = subprocess.Popen(
-            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)],
-            cwd=PROJECT_ROOT,
-            env=spine_env(root),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    dev = spine_dev(root, port, log)
     try:
 
         def launched(job: str):

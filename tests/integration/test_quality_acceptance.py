@@ -168,7 +168,7 @@ def test_scorecard_renders_in_a_real_headless_browser(first_run, tmp_path):
     assert page["band_pixels"]["green"] > 1000 and page["band_pixels"]["red"] > 100
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -185,7 +185,7 @@ def clean_company(tmp_path_factory):
         "SPINE_DATA_DIR": str(root / "data"),
         "SPINE_WAREHOUSE": str(root / "data" / "w.duckdb"),
         "DAGSTER_HOME": str(root / "dagster_home"),
-        "SPINE_VENDOR_API_PORT": str(_free_port()),
+        "SPINE_VENDOR_API_PORT": str(free_port()),
     }
     env.pop("SPINE_AS_OF", None)
     run = subprocess.run(

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,8 @@ import dagster as dg
 import duckdb
 import pytest
 from dagster._core.events import DagsterEventType
-from pipeline_runs import AS_OF, claimed_slots, instance_of, prepare, spine_env, warehouse_digest
+from pipeline_runs import claimed_slots, instance_of, prepare, spine_run, warehouse_digest
 
-from data_spine.settings import PROJECT_ROOT
 from orchestration.run_recovery import steps_in_flight
 
 RUN_SECONDS = 600
@@ -39,32 +37,6 @@ CANCEL_SECONDS = 30
 # The step each fault waits for (prefix of its step key); dbt comes last, so the final run is
 # the one that recovers a run killed during dbt.
 KILLS = ("ingest_", "audit__", "publish_", "scorecard", "dbt_models")
-
-
-def _start(root: Path, log: Path) -> subprocess.Popen:
-    """`spine run` at `tiny` in `root`, as `pipeline_runs.spine_run`, in a session of its own."""
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "command_line.main",
-                "run",
-                "--preset",
-                "tiny",
-                "--as-of",
-                AS_OF.isoformat(),
-                "--defects",
-                "none",
-                "--no-docs",
-            ],
-            cwd=PROJECT_ROOT,
-            env=spine_env(root),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
 
 
 def _wait_for_step(
@@ -156,7 +128,7 @@ def series(tmp_path_factory) -> Series:
     try:
         # 1. Ctrl-C during dbt.
         log = root / "cancel.log"
-        process = _start(root, log)
+        process = spine_run(root, log, new_session=True)
         processes.append(process)
         run_id = _wait_for_step(instance, process, log, "dbt_models", known)
         known.add(run_id)
@@ -172,7 +144,7 @@ def series(tmp_path_factory) -> Series:
         # 2. SIGKILL at each step, each in the run after the previous fault.
         for n, step in enumerate(KILLS):
             log = root / f"kill_{n}_{step.strip('_')}.log"
-            process = _start(root, log)
+            process = spine_run(root, log, new_session=True)
             processes.append(process)
             run_id = _wait_for_step(instance, process, log, step, known)
             os.killpg(process.pid, signal.SIGKILL)
@@ -193,7 +165,7 @@ def series(tmp_path_factory) -> Series:
 
         # 3. A run to the end.
         log = root / "final.log"
-        process = _start(root, log)
+        process = spine_run(root, log, new_session=True)
         processes.append(process)
         result.final_returncode = process.wait(timeout=RUN_SECONDS)
         result.final_output = result.kills[-1].output = log.read_text()

@@ -12,9 +12,7 @@ must succeed and materialize exactly its selection.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,9 +20,8 @@ import dlt
 import duckdb
 import pytest
 import requests
-from pipeline_runs import prepare, spine_env, stop_group
+from pipeline_runs import free_port, prepare, spine_dev, stop_group
 
-from data_spine.settings import PROJECT_ROOT
 from quality.source_monitors import detect_drift
 
 LOCATION = "data_spine"  # workspace.yaml
@@ -75,12 +72,6 @@ query Logs($runId: ID!) {
     ... on EventConnection { events { __typename ... on MessageEvent { message } } }
   }
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Ui:
@@ -151,17 +142,9 @@ def ui_runs(tmp_path_factory) -> dict[str, tuple[set, dict, list[str]]]:
     """{selection name: (the selected asset keys, the finished run, its log messages)}."""
     root = tmp_path_factory.mktemp("ui_selection")
     prepare(root)
-    port = _free_port()
+    port = free_port()
     log = root / "spine_dev.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "command_line.main", "dev", "-p", str(port)],
-            cwd=PROJECT_ROOT,
-            env=spine_env(root),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spine_dev(root, port, log)
     try:
         ui = Ui(port)
         nodes = {tuple(n["assetKey"]["path"]): n for n in ui.wait_until_loaded(process, log)}
