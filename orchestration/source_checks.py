@@ -45,25 +45,24 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file)) as con:
             resources = loaded_by(con, dataset)
 
-            def _asset_of(source: str, table: str) -> dg.AssetKey:
+            def asset_of(table: str) -> dg.AssetKey:
                 # A raw table belongs to the asset of the dlt resource that loads it: a nested
                 # table (`subscriptions__items__data`) to its root's. Tables are named bare or
                 # as `<raw schema>.<table>`.
                 name = table.removeprefix(f"{dataset}.")
                 return dg.AssetKey([source, resources.get(name, name)])
 
+            tables = raw_tables(con, dataset)
             if typed:
-                misfits = type_misfits(
-                    con, dataset, [t for t in raw_tables(con, dataset) if _asset_of(source, t) in typed]
-                )
+                misfits = type_misfits(con, dataset, [t for t in tables if asset_of(t) in typed])
             if counted:
-                tables = [t for t in raw_tables(con, dataset) if _asset_of(source, t) in counted]
-                readings = measure_volumes(con, source, dataset, context.run.run_id, quality.volume_policy(), tables)
+                mine = [t for t in tables if asset_of(t) in counted]
+                readings = measure_volumes(con, source, dataset, context.run.run_id, quality.volume_policy(), mine)
             if watched:
                 drift = detect_drift(con, source, dataset, context.run.run_id, declared=[k.path[-1] for k in keys])
         volumes = defaultdict(list)
         for reading in readings:
-            volumes[_asset_of(source, reading.table)].append(reading)
+            volumes[asset_of(reading.table)].append(reading)
         for key in sorted(counted, key=str):
             mine = volumes.get(key, [])
             anomalous = [r for r in mine if r.anomalous]
@@ -80,7 +79,7 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
                 },
             )
         for key in sorted(typed, key=str):
-            mine = [m for m in misfits if _asset_of(source, m.table) == key]
+            mine = [m for m in misfits if asset_of(m.table) == key]
             for m in mine:
                 context.log.warning(
                     f"{m.table}.{m.column}: {m.rows:,} value(s) of another type kept in "
@@ -101,7 +100,7 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
             return
         changes = defaultdict(list)
         for change in drift.changes:
-            changes[_asset_of(source, change.table)].append(change)
+            changes[asset_of(change.table)].append(change)
         drift_alert = drift_condition(drift).to_json()
         for key in sorted(watched, key=str):
             drifted = changes.get(key, [])
