@@ -179,8 +179,6 @@ SHARED_RUNS = {
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }
-# Unit files kept on one worker: their module fixture builds a warehouse with dbt.
-WHOLE_UNIT_FILES = {"test_event_formats.py"}
 # The files that take longest (whole pipeline runs; measured on a clean clone, seconds in
 # brackets), started first so that two workers finish together rather than one waiting on a
 # long file picked up last. The `small` company's files go first: together they take longest.
@@ -202,7 +200,7 @@ LONGEST_FIRST = [
     "test_stripe_versions.py",  # (~32)
     "test_landing_faults.py",  # (~26)
     "test_contracts.py",  # (~18)
-    "test_event_formats.py",  # the longest unit file (~22), kept whole
+    "test_event_formats.py",  # the longest unit file (~22)
 ]
 
 
@@ -223,8 +221,6 @@ def pytest_xdist_make_scheduler(config, log):
     class SharedRunScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
-            if Path(file).parent.name == "unit" and Path(file).name not in WHOLE_UNIT_FILES:
-                return nodeid  # seconds each: spread test by test, so both workers finish together
             return SHARED_RUNS.get(Path(file).name, file)
 
     return SharedRunScheduling(config, log)

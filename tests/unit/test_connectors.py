@@ -78,17 +78,18 @@ def _counts(schema: str, warehouse=None) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("source", list(DATASETS))
-def test_connector_loads_every_record_once(source, api, small_company):
-    pipeline = make_pipeline(source)
+def test_connector_loads_every_record_once(source, api, small_company, fresh):
+    # Into a warehouse of its own: the session's is the one the pipeline tests share.
+    pipeline = make_pipeline(source, fresh)
     pipeline.run(_source(source, api))
-    counts = _counts(DATASETS[source])
+    counts = _counts(DATASETS[source], fresh.warehouse)
     for table, (system, obj) in EXPECTED[source].items():
         assert counts.get(table) == small_company["counts"][system][obj], f"{source}.{table}"
 
     # A second run with no change in the source adds no row and extracts nothing at all:
     # every resource reads only what changed since its cursor.
     pipeline.run(_source(source, api))
-    assert _counts(DATASETS[source]) == counts
+    assert _counts(DATASETS[source], fresh.warehouse) == counts
     extracted = pipeline.last_trace.last_normalize_info.row_counts
     assert {t: n for t, n in extracted.items() if not t.startswith("_dlt") and n} == {}
 
