@@ -321,14 +321,16 @@ def _dagster_instance():
     return persistent_instance()
 
 
-def prepare_dbt() -> None:
-    """Parse the dbt project when its manifest is missing or older than its files, before the
-    definitions are loaded (loading them runs nothing)."""
+def prepare_dbt(as_of: str | None = None) -> None:
+    """Parse the dbt project when its manifest is missing or older than its files, or was
+    parsed for another day than `as_of`, before the definitions are loaded (loading them runs
+    nothing); the run's dbt commands then start from that parse."""
     from orchestration.dbt_manifest import prepare, stale
 
-    if stale():
+    day = date.fromisoformat(as_of) if as_of else None
+    if stale(as_of=day):
         click.echo("Parsing the dbt project (dbt parse) ...")
-        prepare()
+        prepare(as_of=day)
 
 
 def cancelled(run_id: str) -> str:
@@ -362,7 +364,9 @@ def execute_spine_job(
     run is a thousand lines that hide the summary; the UI keeps all of them either way."""
     import dagster as dg
 
-    prepare_dbt()
+    cfg = settings()
+    as_of = as_of or (cfg.as_of.isoformat() if cfg.as_of else None)
+    prepare_dbt(as_of)
     from orchestration.definitions import defs
     from orchestration.run_recovery import PID_TAG, instance_for_terminal
 
@@ -371,13 +375,12 @@ def execute_spine_job(
     from orchestration.automation import AFTER_RUN_TAG, scorecard_missing
     from orchestration.definitions import scorecard_job_definition, spine_job_definition
 
-    cfg = settings()
     resources = {
         "warehouse": {
             "config": {
                 "path": str(cfg.warehouse),
                 "reports_dir": str(cfg.reports_dir),
-                "as_of": as_of or (cfg.as_of.isoformat() if cfg.as_of else None),
+                "as_of": as_of,
             }
         }
     }
@@ -460,7 +463,8 @@ def dev(port: int, dagster_args: tuple[str, ...]) -> None:
         as_of = read_manifest(settings().sources_dir)["as_of"]
     except FileNotFoundError:
         raise click.ClickException("no sample company yet: run `spine run` or `spine generate` first") from None
-    prepare_dbt()
+    configured = settings().as_of
+    prepare_dbt(configured.isoformat() if configured else as_of)  # the day the UI's runs describe
     with local_vendor_apis(port) as (_, vendors):
         # `dagster dev` and the processes it starts read their settings from the environment.
         env = {**os.environ, "DAGSTER_HOME": str(home), **dlt_env(vendors)}

@@ -11,25 +11,86 @@ orchestration/dbt_manifest.py`).
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
+import json
+import os
 import shutil
 import sys
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
+from packaging import version
 
-from data_spine.settings import PROJECT_ROOT
+from data_spine.settings import PROJECT_ROOT, settings
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
+
 # The dbt installed next to this interpreter (the project's venv), so runs work whether or not
 # the venv's bin folder is on PATH (`.venv/bin/python -m ...`, IDEs, the Dagster daemon).
-DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
+_VENV_DBT = shutil.which("dbt", path=str(Path(sys.executable).parent))
+DBT_EXECUTABLE = _VENV_DBT or "dbt"
+
+
+class SpineDbtCliResource(DbtCliResource):
+    """dagster-dbt's dbt CLI resource without two things it does before every command, each
+    seconds of every run for nothing here:
+
+    - it runs `dbt --version` in a process of its own to learn the version: with the venv's
+      dbt, that is the installed dbt-core's;
+    - it opens a dbt adapter in the step's own process (importing dbt and reading the profile
+      again), which serves only `fetch_row_counts` and `fetch_column_metadata`, unused here.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if _VENV_DBT and self.dbt_executable == _VENV_DBT:
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return super()._cli_version
+
+    def _initialize_dbt_core_adapter(self, args):
+        return None
 
 
 def dbt_cli() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+    return SpineDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+
+
+# What dbt's profile opens without the `warehouse_path` var (dbt_project/profiles.yml).
+_PROFILE_WAREHOUSE_ENV, _PROFILE_WAREHOUSE_DEFAULT = "SPINE_WAREHOUSE", "../data/warehouse.duckdb"
+# The vars the prepared manifest was parsed with, beside it.
+_PARSE_VARS = "parse_vars.json"
+
+
+def dbt_vars(as_of: date, warehouse: Path, env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The vars every dbt command of the pipeline is given: the day the numbers describe and,
+    only when the profile would open another file, the warehouse.
+
+    dbt parses the whole project again whenever its vars differ from the last parse (seconds
+    on every run), so they carry nothing that is already known: dagster-dbt starts each
+    command from the prepared parse state, which `prepare` made with these same vars."""
+    values = {"as_of_date": as_of.isoformat()}
+    configured = env.get(_PROFILE_WAREHOUSE_ENV, _PROFILE_WAREHOUSE_DEFAULT)
+    # DuckDB resolves a relative path from dbt's working folder, the project's.
+    if not configured or (DBT_DIR / configured).resolve() != warehouse.resolve():
+        values["warehouse_path"] = str(warehouse)
+    return values
+
+
+def vars_args(values: Mapping[str, str]) -> list[str]:
+    return ["--vars", json.dumps(dict(values), sort_keys=True)]
+
+
+def _default_vars(as_of: date | None = None) -> dict[str, str]:
+    """The vars of a run on the configured warehouse (as of `as_of`, else the configured day,
+    else today in UTC, as the warehouse resource decides)."""
+    cfg = settings()
+    return dbt_vars(as_of or cfg.as_of or datetime.now(UTC).date(), cfg.warehouse)
 
 
 def _newest_project_file(project: DbtProject) -> float:
@@ -39,23 +100,46 @@ def _newest_project_file(project: DbtProject) -> float:
     return max(p.stat().st_mtime for p in files if p.exists())
 
 
-def stale(project: DbtProject = dbt_project) -> bool:
-    """Whether the manifest is missing (a fresh clone) or older than the project's files."""
+def _target(project: DbtProject) -> Path:
+    return project.project_dir / project.target_path  # relative to the project, not here
+
+
+def stale(project: DbtProject = dbt_project, as_of: date | None = None) -> bool:
+    """Whether the manifest is missing (a fresh clone) or older than the project's files, or
+    its parse state was made with other vars than a run as of `as_of` passes."""
     manifest = project.manifest_path
-    return not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project)
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project):
+        return True
+    try:
+        return json.loads((_target(project) / _PARSE_VARS).read_text()) != _default_vars(as_of)
+    except (FileNotFoundError, ValueError):
+        return True
 
 
-def prepare(project: DbtProject = dbt_project) -> Path:
+def prepare(project: DbtProject = dbt_project, as_of: date | None = None) -> Path:
     """Parse the project when its manifest is stale, so the asset graph matches the dbt code
-    it is loaded with. Several processes may prepare at once on a fresh clone (test workers,
-    the webserver and the daemon): one parses, the others wait and find it done."""
-    if stale(project):
-        target = project.project_dir / project.target_path  # relative to the project, not here
+    it is loaded with, and the dbt commands of a run as of `as_of` start from its parse state
+    (dbt's partial parsing) instead of parsing the project again.
+
+    Several processes may prepare at once (test workers, the webserver and the daemon): one
+    parses, the others wait and find it done. The parse is written beside the target folder
+    and moved in file by file, so a process loading the definitions meanwhile reads a whole
+    manifest, old or new."""
+    if stale(project, as_of):
+        target = _target(project)
         target.mkdir(parents=True, exist_ok=True)
         with open(target / ".parse.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if stale(project):
-                dbt_cli().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+            if stale(project, as_of):
+                values = _default_vars(as_of)
+                scratch = target / f".parse-{os.getpid()}"
+                shutil.rmtree(scratch, ignore_errors=True)
+                dbt_cli().cli(["parse", "--quiet", *vars_args(values)], target_path=scratch).wait()
+                (scratch / _PARSE_VARS).write_text(json.dumps(values, sort_keys=True))
+                for name in ("partial_parse.msgpack", "semantic_manifest.json", _PARSE_VARS, "manifest.json"):
+                    if (scratch / name).exists():
+                        os.replace(scratch / name, target / name)
+                shutil.rmtree(scratch, ignore_errors=True)
     return project.manifest_path
 
 

@@ -20,7 +20,7 @@ from dagster_dbt import (
 )
 
 from expectations.suites import SUITES
-from orchestration.dbt_manifest import dbt_project, manifest_path
+from orchestration.dbt_manifest import dbt_project, dbt_vars, manifest_path, vars_args
 from orchestration.errors import first_line
 from orchestration.freshness_policies import mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
@@ -43,13 +43,14 @@ class SpineDbtTranslator(DagsterDbtTranslator):
         return layer if layer in ("staging", "intermediate", "marts") else "transformation"
 
 
-def dbt_vars(warehouse: WarehouseResource) -> list[str]:
-    """The day the numbers describe, and the warehouse file (dbt's profile reads it from here:
-    one absolute path for every layer)."""
-    return [
-        "--vars",
-        json.dumps({"as_of_date": warehouse.as_of_date().isoformat(), "warehouse_path": str(warehouse.file)}),
-    ]
+def run_vars(warehouse: WarehouseResource) -> list[str]:
+    """The day the numbers describe and, when dbt's profile would not find it, the warehouse."""
+    return vars_args(dbt_vars(warehouse.as_of_date(), warehouse.file))
+
+
+# dbt's unit tests check the SQL logic against fixed inputs: they belong to development and CI
+# (the test suite builds the project with them), not to every production build, as dbt advises.
+_PRODUCTION_BUILD = ["build", "--exclude-resource-type", "unit_test"]
 
 
 @dbt_assets(
@@ -63,7 +64,7 @@ def dbt_vars(warehouse: WarehouseResource) -> list[str]:
     pool=WAREHOUSE_POOL,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    invocation = dbt.cli(["build", *dbt_vars(warehouse)], context=context, raise_on_error=False)
+    invocation = dbt.cli([*_PRODUCTION_BUILD, *run_vars(warehouse)], context=context, raise_on_error=False)
     yield from invocation.stream()
     if invocation.is_successful():
         return
@@ -182,7 +183,7 @@ MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
     description="The dbt docs site (lineage from raw sources to every mart) as one static page.",
 )
 def dbt_docs(dbt: DbtCliResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    invocation = dbt.cli(["docs", "generate", "--static", *dbt_vars(warehouse)]).wait()
+    invocation = dbt.cli(["docs", "generate", "--static", *run_vars(warehouse)]).wait()
     target = Path(warehouse.reports_dir) / "dbt_docs" / "index.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(invocation.target_path / "static_index.html", target)

@@ -57,6 +57,17 @@ def test_the_whole_project_builds_on_raw_schemas_holding_only_the_declared_colum
     assert passed(result), result.stdout[-4000:]
 
 
+def test_every_dbt_unit_test_runs_and_passes_here(empty_build, dbt_manifest):
+    """The pipeline's production build leaves dbt's unit tests out (they check SQL logic on
+    fixed inputs, not the data): this build is where each of them runs."""
+    _, target = empty_build
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    unit_tests = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
+    declared = set(json.loads(dbt_manifest.read_text())["unit_tests"])
+    assert declared and set(unit_tests) == declared
+    assert set(unit_tests.values()) == {"pass"}, unit_tests
+
+
 def _raw_schema() -> dict:
     """The contracts as a sqlglot schema: {raw schema: {table: {column: type}}}."""
     return {

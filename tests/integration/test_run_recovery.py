@@ -55,6 +55,16 @@ def _wait_for_step(
     pytest.fail(f"no step {prefix}* within {RUN_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
+def _wait_for_dbt(process: subprocess.Popen, log: Path) -> None:
+    """Until dbt itself is under way: its first line is out (before it, the dbt process is
+    still starting Python, where an interrupt ends it with Python's own traceback)."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while "Running with dbt=" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
 def half_published(warehouse: Path) -> list[str]:
     """Entities whose `serving` tables are not exactly the marts one audit saw: for each
     entity, the tables of its latest publication must all hold what that publication's audit
@@ -132,7 +142,7 @@ def series(tmp_path_factory) -> Series:
         processes.append(process)
         run_id = _wait_for_step(instance, process, log, "dbt_models", known)
         known.add(run_id)
-        time.sleep(2)  # dbt is under way
+        _wait_for_dbt(process, log)
         interrupted = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
         result.cancel_returncode = process.wait(timeout=120)

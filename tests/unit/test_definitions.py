@@ -147,3 +147,17 @@ def test_every_asset_can_be_selected_alone_as_the_ui_offers_it():
     for key in selectable:
         subset = job.get_subset(asset_selection={key})
         assert subset.asset_layer.selected_asset_keys == {key}, key
+
+
+def test_the_dbt_resource_opens_no_adapter_in_the_step():
+    """The resource leaves out dagster-dbt's in-process adapter by overriding the method that
+    opens it: the method must still be dagster-dbt's (an upgrade that renames it would bring
+    the cost back silently), and the resource must be the one the assets use."""
+    from dagster_dbt import DbtCliResource
+
+    from orchestration.dbt_manifest import SpineDbtCliResource
+
+    assert "_initialize_dbt_core_adapter" in vars(DbtCliResource)
+    resource = defs.resources["dbt"]
+    assert isinstance(resource, SpineDbtCliResource)
+    assert resource._initialize_dbt_core_adapter(["build"]) is None

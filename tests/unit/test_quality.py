@@ -49,6 +49,45 @@ def test_every_mart_is_published_by_exactly_one_entity_and_has_a_freshness_windo
         assert window.warn < window.fail and SUITES[window.entity].publishes.count(name) == 1, name
 
 
+# The dbt data tests a Great Expectations check can stand for: the same rule on the same column.
+_SAME_RULE = {"expect_column_values_to_not_be_null": "not_null", "expect_column_values_to_be_in_set": "accepted_values"}
+
+
+def test_no_mart_rule_is_checked_twice(dbt_manifest):
+    """A rule is checked once per build: a mart column's not-null its enforced contract
+    guarantees, or a presence or value-set rule its entity's suite checks before publication,
+    is not a dbt data test as well (each costs a query over the whole table every run). Key
+    uniqueness stays a dbt test: it stops the models built on a duplicated key in the build."""
+    nodes = json.loads(dbt_manifest.read_text())["nodes"].values()
+    enforced = {
+        (n["name"], column, c["type"])
+        for n in nodes
+        if n["resource_type"] == "model" and n["config"].get("contract", {}).get("enforced")
+        for column, spec in n["columns"].items()
+        for c in spec.get("constraints", [])
+    }
+    audited = {
+        (batch.name, c.kwargs["column"], _SAME_RULE[c.expectation]): sorted(c.kwargs.get("value_set") or [])
+        for suite in SUITES.values()
+        for batch in suite.batches
+        for c in batch.checks
+        if c.expectation in _SAME_RULE and not {"row_condition", "mostly"} & set(c.kwargs)
+    }
+    twice = []
+    for n in nodes:
+        rule = (n.get("test_metadata") or {}).get("name")
+        if n["resource_type"] != "test" or rule not in ("not_null", "accepted_values"):
+            continue
+        models = [d.split(".")[-1] for d in n["depends_on"]["nodes"] if d.startswith("model.")]
+        if not models:  # a seed's
+            continue
+        key = (models[0], n.get("column_name"), rule)
+        values = sorted(n["test_metadata"]["kwargs"].get("values") or [])
+        if (rule == "not_null" and key in enforced) or audited.get(key, None) == values:
+            twice.append(n["name"])
+    assert not twice, f"dbt tests that repeat a contract constraint or a suite check: {sorted(twice)}"
+
+
 def test_every_source_has_a_window_judged_by_some_suite():
     assert set(SOURCES) == set(DATASETS)
     for window in SOURCES.values():
