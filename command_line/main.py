@@ -266,7 +266,12 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
 @port_option
 @click.option("--regenerate", is_flag=True, help="Regenerate the sample company even if it exists.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every Dagster event, not just step progress.")
-@click.option("--no-docs", is_flag=True, help="Leave the dbt docs site as it is (regenerating it takes about 15 s).")
+@click.option(
+    "--no-docs",
+    is_flag=True,
+    help="Leave the dbt docs site as it is (a run regenerates it, about 15 s, when the "
+    "dbt project or the warehouse's tables and columns changed).",
+)
 def run(
     preset: str,
     seed: int,

@@ -179,28 +179,28 @@ SHARED_RUNS = {
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }
-# The files that take longest (whole pipeline runs; measured on a clean clone, seconds in
-# brackets), started first so that two workers finish together rather than one waiting on a
-# long file picked up last. The `small` company's files go first: together they take longest.
+# The files that take longest (whole pipeline runs; seconds in brackets, measured on a clean
+# clone on a slow 2-core machine), started first, longest first, so that two workers finish
+# together rather than one waiting on a long file picked up last.
 LONGEST_FIRST = [
-    "test_pipeline.py",  # with test_quality_acceptance.py and test_wap.py (~240)
+    "test_pipeline.py",  # with test_quality_acceptance.py and test_wap.py (~480)
     "test_quality_acceptance.py",
     "test_wap.py",
-    "test_run_recovery.py",  # (~200)
-    "test_failure_isolation.py",  # (~160)
-    "test_resource_faults.py",  # (~120)
-    "test_conformance.py",  # with test_variants.py (~70)
+    "test_run_recovery.py",  # (~345)
+    "test_failure_isolation.py",  # (~280)
+    "test_resource_faults.py",  # (~225)
+    "test_ui_selection.py",  # (~135)
+    "test_conformance.py",  # with test_variants.py (~125)
     "test_variants.py",
-    "test_ui_selection.py",  # (~65)
-    "test_benchmarks.py",  # (~60)
-    "test_alert_delivery.py",  # (~58)
-    "test_hostile_values.py",  # (~45)
-    "test_dagster_dev_recovery.py",  # (~45)
-    "test_incremental.py",  # (~40)
-    "test_stripe_versions.py",  # (~32)
-    "test_landing_faults.py",  # (~26)
-    "test_contracts.py",  # (~18)
-    "test_event_formats.py",  # the longest unit file (~22)
+    "test_benchmarks.py",  # (~120)
+    "test_alert_delivery.py",  # (~97)
+    "test_hostile_values.py",  # (~88)
+    "test_incremental.py",  # (~80)
+    "test_stripe_versions.py",  # (~75)
+    "test_dagster_dev_recovery.py",  # (~50)
+    "test_landing_faults.py",  # (~45)
+    "test_event_formats.py",  # the longest unit file (~45)
+    "test_contracts.py",  # (~33)
 ]
 
 
@@ -215,8 +215,12 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist, whole files go to a worker (`--dist loadfile`), and the files that
-    share a pipeline run (`SHARED_RUNS`) go to the same one."""
+    share a pipeline run (`SHARED_RUNS`) go to the same one, in the order of `LONGEST_FIRST`
+    (pytest-xdist would otherwise hand out the files with the most tests first, which leaves
+    the long files of a few tests, the fault series, for the end)."""
     from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
 
     class SharedRunScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from dbt_runs import run_dbt
 
 from data_spine.settings import PROJECT_ROOT, settings
 from expectations import DIMENSIONS, SUITES
@@ -194,12 +194,24 @@ def test_run_is_recorded_in_the_persistent_instance(first_run):
     assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
 
 
+def _docs_regenerated(result) -> bool:
+    import dagster as dg
+
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("dbt_docs")]
+    return event.materialization.metadata["regenerated"].value
+
+
 def test_second_run_without_new_data_changes_no_mart_row(first_run, run_job):
     before = _mart_rows()
     assert all(before.values())
+    docs = settings().reports_dir / "dbt_docs" / "index.html"
+    written = docs.stat().st_mtime_ns
     second = run_job()
     assert second.success
     assert _mart_rows() == before
+    # Nothing the docs site shows changed (project, vars, tables and columns): it is kept.
+    assert _docs_regenerated(first_run) and not _docs_regenerated(second)
+    assert docs.stat().st_mtime_ns == written
 
 
 # Runs one warehouse-writing step (a dbt model and its tests) as its own Dagster run.
@@ -300,7 +312,6 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     """After a day of new events, dbt recomputes only the recent days of the usage marts. On a
     copy of the shared run's data folder: the new events stay out of the other tests' warehouse."""
     from connectors.pipelines import load
-    from orchestration.dbt_manifest import DBT_DIR, DBT_EXECUTABLE
 
     shared = settings()
     shutil.copytree(shared.data_dir, tmp_path / "data")
@@ -324,23 +335,10 @@ def test_one_new_day_of_events_rebuilds_usage_models_incrementally(first_run, tm
     with gzip.open(path, "wt") as f:
         f.write("\n".join(json.dumps({**event, "message_id": f"msg_new_day_{i}"}) for i in range(5)) + "\n")
     load("usage_events", cfg)
-    run = subprocess.run(
-        [
-            str(DBT_EXECUTABLE),
-            "build",
-            "--select",
-            "stg_usage_events__events",
-            "int_usage_user_days",
-            "feature_adoption_daily",
-            "--target-path",
-            str(tmp_path / "target"),
-            "--vars",
-            json.dumps({"as_of_date": "2026-11-21"}),
-        ],
-        cwd=DBT_DIR,
-        env={**os.environ, "SPINE_WAREHOUSE": str(cfg.warehouse)},
-        capture_output=True,
-        text=True,
+    run = run_dbt(
+        ["build", "--select", "stg_usage_events__events", "int_usage_user_days", "feature_adoption_daily"],
+        cfg.warehouse,
+        tmp_path / "target",
     )
     assert run.returncode == 0, run.stdout[-3000:]
     results = {r["unique_id"]: r for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]}
