@@ -199,12 +199,18 @@ def dbt_docs(dbt: DbtCliResource, warehouse: WarehouseResource) -> dg.Materializ
 
 def _docs_source(warehouse: WarehouseResource) -> str:
     """A digest of what the docs site is generated from: the dbt project as parsed, the vars
-    its SQL is compiled with, and the warehouse's tables and columns (dbt's catalog)."""
-    digest = hashlib.sha256(dbt_project.manifest_path.read_bytes())
+    its SQL is compiled with, and the tables and columns of the schemas dbt documents (its
+    catalog; the audit and serving schemas written later in a run are none of them)."""
+    manifest = dbt_project.manifest_path.read_bytes()
+    parsed = json.loads(manifest)
+    schemas = sorted({n["schema"] for kind in ("nodes", "sources", "seeds") for n in parsed.get(kind, {}).values()})
+    digest = hashlib.sha256(manifest)
     digest.update(json.dumps(run_vars(warehouse)).encode())
     with duckdb.connect(str(warehouse.file), read_only=True) as con:
         columns = con.execute(
-            "select table_schema, table_name, column_name, data_type from information_schema.columns order by all"
+            "select table_schema, table_name, column_name, data_type from information_schema.columns "
+            "where table_schema in (select unnest(?)) order by all",
+            [schemas],
         ).fetchall()
     digest.update(repr(columns).encode())
     return digest.hexdigest()
