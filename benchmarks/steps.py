@@ -175,10 +175,13 @@ def build(base_urls: tuple[str, ...], as_of: str, result: Path) -> None:
         print(f"  loaded {source} in {phases[f'load {source}']:,.1f}s", flush=True)
     t = time.perf_counter()
     # Its own target folder: the project's partial-parse cache is left to the product's runs.
+    # The pipeline's build (orchestration/transformation.py): dbt's unit tests left out.
     run = subprocess.run(
         [
             DBT_EXECUTABLE,
             "build",
+            "--exclude-resource-type",
+            "unit_test",
             "--quiet",
             "--project-dir",
             str(DBT_DIR),
