@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
@@ -326,16 +326,15 @@ def _dagster_instance():
     return persistent_instance()
 
 
-def prepare_dbt(as_of: str | None = None) -> None:
-    """Parse the dbt project when its manifest is missing or older than its files, or was
-    parsed for another day than `as_of`, before the definitions are loaded (loading them runs
-    nothing); the run's dbt commands then start from that parse."""
+def prepare_dbt(as_of: date | None = None) -> None:
+    """Parse the dbt project when its manifest is missing or older than its files, before the
+    definitions are loaded (loading them runs nothing); given the day of the runs to come
+    (`as_of`), also when it was parsed for another day, so their dbt commands start from it."""
     from orchestration.dbt_manifest import prepare, stale
 
-    day = date.fromisoformat(as_of) if as_of else None
-    if stale(as_of=day):
+    if stale(as_of=as_of):
         click.echo("Parsing the dbt project (dbt parse) ...")
-        prepare(as_of=day)
+        prepare(as_of=as_of)
 
 
 def cancelled(run_id: str) -> str:
@@ -371,7 +370,8 @@ def execute_spine_job(
 
     cfg = settings()
     as_of = as_of or (cfg.as_of.isoformat() if cfg.as_of else None)
-    prepare_dbt(as_of)
+    # The day the run describes: the warehouse resource's, today (UTC) when none is set.
+    prepare_dbt(date.fromisoformat(as_of) if as_of else datetime.now(UTC).date())
     from orchestration.definitions import defs
     from orchestration.run_recovery import PID_TAG, instance_for_terminal
 
@@ -468,8 +468,7 @@ def dev(port: int, dagster_args: tuple[str, ...]) -> None:
         as_of = read_manifest(settings().sources_dir)["as_of"]
     except FileNotFoundError:
         raise click.ClickException("no sample company yet: run `spine run` or `spine generate` first") from None
-    configured = settings().as_of
-    prepare_dbt(configured.isoformat() if configured else as_of)  # the day the UI's runs describe
+    prepare_dbt(settings().as_of or date.fromisoformat(as_of))  # the day the UI's runs describe
     with local_vendor_apis(port) as (_, vendors):
         # `dagster dev` and the processes it starts read their settings from the environment.
         env = {**os.environ, "DAGSTER_HOME": str(home), **dlt_env(vendors)}

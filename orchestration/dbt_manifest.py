@@ -11,6 +11,7 @@ orchestration/dbt_manifest.py`).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -93,11 +94,24 @@ def _default_vars(as_of: date | None = None) -> dict[str, str]:
     return dbt_vars(as_of or cfg.as_of or datetime.now(UTC).date(), cfg.warehouse)
 
 
-def _newest_project_file(project: DbtProject) -> float:
+def _project_files(project: DbtProject) -> list[Path]:
     files = [project.project_dir / "dbt_project.yml"]
     for folder in ("models", "macros", "seeds", "tests", "snapshots", "analyses"):
         files.extend(p for p in (project.project_dir / folder).rglob("*") if p.is_file())
-    return max(p.stat().st_mtime for p in files if p.exists())
+    return sorted(p for p in files if p.exists())
+
+
+def _newest_project_file(project: DbtProject) -> float:
+    return max(p.stat().st_mtime for p in _project_files(project))
+
+
+def project_digest(project: DbtProject = dbt_project) -> str:
+    """A digest of the dbt project's code (its files and the dbt version that reads them): the
+    same for every parse of the same code, where the manifest's timestamps are not."""
+    digest = hashlib.sha256(importlib.metadata.version("dbt-core").encode())
+    for path in _project_files(project):
+        digest.update(str(path.relative_to(project.project_dir)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _target(project: DbtProject) -> Path:
@@ -105,11 +119,14 @@ def _target(project: DbtProject) -> Path:
 
 
 def stale(project: DbtProject = dbt_project, as_of: date | None = None) -> bool:
-    """Whether the manifest is missing (a fresh clone) or older than the project's files, or
-    its parse state was made with other vars than a run as of `as_of` passes."""
+    """Whether the manifest is missing (a fresh clone) or older than the project's files, or,
+    given the day of a run (`as_of`), its parse state was made with other vars than that run's
+    dbt commands pass."""
     manifest = project.manifest_path
     if not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(project):
         return True
+    if as_of is None:  # only the asset graph is wanted: the vars change nothing in it
+        return False
     try:
         return json.loads((_target(project) / _PARSE_VARS).read_text()) != _default_vars(as_of)
     except (FileNotFoundError, ValueError):

@@ -21,7 +21,7 @@ from dagster_dbt import (
 )
 
 from expectations.suites import SUITES
-from orchestration.dbt_manifest import dbt_project, dbt_vars, manifest_path, vars_args
+from orchestration.dbt_manifest import dbt_project, dbt_vars, manifest_path, project_digest, vars_args
 from orchestration.errors import first_line
 from orchestration.freshness_policies import mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
@@ -198,13 +198,12 @@ def dbt_docs(dbt: DbtCliResource, warehouse: WarehouseResource) -> dg.Materializ
 
 
 def _docs_source(warehouse: WarehouseResource) -> str:
-    """A digest of what the docs site is generated from: the dbt project as parsed, the vars
-    its SQL is compiled with, and the tables and columns of the schemas dbt documents (its
-    catalog; the audit and serving schemas written later in a run are none of them)."""
-    manifest = dbt_project.manifest_path.read_bytes()
-    parsed = json.loads(manifest)
+    """A digest of what the docs site is generated from: the dbt project's code, the vars its
+    SQL is compiled with, and the tables and columns of the schemas dbt documents (its catalog;
+    the audit and serving schemas written later in a run are none of them)."""
+    parsed = json.loads(dbt_project.manifest_path.read_text())
     schemas = sorted({n["schema"] for kind in ("nodes", "sources", "seeds") for n in parsed.get(kind, {}).values()})
-    digest = hashlib.sha256(manifest)
+    digest = hashlib.sha256(project_digest().encode())
     digest.update(json.dumps(run_vars(warehouse)).encode())
     with duckdb.connect(str(warehouse.file), read_only=True) as con:
         columns = con.execute(

@@ -69,7 +69,7 @@ def pytest_configure(config):
     # manifest (prepared when the dbt project changed; several workers at once: one parses).
     from orchestration.dbt_manifest import prepare
 
-    prepare()
+    prepare(as_of=AS_OF)  # the day every test's run describes: their dbt commands start from this parse
 
 
 @pytest.fixture(scope="session")
