@@ -72,9 +72,10 @@ def dbt_vars(as_of: date, warehouse: Path, env: Mapping[str, str] = os.environ) 
     """The vars every dbt command of the pipeline is given: the day the numbers describe and,
     only when the profile would open another file, the warehouse.
 
-    dbt parses the whole project again whenever its vars differ from the last parse (seconds
-    on every run), so they carry nothing that is already known: dagster-dbt starts each
-    command from the prepared parse state, which `prepare` made with these same vars."""
+    dbt parses the whole project again whenever its vars or its profile's connection (the
+    warehouse file) differ from the last parse (seconds on every run), so they carry nothing
+    that is already known: dagster-dbt starts each command from the prepared parse state,
+    which `prepare` made with these same vars on the configured warehouse."""
     values = {"as_of_date": as_of.isoformat()}
     configured = env.get(_PROFILE_WAREHOUSE_ENV, _PROFILE_WAREHOUSE_DEFAULT)
     # DuckDB resolves a relative path from dbt's working folder, the project's.

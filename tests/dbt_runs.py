@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,7 @@ AS_OF = "2026-11-21"
 
 def run_dbt(args: list[str], warehouse: Path, target: Path, as_of: str = AS_OF) -> subprocess.CompletedProcess:
     """`dbt <args>` on `warehouse`, writing its artifacts to `target` (so that runs side by side
-    share no partial-parse state), with the as-of date the sample companies of the tests use.
-
-    It starts from the parse state the session prepared (`pytest_configure`, with these vars),
-    as the pipeline's dbt commands do, rather than parsing the whole project again."""
-    prepared = DBT_DIR / "target" / "partial_parse.msgpack"
-    if prepared.exists() and not (target / prepared.name).exists():
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(prepared, target / prepared.name)
+    share no partial-parse state), with the as-of date the sample companies of the tests use."""
     return subprocess.run(
         [
             DBT,
