@@ -15,8 +15,10 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -56,6 +58,32 @@ class SpineDbtCliResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args):
         return None
+
+    def _get_unique_target_path(self, *, context) -> Path:
+        """dagster-dbt's folder for one dbt command (its artifacts and log, 15-20 MB for a
+        build); the folders of commands older than `INVOCATIONS_KEPT_DAYS` are removed first,
+        as dagster-dbt keeps every one."""
+        path = super()._get_unique_target_path(context=context)
+        prune_invocations(path.parent if path.is_absolute() else Path(self.project_dir) / path.parent)
+        return path
+
+
+# How long the folder of each dbt command (dagster-dbt's, in the target folder) is kept: long
+# enough to read a failed run's artifacts, short enough that daily runs do not fill the disk.
+INVOCATIONS_KEPT_DAYS = 7
+# dagster-dbt's names: `<op>-<run id[:7]>-<random[:7]>`, or `<random[:7]>` outside a run.
+_INVOCATION = re.compile(r"^(?:\w+-[0-9a-f]{7}-)?[0-9a-f]{7}$")
+
+
+def prune_invocations(target: Path, days: float = INVOCATIONS_KEPT_DAYS) -> list[Path]:
+    """Remove the folders of dbt commands not written to for `days`; returns them."""
+    cutoff = time.time() - days * 86_400
+    removed = []
+    for folder in target.iterdir() if target.is_dir() else ():
+        if folder.is_dir() and _INVOCATION.match(folder.name) and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def dbt_cli() -> DbtCliResource:

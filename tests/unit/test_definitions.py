@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -157,7 +158,29 @@ def test_the_dbt_resource_opens_no_adapter_in_the_step():
 
     from orchestration.dbt_manifest import SpineDbtCliResource
 
-    assert "_initialize_dbt_core_adapter" in vars(DbtCliResource)
+    assert {"_initialize_dbt_core_adapter", "_get_unique_target_path", "_cli_version"} <= set(vars(DbtCliResource))
     resource = defs.resources["dbt"]
     assert isinstance(resource, SpineDbtCliResource)
     assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_the_folders_of_old_dbt_commands_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    from orchestration import dbt_manifest
+    from orchestration.dbt_manifest import prune_invocations
+
+    week_ago = time.time() - 8 * 86_400
+    old = [tmp_path / "dbt_models-0fe7bd4-ea5391e", tmp_path / "5b298e3"]
+    kept = [tmp_path / "dbt_models-1e09efe-d431419", tmp_path / ".parse-123", tmp_path / "compiled"]
+    for folder in old + kept:
+        folder.mkdir()
+        (folder / "run_results.json").write_text("{}")
+    (tmp_path / "manifest.json").write_text("{}")
+    for path in [*old, *kept[1:], tmp_path / "manifest.json"]:
+        os.utime(path, (week_ago, week_ago))
+    assert sorted(prune_invocations(tmp_path)) == sorted(old)
+    assert sorted(tmp_path.iterdir()) == sorted([*kept, tmp_path / "manifest.json"])
+    # The resource prunes the folder dagster-dbt puts each command's folder in.
+    pruned = []
+    monkeypatch.setattr(dbt_manifest, "prune_invocations", pruned.append)
+    path = dbt_manifest.dbt_cli()._get_unique_target_path(context=None)
+    assert pruned == [dbt_manifest.DBT_DIR / "target"] and path.parent.name == "target"
