@@ -165,13 +165,17 @@ def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailur
     return held
 
 
-def _marts(manifest: Path) -> tuple[str, ...]:
-    """The models of the marts folder: what consumers read and the reports wait for."""
-    nodes = json.loads(manifest.read_text())["nodes"].values()
-    return tuple(sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1:2] == ["marts"]))
+def _read_layout(manifest: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The models of the marts folder (what consumers read and the reports wait for), and the
+    schemas dbt documents (its docs site's catalog), read from the manifest once."""
+    parsed = json.loads(manifest.read_text())
+    nodes = parsed["nodes"].values()
+    marts = sorted(n["name"] for n in nodes if n["resource_type"] == "model" and n["fqn"][1:2] == ["marts"])
+    schemas = sorted({n["schema"] for kind in ("nodes", "sources", "seeds") for n in parsed.get(kind, {}).values()})
+    return tuple(marts), tuple(schemas)
 
 
-MARTS = _marts(manifest_path())
+MARTS, DOCUMENTED_SCHEMAS = _read_layout(manifest_path())
 MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
 
 
@@ -201,15 +205,13 @@ def _docs_source(warehouse: WarehouseResource) -> str:
     """A digest of what the docs site is generated from: the dbt project's code, the vars its
     SQL is compiled with, and the tables and columns of the schemas dbt documents (its catalog;
     the audit and serving schemas written later in a run are none of them)."""
-    parsed = json.loads(dbt_project.manifest_path.read_text())
-    schemas = sorted({n["schema"] for kind in ("nodes", "sources", "seeds") for n in parsed.get(kind, {}).values()})
     digest = hashlib.sha256(project_digest().encode())
     digest.update(json.dumps(run_vars(warehouse)).encode())
     with duckdb.connect(str(warehouse.file), read_only=True) as con:
         columns = con.execute(
             "select table_schema, table_name, column_name, data_type from information_schema.columns "
             "where table_schema in (select unnest(?)) order by all",
-            [schemas],
+            [list(DOCUMENTED_SCHEMAS)],
         ).fetchall()
     digest.update(repr(columns).encode())
     return digest.hexdigest()
