@@ -13,11 +13,11 @@ import click
 
 from benchmarks import report
 from benchmarks.measure import Measurement, run_step
-from benchmarks.vendor import VendorApiProcess
 from data_spine.settings import PROJECT_ROOT
 from sample_company.presets import PRESETS
+from sample_company.vendor_api.process import VendorApiProcess
 
-GROUPS = ("generate", "usage", "api", "quality")
+GROUPS = ("generate", "usage", "api", "quality", "daily")
 COMPANY_MARKER = "company.json"
 
 
@@ -122,7 +122,7 @@ class Bench:
 
     def api(self) -> None:
         click.echo(f"» starting the vendor APIs in their own process (load average {_load()})")
-        with VendorApiProcess(self.root / "sources") as server:
+        with VendorApiProcess(self.root / "sources", warm=True) as server:
             click.echo(f"  vendor APIs at {server.url}, records read in {server.load_seconds:,.1f}s (not timed)")
             for source in report.API_SOURCES:
                 cpu_before = server.cpu_seconds()
@@ -146,7 +146,7 @@ class Bench:
         company = json.loads((self.root / COMPANY_MARKER).read_text())
         if not built.exists() or json.loads(built.read_text()) != company:
             click.echo(f"» starting the vendor APIs to build the warehouse (load average {_load()})")
-            with VendorApiProcess(self.root / "sources") as server:
+            with VendorApiProcess(self.root / "sources", warm=True) as server:
                 urls = [f"--base-url={s}={server.base_url(s)}" for s in report.API_SOURCES]
                 m = self.run("build", ["build", *urls, as_of])
             if m.error:
@@ -159,6 +159,40 @@ class Bench:
             self._measure(
                 f"validate {entity}", ["validate", entity, as_of], env, self.root / "runs" / f"validate_{entity}.json"
             )
+
+    def daily(self) -> dict:
+        """A full run, then the next day's run on the same warehouse, and a full run at `tiny`:
+        what a day costs against the history, and the fixed cost of a run."""
+        from benchmarks.daily import DailyBench, render
+
+        bench = DailyBench(self.root, self.root / "runs" / "daily", log=click.echo)
+        bench.fresh()
+        runs = {"full": bench.spine("full", "run", "--preset", self.preset, "--seed", str(self.seed))}
+        if not runs["full"].error:
+            bench.spine("add a day", "add-day", "--fraction", "0.01")
+            runs["daily"] = bench.spine("daily", "run", "--preset", self.preset, "--seed", str(self.seed))
+        if self.preset != "tiny":  # the fixed cost: a full run of the smallest company
+            tiny = Bench(self.root.parent, "tiny", self.seed)
+            if tiny.company() is None and tiny.generate().error:
+                raise click.ClickException("generating the tiny company failed")
+            fixed = DailyBench(tiny.root, tiny.root / "runs" / "daily", log=click.echo)
+            fixed.fresh()
+            runs["tiny full"] = fixed.spine("tiny full", "run", "--preset", "tiny", "--seed", str(self.seed))
+        figures = {name: r.as_dict() for name, r in runs.items()}
+        if "daily" in runs and not runs["daily"].error:
+            full, day = runs["full"], runs["daily"]
+            figures["ratios"] = {
+                "daily / full": day.seconds / full.seconds,
+                "daily dbt / full dbt": day.phases.get("dbt", {}).get("seconds", 0)
+                / max(full.phases.get("dbt", {}).get("seconds", 0), 1e-9),
+            }
+        (self.root / "daily.json").write_text(json.dumps(figures, indent=2) + "\n")
+        click.echo(f"\nEnd to end at preset {self.preset!r} (load average {_load()}):")
+        click.echo(render(runs))
+        for name, ratio in figures.get("ratios", {}).items():
+            click.echo(f"{name}: {ratio:.3f}")
+        click.echo(f"Written to {self.root / 'daily.json'}")
+        return figures
 
 
 @click.command()
@@ -220,6 +254,8 @@ def main(
             bench.api()
         if "quality" in groups:
             bench.quality()
+        if "daily" in groups:
+            bench.daily()
     finally:
         every = dict(bench.results)
         if total := report.api_total(every):

@@ -57,15 +57,6 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) a running process has used so far, where /proc tells it."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def run_step(
     step: str, argv: list[str], env: dict[str, str], result_file: Path, log=print, memory_cap_mb: float | None = None
 ) -> Measurement:

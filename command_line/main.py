@@ -4,6 +4,7 @@ spine run        generate the sample company (if needed), serve its vendor APIs 
                  whole pipeline as the Dagster job `spine_job`, then print what it built
 spine generate   (re)generate the sample company (with known defects; --clean for none)
 spine change     change a share of the sample company's records (updates and deletes)
+spine add-day    move the sample company on a day: changed records and a day of usage events
 spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
 spine alerts     announce what changed and deliver the alerts still owed to a channel
 spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
@@ -92,12 +93,15 @@ def _ensure_company(
 
 
 @contextlib.contextmanager
-def local_vendor_apis(port: int):
-    """Serve the sample company; yields where each source finds it and how to sign in
-    (`VendorApisResource` config, or dlt's `SOURCES__*` variables for a child process)."""
+def local_vendor_apis(port: int, own_process: bool = True):
+    """Serve the sample company, from a process of its own unless `own_process` is false (then
+    in a thread of this one, whose faults can be set); yields the server and where each
+    source finds it and how to sign in (`VendorApisResource` config, or dlt's `SOURCES__*`
+    variables for a child process)."""
     from sample_company.generate import read_manifest
     from sample_company.variants import Variant
     from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
+    from sample_company.vendor_api.process import VendorApiProcess
 
     if not _port_free(port):
         raise click.ClickException(
@@ -109,7 +113,8 @@ def local_vendor_apis(port: int):
         stripe_version = Variant.from_manifest(read_manifest(sources)).stripe_api
     except FileNotFoundError:
         stripe_version = Variant().stripe_api
-    with VendorApiServer(sources, port=port, stripe_api_version=stripe_version) as server:
+    serving = VendorApiProcess if own_process else VendorApiServer
+    with serving(sources, port=port, stripe_api_version=stripe_version) as server:
         vendors = {
             "stripe": {"base_url": server.base_url("stripe"), "api_key": DEMO_CREDENTIALS["stripe_api_key"]},
             "hubspot": {"base_url": server.base_url("hubspot"), "token": DEMO_CREDENTIALS["hubspot_token"]},
@@ -215,17 +220,37 @@ def change(fraction: float, seed: int) -> None:
     object, the way each vendor records it; a running `spine serve` picks the edits up. The
     next `spine run` loads exactly these changes.
     """
-    from sample_company.changes import change_sources
+    from sample_company.changes import change_sources, describe
 
     cfg = settings()
     if not (cfg.sources_dir / "stripe").exists():
         raise click.ClickException("no sample company yet: run `spine generate` first")
-    for system, objects in change_sources(cfg.sources_dir, fraction=fraction, seed=seed).items():
-        parts = [
-            f"{obj} {len(c.updated)} updated" + (f", {len(c.deleted)} deleted" if c.deleted else "")
-            for obj, c in objects.items()
-        ]
-        click.echo(f"{system}: " + "; ".join(parts))
+    for line in describe(change_sources(cfg.sources_dir, fraction=fraction, seed=seed)):
+        click.echo(line)
+
+
+@main.command("add-day")
+@click.option(
+    "--fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Share of each API object's records that change during the day.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Which records change.")
+def add_day(fraction: float, seed: int) -> None:
+    """Move the sample company on by one day, as a daily run finds it.
+
+    A share of every Stripe, HubSpot and Zendesk object changes (as `spine change` does) and
+    the event collector delivers one more day of usage events; the company's as-of date moves
+    to the next day. The next `spine run` is that day's run: it loads only what the day brought.
+    """
+    from sample_company.next_day import add_day as run_add_day
+
+    cfg = settings()
+    if not (cfg.sources_dir / "stripe").exists():
+        raise click.ClickException("no sample company yet: run `spine generate` first")
+    run_add_day(cfg.sources_dir, cfg.landing_dir, fraction=fraction, seed=seed, log=click.echo)
 
 
 @main.command()
@@ -247,7 +272,7 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
         injected = parse_fault_options(faults)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
-    with local_vendor_apis(port) as (server, _):
+    with local_vendor_apis(port, own_process=False) as (server, _):
         if injected:
             click.echo(f"Injecting faults: {server.faults.set(**injected)}")
         click.echo("Press Ctrl+C to stop.")

@@ -141,12 +141,16 @@ def fingerprints(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dic
     prints: dict[str, str | None] = {}
     for table in tables:
         try:
-            rows, digest = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM marts.{table} AS t").fetchone()
+            prints[table] = table_fingerprint(con, f"marts.{table}")
         except duckdb.CatalogException:
             prints[table] = None
-        else:
-            prints[table] = f"{rows}:{digest or 0}"
     return prints
+
+
+def table_fingerprint(con: duckdb.DuckDBPyConnection, qualified_table: str) -> str:
+    """`rows:hash of every row` of one table (its columns in their order)."""
+    rows, digest = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {qualified_table} AS t").fetchone()
+    return f"{rows}:{digest or 0}"
 
 
 def ensure_results_table(con: duckdb.DuckDBPyConnection) -> None:

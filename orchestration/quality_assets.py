@@ -163,6 +163,7 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
                 metadata={
                     "dagster/row_count": rows,
                     "published_from_run": decision.run_id,
+                    "written": decision.written.get(table, "copied"),
                     "table": f"serving.{table}",
                 },
             )

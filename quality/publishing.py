@@ -3,22 +3,27 @@ entity's audit passes.
 
 dbt writes the marts (schema `marts`), the entity's suite audits them, and only then are the
 entity's marts copied into `serving`, all of them in one transaction together with a row in
-`quality.publications`. Nothing is copied, and the decision is recorded as `held`, when a
-blocking check of the audit failed, or when the marts are no longer what was audited (another
-run rebuilt them in between: their fingerprints differ): `serving` keeps the last version that
-passed. A reader of `serving` never sees a half-published entity or an unaudited table.
+`quality.publications`. Only what changed is written: a table whose audited fingerprint is the
+one `serving` already holds is left alone, and a table whose rows carry `refreshed_at` (the
+incremental event-grain marts) gets only the rows dbt wrote since the version `serving` holds,
+replaced by key; it is copied whole when that would not give the same rows.
+
+Nothing is copied, and the decision is recorded as `held`, when a blocking check of the audit
+failed, or when the marts are no longer what was audited (another run rebuilt them in between:
+their fingerprints differ): `serving` keeps the last version that passed. A reader of
+`serving` never sees a half-published entity or an unaudited table.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from expectations.runner import AUDITS_TABLE, RESULTS_TABLE, fingerprints
+from expectations.runner import AUDITS_TABLE, RESULTS_TABLE, fingerprints, table_fingerprint
 from expectations.suite import Suite
 
 SERVING_SCHEMA = "serving"
@@ -33,7 +38,9 @@ CREATE TABLE IF NOT EXISTS {PUBLICATIONS_TABLE} (
     blocking_failures VARCHAR   NOT NULL,  -- JSON list of failed blocking check names
     serving_run_id    VARCHAR,             -- the run whose version serving holds afterwards
     audit_run_id      VARCHAR,             -- the run whose audit was decided on
-    reason            VARCHAR              -- why it was held
+    reason            VARCHAR,             -- why it was held
+    fingerprints      VARCHAR,             -- JSON {{table: fingerprint}} of what was decided on
+    written           VARCHAR              -- JSON {{table: rows written to serving}}
 )
 """
 
@@ -48,6 +55,8 @@ class Decision:
     serving_run_id: str | None
     serving_published_at: datetime | None
     reason: str | None = None
+    # How each table reached serving: "unchanged", "N rows replaced" (by key) or "copied".
+    written: dict[str, str] = field(default_factory=dict)
 
     @property
     def published(self) -> bool:
@@ -56,7 +65,9 @@ class Decision:
     def describe(self) -> str:
         tables = ", ".join(f"{SERVING_SCHEMA}.{t} ({n:,} rows)" for t, n in self.row_counts.items())
         if self.published:
-            return f"{self.entity}: audit passed; published {tables} from run {self.run_id}."
+            kept = [t for t, how in self.written.items() if how == "unchanged"]
+            unchanged = f" ({', '.join(kept)} unchanged)" if kept else ""
+            return f"{self.entity}: audit passed; published {tables} from run {self.run_id}{unchanged}."
         kept = (
             f"serving keeps the version published by run {self.serving_run_id} at "
             f"{self.serving_published_at:%Y-%m-%d %H:%M} UTC"
@@ -91,16 +102,19 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
             )
         counts = {t: int(p.split(":")[0]) if p else 0 for t, p in current.items()}
         now = datetime.now(UTC).replace(tzinfo=None)
+        written: dict[str, str] = {}
         con.execute("BEGIN TRANSACTION")
         try:
             if reason is None:
+                served = _served_fingerprints(con, suite.entity)
                 for table in suite.publishes:
-                    con.execute(f"CREATE OR REPLACE TABLE {SERVING_SCHEMA}.{table} AS SELECT * FROM marts.{table}")
+                    written[table] = _write_serving(con, table, _key(suite, table), current[table], served.get(table))
             previous = current_version(con, suite.entity)
             serving_run_id = run_id if reason is None else (previous[0] if previous else None)
             con.execute(
                 f"INSERT INTO {PUBLICATIONS_TABLE} (entity, run_id, decided_at, status, row_counts, "
-                "blocking_failures, serving_run_id, audit_run_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "blocking_failures, serving_run_id, audit_run_id, reason, fingerprints, written) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     suite.entity,
                     run_id,
@@ -111,6 +125,8 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
                     serving_run_id,
                     audit_run,
                     reason,
+                    json.dumps(current),
+                    json.dumps(written),
                 ],
             )
             con.execute("COMMIT")
@@ -126,7 +142,58 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
         serving_run_id,
         now if reason is None else (previous[1] if previous else None),
         reason,
+        written,
     )
+
+
+REFRESHED_AT = "refreshed_at"
+
+
+def _key(suite: Suite, table: str) -> tuple[str, ...]:
+    return next((b.key for b in suite.batches if b.name == table and b.key), ())
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
+    return con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+
+
+def _write_serving(
+    con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...], fingerprint: str | None, served: str | None
+) -> str:
+    """Make `serving.<table>` hold what `marts.<table>` holds, writing as little as it can;
+    says how. Runs inside the publishing transaction."""
+    target, source = f"{SERVING_SCHEMA}.{table}", f"marts.{table}"
+    columns = _columns(con, "marts", table)
+    same_shape = columns == _columns(con, SERVING_SCHEMA, table)
+    if same_shape and fingerprint is not None and fingerprint == served:
+        return "unchanged"  # serving already holds exactly these rows
+    if same_shape and key and (REFRESHED_AT, "TIMESTAMP") in columns:
+        (since,) = con.execute(f"SELECT max({REFRESHED_AT}) FROM {target}").fetchone()
+        if since is not None:
+            match = " AND ".join(f"{target}.{k} = fresh.{k}" for k in key)
+            fresh = f"SELECT * FROM {source} WHERE {REFRESHED_AT} > ?"
+            con.execute(f"DELETE FROM {target} USING ({fresh}) AS fresh WHERE {match}", [since])
+            (n,) = con.execute(f"INSERT INTO {target} {fresh}", [since]).fetchone()
+            # Rows that left the marts (a full refresh without them, say) are not in the delta:
+            # only a serving table with the audited fingerprint counts as published.
+            if table_fingerprint(con, target) == fingerprint:
+                return f"{n} rows replaced"
+    con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}")
+    return "copied"
+
+
+def _served_fingerprints(con: duckdb.DuckDBPyConnection, entity: str) -> dict[str, str | None]:
+    """The fingerprints of the version `serving` holds for the entity (none before they were kept)."""
+    row = con.execute(
+        f"SELECT fingerprints FROM {PUBLICATIONS_TABLE} WHERE entity = ? AND status = 'published' "
+        "ORDER BY decided_at DESC LIMIT 1",
+        [entity],
+    ).fetchone()
+    return json.loads(row[0]) if row and row[0] else {}
 
 
 def hold_unbuilt(con: duckdb.DuckDBPyConnection, suite: Suite, run_id: str, reason: str) -> Decision:
@@ -157,7 +224,7 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS quality")
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVING_SCHEMA}")
     con.execute(PUBLICATIONS_DDL)
-    for column in ("audit_run_id", "reason"):  # a warehouse made by an older release
+    for column in ("audit_run_id", "reason", "fingerprints", "written"):  # a warehouse made by an older release
         con.execute(f"ALTER TABLE {PUBLICATIONS_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 

@@ -215,3 +215,15 @@ def change_sources(
         "hubspot": _hubspot(sources_dir / "hubspot", rng, fraction, at),
         "zendesk": _zendesk(sources_dir / "zendesk", rng, fraction, at),
     }
+
+
+def describe(changed: dict[str, dict[str, Changed]]) -> list[str]:
+    """One line per system: what changed in each of its objects."""
+    return [
+        f"{system}: "
+        + "; ".join(
+            f"{obj} {len(c.updated)} updated" + (f", {len(c.deleted)} deleted" if c.deleted else "")
+            for obj, c in objects.items()
+        )
+        for system, objects in changed.items()
+    ]

@@ -35,7 +35,7 @@ def _write_jsonl(df: pl.DataFrame, path: Path) -> None:
     df.write_ndjson(path)
 
 
-def _write_jsonl_gz(df: pl.DataFrame, path: Path) -> None:
+def write_jsonl_gz(df: pl.DataFrame, path: Path) -> None:
     # mtime=0 and no file name in the header keep the gzip bytes reproducible; level 6
     # compresses about as well as 9 in a third of the time.
     buf = io.BytesIO()
@@ -44,7 +44,7 @@ def _write_jsonl_gz(df: pl.DataFrame, path: Path) -> None:
 
 
 def _write_day(events: pl.DataFrame, rows: np.ndarray, path: Path) -> None:
-    _write_jsonl_gz(events[rows].drop("_day"), path)
+    write_jsonl_gz(events[rows].drop("_day"), path)
 
 
 def generate(

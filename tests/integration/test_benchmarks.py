@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date, timedelta
+
+import duckdb
 
 from data_spine.settings import PROJECT_ROOT
 from expectations.suites import SUITES
@@ -14,7 +17,8 @@ from sample_company.vendor_api.stripe import OBJECTS as STRIPE_OBJECTS
 
 def test_harness_reports_every_measurement(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path)]
+        + [f"--only={group}" for group in ("generate", "usage", "api", "quality")],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -56,3 +60,35 @@ def test_harness_reports_every_measurement(tmp_path):
     [memory] = measured["validate usage_event"]["targets"]
     assert memory["target"] == "peak RSS ≤ 1,536 MB"
     assert "records/s" in run.stdout
+
+
+def test_harness_measures_a_full_run_and_the_next_day(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path), "--only", "daily"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads((tmp_path / "tiny" / "daily.json").read_text())
+    full, daily = figures["full"], figures["daily"]
+    assert full["error"] is None and daily["error"] is None
+    # Every phase of the pipeline was timed from the Dagster run's own step statistics.
+    assert {"ingest", "dbt", "audit", "publish", "scorecard"} <= set(full["phases"]) <= set(daily["phases"]) | {"docs"}
+    assert all(p["seconds"] > 0 and p["peak_mb"] > 0 for p in full["phases"].values())
+    # The processes are told apart: the pipeline, dbt and the vendor APIs in their own process.
+    assert {"spine run", "vendor APIs"} <= set(full["process_peaks_mb"])
+    assert any(name.startswith("dbt") for name in full["process_peaks_mb"])
+    assert 0 < figures["ratios"]["daily / full"] and 0 < figures["ratios"]["daily dbt / full dbt"]
+    # The day added to the company reached the warehouse.
+    data = tmp_path / "tiny" / "runs" / "daily" / "data"
+    added = date.fromisoformat(json.loads((data / "sources" / "manifest.json").read_text())["as_of"]) - timedelta(
+        days=1
+    )
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        [(events,)] = con.execute(
+            "select count(*) from serving.usage_events where source_file_name like ?", [f"%events_{added}.jsonl.gz"]
+        ).fetchall()
+    assert events > 0
+    assert "daily / full" in run.stdout

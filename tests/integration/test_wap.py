@@ -155,3 +155,74 @@ def test_marts_rebuilt_after_their_audit_are_not_published(private):
     # Re-executing a failed run from its failure continues it: the parent's audit counts.
     again = publish(warehouse, suite, "re-execution-of-it", audit_runs=(audited.run_id,))
     assert again.published and private.rows("serving") == before
+
+
+def test_an_incremental_publish_writes_only_what_changed_and_readers_see_one_version(private):
+    """The event-grain entity: dbt rewrote some events and added others (its incremental run),
+    and changed the adoption mart. Publishing replaces just those events by key, leaves an
+    unchanged table alone, and a reader meanwhile sees the old version or the new, never a mix."""
+    import threading
+
+    from expectations.runner import table_fingerprint
+    from quality.publishing import publish
+
+    suite, warehouse = SUITES["usage_event"], private.warehouse
+    selection = [dg.AssetKey(["audit", "usage_event"]), *(dg.AssetKey(["serving", t]) for t in suite.publishes)]
+
+    def audit():
+        cfg = settings()
+        config = {"path": str(warehouse), "reports_dir": str(warehouse.parent / "reports"), "as_of": str(cfg.as_of)}
+        result = defs.resolve_job_def("spine_job").execute_in_process(
+            instance=private.instance,
+            asset_selection=selection[:1],
+            raise_on_error=False,
+            run_config={"resources": {"warehouse": {"config": config}}},
+        )
+        assert result.success
+        return result.run_id
+
+    first = publish(warehouse, suite, audit())
+    assert first.published
+    with duckdb.connect(str(warehouse)) as con:
+        (events,) = con.execute("select count(*) from marts.usage_events").fetchone()
+        # What an incremental dbt run does: rewrite a few events, add a few.
+        con.execute(
+            "update marts.usage_events set customer_id = null, refreshed_at = now()::timestamp "
+            "where event_id in (select event_id from marts.usage_events order by event_id limit 7)"
+        )
+        con.execute(
+            "insert into marts.usage_events select * replace ('new_' || event_id as event_id, "
+            "now()::timestamp as refreshed_at) from marts.usage_events order by event_id limit 5"
+        )
+        old = (table_fingerprint(con, "serving.usage_events"), table_fingerprint(con, "serving.feature_adoption_daily"))
+    run_id = audit()
+
+    seen, stop = set(), threading.Event()
+
+    def read() -> None:
+        with duckdb.connect(str(warehouse)) as con:
+            while not stop.is_set():
+                con.execute("begin transaction")
+                seen.add(
+                    (
+                        table_fingerprint(con, "serving.usage_events"),
+                        table_fingerprint(con, "serving.feature_adoption_daily"),
+                    )
+                )
+                con.execute("commit")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        decision = publish(warehouse, suite, run_id)
+    finally:
+        stop.set()
+        reader.join()
+    assert decision.published, decision.describe()
+    assert decision.written == {"usage_events": "12 rows replaced", "feature_adoption_daily": "unchanged"}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        new = (table_fingerprint(con, "serving.usage_events"), table_fingerprint(con, "serving.feature_adoption_daily"))
+        assert new[0] == table_fingerprint(con, "marts.usage_events")
+        assert con.execute("select count(*) from serving.usage_events").fetchone() == (events + 5,)
+    assert private.rows("serving", "usage_events") == private.rows("marts", "usage_events")
+    assert seen and seen <= {old, new}, "a reader saw a version that was neither the old nor the new"

@@ -24,7 +24,8 @@ select
     events.occurred_at,
     events.received_at,
     events.event_format,
-    events.source_file_name
+    events.source_file_name,
+    events.load_id
 from {{ ref('stg_usage_events__events') }} as events
 left join accounts as by_user
     on by_user.id_type = 'user'

@@ -1,35 +1,83 @@
 -- What each product user did each day; the base every usage measure is counted from. Only
 -- product events count (track, page, screen), in the account int_usage_events gives them.
+--
+-- Incremental by what changed, not by a window: a run recomputes the user-days of the calls
+-- loaded since its last run (late ones included, however late), every day of a user or
+-- device a new group or identify call may have moved to another account, and the days the
+-- as-of instant passed since (a client clock ahead of it). Each such user-day is replaced
+-- whole, in every workspace, so a call that moved leaves its old workspace's row.
+-- depends_on: {{ ref('stg_usage_events__events') }}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=['activity_date', 'workspace_id', 'user_id'],
+        unique_key=['user_id', 'activity_date'],
         on_schema_change='fail',
+        post_hook="delete from {{ this }} where activity_date >= {{ as_of_date() }}",
     )
 }}
 
-with per_event_name as (
-    select
-        workspace_id,
-        user_id,
-        cast(occurred_at as date) as activity_date,
-        event_name,
-        count(*) as events,
-        min(occurred_at) as first_event_at,
-        max(occurred_at) as last_event_at
-    from {{ ref('int_usage_events') }}
+with events as (
+    select * from {{ ref('int_usage_events') }}
     where
         is_product_event
         and occurred_at < {{ as_of_timestamp() }}
         and workspace_id is not null
         and user_id is not null
-        {% if is_incremental() %}
-        -- Events arrive up to `usage_lookback_days` late: those days are computed again.
-            and occurred_at >= (
-                select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
+),
+
+{% if is_incremental() %}
+    staged as (
+        select event_id, event_type, user_id, anonymous_id, workspace_id, occurred_at, load_id
+        from {{ ref('stg_usage_events__events') }}
+    ),
+
+    -- A group or identify call naming a workspace can give its user's or device's other calls
+    -- another account (int_usage_user_accounts).
+    placed as (
+        select user_id, anonymous_id from staged
+        where
+            load_id > (select coalesce(max(last_load_id), '') from {{ this }})
+            and workspace_id is not null
+            and event_type in ('group', 'identify')
+    ),
+
+    affected as (
+        select distinct user_id, cast(occurred_at as date) as activity_date
+        from staged
+        where
+            user_id is not null
+            and (
+                load_id > (select coalesce(max(last_load_id), '') from {{ this }})
+                -- after the newest stored day: the as-of instant may have passed them since
+                or occurred_at >= (select max(activity_date) + interval 1 day from {{ this }})
+                or (
+                    workspace_id is null
+                    and (
+                        user_id in (select user_id from placed)
+                        or anonymous_id in (select anonymous_id from placed)
+                    )
+                )
             )
-        {% endif %}
+    ),
+{% endif %}
+
+per_event_name as (
+    select
+        events.workspace_id,
+        events.user_id,
+        cast(events.occurred_at as date) as activity_date,
+        events.event_name,
+        count(*) as events,
+        min(events.occurred_at) as first_event_at,
+        max(events.occurred_at) as last_event_at,
+        max(events.load_id) as last_load_id
+    from events
+    {% if is_incremental() %}
+        inner join affected
+            on events.user_id = affected.user_id
+            and cast(events.occurred_at as date) = affected.activity_date
+    {% endif %}
     group by all
 )
 
@@ -47,6 +95,8 @@ select
         []
     ) as features,
     min(first_event_at) as first_event_at,
-    max(last_event_at) as last_event_at
+    max(last_event_at) as last_event_at,
+    max(last_load_id) as last_load_id,
+    {{ refreshed_at() }} as refreshed_at
 from per_event_name
 group by workspace_id, user_id, activity_date

@@ -1,16 +1,57 @@
 -- Daily adoption of each product feature; see the feature_adoption doc block.
+--
+-- Incremental by what changed: a run recomputes, whole, the days of the user-days and usage
+-- events written since its last run (new and late calls, calls placed in another account or
+-- customer, days the as-of instant has passed), and every day of a month whose paying
+-- customers changed (paying_digest). Other days keep their rows.
+-- depends_on: {{ ref('usage_events') }}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=['activity_date', 'feature'],
+        unique_key='activity_date',
         on_schema_change='fail',
+        post_hook="delete from {{ this }} where activity_date >= {{ as_of_date() }}",
     )
 }}
 
 with crosswalk as (
     {{ customer_crosswalk('product', 'workspace_id') }}
 ),
+
+paying as (
+    select customer_id, month from {{ ref('mrr_by_customer_month') }}
+),
+
+eligible as (
+    select
+        month,
+        count(*) as eligible_customers,
+        -- Which customers paid in the month, as one number: its rows change when they do.
+        bit_xor(hash(customer_id)) as paying_digest
+    from paying
+    group by month
+),
+
+{% if is_incremental() %}
+    last_run as (
+        select max(refreshed_at) as refreshed_at from {{ this }}
+    ),
+
+    recompute as (
+        select activity_date from {{ ref('int_usage_user_days') }}
+        where refreshed_at > (select refreshed_at from last_run)
+        union
+        select cast(occurred_at as date) from {{ ref('usage_events') }}
+        where refreshed_at > (select refreshed_at from last_run)
+        union
+        select stored.activity_date
+        from {{ this }} as stored
+        left join eligible
+            on eligible.month = date_trunc('month', stored.activity_date)
+        where stored.paying_digest is distinct from eligible.paying_digest
+    ),
+{% endif %}
 
 used as (
     -- Each user's features of each day (int_usage_user_days keeps only well-named ones).
@@ -23,25 +64,13 @@ used as (
     inner join crosswalk
         on user_days.workspace_id = crosswalk.workspace_id
     {% if is_incremental() %}
-        -- Events arrive up to `usage_lookback_days` late: those days are computed again.
-        where
-            user_days.activity_date >= (
-                select max(activity_date) - interval {{ var('usage_lookback_days') }} day from {{ this }}
-            )
+        where user_days.activity_date in (select activity_date from recompute)
     {% endif %}
 ),
 
 events as (
     select activity_date, used.feature, used.events, user_id, customer_id
     from used
-),
-
-paying as (
-    select customer_id, month from {{ ref('mrr_by_customer_month') }}
-),
-
-eligible as (
-    select month, count(*) as eligible_customers from paying group by month
 ),
 
 usage as (
@@ -68,7 +97,9 @@ select
     usage.users_using,
     usage.events,
     coalesce(eligible.eligible_customers, 0) as eligible_customers,
-    cast(usage.paying_customers_using as double) / nullif(eligible.eligible_customers, 0) as adoption_rate
+    cast(usage.paying_customers_using as double) / nullif(eligible.eligible_customers, 0) as adoption_rate,
+    eligible.paying_digest,
+    {{ refreshed_at() }} as refreshed_at
 from usage
 left join eligible
     on eligible.month = date_trunc('month', usage.activity_date)
