@@ -88,9 +88,13 @@ select
     cast(sum(events) as bigint) as events,
     -- Only names that follow <domain>.<action>.<object> are features; the others are defects
     -- the quality checks report.
+    -- Sorted after aggregating (by feature: the struct's first field), not with an ordered
+    -- aggregate, which holds every group's input at once: at scale it ran out of memory.
     coalesce(
-        list({ 'feature': event_name, 'events': events } order by event_name) filter (
-            where regexp_full_match(event_name, '[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+')
+        list_sort(
+            list({ 'feature': event_name, 'events': events }) filter (
+                where regexp_full_match(event_name, '[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+')
+            )
         ),
         []
     ) as features,
