@@ -14,6 +14,7 @@ import click
 from benchmarks import report
 from benchmarks.measure import Measurement, run_step
 from data_spine.settings import PROJECT_ROOT
+from expectations.suites import SUITES
 from sample_company.presets import PRESETS
 from sample_company.vendor_api.process import VendorApiProcess
 
@@ -134,10 +135,10 @@ class Bench:
         if server.peak_rss_mb is not None:
             click.echo(f"  vendor API server peak RSS {server.peak_rss_mb:,.0f} MB (not an ingestion step)")
 
-    def quality(self) -> None:
-        """Validate every suite at this preset, each in its own process, in one fully built
-        warehouse (built once per company: all sources loaded, then dbt)."""
-        from expectations.suites import SUITES
+    def quality(self, entities: tuple[str, ...] = ()) -> None:
+        """Validate every suite (or those of `entities`) at this preset, each in its own
+        process, in one fully built warehouse (built once per company: all sources loaded,
+        then dbt)."""
         from sample_company.generate import read_manifest
 
         as_of = f"--as-of={read_manifest(self.root / 'sources')['as_of']}"
@@ -155,7 +156,7 @@ class Bench:
         else:
             click.echo(f"» build: reusing the warehouse in {build_dir} (delete it to rebuild)")
         env = self.env(build_dir)
-        for entity in SUITES:
+        for entity in entities or SUITES:
             self._measure(
                 f"validate {entity}", ["validate", entity, as_of], env, self.root / "runs" / f"validate_{entity}.json"
             )
@@ -218,6 +219,13 @@ class Bench:
     show_default="data/bench",
     help="The benchmark's own data folder: company, warehouses and results per preset.",
 )
+@click.option(
+    "--suite",
+    "suites",
+    type=click.Choice(list(SUITES)),
+    multiple=True,
+    help="Validate only these entities' suites in the quality group (repeatable). Default: every suite.",
+)
 @click.option("--regenerate", is_flag=True, help="Generate (and measure) the company even if it exists.")
 @click.option(
     "--memory-cap-mb",
@@ -228,7 +236,13 @@ class Bench:
     "exhausting a shared machine's memory.",
 )
 def main(
-    preset: str, seed: int, groups: tuple[str, ...], data_dir: Path, regenerate: bool, memory_cap_mb: float
+    preset: str,
+    seed: int,
+    groups: tuple[str, ...],
+    data_dir: Path,
+    suites: tuple[str, ...],
+    regenerate: bool,
+    memory_cap_mb: float,
 ) -> None:
     """Measure generation, ingestion and validation: speed and peak memory against the targets."""
     asked = groups  # `--only generate` measures generation even when the company exists
@@ -253,7 +267,7 @@ def main(
         if "api" in groups:
             bench.api()
         if "quality" in groups:
-            bench.quality()
+            bench.quality(suites)
         if "daily" in groups:
             bench.daily()
     finally:

@@ -188,8 +188,9 @@ def start(shape: Shape, root: Path) -> tuple[Run, subprocess.Popen]:
 
 
 # Columns whose values differ between two loads of the same data: dlt's load bookkeeping
-# (`load_id`: staging's name for the load an event came in).
-_RUN_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id", "load_id")
+# (`load_id`, `last_load_id`: the load an event came in, under the models' names) and when a
+# dbt run wrote a row of an incremental model (`refreshed_at`).
+_RUN_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id", "load_id", "last_load_id", "refreshed_at")
 
 
 def warehouse_digest(

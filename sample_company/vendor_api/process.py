@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,14 +76,28 @@ class VendorApiProcess:
         self._process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
         # wait4 rather than Popen.wait, for the server's rusage.
-        while not (reaped := os.wait4(self._process.pid, os.WNOHANG))[0]:
-            if time.monotonic() > deadline:
-                self._process.kill()
-                deadline = float("inf")
-            time.sleep(0.05)
+        try:
+            while not (reaped := os.wait4(self._process.pid, os.WNOHANG))[0]:
+                if time.monotonic() > deadline:
+                    self._process.kill()
+                    deadline = float("inf")
+                time.sleep(0.05)
+        except ChildProcessError:
+            # Already reaped by someone waiting for any child (a run being cancelled can be):
+            # it has ended, and its figures went with it.
+            self._process.returncode = -signal.SIGTERM
+            return
         _, status, usage = reaped
         self._process.returncode = os.waitstatus_to_exitcode(status)
         self.peak_rss_mb = usage.ru_maxrss / 1024
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pipeline killed outright (SIGKILL) cannot stop its server: the server stops itself when
+    its parent is gone, rather than holding the port the next run needs."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         # which a benchmark would otherwise time as the connector's.
         server.warm()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     print(f"ready {server.url} {time.perf_counter() - started:.2f}", flush=True)
     try:
         server.serve_forever()
