@@ -297,6 +297,12 @@ def serve(port: int, faults: tuple[str, ...]) -> None:
     help="Leave the dbt docs site as it is (a run regenerates it, about 15 s, when the "
     "dbt project or the warehouse's tables and columns changed).",
 )
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild the incremental dbt models (the usage events and what is counted from them) from "
+    "the whole history instead of what changed; their tests then check every row.",
+)
 def run(
     preset: str,
     seed: int,
@@ -308,6 +314,7 @@ def run(
     regenerate: bool,
     verbose: bool,
     no_docs: bool,
+    full_refresh: bool,
 ) -> None:
     """Run the whole pipeline on the sample company and print what it built."""
     started = time.perf_counter()
@@ -326,7 +333,11 @@ def run(
             )
             with local_vendor_apis(port) as (_, vendors):
                 result = execute_spine_job(
-                    log_level="DEBUG" if verbose else "INFO", docs=not no_docs, as_of=manifest["as_of"], vendors=vendors
+                    log_level="DEBUG" if verbose else "INFO",
+                    docs=not no_docs,
+                    as_of=manifest["as_of"],
+                    vendors=vendors,
+                    full_refresh=full_refresh,
                 )
             if interrupts.pending():
                 interrupts.exit(cancelled(result.run_id))
@@ -384,10 +395,12 @@ def execute_spine_job(
     docs: bool = True,
     as_of: str | None = None,
     vendors: dict[str, dict[str, str]] | None = None,
+    full_refresh: bool = False,
 ):
     """Run `spine_job` in this process, recorded in the persistent Dagster instance; without
-    `docs`, every asset but the dbt docs site. `as_of` (the day the data describes) and
-    `vendors` (where the vendor APIs are) are passed to the resources as run config.
+    `docs`, every asset but the dbt docs site; with `full_refresh`, the incremental dbt models
+    rebuilt from the whole history. `as_of` (the day the data describes) and `vendors` (where
+    the vendor APIs are) are passed to the resources as run config.
 
     The console shows INFO and up by default: every Dagster event is DEBUG, which for a full
     run is a thousand lines that hide the summary; the UI keeps all of them either way."""
@@ -417,6 +430,8 @@ def execute_spine_job(
     if vendors:
         resources["vendor_apis"] = {"config": vendors}
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}, "resources": resources}
+    if full_refresh:
+        run_config["ops"] = {"dbt_models": {"config": {"full_refresh": True}}}
     selection = None
     if not docs:
         selection = [

@@ -19,6 +19,7 @@ from dagster_dbt import (
     dbt_assets,
     get_asset_key_for_model,
 )
+from pydantic import Field
 
 from expectations.suites import SUITES
 from orchestration.dbt_manifest import dbt_project, dbt_vars, manifest_path, project_digest, vars_args
@@ -44,9 +45,31 @@ class SpineDbtTranslator(DagsterDbtTranslator):
         return layer if layer in ("staging", "intermediate", "marts") else "transformation"
 
 
-def run_vars(warehouse: WarehouseResource) -> list[str]:
-    """The day the numbers describe and, when dbt's profile would not find it, the warehouse."""
-    return vars_args(dbt_vars(warehouse.as_of_date(), warehouse.file))
+def run_vars(warehouse: WarehouseResource, extra: Mapping[str, Any] | None = None) -> list[str]:
+    """The day the numbers describe and, when dbt's profile would not find it, the warehouse
+    (and `extra`, which costs the command a full parse: the prepared one had none)."""
+    return vars_args({**dbt_vars(warehouse.as_of_date(), warehouse.file), **(extra or {})})
+
+
+class DbtBuildConfig(dg.Config):
+    """How a run builds the dbt models (run config of `dbt_models`; the UI's launchpad offers it)."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild the incremental models from the whole history (`dbt build --full-refresh`); "
+        "their tests then check every row.",
+    )
+    full_history_tests: bool = Field(
+        default=False,
+        description="Let the data tests of the incremental models check every row, not only those the run "
+        "wrote (the daily schedule does on Sundays).",
+    )
+
+    def build_args(self) -> list[str]:
+        return ["--full-refresh"] if self.full_refresh else []
+
+    def vars(self) -> dict[str, Any]:
+        return {"full_history_tests": True} if self.full_refresh or self.full_history_tests else {}
 
 
 # dbt's unit tests check the SQL logic against fixed inputs: they belong to development and CI
@@ -64,8 +87,14 @@ _PRODUCTION_BUILD = ["build", "--exclude-resource-type", "unit_test"]
     ),
     pool=WAREHOUSE_POOL,
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    invocation = dbt.cli([*_PRODUCTION_BUILD, *run_vars(warehouse)], context=context, raise_on_error=False)
+def dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtBuildConfig
+):
+    invocation = dbt.cli(
+        [*_PRODUCTION_BUILD, *config.build_args(), *run_vars(warehouse, config.vars())],
+        context=context,
+        raise_on_error=False,
+    )
     yield from invocation.stream()
     if invocation.is_successful():
         return

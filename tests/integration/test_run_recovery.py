@@ -65,6 +65,20 @@ def _wait_for_dbt(process: subprocess.Popen, log: Path) -> None:
     time.sleep(0.5)
 
 
+def _wait_until_gone(group: int, timeout: float = 60) -> None:
+    """Until every process of the killed command's group has exited, as after a terminal's
+    Ctrl-C or a machine's kill: its main process ends first, the others (dbt, the vendor APIs'
+    server, a step's worker) a moment later, and one of them may still hold the warehouse."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"processes of group {group} still running {timeout:.0f}s after it was stopped")
+
+
 def half_published(warehouse: Path) -> list[str]:
     """Entities whose `serving` tables are not exactly the marts one audit saw: for each
     entity, the tables of its latest publication must all hold what that publication's audit
@@ -147,6 +161,7 @@ def series(tmp_path_factory) -> Series:
         os.killpg(process.pid, signal.SIGINT)
         result.cancel_returncode = process.wait(timeout=120)
         result.cancel_seconds = time.monotonic() - interrupted
+        _wait_until_gone(process.pid)
         result.cancel_output = log.read_text()
         result.cancel_run = instance.get_run_by_id(run_id)
         result.cancel_claimed = claimed_slots(instance)
@@ -159,6 +174,7 @@ def series(tmp_path_factory) -> Series:
             run_id = _wait_for_step(instance, process, log, step, known)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
+            _wait_until_gone(process.pid)
             known.add(run_id)
             if result.kills:
                 result.kills[-1].output = log.read_text()

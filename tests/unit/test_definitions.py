@@ -106,6 +106,35 @@ def test_daily_schedule_runs_everything():
     assert set(job.asset_layer.executable_asset_keys) == set(defs.resolve_all_asset_keys())
 
 
+@pytest.mark.parametrize(("day", "full_history"), [("2026-12-05", False), ("2026-12-06", True)])
+def test_daily_schedule_tests_the_whole_history_on_sundays(day, full_history):
+    """Saturday's run tests what it wrote; Sunday's the incremental models' whole history. The
+    run config it asks for is one the job accepts."""
+    from datetime import datetime
+
+    schedule = defs.resolve_schedule_def("daily_spine")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime.fromisoformat(f"{day}T06:00:00+00:00")
+        )
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.run_config == {"ops": {"dbt_models": {"config": {"full_history_tests": full_history}}}}
+    job = defs.resolve_job_def("spine_job")
+    assert job.run_config_schema.config_type is not None
+    config = dg.validate_run_config(job, request.run_config)
+    assert config["ops"]["dbt_models"]["config"]["full_history_tests"] is full_history
+
+
+def test_a_full_refresh_rebuilds_the_incremental_models_and_tests_every_row():
+    from orchestration.transformation import DbtBuildConfig
+
+    assert (DbtBuildConfig().build_args(), DbtBuildConfig().vars()) == ([], {})
+    full = DbtBuildConfig(full_refresh=True)
+    assert (full.build_args(), full.vars()) == (["--full-refresh"], {"full_history_tests": True})
+    weekly = DbtBuildConfig(full_history_tests=True)
+    assert (weekly.build_args(), weekly.vars()) == ([], {"full_history_tests": True})
+
+
 def test_sensor_requests_a_run_only_when_new_files_land(tmp_path, set_env):
     set_env(SPINE_LANDING_DIR=str(tmp_path))
     sensor = defs.resolve_sensor_def("usage_files_sensor")
