@@ -99,6 +99,12 @@ def test_full_refresh_gives_the_incremental_marts_after_days_of_changes(company,
     seeded = run_dbt(["seed"], cfg.warehouse, target, as_of="2026-11-21")
     assert passed(seeded), seeded.stdout[-3000:]
     day_run()
+    # As a warehouse built before the models kept their bookkeeping: the next run builds them
+    # from the history once and adds the column, instead of failing on it.
+    with duckdb.connect(str(cfg.warehouse)) as con:
+        for schema, tables in INCREMENTAL.items():
+            for table in tables:
+                con.execute(f"alter table {schema}.{table} drop column refreshed_at")
 
     # Day 1: the tools change, a day of events arrives, and so do calls from days and months
     # ago, and calls of a user nobody has placed in an account yet.

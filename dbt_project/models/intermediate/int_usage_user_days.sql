@@ -12,10 +12,11 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['user_id', 'activity_date'],
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         post_hook="delete from {{ this }} where activity_date >= {{ as_of_date() }}",
     )
 }}
+{% set incremental = is_incremental_with(['last_load_id', 'refreshed_at']) %}
 
 with events as (
     select * from {{ ref('int_usage_events') }}
@@ -26,7 +27,7 @@ with events as (
         and user_id is not null
 ),
 
-{% if is_incremental() %}
+{% if incremental %}
     staged as (
         select event_id, event_type, user_id, anonymous_id, workspace_id, occurred_at, load_id
         from {{ ref('stg_usage_events__events') }}
@@ -73,7 +74,7 @@ per_event_name as (
         max(events.occurred_at) as last_event_at,
         max(events.load_id) as last_load_id
     from events
-    {% if is_incremental() %}
+    {% if incremental %}
         inner join affected
             on events.user_id = affected.user_id
             and cast(events.occurred_at as date) = affected.activity_date

@@ -10,10 +10,11 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='activity_date',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         post_hook="delete from {{ this }} where activity_date >= {{ as_of_date() }}",
     )
 }}
+{% set incremental = is_incremental_with(['paying_digest', 'refreshed_at']) %}
 
 with crosswalk as (
     {{ customer_crosswalk('product', 'workspace_id') }}
@@ -33,7 +34,7 @@ eligible as (
     group by month
 ),
 
-{% if is_incremental() %}
+{% if incremental %}
     last_run as (
         select max(refreshed_at) as refreshed_at from {{ this }}
     ),
@@ -63,7 +64,7 @@ used as (
     from {{ ref('int_usage_user_days') }} as user_days
     inner join crosswalk
         on user_days.workspace_id = crosswalk.workspace_id
-    {% if is_incremental() %}
+    {% if incremental %}
         where user_days.activity_date in (select activity_date from recompute)
     {% endif %}
 ),

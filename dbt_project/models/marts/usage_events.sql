@@ -10,15 +10,16 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='event_id',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
     )
 }}
+{% set incremental = is_incremental_with(['load_id', 'refreshed_at']) %}
 
 with crosswalk as (
     {{ customer_crosswalk('product', 'workspace_id') }}
 ),
 
-{% if is_incremental() %}
+{% if incremental %}
     accounts as (
         select id_type, id, workspace_id from {{ ref('int_usage_user_accounts') }}
     ),
@@ -58,7 +59,7 @@ with crosswalk as (
 
 events as (
     select * from {{ ref('int_usage_events') }}
-    {% if is_incremental() %}
+    {% if incremental %}
         where event_id in (select event_id from changed)
     {% endif %}
 )
