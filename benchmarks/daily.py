@@ -62,7 +62,7 @@ def _name(pid: int) -> str:
     except OSError:
         return "?"
     words = [Path(a.decode(errors="replace")).name for a in argv if a][:6]
-    if "sample_company.vendor_api" in words or "vendor_api" in " ".join(words):
+    if any(w.startswith("sample_company.vendor_api") for w in words):
         return "vendor APIs"
     for tool in ("spine", "dbt", "dagster"):
         if tool in words:

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS {PUBLICATIONS_TABLE} (
     audit_run_id      VARCHAR,             -- the run whose audit was decided on
     reason            VARCHAR,             -- why it was held
     fingerprints      VARCHAR,             -- JSON {{table: fingerprint}} of what was decided on
-    written           VARCHAR              -- JSON {{table: rows written to serving}}
+    written           VARCHAR              -- JSON {{table: how it reached serving}}
 )
 """
 
