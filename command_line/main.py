@@ -204,15 +204,24 @@ def generate(preset: str, seed: int, as_of, defects: str, clean: bool, variant: 
     )
 
 
+def change_options(what: str):
+    """--fraction and --seed of the commands that change the sample company's records."""
+
+    def decorate(command):
+        command = click.option("--seed", type=int, default=1, show_default=True, help="Which records change.")(command)
+        return click.option(
+            "--fraction",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.01,
+            show_default=True,
+            help=f"Share of each API object's records {what}.",
+        )(command)
+
+    return decorate
+
+
 @main.command()
-@click.option(
-    "--fraction",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.01,
-    show_default=True,
-    help="Share of each API object's records to change.",
-)
-@click.option("--seed", type=int, default=1, show_default=True, help="Which records change.")
+@change_options("to change")
 def change(fraction: float, seed: int) -> None:
     """Change records in the sample company's SaaS tools, as a day of work would.
 
@@ -230,14 +239,7 @@ def change(fraction: float, seed: int) -> None:
 
 
 @main.command("add-day")
-@click.option(
-    "--fraction",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.01,
-    show_default=True,
-    help="Share of each API object's records that change during the day.",
-)
-@click.option("--seed", type=int, default=1, show_default=True, help="Which records change.")
+@change_options("that change during the day")
 def add_day(fraction: float, seed: int) -> None:
     """Move the sample company on by one day, as a daily run finds it.
 

@@ -15,19 +15,27 @@ from expectations.suites import SUITES
 from sample_company.vendor_api.stripe import OBJECTS as STRIPE_OBJECTS
 
 
-def test_harness_reports_every_measurement(tmp_path):
+def _harness(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m benchmarks` at `tiny` in `tmp_path`; it must finish."""
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path)]
-        + [f"--only={group}" for group in ("generate", "usage", "api", "quality")]
-        # One suite stands for all (each is its own process, alike; the suites themselves are
-        # tested on the pipeline's runs): the one with a memory target.
-        + ["--suite=usage_event"],
+        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path), *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
+def test_harness_reports_every_measurement(tmp_path):
+    run = _harness(
+        tmp_path,
+        *(f"--only={group}" for group in ("generate", "usage", "api", "quality")),
+        # One suite stands for all (each is its own process, alike; the suites themselves are
+        # tested on the pipeline's runs): the one with a memory target.
+        "--suite=usage_event",
+    )
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
     measured = results["measurements"]
     suites = ["validate usage_event"]
@@ -66,14 +74,7 @@ def test_harness_reports_every_measurement(tmp_path):
 
 
 def test_harness_measures_a_full_run_and_the_next_day(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path), "--only", "daily"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run = _harness(tmp_path, "--only", "daily")
     figures = json.loads((tmp_path / "tiny" / "daily.json").read_text())
     full, daily = figures["full"], figures["daily"]
     assert full["error"] is None and daily["error"] is None
