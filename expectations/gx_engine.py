@@ -9,6 +9,7 @@ this returns, so a writer can have it straight after.
 from __future__ import annotations
 
 import string
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,19 @@ def render_sql(sql: str, as_of: datetime) -> str:
     sql = string.Template(sql).safe_substitute(as_of=f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S.%f}'")
     sql = sql.strip()
     return sql if sql[:7].lower() == "select\n" or sql[:7].lower() == "select " else f"select * from ({sql})"
+
+
+def import_in_background() -> threading.Thread:
+    """Start importing Great Expectations (seconds of CPU) on a thread of its own, for a process
+    that will validate after a wait it spends idle: the pipeline, while dbt builds. A validation
+    that starts before the import is done waits for it (Python's import lock)."""
+    thread = threading.Thread(target=_import_great_expectations, name="import great_expectations", daemon=True)
+    thread.start()
+    return thread
+
+
+def _import_great_expectations() -> None:
+    from expectations import gx_duckdb  # noqa: F401, PLC0415  (imports Great Expectations)
 
 
 def evaluate(

@@ -21,6 +21,7 @@ from dagster_dbt import (
 )
 from pydantic import Field
 
+from expectations.gx_engine import import_in_background
 from expectations.suites import SUITES
 from orchestration.dbt_manifest import dbt_project, dbt_vars, manifest_path, project_digest, vars_args
 from orchestration.errors import first_line
@@ -95,6 +96,9 @@ def dbt_models(
         context=context,
         raise_on_error=False,
     )
+    # This process waits on dbt from here: the audits that follow (the job's executor runs every
+    # step in this process) take their library's import now.
+    import_in_background()
     yield from invocation.stream()
     if invocation.is_successful():
         return

@@ -88,6 +88,33 @@ def test_no_mart_rule_is_checked_twice(dbt_manifest):
     assert not twice, f"dbt tests that repeat a contract constraint or a suite check: {sorted(twice)}"
 
 
+def test_single_column_rules_of_mart_tables_are_constraints(dbt_manifest):
+    """On a mart table with an enforced contract, not-null or a bound on one column (`mrr >= 0`)
+    is a constraint DuckDB checks while it writes the table (a failing row fails the model and
+    the last good table stays), not a data test: each test is one more query and one more
+    Dagster check in every run. Incremental marts keep theirs as tests of the rows a run wrote."""
+    nodes = json.loads(dbt_manifest.read_text())["nodes"]
+    tables = {
+        n["unique_id"]
+        for n in nodes.values()
+        if n["resource_type"] == "model"
+        and n["fqn"][1:2] == ["marts"]
+        and n["config"]["materialized"] == "table"
+        and n["config"].get("contract", {}).get("enforced")
+    }
+    as_tests = []
+    for n in nodes.values():
+        meta = n.get("test_metadata") or {}
+        column = n.get("column_name")
+        if n["resource_type"] != "test" or not column or not set(n["depends_on"]["nodes"]) & tables:
+            continue
+        expression = meta.get("kwargs", {}).get("expression", "")
+        bound = re.fullmatch(rf"\s*{re.escape(column)}\s*(>=|>|<=|<)\s*-?[\d.]+\s*", expression)
+        if (meta.get("name") == "not_null" or bound) and n["config"].get("severity", "ERROR").upper() == "ERROR":
+            as_tests.append(n["name"])
+    assert tables and not as_tests, f"single-column rules of mart tables written as data tests: {sorted(as_tests)}"
+
+
 def test_every_source_has_a_window_judged_by_some_suite():
     assert set(SOURCES) == set(DATASETS)
     for window in SOURCES.values():
