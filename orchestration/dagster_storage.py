@@ -10,7 +10,9 @@ model and audit check), so that alone took about a fifth of the pipeline process
 written: storing 300 asset events took 1.7 s of CPU with Dagster's storage and 0.4 s with
 this one.
 Everything else, the files and their schema included, is Dagster's: an instance written by
-either storage reads the same with the other. `.dagster_home/dagster.yaml` selects it.
+either storage reads the same with the other. `.dagster_home/dagster.yaml` selects it through
+the instance class (`SpineInstance`), which keeps Dagster's default storage in the instance's
+own folder.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._config import StringSource
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 
@@ -101,18 +104,22 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._close_engines()
 
 
-class SpineSqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite instance storage (runs, event log, schedules in `base_dir`, as Dagster
-    lays them out), with the event log of `PooledSqliteEventLogStorage`."""
+class SpineInstance(DagsterInstance):
+    """Dagster's instance with its default storage (SQLite files in the instance's folder), the
+    event log read and written through `PooledSqliteEventLogStorage`. Selected by
+    `instance_class` in dagster.yaml, so every process that opens the instance (a run, the UI,
+    the daemon, a test reading a run's folder) uses it; one configured otherwise (Postgres) is
+    kept as it is."""
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        super().__init__(base_dir, inst_data)
-        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+    def __init__(self, *args: Any, event_storage: EventLogStorage, **kwargs: Any):
+        if type(event_storage) is SqliteEventLogStorage:
+            event_storage = PooledSqliteEventLogStorage(event_storage._base_dir, event_storage.inst_data)
+        super().__init__(*args, event_storage=event_storage, **kwargs)
 
     @classmethod
-    def config_type(cls):
-        return {"base_dir": StringSource}
+    def config_schema(cls) -> dict:
+        return {}
 
-    @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]):
-        return cls.from_local(inst_data=inst_data, **config_value)
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return InstanceRef.config_defaults(base_dir)

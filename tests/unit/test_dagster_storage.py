@@ -9,7 +9,7 @@ import dagster as dg
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from data_spine.settings import PROJECT_ROOT
-from orchestration.dagster_storage import PooledSqliteEventLogStorage
+from orchestration.dagster_storage import PooledSqliteEventLogStorage, SpineInstance
 
 
 @dg.asset(check_specs=[dg.AssetCheckSpec("positive", asset="numbers")])
@@ -18,14 +18,15 @@ def numbers():
     yield dg.AssetCheckResult(check_name="positive", passed=True)
 
 
-def _instance(home, monkeypatch) -> dg.DagsterInstance:
+def _instance(home) -> dg.DagsterInstance:
+    """The instance of a folder of its own (not DAGSTER_HOME: its storage is the folder's)."""
     shutil.copyfile(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     return dg.DagsterInstance.from_config(str(home))
 
 
-def test_runs_stored_with_open_connections_read_the_same_with_dagsters_storage(tmp_path, monkeypatch):
-    with _instance(tmp_path, monkeypatch) as instance:
+def test_runs_stored_with_open_connections_read_the_same_with_dagsters_storage(tmp_path):
+    with _instance(tmp_path) as instance:
+        assert isinstance(instance, SpineInstance)
         assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
         runs = [dg.materialize([numbers], instance=instance).run_id for _ in range(3)]
         mine = {run: len(instance.all_logs(run)) for run in runs}
@@ -42,8 +43,8 @@ def test_runs_stored_with_open_connections_read_the_same_with_dagsters_storage(t
     assert execution.run_id == runs[-1] and execution.status.value == "SUCCEEDED"
 
 
-def test_only_a_few_databases_stay_open(tmp_path, monkeypatch):
-    with _instance(tmp_path, monkeypatch) as instance:
+def test_only_a_few_databases_stay_open(tmp_path):
+    with _instance(tmp_path) as instance:
         for _ in range(12):
             dg.materialize([numbers], instance=instance)
         storage = instance.event_log_storage
