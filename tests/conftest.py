@@ -55,12 +55,15 @@ SEED = 42
 def pytest_configure(config):
     scratch = _scratch()
     if scratch and config.option.basetemp is None and not hasattr(config, "workerinput"):
-        # The session's temporary folders (the workers' are inside it) in the scratch folder;
-        # sessions older than a day are removed, as pytest keeps only its last few.
+        # The session's temporary folders (the workers' are inside it) in the scratch folder,
+        # which is memory (a session leaves 1-2 GB): like pytest, only the last three
+        # sessions are kept, but none younger than two hours (it may still be running).
         sessions = scratch / f"spine-pytest-of-{getpass.getuser()}"
         sessions.mkdir(exist_ok=True)
-        for old in sessions.glob("session-*"):
-            if time.time() - old.stat().st_mtime > 86_400:
+        earlier = sorted(sessions.glob("session-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for n, old in enumerate(earlier):
+            age = time.time() - old.stat().st_mtime
+            if age > 86_400 or (n >= 2 and age > 7_200):
                 shutil.rmtree(old, ignore_errors=True)
         config.option.basetemp = tempfile.mkdtemp(prefix="session-", dir=sessions)
     config.addinivalue_line("markers", "unit: no pipeline run, each test in seconds (tests/unit)")
@@ -199,8 +202,11 @@ LONGEST_FIRST = [
     "test_stripe_versions.py",  # (~75)
     "test_dagster_dev_recovery.py",  # (~50)
     "test_landing_faults.py",  # (~45)
-    "test_event_formats.py",  # the longest unit file (~45)
     "test_contracts.py",  # (~33)
+    "test_connectors.py",  # the longest unit file (~34)
+    "test_event_formats.py",  # (~15)
+    "test_alerts.py",  # (~13)
+    "test_generator.py",  # (~12)
 ]
 
 
