@@ -207,6 +207,9 @@ LONGEST_FIRST = [
     "test_event_formats.py",  # (~15)
     "test_alerts.py",  # (~13)
     "test_generator.py",  # (~12)
+    "test_http_client.py",  # (~10)
+    "test_house.py",  # (~5)
+    "test_dagster_storage.py",  # (~4)
 ]
 
 
