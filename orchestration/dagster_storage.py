@@ -48,10 +48,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
-    @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):
-        return cls(inst_data=inst_data, **config_value)
-
     def _engine(self, shard: str) -> Engine:
         with self._engines_lock:
             engine = self._engines.get(shard)
