@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from command_line.interrupts import quiet_on_interrupt
+from data_spine.gc_tuning import freeze_loaded
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
 from data_spine.settings import PROJECT_ROOT, settings
 
@@ -416,6 +417,7 @@ def execute_spine_job(
     from orchestration.run_recovery import PID_TAG, instance_for_terminal
 
     instance = instance_for_terminal()
+    freeze_loaded()  # the run's full collections, and the exit's, need not walk the libraries
     click.echo(f"Running Dagster job spine_job (run history in {instance.root_directory}) ...")
     from orchestration.automation import AFTER_RUN_TAG, scorecard_missing
     from orchestration.definitions import scorecard_job_definition, spine_job_definition
