@@ -72,8 +72,19 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):
+                        # An interrupt (Ctrl-C, a run being stopped) can land mid-statement or
+                        # mid-rollback, leaving this connection's transaction, and SQLite's
+                        # write lock, in an unknown state: the connection is closed rather
+                        # than reused, so the next event (the run's RUN_CANCELED) is written
+                        # on a fresh one, as with Dagster's storage, which never reuses one.
+                        conn.invalidate()
+                    raise
 
     def has_table(self, table_name: str) -> bool:
         # Asked for every asset and check event stored, inside the connection that stores it

@@ -125,7 +125,10 @@ def simulate(preset: Preset, seed: int, as_of: date, variant: Variant | None = N
             "crm_status": np.where(paying, "active", np.where(trialing, "trial", "churned")),
             "annual_revenue": np.round(np.where(paying, arr, 0.0), 2),
             "created_at": created,
-            "updated_at": np.maximum(created, spans.stop[now] - seconds(rng.random(n) * 30)),
+            # A customer's CRM record changes whenever its owner logs activity or a rollup
+            # (open deals, last contacted) is recomputed: days, not weeks, before the end of
+            # its current subscription (exponential, mean 3 days, at most 30).
+            "updated_at": np.maximum(created, spans.stop[now] - seconds(np.minimum(-3 * np.log1p(-rng.random(n)), 30))),
             "stripe_customer_id": stripe_customer,
             "workspace_id": workspace,
             "zendesk_organization_id": zendesk_org,

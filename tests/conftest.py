@@ -146,8 +146,9 @@ def shape_runs(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def clean_tiny(tmp_path_factory, worker_id):
-    """`spine run` once on the clean `tiny` company in a folder of its own: the reference the
-    fault tests compare a recovered warehouse with (`pipeline_runs.warehouse_digest`). Made once
+    """`spine run` (the installed command) once on the clean `tiny` company in a folder of its
+    own: the clean company's audit (tests/integration/test_quality_acceptance.py) and the
+    reference the fault tests compare a recovered warehouse with (`pipeline_runs.warehouse_digest`). Made once
     per session: under pytest-xdist the first worker to need it runs it while the others wait,
     then all read it (nobody writes to it after)."""
     from pipeline_runs import Run, Shape, prepare, spine_run, warehouse_digest
@@ -162,7 +163,7 @@ def clean_tiny(tmp_path_factory, worker_id):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             prepare(root)
-            run.returncode = spine_run(root, run.log).wait(timeout=900)
+            run.returncode = spine_run(root, run.log, installed=True).wait(timeout=900)
             digest = warehouse_digest(run.warehouse) if run.returncode == 0 else {}
             done.write_text(json.dumps({"returncode": run.returncode, "digest": digest}))
     result = json.loads(done.read_text())
@@ -182,34 +183,36 @@ SHARED_RUNS = {
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }
-# The files that take longest (whole pipeline runs; seconds in brackets, measured on a clean
-# clone on a slow 2-core machine), started first, longest first, so that two workers finish
+# The files that take longest (whole pipeline runs; seconds in brackets, measured in a whole
+# suite on a 2-core machine), started first, longest first, so that two workers finish
 # together rather than one waiting on a long file picked up last.
 LONGEST_FIRST = [
-    "test_pipeline.py",  # with test_quality_acceptance.py and test_wap.py (~480)
+    "test_pipeline.py",  # with test_quality_acceptance.py and test_wap.py (~220)
     "test_quality_acceptance.py",
     "test_wap.py",
-    "test_run_recovery.py",  # (~345)
-    "test_failure_isolation.py",  # (~280)
-    "test_resource_faults.py",  # (~225)
-    "test_ui_selection.py",  # (~135)
-    "test_conformance.py",  # with test_variants.py (~125)
+    "test_run_recovery.py",  # (~210)
+    "test_benchmarks.py",  # (~180)
+    "test_failure_isolation.py",  # (~140)
+    "test_ui_selection.py",  # (~80)
+    "test_resource_faults.py",  # (~65)
+    "test_conformance.py",  # with test_variants.py (~65)
     "test_variants.py",
-    "test_benchmarks.py",  # (~120)
-    "test_alert_delivery.py",  # (~97)
-    "test_hostile_values.py",  # (~88)
-    "test_incremental.py",  # (~80)
-    "test_stripe_versions.py",  # (~75)
-    "test_dagster_dev_recovery.py",  # (~50)
-    "test_landing_faults.py",  # (~45)
-    "test_contracts.py",  # (~33)
-    "test_connectors.py",  # the longest unit file (~34)
-    "test_event_formats.py",  # (~15)
-    "test_alerts.py",  # (~13)
-    "test_generator.py",  # (~12)
+    "test_incremental_marts.py",  # (~52)
+    "test_alert_delivery.py",  # (~50)
+    "test_incremental.py",  # (~48)
+    "test_stripe_versions.py",  # (~47)
+    "test_hostile_values.py",  # (~40)
+    "test_dagster_dev_recovery.py",  # (~40)
+    "test_landing_faults.py",  # (~29)
+    "test_connectors.py",  # the longest unit file (~29)
+    "test_contracts.py",  # (~16)
+    "test_event_formats.py",  # (~13)
+    "test_alerts.py",  # (~11)
+    "test_generator.py",  # (~11)
+    "test_event_marts.py",  # (~11)
     "test_http_client.py",  # (~10)
-    "test_house.py",  # (~5)
-    "test_dagster_storage.py",  # (~4)
+    "test_house.py",  # (~6)
+    "test_dagster_storage.py",  # (~2)
 ]
 
 

@@ -129,20 +129,21 @@ def spine_run(
     env: dict[str, str] | None = None,
     code: Path = PROJECT_ROOT,
     new_session: bool = False,
+    installed: bool = False,
 ) -> subprocess.Popen:
     """Start `spine run` at `tiny` in `root`, its output (stdout and stderr) going to `log`;
     `code` is the project's checkout to run (a changed copy of it, say); `new_session` starts
     it in a session of its own, so a signal to its group reaches all its processes, dbt
-    included, as a terminal's would.
+    included, as a terminal's would; `installed` starts the `spine` command the package
+    installs, as a user types it, instead of its module.
 
     Output goes to a file, not a pipe: a run whose pipe nobody reads yet (its sibling is
     still being waited for) would block on a full pipe buffer."""
+    spine = [str(Path(sys.executable).parent / "spine")] if installed else [sys.executable, "-m", "command_line.main"]
     with log.open("w") as out:
         return subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "command_line.main",
+                *spine,
                 "run",
                 "--preset",
                 "tiny",

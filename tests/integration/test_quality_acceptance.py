@@ -2,17 +2,14 @@
 
 With its default defects, every defect class the generator recorded is found by a check whose
 unexpected count is exactly the manifest's count, and its sample names records the manifest
-lists; nothing blocks publication. The same company without defects passes every check and
-scores 100 everywhere. The scorecard validates against its schema and renders in a real
-headless browser.
+lists; nothing blocks publication. The company without defects (`clean_tiny`: the `tiny` preset,
+run with the installed `spine` command) passes every check and scores 100 everywhere. The
+scorecard validates against its schema and renders in a real headless browser.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 
@@ -168,41 +165,9 @@ def test_scorecard_renders_in_a_real_headless_browser(first_run, tmp_path):
     assert page["band_pixels"]["green"] > 1000 and page["band_pixels"]["red"] > 100
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def clean_company(tmp_path_factory):
-    """`spine run --clean` in a data folder and Dagster instance of its own, as a user runs it."""
-    root = tmp_path_factory.mktemp("clean")
-    (root / "dagster_home").mkdir()
-    shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", root / "dagster_home")
-    env = {
-        **os.environ,
-        "SPINE_DATA_DIR": str(root / "data"),
-        "SPINE_WAREHOUSE": str(root / "data" / "w.duckdb"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "SPINE_VENDOR_API_PORT": str(free_port()),
-    }
-    env.pop("SPINE_AS_OF", None)
-    run = subprocess.run(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "spine"), "run", "--clean", "--as-of", "2026-11-21"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    return root / "data", run.stdout
-
-
-def test_clean_company_passes_every_check_and_scores_100(clean_company):
-    data, output = clean_company
-    results = _results(data / "w.duckdb")
+def test_clean_company_passes_every_check_and_scores_100(clean_tiny):
+    data, output = clean_tiny.root / "data", clean_tiny.output
+    results = _results(clean_tiny.warehouse)
     assert len(results) == sum(len(s.checks) for s in SUITES.values())
     assert [k for k, r in results.items() if not r["success"] or r["unexpected_count"]] == []
     card = json.loads((data / "reports" / "scorecard.json").read_text())
