@@ -23,8 +23,8 @@ _frozen = False
 
 def freeze_loaded() -> None:
     """Leave what is loaded so far out of later collections: call once the libraries and the
-    definitions are loaded, before the run opens any connection. Once per process: a process
-    that runs the job again (a test) does not freeze each run's leftovers."""
+    definitions are loaded, before the run opens a warehouse connection. Once per process: a
+    process that runs the job again (a test) does not freeze each run's leftovers."""
     global _frozen
     if not _frozen:
         _frozen = True
