@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import gc
 
-_frozen = False
-
 
 def freeze_loaded() -> None:
     """Leave what is loaded so far out of later collections: call once the libraries and the
     definitions are loaded, before the run opens a warehouse connection. Once per process: a
     process that runs the job again (a test) does not freeze each run's leftovers."""
-    global _frozen
-    if not _frozen:
-        _frozen = True
+    if gc.get_freeze_count() == 0:
         gc.freeze()

@@ -6,9 +6,9 @@ it stores (twice for an asset or check event: the run's database, then the cross
 and compiles every statement anew each time, since SQLAlchemy caches compiled statements per
 engine. A `spine run` at `tiny` stores about 1,500 events (one planned and one result per dbt
 test, model and audit check, one output per step result), which took about a quarter of the
-pipeline process's CPU. This storage keeps one engine per database file, the index and the few runs being
-written: storing 300 asset events took 1.7 s of CPU with Dagster's storage and 0.4 s with
-this one.
+pipeline process's CPU. This storage keeps one engine per database file, the index and the
+few runs being written: storing 300 asset events took 1.7 s of CPU with Dagster's storage and
+0.4 s with this one.
 Everything else, the files and their schema included, is Dagster's: an instance written by
 either storage reads the same with the other. `.dagster_home/dagster.yaml` selects it through
 the instance class (`SpineInstance`), which keeps Dagster's default storage in the instance's
@@ -76,14 +76,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 try:
                     with conn.begin():
                         yield conn
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):
-                        # An interrupt (Ctrl-C, a run being stopped) can land mid-statement or
-                        # mid-rollback, leaving this connection's transaction, and SQLite's
-                        # write lock, in an unknown state: the connection is closed rather
-                        # than reused, so the next event (the run's RUN_CANCELED) is written
-                        # on a fresh one, as with Dagster's storage, which never reuses one.
-                        conn.invalidate()
+                except Exception:
+                    raise
+                except BaseException:
+                    # An interrupt (Ctrl-C, a run being stopped) can land mid-statement or
+                    # mid-rollback, leaving this connection's transaction, and SQLite's write
+                    # lock, in an unknown state: the connection is closed rather than reused,
+                    # so the next event (the run's RUN_CANCELED) is written on a fresh one, as
+                    # with Dagster's storage, which never reuses one.
+                    conn.invalidate()
                     raise
 
     def has_table(self, table_name: str) -> bool:
