@@ -12,11 +12,12 @@ come back (plus HubSpot's defaults), every property value is a string, and assoc
 from __future__ import annotations
 
 import base64
+from array import array
 from datetime import datetime
 
 import orjson
 
-from sample_company.vendor_api.store import RecordStore, compact
+from sample_company.vendor_api.store import RecordStore, Table
 
 OBJECTS = ("companies", "contacts", "deals")
 DEFAULT_PROPERTIES = ("createdate", "hs_lastmodifieddate", "lastmodifieddate", "hs_object_id")
@@ -56,60 +57,47 @@ def _epoch_ms(value) -> int | None:
     return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def split(rows: list[dict]) -> dict[bool, list[dict]]:
-    return {flag: [r for r in rows if bool(r.get("archived", False)) == flag] for flag in (False, True)}
+# What a table keeps of each HubSpot record: lists are of the listed or the archived records,
+# and associations are read by id.
+FIELDS = ("id", "archived")
 
 
-def _shape(r: dict, wanted: list[str], associations: list[str]) -> dict:
-    out = {k: v for k, v in r.items() if k not in ("properties", "associations")}
-    keep = (
+def _fields(obj: str, record: dict) -> tuple:
+    return record.get("id"), bool(record.get("archived", False))
+
+
+def table(store: RecordStore, obj: str) -> Table:
+    return store.table("hubspot", obj, FIELDS, _fields)
+
+
+def split(t: Table) -> dict[bool, array]:
+    """The positions of the listed (`False`) and the archived (`True`) records, in file order."""
+    archived = t.columns["archived"]
+    return {flag: array("q", (p for p, a in enumerate(archived) if a == flag)) for flag in (False, True)}
+
+
+def _shaper(wanted: list[str], associations: list[str]):
+    """What shapes a freshly read record (in place) to what a request asked for: the requested
+    properties (or HubSpot's defaults), each value a string, and the requested associations."""
+    keep = frozenset(
         set(wanted) | set(DEFAULT_PROPERTIES)
         if wanted
         else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
     )
-    out["properties"] = {k: (None if v is None else str(v)) for k, v in r["properties"].items() if k in keep}
-    if associations and "associations" in r:
-        out["associations"] = {k: v for k, v in r["associations"].items() if k in associations}
-    return out
+    linked = frozenset(associations)
 
-
-def _pair(key: str, value) -> bytes:
-    return orjson.dumps(key) + b":" + orjson.dumps(value)
-
-
-def _pieces(rows: list[dict]) -> dict[bool, list[tuple[bytes, dict[str, bytes], dict[str, bytes]]]]:
-    """Per record (listed or archived), its serialization in the pieces any page is put
-    together from: the fields besides properties and associations (without the closing
-    brace), each property as `"name":"value"`, each association the same way."""
-
-    def pieces(r: dict):
-        head = orjson.dumps({k: v for k, v in r.items() if k not in ("properties", "associations")})[:-1]
-        props = {k: _pair(k, None if v is None else str(v)) for k, v in r["properties"].items()}
-        links = {k: _pair(k, v) for k, v in (r.get("associations") or {}).items()}
-        return compact(head), props, links
-
-    return {flag: [pieces(r) for r in listed] for flag, listed in split(rows).items()}
-
-
-def _shaped(
-    store: RecordStore, obj: str, archived: bool, wanted: list[str], associations: list[str], offset: int, limit: int
-) -> orjson.Fragment:
-    """A page of records with the requested properties and associations, put together from
-    each record's stored pieces (the same bytes `_shape` would serialize)."""
-    keep = (
-        set(wanted) | set(DEFAULT_PROPERTIES)
-        if wanted
-        else set(DEFAULT_PROPERTIES) | {"name", "email", "dealname", "domain", "firstname", "lastname"}
-    )
-    records = []
-    for head, props, links in store.derived("hubspot", obj, "pieces", _pieces)[archived][offset : offset + limit]:
-        parts = [head, b',"properties":{', b",".join([v for k, v in props.items() if k in keep]), b"}"]
-        chosen = [v for k, v in links.items() if k in associations]
+    def shape(r: dict) -> dict:
+        properties = r.pop("properties", None) or {}
+        links = r.pop("associations", None)
+        r["properties"] = {
+            k: v if v is None or v.__class__ is str else str(v) for k, v in properties.items() if k in keep
+        }
+        chosen = {k: v for k, v in links.items() if k in linked} if links and linked else None
         if chosen:
-            parts += [b',"associations":{', b",".join(chosen), b"}"]
-        parts.append(b"}")
-        records.append(b"".join(parts))
-    return orjson.Fragment(b"[" + b",".join(records) + b"]")
+            r["associations"] = chosen
+        return r
+
+    return shape
 
 
 def handle(
@@ -133,13 +121,15 @@ def handle(
     except ValueError:
         return _error(400, "Invalid paging cursor", "VALIDATION_ERROR")
     archived = params.get("archived", "false") == "true"
-    rows = store.derived("hubspot", obj, "by_archived", split)[archived]
+    t = table(store, obj)
+    listed = store.derived(t, "by_archived", split)[archived]
     wanted = [p for p in params.get("properties", "").split(",") if p]
     associations = [a for a in params.get("associations", "").split(",") if a]
 
-    out: dict = {"results": _shaped(store, obj, archived, wanted, associations, offset, limit)}
+    shape = _shaper(wanted, associations)
+    out: dict = {"results": [shape(r) for r in t.records(listed[offset : offset + limit])]}
     nxt = offset + limit
-    if nxt < len(rows):
+    if nxt < len(listed):
         cursor = _encode(nxt)
         out["paging"] = {"next": {"after": cursor, "link": f"{base_url}/crm/v3/objects/{obj}?after={cursor}"}}
     return 200, out
@@ -153,46 +143,49 @@ def _search(store: RecordStore, obj: str, body: dict) -> tuple[int, dict]:
             400, f"Search results are limited to {SEARCH_LIMIT} per query; narrow the filter", "VALIDATION_ERROR"
         )
 
-    rows = store.derived(
-        "hubspot",
-        obj,
+    t = table(store, obj)
+    found = store.derived(
+        t,
         "search:" + orjson.dumps([body.get("filterGroups"), body.get("sorts")]).decode(),
-        lambda _: _matching(store, obj, body),
+        lambda _: _matching(store, t, body),
     )
-    page = rows[offset : offset + limit]
-    out: dict = {"total": len(rows), "results": [_shape(r, body.get("properties") or [], []) for r in page]}
-    if offset + limit < len(rows):
+    page = t.records(found[offset : offset + limit])
+    shape = _shaper(body.get("properties") or [], [])
+    out: dict = {"total": len(found), "results": [shape(r) for r in page]}
+    if offset + limit < len(found):
         out["paging"] = {"next": {"after": str(offset + limit)}}
     return 200, out
 
 
-def _matching(store: RecordStore, obj: str, body: dict) -> list[dict]:
-    """The records a search matches, in its order (every page of one query asks the same)."""
+def _matching(store: RecordStore, t: Table, body: dict) -> array:
+    """The positions of the records a search matches, in its order (every page of one query
+    asks the same)."""
 
     def matches(r: dict) -> bool:
         groups = body.get("filterGroups") or [{"filters": []}]
         return any(all(_test(r, f) for f in g.get("filters", [])) for g in groups)
 
-    rows = [r for r in store.derived("hubspot", obj, "by_archived", split)[False] if matches(r)]
+    listed = store.derived(t, "by_archived", split)[False]
+    found = [(p, r) for p, r in zip(listed, t.records(listed)) if matches(r)]
     for sort in reversed(body.get("sorts") or []):
         prop = sort if isinstance(sort, str) else sort.get("propertyName")
         descending = not isinstance(sort, str) and sort.get("direction") == "DESCENDING"
-        rows.sort(key=lambda r: (_value(r, prop) is None, _value(r, prop) or 0, r["id"]), reverse=descending)
-    return rows
-
-
-def _by_id(rows: list[dict]) -> dict[str, dict]:
-    return {r["id"]: r for r in rows if r.get("id")}
+        found.sort(
+            key=lambda pr: (_value(pr[1], prop) is None, _value(pr[1], prop) or 0, pr[1]["id"]), reverse=descending
+        )
+    return array("q", (p for p, _ in found))
 
 
 def _associations(store: RecordStore, from_obj: str, to_obj: str, body: dict) -> tuple[int, dict]:
     if from_obj not in OBJECTS or to_obj not in OBJECTS:
         return _error(404, "Resource not found", "OBJECT_NOT_FOUND")
-    records = store.derived("hubspot", from_obj, "by_id", _by_id)
+    t = table(store, from_obj)
+    by_id = store.derived(t, "by_id", lambda t: {i: p for p, i in enumerate(t.columns["id"]) if i})
     results = []
     for entry in body.get("inputs") or []:
-        record = records.get(str(entry.get("id")))
-        linked = (((record or {}).get("associations") or {}).get(to_obj) or {}).get("results") or []
+        position = by_id.get(str(entry.get("id")))
+        record = t.record(position) if position is not None else {}
+        linked = ((record.get("associations") or {}).get(to_obj) or {}).get("results") or []
         if linked:
             results.append(
                 {

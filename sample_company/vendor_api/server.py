@@ -129,17 +129,15 @@ class VendorApiServer:
         self.stop()
 
     def warm(self) -> None:
-        """Read every record, serialize it and build the indexes pages are cut from, as a
-        real vendor has them at hand (otherwise the first requests pay for it)."""
+        """Index every file and build the orders pages are cut from, as a real vendor has its
+        data at hand (otherwise the first requests pay for it)."""
         for path in sorted(self.store.sources_dir.glob("*/*.jsonl")):
             system, obj = path.parent.name, path.stem
-            self.store.encoded(system, obj)
             if system == "zendesk":
                 zendesk.warm(self.store, obj)
             elif system == "hubspot":
-                self.store.derived("hubspot", obj, "by_archived", hubspot.split)
-                self.store.derived("hubspot", obj, "pieces", hubspot._pieces)
-        stripe.warm(self.store, self.stripe_api_version)
+                self.store.derived(hubspot.table(self.store, obj), "by_archived", hubspot.split)
+        stripe.warm(self.store)
 
     def route(self, method: str, raw_path: str, headers, body: dict | None = None) -> tuple[int, dict, dict, bool]:
         """Answer one request: (status, body, extra headers, truncate the body)."""

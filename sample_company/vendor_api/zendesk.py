@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import base64
 import bisect
+from array import array
 from datetime import datetime
 
-from sample_company.vendor_api.store import RecordStore
+from sample_company.vendor_api.store import RecordStore, Table
 
 INCREMENTAL = ("tickets", "users")
 TIME_BASED = ("organizations",)
@@ -39,25 +40,56 @@ def _dec(cursor: str) -> list[int]:
     return [int(p) for p in base64.urlsafe_b64decode(cursor.encode()).decode().split(":")]
 
 
-def _sorted_by_update(rows: list[dict]) -> tuple[list[tuple[int, int, dict]], list[tuple[int, int]]]:
-    ordered = sorted(((_ts(r["updated_at"]), r["id"] or 0, r) for r in rows), key=lambda t: t[:2])
-    return ordered, [(t, i) for t, i, _ in ordered]
+# What a table keeps of each Zendesk record: exports page by `updated_at` and `id`, lists by
+# `id`, and a ticket finds its metric set by the set's `ticket_id`.
+FIELDS = ("id", "updated", "ticket_id")
 
 
-def _by_update(store: RecordStore, obj: str) -> tuple[list[tuple[int, int, dict]], list[tuple[int, int]]]:
-    return store.derived("zendesk", obj, "by_update", _sorted_by_update)
+def _updated(record: dict) -> int | None:
+    value = record.get("updated_at")
+    try:
+        return _ts(value) if value else None
+    except (TypeError, ValueError):
+        return None
 
 
-def _metric_sets(store: RecordStore) -> dict[int, dict]:
-    return store.derived("zendesk", "ticket_metrics", "by_ticket", lambda rows: {r["ticket_id"]: r for r in rows})
+def _fields(obj: str, record: dict) -> tuple:
+    return record.get("id"), _updated(record), record.get("ticket_id") if obj == "ticket_metrics" else None
+
+
+def table(store: RecordStore, obj: str) -> Table:
+    return store.table("zendesk", obj, FIELDS, _fields)
+
+
+def _update_key(t: Table):
+    """A position's place in an export: (updated, id); a record without either sorts first."""
+    updated, ids = t.columns["updated"], t.columns["id"]
+    return lambda p: (updated[p] or 0, ids[p] or 0)
+
+
+def _sorted_by_update(t: Table) -> array:
+    return array("q", sorted(range(len(t)), key=_update_key(t)))
+
+
+def _by_update(store: RecordStore, t: Table) -> array:
+    return store.derived(t, "by_update", _sorted_by_update)
+
+
+def _metric_sets(store: RecordStore) -> tuple[Table, dict[int, int]]:
+    """The metric sets' table, and each ticket's metric set's position in it."""
+    metrics = table(store, "ticket_metrics")
+    return metrics, store.derived(
+        metrics, "by_ticket", lambda t: {ticket: p for p, ticket in enumerate(t.columns["ticket_id"])}
+    )
 
 
 def warm(store: RecordStore, obj: str) -> None:
     """Build the indexes the endpoints serving `obj` page through."""
+    t = table(store, obj)
     if obj in INCREMENTAL or obj in TIME_BASED:
-        _by_update(store, obj)
+        _by_update(store, t)
     if obj in PAGED:
-        store.derived("zendesk", obj, "by_id", _sorted_by_id)
+        store.derived(t, "by_id", _sorted_by_id)
     if obj == "ticket_metrics":
         _metric_sets(store)
 
@@ -81,34 +113,34 @@ def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str)
 
 
 def _incremental(store, obj, params, base_url):
-    rows, keys = _by_update(store, obj)
+    t = table(store, obj)
+    order = _by_update(store, t)
+    key = _update_key(t)
     per_page = min(int(params.get("per_page", "1000")), 1000)
     if params.get("cursor"):
         after_ts, after_id = _dec(params["cursor"])
-        pos = bisect.bisect_right(keys, (after_ts, after_id))
+        pos = bisect.bisect_right(order, (after_ts, after_id), key=key)
     elif "start_time" in params:
-        pos = bisect.bisect_left(keys, (int(params["start_time"]), -1))
+        pos = bisect.bisect_left(order, (int(params["start_time"]), -1), key=key)
     else:
         return _error(400, "InvalidValue", "start_time or cursor is required")
-    page = rows[pos : pos + per_page]
-    end = pos + len(page) >= len(rows)
-    last = page[-1] if page else None
-    if last:
-        cursor = _enc(last[0], last[1])
+    page = order[pos : pos + per_page]
+    end = pos + len(page) >= len(order)
+    if page:
+        cursor = _enc(*key(page[-1]))
     else:
         cursor = params.get("cursor") or _enc(int(params.get("start_time", 0)) - 1, 2**62)
     body = {
-        obj: store.fragment("zendesk", obj, [r for _, _, r in page]),
+        obj: t.fragment(page),
         "after_cursor": cursor,
         "after_url": f"{base_url}/api/v2/incremental/{obj}/cursor.json?cursor={cursor}",
         "before_cursor": None,
         "end_of_stream": end,
     }
     if obj == "tickets" and "metric_sets" in params.get("include", "").split(","):
-        metrics = _metric_sets(store)
-        body["metric_sets"] = store.fragment(
-            "zendesk", "ticket_metrics", [metrics[r["id"]] for _, _, r in page if r["id"] in metrics]
-        )
+        metrics, by_ticket = _metric_sets(store)
+        ids = t.columns["id"]
+        body["metric_sets"] = metrics.fragment([by_ticket[ids[p]] for p in page if ids[p] in by_ticket])
     return 200, body
 
 
@@ -116,14 +148,16 @@ def _time_based(store, obj, params, base_url):
     """Zendesk's time-based export: records updated at or after `start_time`, oldest first."""
     if "start_time" not in params:
         return _error(400, "InvalidValue", "start_time is required")
-    rows, keys = _by_update(store, obj)
+    t = table(store, obj)
+    order = _by_update(store, t)
+    key = _update_key(t)
     per_page = min(int(params.get("per_page", "1000")), 1000)
-    pos = bisect.bisect_left(keys, (int(params["start_time"]), -1))
-    page = rows[pos : pos + per_page]
+    pos = bisect.bisect_left(order, (int(params["start_time"]), -1), key=key)
+    page = order[pos : pos + per_page]
     end_of_stream = len(page) < per_page
-    end_time = page[-1][0] if page else int(params["start_time"])
+    end_time = key(page[-1])[0] if page else int(params["start_time"])
     return 200, {
-        obj: store.fragment("zendesk", obj, [r for _, _, r in page]),
+        obj: t.fragment(page),
         "count": len(page),
         "end_time": end_time,
         "next_page": f"{base_url}/api/v2/incremental/{obj}.json?per_page={per_page}&start_time={end_time}",
@@ -131,34 +165,35 @@ def _time_based(store, obj, params, base_url):
     }
 
 
-def _sorted_by_id(rows: list[dict]) -> tuple[list[dict], list[int]]:
-    ordered = sorted(rows, key=lambda r: r["id"] or 0)
-    return ordered, [r["id"] or 0 for r in ordered]
+def _sorted_by_id(t: Table) -> array:
+    # A record without an id (bad data a vendor can hold) sorts first rather than crashing.
+    ids = t.columns["id"]
+    return array("q", sorted(range(len(t)), key=lambda p: ids[p] or 0))
 
 
-def _updated_since(store: RecordStore, obj: str, since: int) -> tuple[list[dict], list[int]]:
-    rows, _ = store.derived("zendesk", obj, "by_id", _sorted_by_id)
-    rows = [r for r in rows if r.get("updated_at") and _ts(r["updated_at"]) >= since]
-    return rows, [r["id"] or 0 for r in rows]
+def _updated_since(t: Table, order: array, since: int) -> array:
+    updated = t.columns["updated"]
+    return array("q", (p for p in order if updated[p] is not None and updated[p] >= since))
 
 
 def _paged(store, obj, params, base_url):
-    # A record without an id (bad data a vendor can hold) sorts first rather than crashing.
-    rows, ids = store.derived("zendesk", obj, "by_id", _sorted_by_id)
+    t = table(store, obj)
+    ids = t.columns["id"]
+    order = store.derived(t, "by_id", _sorted_by_id)
     if params.get("start_time") and obj == "satisfaction_ratings":
         since = int(params["start_time"])
         # Every page of a listing asks for the same start time: filter once.
-        rows, ids = store.derived("zendesk", obj, f"since:{since}", lambda _: _updated_since(store, obj, since))
+        order = store.derived(t, f"since:{since}", lambda _: _updated_since(t, order, since))
     size = min(int(params.get("page[size]", "100")), 100)
     pos = 0
     if params.get("page[after]"):
         (after_id,) = _dec(params["page[after]"])
-        pos = bisect.bisect_right(ids, after_id)
-    page = rows[pos : pos + size]
-    has_more = pos + size < len(rows)
-    after = _enc(page[-1]["id"] or 0) if page else None
+        pos = bisect.bisect_right(order, after_id, key=lambda p: ids[p] or 0)
+    page = order[pos : pos + size]
+    has_more = pos + size < len(order)
+    after = _enc(ids[page[-1]] or 0) if page else None
     return 200, {
-        obj: store.fragment("zendesk", obj, page),
+        obj: t.fragment(page),
         "meta": {"has_more": has_more, "after_cursor": after, "before_cursor": None},
         "links": {"next": f"{base_url}/api/v2/{obj}.json?page[size]={size}&page[after]={after}" if has_more else None},
     }
