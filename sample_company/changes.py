@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sample_company.variants import LATEST_STRIPE_VERSION
+from sample_company.vendor_api.server import index_files
 
 ISO_MS = "%Y-%m-%dT%H:%M:%S.000Z"
 ISO_S = "%Y-%m-%dT%H:%M:%SZ"
@@ -210,11 +211,13 @@ def change_sources(
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     at = (at or datetime.now(UTC)).replace(microsecond=0)
     rng = np.random.default_rng(seed)
-    return {
+    changed = {
         "stripe": _stripe(sources_dir / "stripe", rng, fraction, at),
         "hubspot": _hubspot(sources_dir / "hubspot", rng, fraction, at),
         "zendesk": _zendesk(sources_dir / "zendesk", rng, fraction, at),
     }
+    index_files(sources_dir)
+    return changed
 
 
 def describe(changed: dict[str, dict[str, Changed]]) -> list[str]:

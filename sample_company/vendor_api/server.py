@@ -74,6 +74,24 @@ def _listing(query: str, body: dict | None) -> tuple[str, str]:
     return repr(params), repr(sorted(search.items(), key=lambda kv: kv[0]))
 
 
+def warm(store: RecordStore) -> None:
+    """Index every vendor file in the store's folder (keeping each index beside its file) and
+    build the orders lists are paged in."""
+    for path in sorted(store.sources_dir.glob("*/*.jsonl")):
+        system, obj = path.parent.name, path.stem
+        if system == "zendesk":
+            zendesk.warm(store, obj)
+        elif system == "hubspot":
+            store.derived(hubspot.table(store, obj), "by_archived", hubspot.split)
+    stripe.warm(store)
+
+
+def index_files(sources_dir: Path) -> None:
+    """Index what the vendors' files now hold, for the servers that will read them: the commands
+    that change a company's data call this, as a vendor indexes its data when it changes."""
+    warm(RecordStore(sources_dir))
+
+
 class VendorApiServer:
     """Serve the generated sources over HTTP in a background thread.
 
@@ -131,13 +149,7 @@ class VendorApiServer:
     def warm(self) -> None:
         """Index every file and build the orders pages are cut from, as a real vendor has its
         data at hand (otherwise the first requests pay for it)."""
-        for path in sorted(self.store.sources_dir.glob("*/*.jsonl")):
-            system, obj = path.parent.name, path.stem
-            if system == "zendesk":
-                zendesk.warm(self.store, obj)
-            elif system == "hubspot":
-                self.store.derived(hubspot.table(self.store, obj), "by_archived", hubspot.split)
-        stripe.warm(self.store)
+        warm(self.store)
 
     def route(self, method: str, raw_path: str, headers, body: dict | None = None) -> tuple[int, dict, dict, bool]:
         """Answer one request: (status, body, extra headers, truncate the body)."""

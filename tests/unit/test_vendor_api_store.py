@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from sample_company.vendor_api import stripe
-from sample_company.vendor_api.store import RecordStore
+from sample_company.vendor_api.store import RecordStore, Table
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +60,21 @@ def test_a_file_replaced_on_disk_is_served_in_its_new_version(tmp_path):
     assert [r["id"] for r in orjson.loads(orjson.dumps(body))["data"]] == ["cus_new2", "cus_new1"]
     # A request that began on the old version still reads the old file's lines.
     assert orjson.loads(old.raw(0))["id"] == "cus_old"
+
+
+def test_an_index_is_kept_beside_its_file_and_used_until_the_file_changes(tmp_path, monkeypatch):
+    path = tmp_path / "stripe" / "customers.jsonl"
+    _write(path, [orjson.dumps({"id": f"cus_{i}", "object": "customer", "created": i}) + b"\n" for i in range(5)])
+    first = stripe.table(RecordStore(tmp_path), "customers")
+    assert (tmp_path / "stripe" / ".index" / "customers.jsonl.pickle").is_file()
+
+    # A second server on the unchanged file reads the kept index, not the records.
+    with monkeypatch.context() as m:
+        m.setattr(Table, "_index", lambda *_: pytest.fail("the file was read again"))
+        again = stripe.table(RecordStore(tmp_path), "customers")
+    assert again.columns == first.columns and list(again.offsets) == list(first.offsets)
+
+    with path.open("ab") as f:
+        f.write(orjson.dumps({"id": "cus_new", "object": "customer", "created": 9}) + b"\n")
+    changed = stripe.table(RecordStore(tmp_path), "customers")
+    assert len(changed) == 6 and changed.columns["id"][-1] == "cus_new"
