@@ -13,12 +13,12 @@ orders and lookups. An index is kept beside its file (`.index/<file>.pickle`, st
 file's version and the fields indexed), so a server started on unchanged files does not read
 them again, and the commands that change the vendors' data index what they wrote
 (`index_files`), as a vendor's own systems do when its data changes: indexing the `large`
-company takes about half a minute, which a run would otherwise spend waiting for its first
-pages.
+company takes about 20 s, which a run would otherwise spend waiting for its first pages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -53,14 +53,15 @@ def _digest(fields: Fields | None) -> str:
 def _keep(path: Path, index: tuple) -> None:
     """Write an index beside its file, whole or not at all; a folder it cannot write to only
     means the next server indexes the file again."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(partial, "wb") as f:
             pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(partial, path)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 class Table:

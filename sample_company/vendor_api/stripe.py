@@ -77,7 +77,8 @@ def _fields(obj: str, record: dict) -> tuple:
         _created(record),
         record.get("status") if obj == "subscriptions" else None,
         record.get("type") if obj == "events" else None,
-        bool(record.get("discounts")) if obj in EXPANDABLE else False,
+        # Expanding leaves only an empty list of discounts as it is (a missing or null one becomes []).
+        record.get("discounts") != [] if obj in EXPANDABLE else False,
     )
 
 

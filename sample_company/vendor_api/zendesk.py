@@ -49,7 +49,7 @@ def _updated(record: dict) -> int | None:
     value = record.get("updated_at")
     try:
         return _ts(value) if value else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # not an ISO 8601 string: sorts first
         return None
 
 

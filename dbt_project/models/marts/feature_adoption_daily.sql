@@ -74,19 +74,48 @@ events as (
     from used
 ),
 
+-- Counted in two steps, customers first and then whether each paid that month: one grouping
+-- of every event row joined to the paying months fails at `large` in DuckDB 2.0.0 ("global
+-- dictionary column changed identity after being seeded for dictionary caching").
+customer_features as (
+    select activity_date, feature, customer_id, sum(events) as events
+    from events
+    group by activity_date, feature, customer_id
+),
+
+users as (
+    select activity_date, feature, count(distinct user_id) as users_using
+    from events
+    group by activity_date, feature
+),
+
+customers_using as (
+    select
+        customer_features.activity_date,
+        customer_features.feature,
+        count(distinct customer_features.customer_id) as customers_using,
+        count(distinct customer_features.customer_id) filter (where paying.customer_id is not null)
+            as paying_customers_using,
+        cast(sum(customer_features.events) as bigint) as events
+    from customer_features
+    left join paying
+        on customer_features.customer_id = paying.customer_id
+        and paying.month = date_trunc('month', customer_features.activity_date)
+    group by customer_features.activity_date, customer_features.feature
+),
+
 usage as (
     select
-        events.activity_date,
-        events.feature,
-        count(distinct events.customer_id) as customers_using,
-        count(distinct events.customer_id) filter (where paying.customer_id is not null) as paying_customers_using,
-        count(distinct events.user_id) as users_using,
-        cast(sum(events.events) as bigint) as events
-    from events
-    left join paying
-        on events.customer_id = paying.customer_id
-        and paying.month = date_trunc('month', events.activity_date)
-    group by events.activity_date, events.feature
+        customers_using.activity_date,
+        customers_using.feature,
+        customers_using.customers_using,
+        customers_using.paying_customers_using,
+        users.users_using,
+        customers_using.events
+    from customers_using
+    inner join users
+        on customers_using.activity_date = users.activity_date
+        and customers_using.feature = users.feature
 )
 
 select
