@@ -1,6 +1,8 @@
 -- Billing facts per customer, across all the Stripe customers it holds. A customer can hold
 -- several subscriptions over time (a lapsed one and its replacement); the one describing
 -- the customer is the one currently in force, else the latest. Amounts are in USD.
+-- A table, not a view: its tests and customers each computed it again as a view.
+{{ config(materialized='table') }}
 
 with crosswalk as (
     {{ customer_crosswalk('stripe', 'stripe_customer_id') }}

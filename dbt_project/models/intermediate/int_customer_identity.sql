@@ -1,6 +1,9 @@
 -- One row per customer: its id in every system. A customer may hold several ids of one
 -- system (duplicate CRM companies, a second Stripe customer); the one shown is the one its
 -- strongest rule linked, and the count says how many there are (all are in the crosswalk).
+-- A table, not a view: customers and the billing-link test read it, and its five key tests
+-- each computed it again as a view.
+{{ config(materialized='table') }}
 
 with crosswalk as (
     select * from {{ ref('int_identity_resolution') }}

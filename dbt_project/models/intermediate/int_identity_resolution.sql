@@ -1,5 +1,8 @@
 -- Every source id, the CRM company a rule linked it to, and its customer; see the
 -- identity_resolution doc block for the rules and their order.
+-- A table, not a view: the crosswalk is read by a dozen models (customer_crosswalk) and its
+-- tests; as a view each of them computed the whole resolution again.
+{{ config(materialized='table') }}
 
 with companies as (
     select

@@ -2,6 +2,9 @@
 -- block: a month's MRR is what is contracted at its last instant (for the as-of month, at
 -- the as-of instant itself, so a term starting exactly then counts and one ending exactly
 -- then does not).
+-- A table, not a view: three marts, a singular test and its own tests read it; as a view
+-- each of them computed every item's months again.
+{{ config(materialized='table') }}
 
 with terms as (
     select * from {{ ref('int_subscription_item_terms') }}

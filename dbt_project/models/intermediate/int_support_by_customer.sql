@@ -1,6 +1,8 @@
 -- Support facts per customer. Ticket statuses are the state at load time and cannot be
 -- replayed; only tickets and ratings created before the as-of instant are counted so a
 -- rebuild stays comparable.
+-- A table, not a view: its tests and customers each computed it again as a view.
+{{ config(materialized='table') }}
 
 with crosswalk as (
     {{ customer_crosswalk('zendesk', 'organization_id', 'bigint') }}

@@ -1,5 +1,8 @@
 -- Product usage per customer over the windows before the as-of date ([as_of - N days,
 -- as_of)), from the incremental daily user activity.
+-- A table, not a view: it reads every user-day; as a view its two key tests and customers
+-- each read them again (7 s apiece at `large`).
+{{ config(materialized='table') }}
 
 with crosswalk as (
     {{ customer_crosswalk('product', 'workspace_id') }}
