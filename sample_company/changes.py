@@ -10,7 +10,6 @@ check that the next incremental load brings exactly these.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from sample_company.variants import LATEST_STRIPE_VERSION
 from sample_company.vendor_api.server import index_files
@@ -39,16 +39,17 @@ class Changed:
 
 
 def _read(path: Path) -> list[dict]:
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with path.open("rb") as f:
+        return [orjson.loads(line) for line in f if line.strip()]
 
 
 def _write(path: Path, rows: list[dict]) -> None:
     # Replace the file in one step: a server reading it meanwhile sees the old or the new file.
+    # Compact, as the generator writes: the local APIs serve the records' lines as they are.
     tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
+    with tmp.open("wb") as f:
         for r in rows:
-            f.write(json.dumps(r) + "\n")
+            f.write(orjson.dumps(r) + b"\n")
     os.replace(tmp, path)
 
 
