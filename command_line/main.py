@@ -384,6 +384,12 @@ def cancelled(run_id: str) -> str:
 
     instance = _dagster_instance()
     run = instance.get_run_by_id(run_id)
+    if run and run.status == dg.DagsterRunStatus.CANCELING:
+        # Dagster writes a canceled run's end after its steps stop; an interrupt arriving as it
+        # does can leave the run CANCELING with nothing of it running in this process, which
+        # is about to exit. End it here, as the next run's recovery of a dead run would.
+        instance.report_run_canceled(run, "Interrupted (Ctrl-C or SIGTERM); spine run has stopped the run.")
+        run = instance.get_run_by_id(run_id)
     free_slots(instance, run_id)
     status = run.status.value.lower() if run else "unknown"
     if run and run.status == dg.DagsterRunStatus.SUCCESS:
