@@ -60,7 +60,12 @@ _COLUMNS = (
     ("error", "VARCHAR", ""),  # exception message when the check could not run
     ("check_name", "VARCHAR", ""),  # the check's stable name within its entity
     ("expectation_kwargs", "VARCHAR", ""),  # JSON arguments of the expectation
+    ("rows_checked", "VARCHAR", ""),  # ALL_ROWS | WRITTEN_LAST (NULL in rows of older releases: all)
 )
+
+# Which rows of its batch a check looked at (`rows_checked`).
+ALL_ROWS = "all"
+WRITTEN_LAST = "written last"
 RESULTS_DDL = (
     f"CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (\n    "
     + ",\n    ".join(f"{name} {kind} {constraint}".rstrip() for name, kind, constraint in _COLUMNS)
@@ -92,6 +97,7 @@ class Result:
     error: str | None
     check_name: str
     expectation_kwargs: str
+    rows_checked: str = ALL_ROWS
 
 
 def validate_all(
@@ -100,11 +106,14 @@ def validate_all(
     as_of: datetime | date | None = None,
     entities: list[str] | None = None,
     settings: DuckDBSettings = DuckDBSettings(),
+    whole_history: bool = True,
 ) -> list[Result]:
     """Validate ``entities`` (default: every suite) and record the results.
 
     ``as_of`` is the reference time for timeliness checks: pass the as-of date of the data
-    (a date means midnight UTC); naive datetimes are taken as UTC; default is now. Rows
+    (a date means midnight UTC); naive datetimes are taken as UTC; default is now. Without
+    ``whole_history`` the row-level checks of an incremental event-grain mart look at the rows
+    its latest build wrote (an audit of what changed; see `Batch.incremental`). Rows
     previously recorded for the same ``run_id`` and entity are replaced, so a retried run
     does not count twice. Returns one ``Result`` per check, in suite order.
     """
@@ -114,12 +123,13 @@ def validate_all(
     results: list[Result] = []
     audited: dict[str, dict[str, str | None]] = {}
     for suite in suites:
-        outcomes = evaluate(warehouse_path, suite.batches, reference, settings)
+        outcomes = evaluate(warehouse_path, suite.batches, reference, settings, whole_history)
         with duckdb.connect(str(warehouse_path), read_only=True) as con:
             audited[suite.entity] = fingerprints(con, suite.publishes)
         for batch in suite.batches:
             for check, outcome in zip(batch.checks, outcomes[batch.name], strict=True):
-                results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome))
+                rows = WRITTEN_LAST if batch.incremental and not whole_history else ALL_ROWS
+                results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome, rows))
     write_results(warehouse_path, results, {(run_id, e): f for e, f in audited.items()})
     return results
 
@@ -130,9 +140,12 @@ def validate_entity(
     run_id: str,
     as_of: datetime | date | None = None,
     settings: DuckDBSettings = DuckDBSettings(),
+    whole_history: bool = True,
 ) -> list[Result]:
     """Validate one entity; see :func:`validate_all`."""
-    return validate_all(warehouse_path, run_id, as_of=as_of, entities=[entity], settings=settings)
+    return validate_all(
+        warehouse_path, run_id, as_of=as_of, entities=[entity], settings=settings, whole_history=whole_history
+    )
 
 
 def fingerprints(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, str | None]:
@@ -234,6 +247,7 @@ def _result(
     batch: Batch,
     check: Check,
     outcome: Outcome,
+    rows_checked: str = ALL_ROWS,
 ) -> Result:
     pii = batch.pii & set((check.column or "").split(", "))
     observed = outcome.observed_value
@@ -258,6 +272,7 @@ def _result(
         error=outcome.error,
         check_name=check.name,
         expectation_kwargs=json.dumps(_plain(dict(check.kwargs))),
+        rows_checked=rows_checked,
     )
 
 

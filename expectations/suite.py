@@ -8,7 +8,9 @@ metadata the scorecard and the alerts need: dimension, severity, owner, likely c
 the action to take.
 
 The SQL may use `$as_of` (a TIMESTAMP literal: midnight UTC at the start of the as-of day),
-so timeliness is judged against the time the data describes, not the wall clock.
+so timeliness is judged against the time the data describes, not the wall clock. A batch over
+an incremental event-grain mart may use `$written_last` (see `Batch.incremental`), so a daily
+audit checks the rows the day's build wrote rather than the whole history again.
 
 Nothing here imports Great Expectations (seconds to import): the orchestrator and the CLI
 read suites to build their graph and summaries.
@@ -23,6 +25,9 @@ from typing import Any
 
 # A dbt model named in a batch's SQL (`marts.customers`, `staging.stg_zendesk__tickets`).
 _MODEL_IN_SQL = re.compile(r"\b(?:marts|staging)\.([a-z_0-9]+)")
+
+# In a batch's SQL: the rows of its incremental mart that an audit of what changed checks.
+WRITTEN_LAST = "$written_last"
 
 DIMENSIONS = ("completeness", "accuracy", "consistency", "timeliness", "validity", "uniqueness")
 SEVERITIES = ("blocking", "warning")
@@ -114,10 +119,23 @@ class Batch:
     key: tuple[str, ...] = ()
     # Values of these columns are masked before they are stored or shown.
     pii: frozenset[str] = field(default_factory=frozenset)
+    # The incremental mart (`marts.usage_events`) whose rows the SQL's `$written_last` condition
+    # narrows the batch to: the rows its latest build wrote (`refreshed_at` equal to its newest
+    # value) in an audit of what changed, every row in a whole-history audit. Only row-level
+    # checks belong in such a batch: a count or an aggregate would describe the slice.
+    incremental: str | None = None
 
     def __post_init__(self) -> None:
         if not self.checks:
             raise ValueError(f"batch {self.name!r} has no checks")
+        if (WRITTEN_LAST in self.sql) != (self.incremental is not None):
+            raise ValueError(f"batch {self.name!r}: `{WRITTEN_LAST}` and `incremental` go together")
+
+    def written_last(self, whole_history: bool) -> str:
+        """The SQL condition `$written_last` stands for."""
+        if whole_history or self.incremental is None:
+            return "true"
+        return f"refreshed_at = (select max(refreshed_at) from {self.incremental})"
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,11 @@ class Suite:
         """The dbt models the entity is audited and published from: its marts and the source
         models its checks read. When one of them is not rebuilt, the entity is held back."""
         return tuple(sorted({m for b in self.batches for m in _MODEL_IN_SQL.findall(b.sql)} | set(self.publishes)))
+
+    @property
+    def incremental(self) -> bool:
+        """Whether an audit of what changed checks some of its batches on a slice."""
+        return any(b.incremental for b in self.batches)
 
     @property
     def dimensions(self) -> tuple[str, ...]:

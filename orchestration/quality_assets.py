@@ -17,7 +17,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import get_asset_key_for_model
 
-from expectations.runner import failing_since, validate_entity
+from expectations.runner import WRITTEN_LAST, failing_since, validate_entity
 from expectations.suite import Suite
 from expectations.suites import SUITES
 from orchestration.resources import (
@@ -27,7 +27,7 @@ from orchestration.resources import (
     WarehouseResource,
     waiting_for_the_warehouse,
 )
-from orchestration.transformation import dbt_models
+from orchestration.transformation import DbtBuildConfig, dbt_models
 from quality.alert_conditions import audit_conditions
 from quality.publishing import NotAudited, publish
 from quality.scorecard import build_scorecard, entity_score
@@ -60,6 +60,9 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         ],
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, quality: QualityResource):
+        # An event-grain mart is audited where it changed, like its dbt tests, except on the
+        # runs that check the whole history (a full refresh, the Sunday run).
+        whole_history = DbtBuildConfig.of_run(context.run.run_config).whole_history
         with waiting_for_the_warehouse(context):
             results = validate_entity(
                 warehouse.file,
@@ -67,6 +70,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
                 run_id=context.run.run_id,
                 as_of=warehouse.as_of_instant(),
                 settings=quality.duckdb_settings(),
+                whole_history=whole_history,
             )
             with duckdb.connect(str(warehouse.file), read_only=True) as con:
                 since = failing_since(con, results)
@@ -78,7 +82,8 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         for r in blocking:
             context.log.error(
                 f"{suite.entity}: blocking check {r.check_name} failed: {r.description} "
-                f"({r.unexpected_count:,} of {r.element_count:,}){' - ' + r.error if r.error else ''}"
+                f"({r.unexpected_count:,} of {r.element_count:,}{_of_which(r.rows_checked)})"
+                f"{' - ' + r.error if r.error else ''}"
             )
         for dim in suite.dimensions:
             mine = [r for r in results if r.dimension == dim]
@@ -96,7 +101,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
                     "failures": dg.MetadataValue.md(
                         "\n".join(
                             f"- **{r.severity}** `{r.check_name}`: {r.description} - {r.unexpected_count:,} of "
-                            f"{r.element_count:,}"
+                            f"{r.element_count:,}{_of_which(r.rows_checked)}"
                             for r in bad
                         )
                         or "none"
@@ -110,6 +115,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
                 "checks": len(results),
                 "failed": len(failed),
                 "blocking_failed": len(blocking),
+                "rows_checked": "every row" if whole_history or not suite.incremental else "rows written last",
                 "as_of": warehouse.as_of_instant().isoformat(timespec="seconds"),
                 # Read back by the alerts sensor, which never opens the warehouse.
                 "alert_conditions": dg.MetadataValue.json([c.to_json() for c in conditions]),
@@ -117,6 +123,10 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         )
 
     return _asset
+
+
+def _of_which(rows_checked: str) -> str:
+    return " rows written last" if rows_checked == WRITTEN_LAST else ""
 
 
 def _publish(suite: Suite) -> dg.AssetsDefinition:

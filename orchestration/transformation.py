@@ -66,11 +66,22 @@ class DbtBuildConfig(dg.Config):
         "wrote (the daily schedule does on Sundays).",
     )
 
+    @property
+    def whole_history(self) -> bool:
+        """Whether the run's checks of the incremental models (the dbt tests, and the audit of
+        the event-grain entity) look at every row, not only those the run wrote."""
+        return self.full_refresh or self.full_history_tests
+
     def build_args(self) -> list[str]:
         return ["--full-refresh"] if self.full_refresh else []
 
     def vars(self) -> dict[str, Any]:
-        return {"full_history_tests": True} if self.full_refresh or self.full_history_tests else {}
+        return {"full_history_tests": True} if self.whole_history else {}
+
+    @classmethod
+    def of_run(cls, run_config: Mapping[str, Any]) -> "DbtBuildConfig":
+        """The config a run gave `dbt_models` (the defaults when it gave none)."""
+        return cls(**run_config.get("ops", {}).get("dbt_models", {}).get("config", {}))
 
 
 # dbt's unit tests check the SQL logic against fixed inputs: they belong to development and CI

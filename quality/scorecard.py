@@ -32,7 +32,7 @@ import jinja2
 import markupsafe
 
 from expectations.escaping import CONTROL, markdown_text
-from expectations.runner import RESULTS_TABLE, failing_since
+from expectations.runner import ALL_ROWS, RESULTS_TABLE, failing_since
 from expectations.suite import DIMENSIONS
 from expectations.suites import SUITES
 from quality.alert_conditions import (
@@ -303,6 +303,7 @@ def _failing(row: dict, suite: Any, since: datetime | None) -> dict:
         "owner": row["owner"],
         "unexpected_count": row["unexpected_count"],
         "element_count": row["element_count"],
+        "rows_checked": row.get("rows_checked") or ALL_ROWS,
         "score": _rounded(check_score(row)),
         "sample": json.loads(row["sample_unexpected"] or "[]"),
         "observed_value": json.loads(row["observed_value"]) if row["observed_value"] else None,

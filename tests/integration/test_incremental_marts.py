@@ -16,6 +16,7 @@ from dbt_runs import passed, run_dbt
 
 from connectors.pipelines import load
 from data_spine.settings import settings
+from expectations.runner import ALL_ROWS, WRITTEN_LAST, validate_entity
 from sample_company.generate import generate, read_manifest
 from sample_company.next_day import add_day
 from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
@@ -167,3 +168,20 @@ def test_full_refresh_gives_the_incremental_marts_after_days_of_changes(company,
     # The marts the incremental ones feed are rebuilt from them, and match too.
     for table in ("customers", "identity_resolution_metrics"):
         assert _rows(cfg.warehouse, "marts", table) == _rows(rebuilt, "marts", table), table
+
+    # The usage audit of what changed checks the events the last run wrote, row by row, and
+    # the mart as a whole; after a full refresh, which wrote every row, it checks them all.
+    def audit(warehouse, whole_history: bool) -> dict[str, tuple]:
+        day = date.fromisoformat(as_of)
+        found = validate_entity(warehouse, "usage_event", f"run-{whole_history}", day, whole_history=whole_history)
+        return {r.check_name: (r.element_count, r.unexpected_count, r.rows_checked) for r in found}
+
+    daily, weekly = audit(cfg.warehouse, False), audit(cfg.warehouse, True)
+    assert daily["event_id_present"] == (last_run, 0, WRITTEN_LAST)
+    assert weekly["event_id_present"] == (total, 0, ALL_ROWS)
+    assert daily["events_not_empty"] == weekly["events_not_empty"] == (1, 0, ALL_ROWS)
+    assert daily["one_adoption_row_per_day_feature"] == weekly["one_adoption_row_per_day_feature"]
+    for name, (rows, bad, _) in daily.items():
+        assert rows <= weekly[name][0] and bad <= weekly[name][1], name
+    rebuilt_daily = audit(rebuilt, False)
+    assert {n: c[:2] for n, c in rebuilt_daily.items()} == {n: c[:2] for n, c in audit(rebuilt, True).items()}
