@@ -22,7 +22,7 @@ import pandas as pd
 
 from expectations.escaping import sample_text
 from expectations.gx_engine import DuckDBSettings, Outcome, evaluate
-from expectations.suite import Batch, Check
+from expectations.suite import Batch, Check, Suite
 from expectations.suites import SUITES, get_suite
 
 RESULTS_TABLE = "quality.validation_results"
@@ -125,7 +125,7 @@ def validate_all(
     for suite in suites:
         outcomes = evaluate(warehouse_path, suite.batches, reference, settings, whole_history)
         with duckdb.connect(str(warehouse_path), read_only=True) as con:
-            audited[suite.entity] = fingerprints(con, suite.publishes)
+            audited[suite.entity] = fingerprints(con, suite)
         for batch in suite.batches:
             for check, outcome in zip(batch.checks, outcomes[batch.name], strict=True):
                 rows = WRITTEN_LAST if batch.incremental and not whole_history else ALL_ROWS
@@ -148,21 +148,39 @@ def validate_entity(
     )
 
 
-def fingerprints(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, str | None]:
-    """What each mart held, as `rows:hash of every row`: publishing compares it with what was
-    audited, so a mart rebuilt in between (by another run) is never published unaudited."""
+def fingerprints(con: duckdb.DuckDBPyConnection, suite: Suite) -> dict[str, str | None]:
+    """What each of the entity's marts held (`table_fingerprint`): publishing compares it with
+    what was audited, so a mart rebuilt in between (by another run) is never published unaudited."""
     prints: dict[str, str | None] = {}
-    for table in tables:
+    for table in suite.publishes:
         try:
-            prints[table] = table_fingerprint(con, f"marts.{table}")
+            prints[table] = table_fingerprint(con, f"marts.{table}", suite.key_of(table))
         except duckdb.CatalogException:
             prints[table] = None
     return prints
 
 
-def table_fingerprint(con: duckdb.DuckDBPyConnection, qualified_table: str) -> str:
-    """`rows:hash of every row` of one table (its columns in their order)."""
-    rows, digest = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {qualified_table} AS t").fetchone()
+REFRESHED_AT = "refreshed_at"
+
+
+def table_fingerprint(con: duckdb.DuckDBPyConnection, qualified_table: str, key: tuple[str, ...] = ()) -> str:
+    """`rows:hash of every row` of one table (its columns in their order).
+
+    Given its key, a table whose rows carry `refreshed_at` (an incremental event-grain mart, or
+    its copy in serving) is hashed on the key and `refreshed_at` alone: dbt writes a row only
+    with its invocation's `refreshed_at`, and publishing copies rows as they are, so those
+    pairs tell the table's versions apart, at a fifth of the cost of hashing every column
+    (10M events: 0.2 s instead of 1 s, and a publication takes three)."""
+    schema, _, table = qualified_table.partition(".")
+    if key and con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND column_name = ? AND data_type = 'TIMESTAMP'",
+        [schema, table, REFRESHED_AT],
+    ).fetchone()[0]:
+        hashed = f"hash({', '.join((*key, REFRESHED_AT))})"
+    else:
+        hashed = "hash(t)"
+    rows, digest = con.execute(f"SELECT count(*), sum({hashed}::HUGEINT) FROM {qualified_table} AS t").fetchone()
     return f"{rows}:{digest or 0}"
 
 

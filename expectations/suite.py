@@ -163,6 +163,10 @@ class Suite:
         models its checks read. When one of them is not rebuilt, the entity is held back."""
         return tuple(sorted({m for b in self.batches for m in _MODEL_IN_SQL.findall(b.sql)} | set(self.publishes)))
 
+    def key_of(self, table: str) -> tuple[str, ...]:
+        """The key of a published mart (its batch's), empty when no batch names one."""
+        return next((b.key for b in self.batches if b.name == table and b.key), ())
+
     @property
     def incremental(self) -> bool:
         """Whether an audit of what changed checks some of its batches on a slice."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from expectations.runner import AUDITS_TABLE, RESULTS_TABLE, fingerprints, table_fingerprint
+from expectations.runner import AUDITS_TABLE, REFRESHED_AT, RESULTS_TABLE, fingerprints, table_fingerprint
 from expectations.suite import Suite
 
 SERVING_SCHEMA = "serving"
@@ -90,7 +90,7 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
         _prepare(con)
         audit_run, audited = _latest_audit(con, suite.entity, (run_id, *audit_runs))
         failures = _blocking_failures(con, suite.entity, audit_run)
-        current = fingerprints(con, suite.publishes)
+        current = fingerprints(con, suite)
         changed = sorted(t for t in suite.publishes if audited.get(t) != current[t])
         reason = None
         if failures:
@@ -108,7 +108,7 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
             if reason is None:
                 served = _served_fingerprints(con, suite.entity)
                 for table in suite.publishes:
-                    written[table] = _write_serving(con, table, _key(suite, table), current[table], served.get(table))
+                    written[table] = _write_serving(con, table, suite.key_of(table), current[table], served.get(table))
             previous = current_version(con, suite.entity)
             serving_run_id = run_id if reason is None else (previous[0] if previous else None)
             con.execute(
@@ -146,13 +146,6 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
     )
 
 
-REFRESHED_AT = "refreshed_at"
-
-
-def _key(suite: Suite, table: str) -> tuple[str, ...]:
-    return next((b.key for b in suite.batches if b.name == table and b.key), ())
-
-
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
     return con.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
@@ -180,7 +173,7 @@ def _write_serving(
             (n,) = con.execute(f"INSERT INTO {target} {fresh}", [since]).fetchone()
             # Rows that left the marts (a full refresh without them, say) are not in the delta:
             # only a serving table with the audited fingerprint counts as published.
-            if table_fingerprint(con, target) == fingerprint:
+            if table_fingerprint(con, target, key) == fingerprint:
                 return f"{n} rows replaced"
     con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}")
     return "copied"
