@@ -1,6 +1,9 @@
 -- The terms each subscription item was contracted on, from when to when; see the mrr doc
 -- block. Invoice lines are the history (each bills the item as it stood when its period
 -- began); an item never invoiced falls back to its current terms.
+-- A table, not a view: its key and relationship tests and int_subscription_items_monthly
+-- each computed it again (3 s of every run at `large`).
+{{ config(materialized='table') }}
 
 with lines as (
     select * from {{ ref('stg_stripe__invoice_lines') }}
