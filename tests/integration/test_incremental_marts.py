@@ -27,7 +27,7 @@ CREDENTIALS = {
     "zendesk": {"email": DEMO_CREDENTIALS["zendesk_email"], "api_token": DEMO_CREDENTIALS["zendesk_api_token"]},
 }
 INCREMENTAL = {
-    "intermediate": ("int_usage_user_days", "int_usage_feature_days"),
+    "intermediate": ("int_usage_user_days",),
     "marts": ("usage_events", "feature_adoption_daily"),
 }
 # Bookkeeping of when a run wrote a row; everything else must match.

@@ -1,11 +1,10 @@
 -- Daily adoption of each product feature; see the feature_adoption doc block.
 --
--- Incremental by what changed: a run recomputes, whole, the days int_usage_feature_days wrote
--- since its last run (new and late calls, calls placed in another account or customer, days
--- the as-of instant has passed), and every day of a month whose paying customers changed
--- (paying_digest). A recomputed day counts from that day's rows of int_usage_feature_days
--- (its customers, per feature), never from the user-days again: billing changes reach back
--- into most months every day, usage does not.
+-- Incremental by what changed: a run recomputes, whole, the days of the user-days and usage
+-- events written since its last run (new and late calls, calls placed in another account or
+-- customer, days the as-of instant has passed), and every day of a month whose paying
+-- customers changed (paying_digest). Other days keep their rows.
+-- depends_on: {{ ref('usage_events') }}
 {{
     config(
         materialized='incremental',
@@ -17,7 +16,11 @@
 }}
 {% set incremental = is_incremental_with(['paying_digest', 'refreshed_at']) %}
 
-with paying as (
+with crosswalk as (
+    {{ customer_crosswalk('product', 'workspace_id') }}
+),
+
+paying as (
     select customer_id, month from {{ ref('mrr_by_customer_month') }}
 ),
 
@@ -37,7 +40,10 @@ eligible as (
     ),
 
     recompute as (
-        select activity_date from {{ ref('int_usage_feature_days') }}
+        select activity_date from {{ ref('int_usage_user_days') }}
+        where refreshed_at > (select refreshed_at from last_run)
+        union
+        select cast(occurred_at as date) from {{ ref('usage_events') }}
         where refreshed_at > (select refreshed_at from last_run)
         union
         select stored.activity_date
@@ -48,49 +54,82 @@ eligible as (
     ),
 {% endif %}
 
-feature_days as (
-    select * from {{ ref('int_usage_feature_days') }}
+used as (
+    -- Each user's features of each day (int_usage_user_days keeps only well-named ones).
+    select
+        user_days.activity_date,
+        unnest(user_days.features) as used,
+        user_days.user_id,
+        crosswalk.customer_id
+    from {{ ref('int_usage_user_days') }} as user_days
+    inner join crosswalk
+        on user_days.workspace_id = crosswalk.workspace_id
     {% if incremental %}
-        where activity_date in (select activity_date from recompute)
+        where user_days.activity_date in (select activity_date from recompute)
     {% endif %}
 ),
 
-customers_using as (
-    select activity_date, feature, unnest(customer_ids) as customer_id
-    from feature_days
+events as (
+    select activity_date, used.feature, used.events, user_id, customer_id
+    from used
 ),
 
--- A semi-join, not a join grouped after: grouping every customer-day joined to the paying
--- months fails at `large` in DuckDB 2.0.0 ("global dictionary column changed identity
--- after being seeded for dictionary caching").
-paying_using as (
-    select activity_date, feature, count(*) as paying_customers_using
-    from customers_using
-    where exists (
-            select 1 from paying
-            where
-                paying.customer_id = customers_using.customer_id
-                and paying.month = date_trunc('month', customers_using.activity_date)
-        )
+-- Counted in two steps, customers first and then whether each paid that month: one grouping
+-- of every event row joined to the paying months fails at `large` in DuckDB 2.0.0 ("global
+-- dictionary column changed identity after being seeded for dictionary caching").
+customer_features as (
+    select activity_date, feature, customer_id, sum(events) as events
+    from events
+    group by activity_date, feature, customer_id
+),
+
+users as (
+    select activity_date, feature, count(distinct user_id) as users_using
+    from events
     group by activity_date, feature
+),
+
+customers_using as (
+    select
+        customer_features.activity_date,
+        customer_features.feature,
+        count(distinct customer_features.customer_id) as customers_using,
+        count(distinct customer_features.customer_id) filter (where paying.customer_id is not null)
+            as paying_customers_using,
+        cast(sum(customer_features.events) as bigint) as events
+    from customer_features
+    left join paying
+        on customer_features.customer_id = paying.customer_id
+        and paying.month = date_trunc('month', customer_features.activity_date)
+    group by customer_features.activity_date, customer_features.feature
+),
+
+usage as (
+    select
+        customers_using.activity_date,
+        customers_using.feature,
+        customers_using.customers_using,
+        customers_using.paying_customers_using,
+        users.users_using,
+        customers_using.events
+    from customers_using
+    inner join users
+        on customers_using.activity_date = users.activity_date
+        and customers_using.feature = users.feature
 )
 
 select
-    feature_days.activity_date,
-    feature_days.feature,
-    split_part(feature_days.feature, '.', 1) as feature_area,
-    cast(len(feature_days.customer_ids) as bigint) as customers_using,
-    coalesce(paying_using.paying_customers_using, 0) as paying_customers_using,
-    feature_days.users_using,
-    feature_days.events,
+    usage.activity_date,
+    usage.feature,
+    split_part(usage.feature, '.', 1) as feature_area,
+    usage.customers_using,
+    usage.paying_customers_using,
+    usage.users_using,
+    usage.events,
     coalesce(eligible.eligible_customers, 0) as eligible_customers,
-    cast(coalesce(paying_using.paying_customers_using, 0) as double)
-    / nullif(eligible.eligible_customers, 0) as adoption_rate,
+    cast(usage.paying_customers_using as double) / nullif(eligible.eligible_customers, 0) as adoption_rate,
     eligible.paying_digest,
     {{ refreshed_at() }} as refreshed_at
-from feature_days
-left join paying_using
-    on feature_days.activity_date = paying_using.activity_date
-    and feature_days.feature = paying_using.feature
+from usage
 left join eligible
-    on eligible.month = date_trunc('month', feature_days.activity_date)
+    on eligible.month = date_trunc('month', usage.activity_date)
