@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -365,14 +366,33 @@ def _dagster_instance():
     return persistent_instance()
 
 
-def prepare_dbt(as_of: date | None = None) -> None:
+def prepare_dbt(as_of: date | None = None, background: bool = False) -> threading.Thread | None:
     """Parse the dbt project when its manifest is missing or older than its files, before the
     definitions are loaded (loading them runs nothing); given the day of the runs to come
-    (`as_of`), also when it was parsed for another day, so their dbt commands start from it."""
+    (`as_of`), also when it was parsed for another day, so their dbt commands start from it.
+
+    With `background`, a parse wanted only for the new day (the asset graph is current) runs
+    on a thread while the run loads its sources: the dbt step waits for it
+    (`prepare_for_run`). Returns that thread."""
     from orchestration.dbt_manifest import prepare, stale
 
-    if stale(as_of=as_of):
-        click.echo("Parsing the dbt project (dbt parse) ...")
+    if not stale(as_of=as_of):
+        return None
+    if background and not stale():
+        click.echo("Parsing the dbt project for the new day (dbt parse), while the sources load ...")
+        thread = threading.Thread(target=_parse_for_the_day, args=(as_of,), name="dbt parse", daemon=True)
+        thread.start()
+        return thread
+    click.echo("Parsing the dbt project (dbt parse) ...")
+    prepare(as_of=as_of)
+    return None
+
+
+def _parse_for_the_day(as_of: date | None) -> None:
+    from orchestration.dbt_manifest import prepare
+
+    # A parse that fails here fails again, with its cause, in the dbt step that needs it.
+    with contextlib.suppress(Exception):
         prepare(as_of=as_of)
 
 
@@ -413,12 +433,23 @@ def execute_spine_job(
 
     The console shows INFO and up by default: every Dagster event is DEBUG, which for a full
     run is a thousand lines that hide the summary; the UI keeps all of them either way."""
-    import dagster as dg
-
     cfg = settings()
     as_of = as_of or (cfg.as_of.isoformat() if cfg.as_of else None)
     # The day the run describes: the warehouse resource's, today (UTC) when none is set.
-    prepare_dbt(date.fromisoformat(as_of) if as_of else datetime.now(UTC).date())
+    parsing = prepare_dbt(date.fromisoformat(as_of) if as_of else datetime.now(UTC).date(), background=True)
+    try:
+        return _execute_spine_job(log_level, docs, as_of, vendors, full_refresh)
+    finally:
+        if parsing is not None:
+            parsing.join()  # the dbt step waited for it; a run that stopped before may not have
+
+
+def _execute_spine_job(
+    log_level: str, docs: bool, as_of: str | None, vendors: dict[str, dict[str, str]] | None, full_refresh: bool
+):
+    import dagster as dg
+
+    cfg = settings()
     from orchestration.definitions import defs
     from orchestration.run_recovery import PID_TAG, instance_for_terminal
 

@@ -189,6 +189,15 @@ def prepare(project: DbtProject = dbt_project, as_of: date | None = None) -> Pat
     return project.manifest_path
 
 
+def prepare_for_run(as_of: date, warehouse: Path, project: DbtProject = dbt_project) -> None:
+    """Before a run's first dbt command: the parse state for the run's day, when the run is on
+    the configured warehouse (the one the prepared parse serves). `spine run` starts that
+    parse in the background while the sources load; this waits for it (the parse lock), or
+    makes it when nobody did (a run launched from the UI on a new day)."""
+    if dbt_vars(as_of, warehouse) == _default_vars(as_of):
+        prepare(project, as_of)
+
+
 def manifest_path(project: DbtProject = dbt_project) -> Path:
     """The prepared manifest; a clear error, not a parse, when there is none."""
     if not project.manifest_path.exists():

@@ -23,7 +23,14 @@ from pydantic import Field
 
 from expectations.gx_engine import import_in_background
 from expectations.suites import SUITES
-from orchestration.dbt_manifest import dbt_project, dbt_vars, manifest_path, project_digest, vars_args
+from orchestration.dbt_manifest import (
+    dbt_project,
+    dbt_vars,
+    manifest_path,
+    prepare_for_run,
+    project_digest,
+    vars_args,
+)
 from orchestration.errors import first_line
 from orchestration.freshness_policies import mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
@@ -102,6 +109,7 @@ _PRODUCTION_BUILD = ["build", "--exclude-resource-type", "unit_test"]
 def dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtBuildConfig
 ):
+    prepare_for_run(warehouse.as_of_date(), warehouse.file)
     invocation = dbt.cli(
         [*_PRODUCTION_BUILD, *config.build_args(), *run_vars(warehouse, config.vars())],
         context=context,
