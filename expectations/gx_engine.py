@@ -89,6 +89,7 @@ def evaluate(
     incremental mart checks only the rows the mart's latest build wrote."""
     # Great Expectations takes seconds to import; only a validation needs it (see __init__).
     import great_expectations as gx  # noqa: PLC0415
+    import sqlalchemy as sa  # noqa: PLC0415  (imported with Great Expectations)
 
     from expectations import gx_duckdb  # noqa: PLC0415  (imports Great Expectations)
 
@@ -99,12 +100,19 @@ def evaluate(
     datasource: gx_duckdb.DuckDBDatasource = _context().data_sources.add_duckdb(
         name="warehouse",
         connection_string=f"duckdb:///{path}",
-        kwargs={"connect_args": {"read_only": True, "config": settings.config()}},
+        kwargs={
+            "connect_args": {"read_only": True, "config": settings.config()},
+            # One DuckDB connection for every query GX makes, its reflection of a batch's
+            # columns included: a batch's temporary table (`_materialized`) lives on it.
+            "poolclass": sa.pool.StaticPool,
+        },
     )
     try:
         outcomes = {}
-        for batch in batches:
+        for index, batch in enumerate(batches):
             query = render_sql(batch.sql, as_of, batch.written_last(whole_history))
+            if batch.materialize and not (batch.incremental and whole_history):
+                query = _materialized(datasource, f"spine_batch_{index}", query)
             gx_batch = (
                 datasource.add_query_asset(name=batch.name, query=query)
                 .add_batch_definition_whole_table("whole_table")
@@ -127,6 +135,32 @@ def evaluate(
         return outcomes
     finally:
         datasource.close()
+
+
+def _materialized(datasource: Any, name: str, query: str) -> str:
+    """The batch's rows computed once, into a temporary table of the validating connection
+    (DuckDB allows them on a read-only file), and the query that reads them back.
+
+    Great Expectations runs one query per metric, each over the batch's SQL: a batch whose
+    SQL joins or correlates (invoices against their charges and customers) was computed
+    again for each of its thirty-odd metrics. Left where they lie: a batch that says so
+    (`Batch.materialize`, a plain read of a large table) and an event history audited whole
+    (a full refresh, the Sunday run), whose copy would take the memory its size decides."""
+    import sqlalchemy as sa  # noqa: PLC0415  (imported with Great Expectations)
+
+    # The datasource's engine has one connection for its life (gx_duckdb): the queries GX
+    # runs for the batch see this connection's temporary tables.
+    with datasource.get_execution_engine().get_connection() as connection:
+        try:
+            connection.execute(sa.text(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}"))
+        except sa.exc.SQLAlchemyError:
+            # A batch whose SQL fails (a mart missing, a column renamed) is read where it lies:
+            # each of its checks then records the error, as without the copy.
+            connection.rollback()
+            return query
+        # Committed: GX rolls the connection back now and then, which would drop it.
+        connection.commit()
+    return f"select * from temp.{name}"
 
 
 def _context() -> Any:

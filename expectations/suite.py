@@ -124,6 +124,9 @@ class Batch:
     # value) in an audit of what changed, every row in a whole-history audit. Only row-level
     # checks belong in such a batch: a count or an aggregate would describe the slice.
     incremental: str | None = None
+    # Whether the validation computes the rows once (a temporary table) before its metrics run;
+    # False for a plain read of a large table, cheaper where it lies than copied.
+    materialize: bool = True
 
     def __post_init__(self) -> None:
         if not self.checks:
