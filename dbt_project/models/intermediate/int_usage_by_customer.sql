@@ -8,26 +8,46 @@ with crosswalk as (
     {{ customer_crosswalk('product', 'workspace_id') }}
 ),
 
-user_days as (
+-- The whole history is summed per workspace before it meets its customers: a sum and a max
+-- that need no user-day joined to a customer (joining every user-day first took 2.5 s at
+-- `large`, this 0.1 s). Only the last 60 days are counted user by user.
+workspace_totals as (
+    select
+        workspace_id,
+        sum(events) as events_total,
+        max(last_event_at) as last_seen_at
+    from {{ ref('int_usage_user_days') }}
+    group by workspace_id
+),
+
+lifetime as (
+    select
+        crosswalk.customer_id,
+        cast(sum(workspace_totals.events_total) as bigint) as events_total,
+        max(workspace_totals.last_seen_at) as last_seen_at
+    from workspace_totals
+    inner join crosswalk
+        on workspace_totals.workspace_id = crosswalk.workspace_id
+    group by crosswalk.customer_id
+),
+
+recent as (
     select crosswalk.customer_id, user_days.*
     from {{ ref('int_usage_user_days') }} as user_days
     inner join crosswalk
         on user_days.workspace_id = crosswalk.workspace_id
+    where user_days.activity_date >= {{ as_of_date() }} - interval 60 day
 ),
 
 activity as (
     select
         customer_id,
-        cast(sum(events) as bigint) as events_total,
         cast(sum(events) filter (where activity_date >= {{ as_of_date() }} - interval 30 day) as bigint) as events_30d,
-        cast(sum(events) filter (
-            where activity_date >= {{ as_of_date() }} - interval 60 day
-            and activity_date < {{ as_of_date() }} - interval 30 day
-        ) as bigint) as events_prev_30d,
+        cast(sum(events) filter (where activity_date < {{ as_of_date() }} - interval 30 day) as bigint)
+            as events_prev_30d,
         count(distinct user_id) filter (where activity_date >= {{ as_of_date() }} - interval 7 day) as active_users_7d,
-        count(distinct user_id) filter (where activity_date >= {{ as_of_date() }} - interval 30 day) as active_users_30d,
-        max(last_event_at) as last_seen_at
-    from user_days
+        count(distinct user_id) filter (where activity_date >= {{ as_of_date() }} - interval 30 day) as active_users_30d
+    from recent
     group by customer_id
 ),
 
@@ -35,21 +55,23 @@ features as (
     select customer_id, count(distinct feature) as features_used_30d
     from (
         select customer_id, unnest(features).feature as feature
-        from user_days
+        from recent
         where activity_date >= {{ as_of_date() }} - interval 30 day
     )
     group by customer_id
 )
 
 select
-    activity.customer_id,
-    activity.events_total,
+    lifetime.customer_id,
+    lifetime.events_total,
     coalesce(activity.events_30d, 0) as events_30d,
     coalesce(activity.events_prev_30d, 0) as events_prev_30d,
-    activity.active_users_7d,
-    activity.active_users_30d,
+    coalesce(activity.active_users_7d, 0) as active_users_7d,
+    coalesce(activity.active_users_30d, 0) as active_users_30d,
     coalesce(features.features_used_30d, 0) as features_used_30d,
-    activity.last_seen_at
-from activity
+    lifetime.last_seen_at
+from lifetime
+left join activity
+    on lifetime.customer_id = activity.customer_id
 left join features
-    on activity.customer_id = features.customer_id
+    on lifetime.customer_id = features.customer_id
