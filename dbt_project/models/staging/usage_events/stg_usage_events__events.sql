@@ -32,7 +32,8 @@ select
     {{ to_utc_timestamp('received_at') }} as received_at,
     format as event_format,
     _file_name as source_file_name,
-    _dlt_load_id as load_id
+    _dlt_load_id as load_id,
+    {{ refreshed_at() }} as refreshed_at
 from raw
 {% if is_incremental() %}
 -- The first delivery of a message stands: one staged before is not taken again.
