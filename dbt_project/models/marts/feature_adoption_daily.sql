@@ -90,12 +90,14 @@ users as (
 ),
 
 customers_using as (
+    -- Counted, not counted distinct: customer_features has one row per day, feature and
+    -- customer, and mrr_by_customer_month one per customer and month (both keys are tested),
+    -- so the join repeats no customer. A distinct count of nine million rows cost 4 s at `large`.
     select
         customer_features.activity_date,
         customer_features.feature,
-        count(distinct customer_features.customer_id) as customers_using,
-        count(distinct customer_features.customer_id) filter (where paying.customer_id is not null)
-            as paying_customers_using,
+        count(*) as customers_using,
+        count(*) filter (where paying.customer_id is not null) as paying_customers_using,
         cast(sum(customer_features.events) as bigint) as events
     from customer_features
     left join paying
