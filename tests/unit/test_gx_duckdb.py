@@ -218,3 +218,64 @@ def test_the_adapter_is_pinned_to_its_gx_version():
     from expectations import gx_duckdb
 
     assert gx.__version__ == gx_duckdb.GX_VERSION
+
+
+def test_a_batch_computed_once_gives_what_it_gives_where_it_lies(warehouse):
+    """A batch's rows go to a temporary table before GX's metric queries run over them: the
+    outcomes, samples included, are those of the batch read where it lies."""
+    sql = """
+        select t.id, t.email, t.role,
+            (select count(*) from marts.things as o where o.id = t.id) as copies
+        from marts.things as t
+    """
+    checks = (
+        check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1),
+        check("email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="email"),
+        check("once", "uniqueness", "blocking", "o", "expect_column_values_to_be_unique", "d", column="id"),
+        check(
+            "single",
+            "uniqueness",
+            "warning",
+            "o",
+            "expect_column_values_to_be_between",
+            "d",
+            column="copies",
+            max_value=1,
+        ),
+        check(
+            "crm_email",
+            "completeness",
+            "warning",
+            "o",
+            "expect_column_values_to_not_be_null",
+            "d",
+            column="email",
+            **where("role", "crm"),
+        ),
+    )
+    copied = evaluate(warehouse, [Batch("things", sql, checks, key=("id",))], AS_OF)["things"]
+    in_place = evaluate(warehouse, [Batch("things", sql, checks, key=("id",), materialize=False)], AS_OF)["things"]
+
+    def seen(outcome):
+        return (outcome.success, outcome.element_count, outcome.unexpected_count, sorted(map(str, outcome.sample)))
+
+    assert [seen(o) for o in copied] == [seen(o) for o in in_place]
+    assert [(o.unexpected_count, o.error) for o in copied] == [(0, None), (40, None), (4, None), (4, None), (20, None)]
+
+
+def test_an_audit_of_what_changed_checks_the_rows_written_last(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE SCHEMA marts; CREATE TABLE marts.events AS SELECT i AS id, "
+            "CASE WHEN i % 2 = 0 THEN NULL ELSE 'x' END AS name, "
+            "TIMESTAMP '2026-11-20' + INTERVAL (i >= 90) DAY AS refreshed_at FROM range(100) AS t(i)"
+        )
+    present = check("named", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="name")
+    batch = Batch("events", "select * from marts.events where $written_last", (present,), incremental="marts.events")
+    [slice_] = evaluate(path, [batch], AS_OF, whole_history=False)["events"]
+    [whole] = evaluate(path, [batch], AS_OF, whole_history=True)["events"]
+    assert (slice_.element_count, slice_.unexpected_count) == (10, 5)  # the ten rows of the last build
+    assert (whole.element_count, whole.unexpected_count) == (100, 50)
+    with pytest.raises(ValueError, match="go together"):
+        Batch("events", "select * from marts.events where $written_last", (present,))

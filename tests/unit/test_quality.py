@@ -17,7 +17,7 @@ from expectations import DIMENSIONS, SUITES
 from expectations.freshness_windows import MARTS, SOURCES
 from expectations.runner import mask, mask_email
 from expectations.suite import DEFAULT_ACTION, DEFAULT_CAUSES, check
-from quality.scorecard import band, score_results
+from quality.scorecard import band, render_markdown, score_results
 
 
 def _marts_in_dbt() -> set[str]:
@@ -183,6 +183,19 @@ def test_scores_are_means_banded_after_rounding():
     assert card["checks"] == {"total": 5, "failed": 3, "blocking_failed": 1}
     # Blocking first, then the lowest score first.
     assert [c["check"] for c in card["failing_checks"]] == ["uniqueness_2_100", "accuracy_0_0", "validity_8_100"]
+
+
+def test_a_check_of_the_rows_written_last_says_so():
+    sliced = {**_row("validity", 3, elements=50, entity="usage_event"), "rows_checked": "written last"}
+    card = score_results([sliced, _row("completeness", 2, entity="usage_event")])
+    failing = {c["check"]: c for c in card["entities"]["usage_event"]["failing_checks"]}
+    # Rows of an older release carry no rows_checked: they covered every row.
+    assert (failing["validity_3_50"]["rows_checked"], failing["completeness_2_100"]["rows_checked"]) == (
+        "written last",
+        "all",
+    )
+    digest = render_markdown(card)
+    assert "3 of 50 rows written last" in digest and "2 of 100 (" in digest
 
 
 def test_scorecard_overall_is_the_mean_of_entities():
