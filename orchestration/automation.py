@@ -48,7 +48,8 @@ FULL_HISTORY_TESTS_WEEKDAY = 6  # Sunday
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="The spine every morning at 06:00 UTC: loads, models, audits and publishes what the day "
-    "brought; on Sundays the data tests of the incremental models check their whole history.",
+    "brought; on Sundays the data tests of the incremental models, and the audit of the usage events, check "
+    "their whole history.",
 )
 def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     weekly = context.scheduled_execution_time.weekday() == FULL_HISTORY_TESTS_WEEKDAY
