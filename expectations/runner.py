@@ -128,7 +128,7 @@ def validate_all(
             audited[suite.entity] = fingerprints(con, suite)
         for batch in suite.batches:
             for check, outcome in zip(batch.checks, outcomes[batch.name], strict=True):
-                rows = WRITTEN_LAST if batch.incremental and not whole_history else ALL_ROWS
+                rows = WRITTEN_LAST if batch.sliced(whole_history) else ALL_ROWS
                 results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome, rows))
     write_results(warehouse_path, results, {(run_id, e): f for e, f in audited.items()})
     return results

@@ -134,9 +134,13 @@ class Batch:
         if (WRITTEN_LAST in self.sql) != (self.incremental is not None):
             raise ValueError(f"batch {self.name!r}: `{WRITTEN_LAST}` and `incremental` go together")
 
+    def sliced(self, whole_history: bool) -> bool:
+        """Whether an audit (of every row, or of what changed) checks only the rows written last."""
+        return self.incremental is not None and not whole_history
+
     def written_last(self, whole_history: bool) -> str:
         """The SQL condition `$written_last` stands for."""
-        if whole_history or self.incremental is None:
+        if not self.sliced(whole_history):
             return "true"
         return f"refreshed_at = (select max(refreshed_at) from {self.incremental})"
 
@@ -170,10 +174,9 @@ class Suite:
         """The key of a published mart (its batch's), empty when no batch names one."""
         return next((b.key for b in self.batches if b.name == table and b.key), ())
 
-    @property
-    def incremental(self) -> bool:
-        """Whether an audit of what changed checks some of its batches on a slice."""
-        return any(b.incremental for b in self.batches)
+    def sliced(self, whole_history: bool) -> bool:
+        """Whether the audit checks some of its batches on the rows written last."""
+        return any(b.sliced(whole_history) for b in self.batches)
 
     @property
     def dimensions(self) -> tuple[str, ...]:

@@ -34,6 +34,9 @@ FROM range(1, 1001) AS t(i);
 INSERT INTO marts.things SELECT * FROM marts.things WHERE id IN (7, 8);
 """
 ROWS = 1002
+# Checks several tests run.
+ROWS_CHECK = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1)
+EMAIL_CHECK = check("email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="email")
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +72,8 @@ def _batch(*checks, key=("id",)) -> Batch:
 def test_every_expectation_type_the_suites_use_runs_in_duckdb(warehouse):
     used = {c.expectation for s in SUITES.values() for c in s.checks}
     checks = (
-        check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1),
-        check("email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="email"),
+        ROWS_CHECK,
+        EMAIL_CHECK,
         check("email_null", "completeness", "warning", "o", "expect_column_values_to_be_null", "d", column="email"),
         check("unique", "uniqueness", "blocking", "o", "expect_column_values_to_be_unique", "d", column="id"),
         check(
@@ -190,8 +193,7 @@ def test_regex_searches_like_gx_everywhere_else(warehouse):
 
 
 def test_as_of_is_bound_in_the_sql(warehouse):
-    early = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1)
-    [outcome] = evaluate(warehouse, [_batch(early)], datetime(2026, 11, 20, 0, 10))["things"]
+    [outcome] = evaluate(warehouse, [_batch(ROWS_CHECK)], datetime(2026, 11, 20, 0, 10))["things"]
     assert outcome.observed_value == 11  # minutes 1..9, and the second copies of 7 and 8
     assert render_sql("with x as (select $as_of) select * from x", AS_OF).startswith("select * from (with x")
 
@@ -200,15 +202,14 @@ def test_a_failing_query_is_an_error_not_a_crash(warehouse):
     batch = Batch(
         "missing",
         "select * from marts.nowhere",
-        (check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1),),
+        (ROWS_CHECK,),
     )
     [outcome] = evaluate(warehouse, [batch], AS_OF)["missing"]
     assert not outcome.success and "nowhere" in outcome.error
 
 
 def test_the_file_is_released_for_a_writer(warehouse):
-    check_ = check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1)
-    evaluate(warehouse, [_batch(check_)], AS_OF)
+    evaluate(warehouse, [_batch(ROWS_CHECK)], AS_OF)
     # DuckDB refuses a read-write open while a read-only connection of this process is open.
     with duckdb.connect(str(warehouse)) as con:
         assert con.execute("select count(*) from marts.things").fetchone() == (ROWS,)
@@ -229,8 +230,8 @@ def test_a_batch_computed_once_gives_what_it_gives_where_it_lies(warehouse):
         from marts.things as t
     """
     checks = (
-        check("rows", "completeness", "blocking", "o", "expect_table_row_count_to_be_between", "d", min_value=1),
-        check("email", "completeness", "warning", "o", "expect_column_values_to_not_be_null", "d", column="email"),
+        ROWS_CHECK,
+        EMAIL_CHECK,
         check("once", "uniqueness", "blocking", "o", "expect_column_values_to_be_unique", "d", column="id"),
         check(
             "single",
