@@ -180,6 +180,7 @@ SHARED_RUNS = {
     "test_pipeline.py": "small company run",
     "test_quality_acceptance.py": "small company run",
     "test_wap.py": "small company run",
+    "test_reports.py": "small company run",
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }

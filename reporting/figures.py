@@ -1,0 +1,188 @@
+"""The figures a person checks first, read from `serving` for an as-of day.
+
+One definition of each figure serves every screen that shows it: the serving assets'
+metadata in Dagster, the summary `spine run` prints and the revenue report, so they agree.
+Each is documented on the dbt docs site (`doc('mrr')`, `doc('net_revenue_retention')`, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from expectations.runner import mask
+
+# Served columns that hold personal data: masked wherever rows are previewed.
+PERSONAL_COLUMNS = frozenset(
+    {"primary_contact_name", "primary_contact_email", "full_name", "email", "user_id", "anonymous_id", "subject"}
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float | int | None
+    label: str
+    unit: str = ""  # "usd", "ratio" or "" (a count)
+
+    def shown(self) -> str:
+        if self.value is None:
+            return "n/a"
+        if self.unit == "usd":
+            return f"${self.value:,.2f}"
+        if self.unit == "ratio":
+            return f"{self.value:.1%}"
+        return f"{self.value:,}"
+
+
+def as_of_month(con: duckdb.DuckDBPyConnection, as_of: date) -> date | None:
+    """The month the revenue figures describe: the as-of day's, or the latest month before it
+    that the bridge has (a company whose history ends earlier)."""
+    row = _one(con, "select max(month) from serving.mrr_bridge where month <= date_trunc('month', ?::date)", [as_of])
+    return row[0] if row else None
+
+
+def revenue(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    month = as_of_month(con, as_of)
+    row = (
+        _one(
+            con,
+            """
+        select b.closing_mrr, b.closing_arr, b.closing_customers, b.churned_customers, b.churned_mrr,
+               r.net_revenue_retention, r.gross_revenue_retention, r.logo_churn_rate
+        from serving.mrr_bridge b left join serving.revenue_retention r using (month)
+        where b.month = ?
+        """,
+            [month],
+        )
+        or (None,) * 8
+    )
+    mrr, arr, customers, churned, churned_mrr, nrr, grr, logo_churn = row
+    return [
+        Figure("mrr", _num(mrr), "MRR", "usd"),
+        Figure("arr", _num(arr), "ARR", "usd"),
+        Figure("paying_customers", _int(customers), "paying customers"),
+        Figure("nrr", _num(nrr), "NRR (12 months)", "ratio"),
+        Figure("grr", _num(grr), "GRR (12 months)", "ratio"),
+        Figure("churned_customers", _int(churned), "customers churned this month"),
+        Figure("churned_mrr", _num(churned_mrr), "MRR churned this month", "usd"),
+        Figure("logo_churn_rate", _num(logo_churn), "logo churn this month", "ratio"),
+    ]
+
+
+def customer(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    accounts, active, at_risk = _one(
+        con,
+        """
+        select count(*), count(*) filter (status = 'active'),
+               count(*) filter (churn_risk in ('medium', 'high'))
+        from serving.customers
+        """,
+    )
+    return [
+        Figure("customers", _int(accounts), "customers (every account)"),
+        Figure("active_customers", _int(active), "active customers"),
+        Figure("customers_at_risk", _int(at_risk), "customers at medium or high churn risk"),
+    ]
+
+
+def ticket(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    open_tickets, urgent = _one(
+        con,
+        "select count(*) filter (is_open), count(*) filter (is_open and priority = 'urgent') "
+        "from serving.ticket_metrics",
+    )
+    return [
+        Figure("open_tickets", _int(open_tickets), "open tickets"),
+        Figure("open_urgent_tickets", _int(urgent), "open urgent tickets"),
+    ]
+
+
+def usage_event(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    events, active = _one(
+        con,
+        """
+        select count(*),
+               count(distinct customer_id) filter (
+                   is_product_event and occurred_at >= ?::date - interval 30 day and occurred_at < ?::date)
+        from serving.usage_events
+        """,
+        [as_of, as_of],
+    )
+    return [
+        Figure("events", _int(events), "usage events"),
+        Figure("active_accounts_30d", _int(active), "customers active in the last 30 days"),
+    ]
+
+
+def invoice(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    (invoices,) = _one(con, "select count(*) from serving.invoices")
+    return [Figure("invoices", _int(invoices), "invoices")]
+
+
+def contact(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    (contacts,) = _one(con, "select count(*) from serving.contacts")
+    return [Figure("contacts", _int(contacts), "contacts")]
+
+
+# The figures of each served entity (an audit suite's entity).
+BY_ENTITY = {
+    "customer": customer,
+    "revenue": revenue,
+    "ticket": ticket,
+    "usage_event": usage_event,
+    "invoice": invoice,
+    "contact": contact,
+}
+
+
+def figures(con: duckdb.DuckDBPyConnection, entity: str, as_of: date) -> list[Figure]:
+    read = BY_ENTITY.get(entity)
+    return read(con, as_of) if read else []
+
+
+def headline(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    """What the end of a run shows first: customers, MRR, ARR, NRR and this month's churn."""
+    by_name = {f.name: f for f in [*revenue(con, as_of), *customer(con, as_of)]}
+    names = ("active_customers", "mrr", "arr", "nrr", "churned_customers", "churned_mrr")
+    return [by_name[n] for n in names]
+
+
+def preview(con: duckdb.DuckDBPyConnection, table: str, order_by: str | None = None, limit: int = 5) -> str:
+    """The first rows of a served table as a Markdown table, personal data masked."""
+    relation = con.table(f"serving.{table}")
+    if order_by:
+        relation = relation.order(order_by)
+    relation = relation.limit(limit)
+    columns = relation.columns
+    rows = relation.fetchall()
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [_cell(mask(v) if c in PERSONAL_COLUMNS else v) for c, v in zip(columns, row, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
+    """The first row of a query, its result consumed (DuckDB holds a connection's unfinished result)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = f"{value:,.2f}" if isinstance(value, float) else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
