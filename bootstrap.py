@@ -51,8 +51,13 @@ def setup() -> None:
     print("Installing locked dependencies (uv sync --frozen) ...", flush=True)
     # Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set (common in CI and
     # containers) every process would otherwise recompile what it imports, seconds each time.
+    # The project itself is installed again each time: its editable install lists its
+    # packages, so one added since the last setup would not import otherwise.
     run(
-        [BIN / "uv", "sync", "--frozen", "--all-groups", "--compile-bytecode", "--python", BIN / "python", "--quiet"],
+        [
+            *(BIN / "uv", "sync", "--frozen", "--all-groups", "--compile-bytecode", "--reinstall-package"),
+            *("data-spine", "--python", BIN / "python", "--quiet"),
+        ],
         env=env,
     )
 

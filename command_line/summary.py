@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 
 import click
 import duckdb
 
+from command_line.known_defects import KnownDefects
 from connectors.pipelines import DATASETS
 from connectors.quarantine import TABLE as QUARANTINE
 from data_spine.settings import settings
+from expectations.runner import RESULTS_TABLE
 from orchestration.errors import first_line_of
 
 # dbt assets are keyed `<layer>/<model>` (orchestration/transformation.py).
@@ -30,9 +33,9 @@ def raw_row_counts(warehouse) -> dict[str, dict[str, int]]:
     return counts
 
 
-def print_alerts(done, raised: str = "raised this run") -> None:
+def print_alerts(done, raised: str = "raised this run", known: KnownDefects | None = None) -> None:
     """What a dispatch raised and, per channel, what it delivered and what is still owed: an
-    alert counts as sent only where it arrived."""
+    alert counts as sent only where it arrived. An alert a known defect explains says so."""
     from orchestration.resources import alerts_from_env
 
     store = alerts_from_env().store().path
@@ -40,18 +43,96 @@ def print_alerts(done, raised: str = "raised this run") -> None:
     click.echo(click.style(f"Alerts: {done.describe(raised)}", fg="yellow" if done.owed else None))
     for alert in done.raised:
         colour = "green" if alert.status == "resolved" else "red" if alert.severity == "critical" else "yellow"
-        click.echo(click.style(f"  {alert.status:<8} {alert.severity:<8} {alert.dataset}: {alert.what}", fg=colour))
+        explained = known.of_alert(alert.dataset, alert.what) if known else None
+        line = f"  {alert.status:<8} {alert.severity:<8} {alert.dataset}: {alert.what}"
+        click.echo(click.style(line, fg=colour) + (f" - {explained.label()}" if explained else ""))
     click.echo(f"  (log: {alerts_from_env().log_path}; deliveries owed and set aside: {store})")
 
 
-def print_summary(result, alerts, elapsed: float) -> None:
+def print_headline(warehouse, as_of: str | None) -> None:
+    """The numbers the platform exists for, from what consumers read (`serving`)."""
+    from reporting.figures import headline
+
+    day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            shown = {f.name: f for f in headline(con, day)}
+    except duckdb.Error as exc:  # nothing served yet (a first run that failed early)
+        click.echo(f"\nNo customer and revenue figures: {first_line_of(exc)}")
+        return
+    churned = shown["churned_customers"]
+    click.echo(f"\nCustomers and revenue as of {day.isoformat()} (serving):")
+    for label, value in (
+        ("active customers", shown["active_customers"].shown()),
+        ("MRR", shown["mrr"].shown()),
+        ("ARR", shown["arr"].shown()),
+        ("NRR, 12 months", shown["nrr"].shown()),
+        ("churned this month", f"{churned.shown()} customers, {shown['churned_mrr'].shown()} MRR"),
+    ):
+        click.echo(f"  {label:<19} {value}")
+
+
+def failing_checks(warehouse, run_id: str) -> list[dict]:
+    """The expectations a run's audits found failing, worst first."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        cursor = con.execute(
+            f"""
+            select entity, check_name, severity, unexpected_count, element_count
+            from {RESULTS_TABLE} where run_id = ? and not success
+            order by severity = 'blocking' desc, entity, check_name
+            """,
+            [run_id],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def print_checks(result, warehouse, known: KnownDefects) -> None:
+    checks = result.get_asset_check_evaluations()
+    failed = [c for c in checks if not c.passed]
+    click.echo(
+        f"Asset checks: {len(checks)} run, {len(checks) - len(failed)} passed, {len(failed)} failed"
+        + ("; what failed, expectation by expectation:" if failed else "")
+    )
+    unexplained = 0
+    for c in failed:
+        if c.asset_key.path[0] == "audit":
+            continue  # told expectation by expectation below
+        explained = known.of_dbt_test(c.check_name)
+        unexplained += explained is None
+        click.echo(
+            f"  {c.severity.value.lower():<8} dbt {c.asset_key.to_user_string()} / {c.check_name}"
+            + (f" - {explained.label()}" if explained else "")
+        )
+    if warehouse.exists():
+        for row in failing_checks(warehouse, result.run_id):
+            explained = known.of_check(row["entity"], row["check_name"])
+            unexplained += explained is None or explained.differs(row["unexpected_count"])
+            found = f"{row['unexpected_count'] or 0:,} of {row['element_count'] or 0:,}"
+            click.echo(
+                f"  {row['severity']:<8} {row['entity']} / {row['check_name']}: {found}"
+                + (f" - {explained.label(row['unexpected_count'])}" if explained else "")
+            )
+    if failed and known:
+        if unexplained:
+            click.echo(click.style(f"  {unexplained} of these are not the sample company's known defects", fg="red"))
+        else:
+            click.echo("  every failure above is one of the sample company's known defects (spine run --clean: none)")
+
+
+def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) -> None:
+    """What a run built, headline numbers first; `manifest`: the sample company's, whose known
+    defects explain the failures they cause."""
     cfg = settings()
+    known = KnownDefects(manifest)
     status = click.style("succeeded", fg="green") if result.success else click.style("FAILED", fg="red")
     click.echo(f"\nspine_job {status} in {elapsed:.0f}s (Dagster run {result.run_id})")
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         message = first_line_of(error) if error else "no error recorded"
         click.echo(click.style(f"  step {event.step_key} failed: ", fg="red") + message)
+    if cfg.warehouse.exists():
+        print_headline(cfg.warehouse, (manifest or {}).get("as_of") or (cfg.as_of and cfg.as_of.isoformat()))
 
     if cfg.warehouse.exists():
         click.echo(f"\nRows loaded per source ({cfg.warehouse}):")
@@ -69,18 +150,12 @@ def print_summary(result, alerts, elapsed: float) -> None:
     for key in materialized:
         if len(key.path) == 2 and key.path[0] in DBT_LAYERS:
             layers.setdefault(key.path[0], []).append(key.path[1])
-    checks = result.get_asset_check_evaluations()
-    failed = [c for c in checks if not c.passed]
     built = ", ".join(f"{layer} {len(layers[layer])}" for layer in DBT_LAYERS if layer in layers)
     click.echo(f"\nAssets materialized: {len(materialized)}; dbt models and seeds built: {built or 'none'}")
-    if layers.get("marts"):
-        click.echo(f"  marts: {', '.join(sorted(layers['marts']))}")
     served = sorted(key.path[1] for key in materialized if key.path[0] == "serving")
     if served:
         click.echo(f"  published to serving after their audit: {len(served)} tables")
-    click.echo(f"Asset checks: {len(checks)} run, {len(checks) - len(failed)} passed, {len(failed)} failed")
-    for c in failed:
-        click.echo(f"  failed: {c.asset_key.to_user_string()} / {c.check_name} ({c.severity.value})")
+    print_checks(result, cfg.warehouse, known)
 
     scorecard_path = cfg.reports_dir / "scorecard.json"
     if scorecard_path.exists():
@@ -96,13 +171,15 @@ def print_summary(result, alerts, elapsed: float) -> None:
             error = event.step_failure_data.error
             click.echo(click.style(f"  {first_line_of(error) if error else event.step_key}", fg="red"))
 
-    print_alerts(alerts)
+    print_alerts(alerts, known=known)
 
     click.echo("\nReports:")
     for label, path in (
         ("scorecard", cfg.reports_dir / "scorecard.html"),
         ("scorecard data", scorecard_path),
         ("scorecard digest", cfg.reports_dir / "scorecard.md"),
+        ("revenue report", cfg.reports_dir / "revenue.html"),
+        ("GX Data Docs", cfg.reports_dir / "gx_data_docs" / "index.html"),
         ("dbt docs", cfg.reports_dir / "dbt_docs" / "index.html"),
         ("warehouse", cfg.warehouse),
     ):

@@ -12,7 +12,8 @@ from connectors.http import explain
 from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
 from connectors.usage_events import rejected_dir, rejected_files
 from data_spine.settings import settings
-from orchestration.freshness_policies import source_policy
+from expectations.freshness_windows import SOURCES
+from orchestration.freshness_policies import how_judged, source_policy
 from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
 from quality.alert_conditions import OK, rejected_file_condition
 
@@ -32,7 +33,8 @@ class RawTableTranslator(DagsterDltTranslator):
             group_name="ingestion",
             freshness_policy=source_policy(source),
             kinds={"dlt", "duckdb"},
-            description=f"Raw `{data.resource.name}` from {source}, loaded by dlt into `{DATASETS[source]}`.",
+            description=f"Raw `{data.resource.name}` from {source}, loaded by dlt into `{DATASETS[source]}`."
+            + how_judged(SOURCES[source]),
         )
 
 

@@ -31,6 +31,7 @@ from orchestration.transformation import DbtBuildConfig, dbt_models
 from quality.alert_conditions import audit_conditions
 from quality.publishing import NotAudited, publish
 from quality.scorecard import build_scorecard, entity_score
+from reporting.figures import served_metadata
 
 
 def audit_key(suite: Suite) -> dg.AssetKey:
@@ -165,20 +166,41 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
                 allow_retries=False,
             )
         context.log.info(decision.describe())
-        for table, rows in decision.row_counts.items():
-            if dg.AssetKey(["serving", table]) not in context.selected_asset_keys:
-                continue
+        tables = [t for t in decision.row_counts if dg.AssetKey(["serving", t]) in context.selected_asset_keys]
+        shown = _served_figures(warehouse, suite.entity, tables)
+        for table in tables:
             yield dg.MaterializeResult(
                 asset_key=["serving", table],
                 metadata={
-                    "dagster/row_count": rows,
+                    "dagster/row_count": decision.row_counts[table],
                     "published_from_run": decision.run_id,
                     "written": decision.written.get(table, "copied"),
                     "table": f"serving.{table}",
+                    **shown[table],
                 },
             )
 
     return _asset
+
+
+def _served_figures(warehouse: WarehouseResource, entity: str, tables: list[str]) -> dict[str, dict]:
+    """Per served table, the figures a person checks (numeric, so the UI plots them over runs)
+    and a Markdown preview of its first rows, personal data masked."""
+    as_of = warehouse.as_of_date()
+    with duckdb.connect(str(warehouse.file)) as con:
+        served = {table: served_metadata(con, entity, table, as_of) for table in tables}
+    return {
+        table: {
+            **{name: _number(value) for name, value in shown.items() if name != "preview"},
+            "as_of": as_of.isoformat(),
+            "preview": dg.MetadataValue.md(shown["preview"]),
+        }
+        for table, shown in served.items()
+    }
+
+
+def _number(value: int | float) -> dg.MetadataValue:
+    return dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(value)
 
 
 audit_assets = [_audit(suite) for suite in SUITES.values()]

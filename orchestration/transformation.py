@@ -21,8 +21,10 @@ from dagster_dbt import (
 )
 from pydantic import Field
 
+from expectations.freshness_windows import MARTS as MARTS_FRESHNESS
 from expectations.gx_engine import import_in_background
 from expectations.suites import SUITES
+from orchestration.console import dbt_console
 from orchestration.dbt_manifest import (
     dbt_project,
     dbt_vars,
@@ -32,7 +34,7 @@ from orchestration.dbt_manifest import (
     vars_args,
 )
 from orchestration.errors import first_line
-from orchestration.freshness_policies import mart_policy
+from orchestration.freshness_policies import how_judged, mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
 from quality.publishing import hold_unbuilt
 
@@ -42,7 +44,11 @@ class SpineDbtTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
         if props["resource_type"] == "model" and props.get("fqn", [])[1:2] == ["marts"]:
-            return spec.replace_attributes(freshness_policy=mart_policy(props["name"]))
+            window = MARTS_FRESHNESS.get(props["name"])
+            return spec.replace_attributes(
+                freshness_policy=mart_policy(props["name"]),
+                description=(spec.description or "") + (how_judged(window) if window else ""),
+            )
         return spec
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
@@ -118,7 +124,8 @@ def dbt_models(
     # This process waits on dbt from here: the audits that follow (the job's executor runs every
     # step in this process) take their library's import now.
     import_in_background()
-    yield from invocation.stream()
+    with dbt_console("dbt build", context.run.run_config):
+        yield from invocation.stream()
     if invocation.is_successful():
         return
     error = invocation.get_error()
@@ -241,13 +248,16 @@ MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
     "regenerated only when the dbt project, its vars (the daily as-of date aside) or the warehouse's "
     "tables and columns changed.",
 )
-def dbt_docs(dbt: DbtCliResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def dbt_docs(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     target = Path(warehouse.reports_dir) / "dbt_docs" / "index.html"
     stamp = target.with_name("source.sha256")
     source = _docs_source(warehouse)
     unchanged = target.exists() and stamp.exists() and stamp.read_text() == source
     if not unchanged:
-        invocation = dbt.cli(["docs", "generate", "--static", *run_vars(warehouse)]).wait()
+        with dbt_console("dbt docs", context.run.run_config):
+            invocation = dbt.cli(["docs", "generate", "--static", *run_vars(warehouse)]).wait()
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(invocation.target_path / "static_index.html", target)
         stamp.write_text(source)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -70,6 +71,25 @@ def revenue(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
         Figure("churned_customers", _int(churned), "customers churned this month"),
         Figure("churned_mrr", _num(churned_mrr), "MRR churned this month", "usd"),
         Figure("logo_churn_rate", _num(logo_churn), "logo churn this month", "ratio"),
+    ]
+
+
+def bridge(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+    """The as-of month's MRR bridge, in its order: opening, the five movements, closing. Losses
+    are positive amounts, as served (`doc('revenue_movements')`)."""
+    columns = {
+        "opening_mrr": "opening MRR",
+        "new_mrr": "new",
+        "expansion_mrr": "expansion",
+        "reactivation_mrr": "reactivation",
+        "contraction_mrr": "contraction",
+        "churned_mrr": "churn",
+        "closing_mrr": "closing MRR",
+    }
+    row = _one(con, f"select {', '.join(columns)} from serving.mrr_bridge where month = ?", [as_of_month(con, as_of)])
+    values = row or (None,) * len(columns)
+    return [
+        Figure(name, _num(value), label, "usd") for (name, label), value in zip(columns.items(), values, strict=True)
     ]
 
 
@@ -151,12 +171,46 @@ def headline(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
     return [by_name[n] for n in names]
 
 
-def preview(con: duckdb.DuckDBPyConnection, table: str, order_by: str | None = None, limit: int = 5) -> str:
+# What a preview of a served table shows first: the columns a person reads, in which order.
+# A table not named here shows its first columns in no order.
+PREVIEWS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "customers": (
+        ("company_name", "status", "plan_tier", "mrr", "health_score", "churn_risk", "primary_contact_email"),
+        "mrr desc nulls last, customer_id",
+    ),
+    "mrr_bridge": (
+        ("month", "opening_mrr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "closing_mrr"),
+        "month desc",
+    ),
+    "revenue_retention": (
+        ("month", "net_revenue_retention", "gross_revenue_retention", "logo_churn_rate"),
+        "month desc",
+    ),
+    "mrr_by_customer_month": (("month", "customer_id", "mrr", "arr"), "month desc, mrr desc, customer_id"),
+    "revenue_movements": (("month", "customer_id", "movement", "mrr_change"), "month desc, abs(mrr_change) desc"),
+    "ticket_metrics": (("ticket_id", "status", "priority", "subject", "created_at"), "created_at desc, ticket_id"),
+    "support_backlog_daily": (
+        ("activity_date", "tickets_opened", "tickets_solved", "open_tickets"),
+        "activity_date desc",
+    ),
+    "usage_events": (("received_at", "customer_id", "event_type", "event_name", "user_id"), "received_at desc"),
+    "feature_adoption_daily": (
+        ("activity_date", "feature", "customers_using", "adoption_rate"),
+        "activity_date desc, customers_using desc",
+    ),
+    "invoices": ((), None),
+    "contacts": (("contact_role", "full_name", "email", "customer_id"), None),
+}
+PREVIEW_COLUMNS = 8
+
+
+def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> str:
     """The first rows of a served table as a Markdown table, personal data masked."""
+    columns, order_by = PREVIEWS.get(table, ((), None))
     relation = con.table(f"serving.{table}")
     if order_by:
         relation = relation.order(order_by)
-    relation = relation.limit(limit)
+    relation = relation.select(*(columns or relation.columns[:PREVIEW_COLUMNS])).limit(limit)
     columns = relation.columns
     rows = relation.fetchall()
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -164,6 +218,14 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, order_by: str | None = N
         cells = [_cell(mask(v) if c in PERSONAL_COLUMNS else v) for c, v in zip(columns, row, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def served_metadata(con: duckdb.DuckDBPyConnection, entity: str, table: str, as_of: date) -> dict[str, Any]:
+    """What a served table's materialization shows in the Dagster UI: its entity's figures
+    (numbers, so the UI plots them over runs) and a preview of its first rows."""
+    shown: dict[str, Any] = {f"{f.name}": f.value for f in figures(con, entity, as_of) if f.value is not None}
+    shown["preview"] = preview(con, table)
+    return shown
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
@@ -175,7 +237,7 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    text = f"{value:,.2f}" if isinstance(value, float) else str(value)
+    text = f"{value:,.2f}" if isinstance(value, float | Decimal) else str(value)
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= 40 else text[:39] + "…"
 

@@ -32,6 +32,48 @@ DUPLICATE_ID_BASE = 18_000_001
 ORPHAN_ORGANIZATION_BASE = 370_000_001
 
 
+# The check each injected defect class trips, and counts exactly: (manifest entity, defect
+# class) -> (audit suite, check name). A run of the sample company with its defects fails these
+# checks, and only these, by as many records as the manifest lists.
+CHECKS_TRIPPED = {
+    ("hubspot.companies", "crm_arr_mismatch"): ("customer", "crm_arr_matches_billing"),
+    ("hubspot.companies", "crm_status_mismatch"): ("customer", "crm_status_matches_billing"),
+    ("hubspot.companies", "duplicate_company"): ("customer", "crm_company_not_duplicated"),
+    ("hubspot.companies", "missing_required_field"): ("customer", "crm_company_required_fields"),
+    ("hubspot.contacts", "future_timestamp"): ("contact", "contact_created_not_in_future"),
+    ("hubspot.contacts", "invalid_email"): ("contact", "crm_contact_email_valid"),
+    ("hubspot.contacts", "missing_email"): ("contact", "crm_contact_email_present"),
+    ("stripe.customers", "invalid_email"): ("contact", "billing_email_valid"),
+    ("stripe.customers", "missing_email"): ("contact", "billing_email_present"),
+    ("stripe.customers", "missing_required_field"): ("contact", "billing_name_present"),
+    ("usage.events", "future_timestamp"): ("usage_event", "event_not_in_future"),
+    ("usage.events", "late_event"): ("usage_event", "events_arrive_on_time"),
+    ("usage.events", "malformed_event_name"): ("usage_event", "event_name_follows_convention"),
+    ("zendesk.tickets", "missing_required_field"): ("ticket", "ticket_subject_present"),
+    ("zendesk.tickets", "orphan_ticket"): ("ticket", "ticket_organization_known"),
+}
+# What else a defect class trips, not counted per record: checks whose failure it explains,
+# dbt tests (by name prefix) and the datasets whose freshness alerts it raises.
+ALSO_TRIPPED = {
+    ("zendesk.tickets", "orphan_ticket"): {
+        "dbt_tests": ("relationships_stg_zendesk__tickets_organization_id",),
+    },
+    # A customer's primary contact is one of its contacts, mistyped email included.
+    ("hubspot.contacts", "invalid_email"): {"checks": (("customer", "primary_contact_email_valid"),)},
+    ("stripe.customers", "invalid_email"): {"checks": (("customer", "primary_contact_email_valid"),)},
+    ("usage.events", "stale_feed"): {
+        # A stopped feed is counted in days without deliveries, and leaves the event marts stale.
+        "checks": (
+            ("usage_event", "events_received_every_day"),
+            ("usage_event", "source_usage_events_fresh"),
+            ("usage_event", "mart_usage_events_fresh"),
+            ("usage_event", "mart_feature_adoption_daily_fresh"),
+        ),
+        "datasets": ("usage_events", "feature_adoption_daily"),
+    },
+}
+
+
 @dataclass(frozen=True)
 class DefectRates:
     """Share of the eligible records that get each defect.

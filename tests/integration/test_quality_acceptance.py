@@ -19,25 +19,9 @@ import pytest
 from data_spine.settings import PROJECT_ROOT, settings
 from expectations import DIMENSIONS, SUITES
 from expectations.runner import RESULTS_TABLE
+from sample_company.defects import CHECKS_TRIPPED
 
-# (manifest entity, defect class) -> (suite, check) that must count it exactly.
-DEFECT_CHECKS = {
-    ("hubspot.companies", "crm_arr_mismatch"): ("customer", "crm_arr_matches_billing"),
-    ("hubspot.companies", "crm_status_mismatch"): ("customer", "crm_status_matches_billing"),
-    ("hubspot.companies", "duplicate_company"): ("customer", "crm_company_not_duplicated"),
-    ("hubspot.companies", "missing_required_field"): ("customer", "crm_company_required_fields"),
-    ("hubspot.contacts", "future_timestamp"): ("contact", "contact_created_not_in_future"),
-    ("hubspot.contacts", "invalid_email"): ("contact", "crm_contact_email_valid"),
-    ("hubspot.contacts", "missing_email"): ("contact", "crm_contact_email_present"),
-    ("stripe.customers", "invalid_email"): ("contact", "billing_email_valid"),
-    ("stripe.customers", "missing_email"): ("contact", "billing_email_present"),
-    ("stripe.customers", "missing_required_field"): ("contact", "billing_name_present"),
-    ("usage.events", "future_timestamp"): ("usage_event", "event_not_in_future"),
-    ("usage.events", "late_event"): ("usage_event", "events_arrive_on_time"),
-    ("usage.events", "malformed_event_name"): ("usage_event", "event_name_follows_convention"),
-    ("zendesk.tickets", "missing_required_field"): ("ticket", "ticket_subject_present"),
-    ("zendesk.tickets", "orphan_ticket"): ("ticket", "ticket_organization_known"),
-}
+DEFECT_CHECKS = CHECKS_TRIPPED
 # A stopped feed is counted in days without deliveries.
 STALE_FEED_CHECK = ("usage_event", "events_received_every_day")
 
