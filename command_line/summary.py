@@ -13,7 +13,7 @@ from connectors.pipelines import DATASETS
 from connectors.quarantine import TABLE as QUARANTINE
 from data_spine.settings import settings
 from expectations.runner import RESULTS_TABLE
-from orchestration.errors import first_line_of
+from orchestration.errors import first_line, first_line_of
 
 # dbt assets are keyed `<layer>/<model>` (orchestration/transformation.py).
 DBT_LAYERS = ("seeds", "staging", "intermediate", "marts")
@@ -58,7 +58,7 @@ def print_headline(warehouse, as_of: str | None) -> None:
         with duckdb.connect(str(warehouse), read_only=True) as con:
             shown = {f.name: f for f in headline(con, day)}
     except duckdb.Error as exc:  # nothing served yet (a first run that failed early)
-        click.echo(f"\nNo customer and revenue figures: {first_line_of(exc)}")
+        click.echo(f"\nNo customer and revenue figures: {first_line(str(exc))}")
         return
     churned = shown["churned_customers"]
     click.echo(f"\nCustomers and revenue as of {day.isoformat()} (serving):")

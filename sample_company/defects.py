@@ -131,6 +131,9 @@ class DefectRates:
         return rates
 
 
+DEFECT_NAMES = tuple(f.name for f in fields(DefectRates))
+
+
 def _choose(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.ndarray:
     """Sorted positions of ceil(rate x eligible) of the eligible rows (a boolean mask)."""
     candidates = np.flatnonzero(eligible)

@@ -181,6 +181,8 @@ SHARED_RUNS = {
     "test_quality_acceptance.py": "small company run",
     "test_wap.py": "small company run",
     "test_reports.py": "small company run",
+    "test_ask_the_warehouse.py": "small company run",
+    "test_served_figures.py": "small company run",
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import jsonschema
 from pipeline_runs import prepare, spine_env, spine_run
 
@@ -166,6 +167,34 @@ def _spine(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _reads_as_a_summary(output: str, data: Path) -> None:
+    """A run's output a person reads: short, colourless off a terminal, the customer and revenue
+    figures first (as served), every failure of the sample company's known defects marked so."""
+    assert len(output.splitlines()) < 120, output
+    assert "\x1b[" not in output
+    after = output.split("spine_job succeeded in", 1)[1].splitlines()[1:]
+    headline = [line for line in after if line.strip()][:6]
+    assert headline[0].startswith("Customers and revenue as of"), after[:8]
+    shown = dict(re.match(r"  (.+?)\s{2,}(.+)$", line).groups() for line in headline[1:])
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        mrr, arr = con.execute(
+            "select closing_mrr, closing_arr from serving.mrr_bridge order by month desc limit 1"
+        ).fetchall()[0]
+    assert (shown["MRR"], shown["ARR"]) == (f"${mrr:,.2f}", f"${arr:,.2f}")
+    assert re.fullmatch(r"\d+\.\d%", shown["NRR, 12 months"])
+    failing = [line for line in output.splitlines() if re.match(r"  (warn|warning|blocking|error) ", line)]
+    manifest = json.loads((data / "sources" / "manifest.json").read_text())
+    assert failing and all(" - expected (" in line for line in failing), failing
+    for line in failing:
+        defect, count, source = re.search(
+            r"expected \((\w+): ([\d,]+)(?: days without deliveries)? in ([\w.]+)\)", line
+        ).groups()
+        listed = manifest["defects"]["records"].get(source, {}).get(defect) or []
+        stopped = manifest["defects"]["stale_feeds"].get(source, {}).get("days")
+        assert int(count.replace(",", "")) == (stopped if defect == "stale_feed" else len(listed)), line
+    assert "every failure above is one of the sample company's known defects" in output
+
+
 def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_delivers_each_once(tmp_path):
     """The sample company's known defects raise alerts; Slack's URL points at a port where
     nothing listens, then at a stand-in that answers like Slack."""
@@ -183,6 +212,7 @@ def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_del
 
     spine_run(root, root / "spine_run.log", defects="default", env=env).wait(timeout=900)
     output = (root / "spine_run.log").read_text()
+    _reads_as_a_summary(output, root / "data")
     found = re.search(
         r"Alerts: (\d+) raised this run; log delivered \1; slack delivered 0, \1 owed since "
         r"(\d{4}-\d\d-\d\d \d\d:\d\d UTC) \(POST failed: connection refused\), "
