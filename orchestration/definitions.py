@@ -1,8 +1,9 @@
 """The one place the Dagster definitions are assembled, from the per-domain modules:
 
 ingestion (dlt) and its source monitors → transformation (dbt) → audit (Great Expectations)
-→ serving (write-audit-publish) → reports (scorecard, docs), plus the jobs, schedule and
-sensors in `automation` and the alerts sensor in `alerting`.
+→ serving (write-audit-publish) → reports (scorecard, docs; the revenue report in
+`reporting_assets`), plus the jobs, schedule and sensors in `automation` and the alerts sensor
+in `alerting`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from orchestration.console import concise_console_logger
 from orchestration.dbt_manifest import dbt_cli
 from orchestration.ingestion import ingestion_assets
 from orchestration.quality_assets import audit_assets, publish_assets, scorecard
+from orchestration.reporting_assets import revenue_report
 from orchestration.resources import VendorApisResource, alerts_from_env, quality_from_env, warehouse_from_env
 from orchestration.source_checks import source_monitors
 from orchestration.transformation import dbt_docs, dbt_models
 
 defs = dg.Definitions(
-    assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard],
+    assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard, revenue_report],
     asset_checks=source_monitors,
     jobs=[spine_job, usage_ingestion_job, scorecard_job],
     schedules=[daily_schedule],
