@@ -32,6 +32,7 @@ PHASES = (
     ("audit", ("audit__", "audit_")),
     ("publish", ("publish_",)),
     ("scorecard", ("scorecard",)),
+    ("revenue report", ("revenue_report",)),
 )
 
 

@@ -163,6 +163,10 @@ def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) 
 
         click.echo("\nData-quality scorecard:")
         click.echo(format_summary(json.loads(scorecard_path.read_text())))
+        click.echo(
+            "timeliness: how old the newest data is at the as-of time; the Dagster UI's freshness: how long "
+            "since each asset was last loaded or built (a feed that loads nothing new passes that, fails this)"
+        )
 
     held = [e for e in result.get_step_failure_events() if e.step_key.startswith("publish_")]
     if held:

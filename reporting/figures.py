@@ -2,7 +2,7 @@
 
 One definition of each figure serves every screen that shows it: the serving assets'
 metadata in Dagster, the summary `spine run` prints and the revenue report, so they agree.
-Each is documented on the dbt docs site (`doc('mrr')`, `doc('net_revenue_retention')`, ...).
+Each is documented on the dbt docs site (`doc('mrr')`, `doc('retention')`, `doc('health_score')`, ...).
 """
 
 from __future__ import annotations
