@@ -8,6 +8,7 @@ spine add-day    move the sample company on a day: changed records and a day of 
 spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
 spine alerts     announce what changed and deliver the alerts still owed to a channel
 spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
+spine docs       serve the dbt docs site and the reports it links (data/reports) over HTTP
 spine prepare    prepare the dbt manifest the Dagster definitions load
 """
 
@@ -558,6 +559,15 @@ def dev(port: int, dagster_args: tuple[str, ...]) -> None:
         click.echo(" ".join(cmd))
         with contextlib.suppress(KeyboardInterrupt):
             subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=False)
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to serve on (127.0.0.1).")
+def docs(port: int) -> None:
+    """Serve the dbt docs site and the reports it links (data/reports) on http://127.0.0.1:8080."""
+    from command_line.docs_site import serve
+
+    serve(settings().reports_dir, port)
 
 
 @main.command()

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlparse
+from urllib.request import url2pathname
 
 import duckdb
 import pytest
@@ -150,6 +152,39 @@ def test_reports_are_written(first_run):
     for mart in MARTS:
         assert f"model.data_spine.{mart}" in docs, mart
     assert "source.data_spine.stripe.invoices__lines__data" in docs
+
+
+# What the docs site shows once the browser has rendered it: the page it opens on, the heading
+# there and the reports its links open, as the browser resolves them.
+_DOCS_PROBE = """(() => JSON.stringify({
+  route: location.hash,
+  heading: document.querySelector('h1')?.innerText,
+  reports: [...document.querySelectorAll('a[href^="../"]')].map(a => a.href),
+}))()"""
+
+
+def test_docs_site_opens_on_the_overview_and_every_report_link_opens(first_run, dbt_manifest, tmp_path):
+    site = settings().reports_dir / "dbt_docs" / "index.html"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "tests" / "headless_browser.py"),
+            str(site),
+            str(tmp_path / "docs.png"),
+            _DOCS_PROBE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    page = json.loads(run.stdout.splitlines()[-1])["probe"]
+    assert (page["route"], page["heading"]) == ("#!/overview", "Data Spine")
+    # An exposure's link is on its own page of the site: resolved from the site as its link is.
+    exposures = [urljoin(site.as_uri(), e["url"]) for e in json.loads(dbt_manifest.read_text())["exposures"].values()]
+    links = [*page["reports"], *exposures]
+    assert page["reports"] and exposures
+    assert [link for link in links if not Path(url2pathname(urlparse(link).path)).is_file()] == []
 
 
 # The sample company's known defects (sample_company/defects.py) warn in the audits of the
