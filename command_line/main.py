@@ -8,6 +8,7 @@ spine add-day    move the sample company on a day: changed records and a day of 
 spine serve      serve the sample company's Stripe/HubSpot/Zendesk-style APIs
 spine alerts     announce what changed and deliver the alerts still owed to a channel
 spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
+spine sql        ask the warehouse: a query's result as a table, or a SQL prompt, read-only
 spine docs       serve the dbt docs site and the reports it links (data/reports) over HTTP
 spine prepare    prepare the dbt manifest the Dagster definitions load
 """
@@ -31,6 +32,8 @@ from command_line.interrupts import quiet_on_interrupt
 from data_spine.gc_tuning import freeze_loaded
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
 from data_spine.settings import PROJECT_ROOT, settings
+from sample_company.defects import DEFECT_NAMES
+from sample_company.presets import PRESETS
 
 
 def _use_persistent_dagster_home() -> Path:
@@ -140,7 +143,30 @@ def dlt_env(vendors: dict[str, dict[str, str]]) -> dict[str, str]:
     }
 
 
-@click.group(cls=ResourceErrorsGroup)
+class SpineGroup(ResourceErrorsGroup):
+    """`spine`'s commands: a wrong option or value ends in one line that names the valid
+    choices, and exit status 2, instead of click's usage block."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            outcome = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "spine"
+            click.echo(f"{command}: {exc.format_message()} (see {command} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # Without standalone mode click returns what a command returned, or an exit status.
+        sys.exit(outcome if isinstance(outcome, int) else 0)
+
+
+@click.group(cls=SpineGroup)
 def main() -> None:
     """Data Spine: one trusted view of a SaaS company's customers."""
     # A command reads the settings of the environment it is started in (in one process, a
@@ -149,7 +175,13 @@ def main() -> None:
 
 
 preset_option = click.option(
-    "--preset", default=lambda: settings().preset, show_default="small", help="Scale of the sample company."
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default=lambda: settings().preset,
+    show_default="small",
+    help="Scale of the sample company: "
+    + "; ".join(f"{p.name} {p.companies:,} companies, {p.usage_events:,} events" for p in PRESETS.values())
+    + " (env SPINE_PRESET).",
 )
 seed_option = click.option("--seed", type=int, default=lambda: settings().seed, show_default="42")
 as_of_option = click.option(
@@ -161,7 +193,7 @@ defects_option = click.option(
     show_default="default",
     metavar="SPEC",
     help="Known defects to inject: default, none (a clean company), or NAME=RATE,... overrides "
-    "(e.g. none,late_event=0.05); env SPINE_DEFECTS.",
+    f"(e.g. none,late_event=0.05) of {', '.join(DEFECT_NAMES)}; env SPINE_DEFECTS.",
 )
 clean_option = click.option("--clean", is_flag=True, help="A clean company without defects (same as --defects none).")
 variant_option = click.option(
@@ -174,8 +206,10 @@ variant_option = click.option(
     "rudderstack, snowplow), trials (yes, no), coupons (yes, no); env SPINE_VARIANT.",
 )
 port_option = click.option(
+    "--vendor-port",
     "--port",
-    type=int,
+    "port",
+    type=click.IntRange(0, 65535),
     default=lambda: settings().vendor_api_port,
     show_default="8765",
     help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
@@ -349,7 +383,7 @@ def run(
             dispatched = send_alerts()
             from command_line.summary import print_summary
 
-            print_summary(result, dispatched, elapsed=time.perf_counter() - started)
+            print_summary(result, dispatched, elapsed=time.perf_counter() - started, manifest=manifest)
             if not result.success:
                 check_run(result)  # a full disk, a locked warehouse: one line saying what to do
                 raise SystemExit(1)
@@ -483,13 +517,16 @@ def _execute_spine_job(
         ]
     # `execute_job`, not `execute_in_process`: the latter swaps in an executor of its own, and
     # the job's executor is what lets the entities a failure does not touch go on.
-    result = dg.execute_job(
-        dg.reconstructable(spine_job_definition),
-        instance,
-        run_config=run_config,
-        asset_selection=selection,
-        tags={PID_TAG: str(os.getpid())},
-    )
+    from orchestration.console import heartbeat
+
+    with heartbeat(click.echo):
+        result = dg.execute_job(
+            dg.reconstructable(spine_job_definition),
+            instance,
+            run_config=run_config,
+            asset_selection=selection,
+            tags={PID_TAG: str(os.getpid())},
+        )
     if instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.CANCELED:
         return result  # stopped by the user (Ctrl-C): nothing more to run
     if not result.success and scorecard_missing(instance, result.run_id):
@@ -539,10 +576,22 @@ def alerts() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@port_option
+@click.option(
+    "--vendor-port",
+    "port",
+    type=click.IntRange(0, 65535),
+    default=lambda: settings().vendor_api_port,
+    show_default="8765",
+    help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
+)
+@click.option(
+    "--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="Port of the Dagster UI."
+)
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
-def dev(port: int, dagster_args: tuple[str, ...]) -> None:
-    """Serve the vendor APIs and open the Dagster UI on http://127.0.0.1:3000."""
+def dev(port: int, ui_port: int, dagster_args: tuple[str, ...]) -> None:
+    """Serve the vendor APIs and open the Dagster UI on http://127.0.0.1:3000 (--ui-port).
+
+    Arguments after the options go to `dagster dev` as they are."""
     home = _use_persistent_dagster_home()
     try:
         from sample_company.generate import read_manifest
@@ -555,7 +604,10 @@ def dev(port: int, dagster_args: tuple[str, ...]) -> None:
         # `dagster dev` and the processes it starts read their settings from the environment.
         env = {**os.environ, "DAGSTER_HOME": str(home), **dlt_env(vendors)}
         env.setdefault("SPINE_AS_OF", as_of)
-        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *dagster_args]
+        if not _port_free(ui_port):
+            raise click.ClickException(f"port {ui_port} is in use; choose another with --ui-port")
+        workspace = str(PROJECT_ROOT / "workspace.yaml")
+        cmd = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "--port", str(ui_port), *dagster_args]
         click.echo(" ".join(cmd))
         with contextlib.suppress(KeyboardInterrupt):
             subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=False)
@@ -568,6 +620,34 @@ def docs(port: int) -> None:
     from command_line.docs_site import serve
 
     serve(settings().reports_dir, port)
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="How results are printed (json: one object per line).",
+)
+@click.option("--max-rows", type=click.IntRange(1), default=40, show_default=True, help="Rows a table shows.")
+def sql(query: str | None, output: str, max_rows: int) -> None:
+    """Ask the warehouse: run QUERY (or `-` for a script on standard input) and print its
+    result, or open a SQL prompt. Read-only; tables of `serving` resolve by their names.
+
+    \b
+    spine sql "select company_name, mrr from customers order by mrr desc limit 10"
+    spine sql --format csv "select * from mrr_bridge" > mrr_bridge.csv
+    """
+    from command_line.sql_shell import connect, prompt, run_statements
+
+    with connect(settings().warehouse) as con:
+        if query is None and sys.stdin.isatty():
+            prompt(con, output, max_rows)
+        elif not run_statements(con, sys.stdin.read() if query in (None, "-") else query, output, max_rows):
+            raise SystemExit(1)
 
 
 @main.command()
