@@ -244,7 +244,8 @@ MART_KEYS = [get_asset_key_for_model([dbt_models], name) for name in MARTS]
     group_name="reports",
     kinds={"dbt", "html"},
     pool=WAREHOUSE_POOL,
-    description="The dbt docs site (lineage from raw sources to every mart) as one static page; "
+    description="The dbt docs site as one static page: it opens on the project's overview (the marts and "
+    "their grain, the metric definitions, the reports), with the lineage from raw sources to every mart; "
     "regenerated only when the dbt project, its vars (the daily as-of date aside) or the warehouse's "
     "tables and columns changed.",
 )
