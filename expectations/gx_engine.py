@@ -42,6 +42,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """What validating some batches found: each batch's outcomes, in check order, and Great
+    Expectations' own validation result of it (an `ExpectationSuiteValidationResult`), which
+    its Data Docs render (`gx_data_docs`)."""
+
+    outcomes: dict[str, list[Outcome]]
+    validations: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class DuckDBSettings:
     """How the validating connection may use the machine (DuckDB settings)."""
 
@@ -87,8 +97,18 @@ def evaluate(
 ) -> dict[str, list[Outcome]]:
     """Outcomes per batch name, in check order. Without `whole_history`, a batch over an
     incremental mart checks only the rows the mart's latest build wrote."""
+    return evaluate_batches(warehouse, batches, as_of, settings, whole_history).outcomes
+
+
+def evaluate_batches(
+    warehouse: Path,
+    batches: Sequence[Batch],
+    as_of: datetime,
+    settings: DuckDBSettings = DuckDBSettings(),
+    whole_history: bool = True,
+) -> Evaluation:
+    """`evaluate`, with Great Expectations' validation result of each batch beside its outcomes."""
     # Great Expectations takes seconds to import; only a validation needs it (see __init__).
-    import great_expectations as gx  # noqa: PLC0415
     import sqlalchemy as sa  # noqa: PLC0415  (imported with Great Expectations)
 
     from expectations import gx_duckdb  # noqa: PLC0415  (imports Great Expectations)
@@ -108,7 +128,7 @@ def evaluate(
         },
     )
     try:
-        outcomes = {}
+        outcomes, validations = {}, {}
         for index, batch in enumerate(batches):
             query = render_sql(batch.sql, as_of, batch.written_last(whole_history))
             if batch.materialize and not (batch.incremental and whole_history):
@@ -118,10 +138,7 @@ def evaluate(
                 .add_batch_definition_whole_table("whole_table")
                 .get_batch()
             )
-            suite = gx.ExpectationSuite(
-                name=batch.name,
-                expectations=[_expectation(i, c) for i, c in enumerate(batch.checks)],
-            )
+            suite = gx_suite(batch.name, batch.checks)
             result_format: dict[str, Any] = {
                 "result_format": "SUMMARY",
                 "partial_unexpected_count": PARTIAL_UNEXPECTED,
@@ -129,10 +146,10 @@ def evaluate(
             if batch.key:
                 result_format["unexpected_index_column_names"] = list(batch.key)
             validation = gx_batch.validate(suite, result_format=result_format)
-            # GX does not keep suite order in its results; the index in meta maps them back.
-            by_index = {r.expectation_config.meta[_INDEX_KEY]: r for r in validation.results}
+            by_index = {check_index(r): r for r in validation.results}
             outcomes[batch.name] = [_outcome(by_index[i]) for i in range(len(batch.checks))]
-        return outcomes
+            validations[batch.name] = validation
+        return Evaluation(outcomes, validations)
     finally:
         datasource.close()
 
@@ -180,6 +197,20 @@ def _context() -> Any:
         store_backend_defaults=InMemoryStoreBackendDefaults(),
     )
     return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def gx_suite(name: str, checks: Sequence[Check]) -> Any:
+    """The checks as a Great Expectations expectation suite, each expectation carrying its
+    check's name, dimension, severity and owner (and its place in `checks`) in its meta."""
+    import great_expectations as gx  # noqa: PLC0415  (import cost, see `evaluate`)
+
+    return gx.ExpectationSuite(name=name, expectations=[_expectation(i, c) for i, c in enumerate(checks)])
+
+
+def check_index(result: Any) -> int:
+    """The place, among the checks of its suite (`gx_suite`), of the check an expectation
+    result is for: GX does not keep the suite's order in its results."""
+    return result.expectation_config.meta[_INDEX_KEY]
 
 
 def _expectation(index: int, check: Check) -> Any:

@@ -4,7 +4,8 @@
 DuckDB allows one writing process, and ingestion, dbt and publishing all write the same file.
 So a validation first evaluates every check through a read-only connection (Great
 Expectations computes the metrics in DuckDB), releases it, and then opens the file for
-writing once, briefly, to append the results.
+writing once, briefly, to append the results. Given a reports folder, it then keeps Great
+Expectations' validation results there and renders their Data Docs pages (`gx_data_docs`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import duckdb
 import pandas as pd
 
 from expectations.escaping import sample_text
-from expectations.gx_engine import DuckDBSettings, Outcome, evaluate
+from expectations.gx_data_docs import update_data_docs
+from expectations.gx_engine import DuckDBSettings, Outcome, evaluate_batches
+from expectations.masking import mask, mask_email  # noqa: F401  (callers import them from here)
 from expectations.suite import Batch, Check, Suite
 from expectations.suites import SUITES, get_suite
 
@@ -107,6 +110,7 @@ def validate_all(
     entities: list[str] | None = None,
     settings: DuckDBSettings = DuckDBSettings(),
     whole_history: bool = True,
+    reports_dir: Path | None = None,
 ) -> list[Result]:
     """Validate ``entities`` (default: every suite) and record the results.
 
@@ -115,22 +119,30 @@ def validate_all(
     ``whole_history`` the row-level checks of an incremental event-grain mart look at the rows
     its latest build wrote (an audit of what changed; see `Batch.incremental`). Rows
     previously recorded for the same ``run_id`` and entity are replaced, so a retried run
-    does not count twice. Returns one ``Result`` per check, in suite order.
+    does not count twice. With ``reports_dir``, Great Expectations' own validation result of
+    each batch is kept there and its Data Docs updated (`gx_data_docs`). Returns one ``Result``
+    per check, in suite order.
     """
     suites = [get_suite(e) for e in (entities if entities is not None else list(SUITES))]
     reference = _naive_utc(as_of)
     validated_at = datetime.now(UTC).replace(tzinfo=None)
     results: list[Result] = []
     audited: dict[str, dict[str, str | None]] = {}
+    validations: dict[str, dict[str, Any]] = {}
     for suite in suites:
-        outcomes = evaluate(warehouse_path, suite.batches, reference, settings, whole_history)
+        evaluation = evaluate_batches(warehouse_path, suite.batches, reference, settings, whole_history)
+        validations[suite.entity] = evaluation.validations
         with duckdb.connect(str(warehouse_path), read_only=True) as con:
             audited[suite.entity] = fingerprints(con, suite)
         for batch in suite.batches:
-            for check, outcome in zip(batch.checks, outcomes[batch.name], strict=True):
+            for check, outcome in zip(batch.checks, evaluation.outcomes[batch.name], strict=True):
                 rows = WRITTEN_LAST if batch.sliced(whole_history) else ALL_ROWS
                 results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome, rows))
     write_results(warehouse_path, results, {(run_id, e): f for e, f in audited.items()})
+    if reports_dir is not None:
+        # After the results are stored: the pages are a view of the audit, never a reason to lose it.
+        for suite in suites:
+            update_data_docs(reports_dir, suite, run_id, validated_at, validations[suite.entity])
     return results
 
 
@@ -141,10 +153,17 @@ def validate_entity(
     as_of: datetime | date | None = None,
     settings: DuckDBSettings = DuckDBSettings(),
     whole_history: bool = True,
+    reports_dir: Path | None = None,
 ) -> list[Result]:
     """Validate one entity; see :func:`validate_all`."""
     return validate_all(
-        warehouse_path, run_id, as_of=as_of, entities=[entity], settings=settings, whole_history=whole_history
+        warehouse_path,
+        run_id,
+        as_of=as_of,
+        entities=[entity],
+        settings=settings,
+        whole_history=whole_history,
+        reports_dir=reports_dir,
     )
 
 
@@ -254,12 +273,6 @@ def failing_since(con: duckdb.DuckDBPyConnection, results: list[Any]) -> dict[tu
     return {(e, c): at for e, c, at in found}
 
 
-def mask_email(value: str) -> str:
-    """``jane.doe@example.com`` -> ``j***@example.com``; keeps the domain for triage."""
-    local, at, domain = value.partition("@")
-    return f"{local[:1]}***{at}{domain}"
-
-
 def _result(
     run_id: str,
     validated_at: datetime,
@@ -316,15 +329,6 @@ def _sample(values: list[Any], pii_columns: frozenset[str], value_is_pii: bool) 
 def _shown(value: Any) -> Any:
     # Samples go into every report and alert: a 1 MB name or a NUL byte must not.
     return sample_text(value) if isinstance(value, str) else value
-
-
-def mask(value: Any) -> Any:
-    """Personal data as a sample may show it: emails keep their domain, text its first letter."""
-    if not isinstance(value, str):
-        return value
-    if "@" in value:
-        return mask_email(value)
-    return f"{value[:1]}***"
 
 
 def _plain(value: Any) -> Any:

@@ -72,6 +72,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
                 as_of=warehouse.as_of_instant(),
                 settings=quality.duckdb_settings(),
                 whole_history=whole_history,
+                reports_dir=Path(warehouse.reports_dir),
             )
             with duckdb.connect(str(warehouse.file), read_only=True) as con:
                 since = failing_since(con, results)

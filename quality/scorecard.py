@@ -8,7 +8,9 @@ reference: green >= 95 (healthy), yellow 90-95 (warning), red < 90 (critical).
 
 Each entity is scored on its latest audit. The files written: `scorecard.json` (layout in
 `scorecard.schema.json`), `scorecard.html` (self-contained: inline CSS and an inline SVG
-chart, nothing fetched) and `scorecard.md` (a digest for chat or email).
+chart, nothing fetched) and `scorecard.md` (a digest for chat or email). The audits render
+their Great Expectations Data Docs pages; the scorecard rebuilds the site's index, once per
+run, and links each entity's pages and each failing check's (`expectations.gx_data_docs`).
 
 Alert delivery (per channel: delivered, owed since when, set aside) is read from the alert
 state when the scorecard is written, which in a run is before that run's alerts are
@@ -22,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
@@ -32,6 +35,7 @@ import jinja2
 import markupsafe
 
 from expectations.escaping import CONTROL, markdown_text
+from expectations.gx_data_docs import SITE, build_index, page_file, page_url
 from expectations.runner import ALL_ROWS, RESULTS_TABLE, failing_since
 from expectations.suite import DIMENSIONS
 from expectations.suites import SUITES
@@ -131,9 +135,31 @@ def build_scorecard(
         """,
         )
         conditions = _conditions(con, rows, since)
-    scorecard = score_results(rows, history, since, publications, conditions, delivery)
+    index = build_index(reports_dir)
+    docs = DataDocs(f"{SITE}/index.html" if index else None, data_docs_pages(rows, reports_dir))
+    scorecard = score_results(rows, history, since, publications, conditions, delivery, docs)
     write_reports(scorecard, reports_dir)
     return scorecard
+
+
+@dataclass(frozen=True)
+class DataDocs:
+    """Links, relative to the reports folder, into the Great Expectations Data Docs."""
+
+    index: str | None = None
+    # (entity, batch) -> the page of the batch's validation in the entity's latest audit.
+    pages: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def data_docs_pages(rows: list[dict], reports_dir: Path) -> dict[tuple[str, str], str]:
+    """The Data Docs page of each batch of the audits scored, for the pages that exist (an audit
+    run without a reports folder, or older than the pages kept, has none)."""
+    pages = {}
+    for r in rows:
+        audit = (r["entity"], r["run_id"], r["validated_at"], r["table_name"])
+        if (r["entity"], r["table_name"]) not in pages and page_file(reports_dir, *audit).exists():
+            pages[(r["entity"], r["table_name"])] = page_url(*audit)
+    return pages
 
 
 def refresh_alert_delivery(reports_dir: Path, delivery: dict[str, ChannelDelivery]) -> dict | None:
@@ -193,6 +219,7 @@ def score_results(
     publications: list[dict] | None = None,
     conditions: list[Condition] | None = None,
     delivery: dict[str, ChannelDelivery] | None = None,
+    docs: DataDocs = DataDocs(),
 ) -> dict:
     """The scorecard of the latest result rows of each entity (pure: no I/O)."""
     since = since or {}
@@ -221,7 +248,15 @@ def score_results(
                 "blocking_failed": sum(r["severity"] == "blocking" for r in failing),
             },
             "publication": _publication(pub, mine[0]["run_id"]),
-            "failing_checks": [_failing(r, suite, since.get((entity, r["check_name"]))) for r in failing],
+            "data_docs": [
+                {"table": table, "url": docs.pages[(entity, table)]}
+                for table in _batches(suite, mine)
+                if (entity, table) in docs.pages
+            ],
+            "failing_checks": [
+                _failing(r, suite, since.get((entity, r["check_name"])), docs.pages.get((entity, r["table_name"])))
+                for r in failing
+            ],
         }
     overall = _rounded(fmean(e["overall"]["score"] for e in entities.values())) if entities else 0.0
     latest = max(rows, key=lambda r: r["validated_at"]) if rows else None
@@ -235,7 +270,15 @@ def score_results(
         "trend": trend(history or []),
         "alerts": [_alert(c) for c in conditions or [] if c.firing],
         "alert_delivery": alert_delivery(delivery),
+        "data_docs_index": docs.index,
     }
+
+
+def _batches(suite: Any, rows: list[dict]) -> list[str]:
+    """The batches of an entity's audit, in its suite's order."""
+    audited = {r["table_name"] for r in rows}
+    order = [b.name for b in suite.batches] if suite else []
+    return [b for b in order if b in audited] + sorted(audited - set(order))
 
 
 def _publication(pub: dict | None, audit_run_id: str) -> dict:
@@ -285,7 +328,7 @@ def _conditions(
     return conditions
 
 
-def _failing(row: dict, suite: Any, since: datetime | None) -> dict:
+def _failing(row: dict, suite: Any, since: datetime | None, data_docs_url: str | None = None) -> dict:
     check = None
     if suite is not None and row["check_name"]:
         try:
@@ -311,6 +354,7 @@ def _failing(row: dict, suite: Any, since: datetime | None) -> dict:
         "failing_since": _iso(since) if since else None,
         "likely_causes": list(check.likely_causes) if check else [],
         "suggested_action": check.suggested_action if check else None,
+        "data_docs_url": data_docs_url,
     }
 
 

@@ -4,14 +4,18 @@ With its default defects, every defect class the generator recorded is found by 
 unexpected count is exactly the manifest's count, and its sample names records the manifest
 lists; nothing blocks publication. The company without defects (`clean_tiny`: the `tiny` preset,
 run with the installed `spine` command) passes every check and scores 100 everywhere. The
-scorecard validates against its schema and renders in a real headless browser.
+scorecard validates against its schema and renders in a real headless browser, and links the
+Great Expectations Data Docs, which show every expectation of every suite's latest run.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import subprocess
 import sys
+from urllib.parse import unquote
 
 import duckdb
 import pytest
@@ -164,3 +168,60 @@ def test_clean_company_passes_every_check_and_scores_100(clean_tiny):
     assert set().union(*(b["dimensions"] for b in card["entities"].values())) == set(DIMENSIONS)
     assert not (data / "alerts" / "alerts.jsonl").exists(), "a clean company raises no alert"
     assert "Alerts: 0 raised this run" in output
+
+
+# An address as the sample company writes one; a masked one (`j***@...`) never matches.
+EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+# The observed-value cell of each expectation GX renders on a validation page (its third
+# column; the tables nested in a failing expectation's cell have longer ids).
+OBSERVED_CELL = re.compile(
+    r'<td id="section-\d+-content-block-\d+-cell-\d+-3" ><div class="show-scrollbars">(.*?)</div></td>', re.S
+)
+
+
+def test_gx_data_docs_show_every_expectation_of_the_latest_run_of_every_suite(first_run, audited):
+    from expectations.gx_data_docs import page_file, site_dir
+
+    reports = settings().reports_dir
+    index = (site_dir(reports) / "index.html").read_text()
+    for entity, suite in SUITES.items():
+        mine = [r for (e, _), r in audited.items() if e == entity]
+        assert {r["check_name"] for r in mine} == {c.name for c in suite.checks}
+        for batch in suite.batches:
+            rows = [r for r in mine if r["table_name"] == batch.name]
+            page = page_file(reports, entity, first_run.run_id, rows[0]["validated_at"], batch.name)
+            assert str(page.relative_to(site_dir(reports))) in index, "the index lists the run's page"
+            text = page.read_text()
+            observed = [html.unescape(re.sub(r"<[^>]+>", " ", cell)).strip() for cell in OBSERVED_CELL.findall(text)]
+            assert len(observed) == len(rows) == len(batch.checks), (entity, batch.name)
+            assert all(observed), f"{entity}/{batch.name}: an expectation without its observed value"
+            assert all(html.escape(r["description"]) in text for r in rows), (entity, batch.name)
+            for r in rows:
+                if r["observed_value"] is not None and r["error"] is None:
+                    assert str(json.loads(r["observed_value"])) in observed, r["check_name"]
+
+
+def test_scorecard_links_to_the_data_docs_pages_of_its_audits(first_run):
+    reports = settings().reports_dir
+    card = json.loads((reports / "scorecard.json").read_text())
+    links = [card["data_docs_index"]]
+    for entity, body in card["entities"].items():
+        assert [p["table"] for p in body["data_docs"]] == [b.name for b in SUITES[entity].batches]
+        links += [p["url"] for p in body["data_docs"]]
+        for failing in body["failing_checks"]:
+            assert failing["data_docs_url"] in [p["url"] for p in body["data_docs"] if p["table"] == failing["table"]]
+    assert all((reports / unquote(link)).is_file() for link in links)
+    page = (reports / "scorecard.html").read_text()
+    assert all(f'href="{link}"' in page for link in links)
+
+
+def test_gx_data_docs_show_no_unmasked_email(first_run):
+    from expectations.gx_data_docs import STORE, site_dir
+
+    reports = settings().reports_dir
+    sources = {m for path in settings().sources_dir.rglob("*.jsonl") for m in EMAIL.findall(path.read_text())}
+    assert len(sources) > 1000
+    written = [p for folder in (site_dir(reports), reports / STORE) for p in folder.rglob("*") if p.is_file()]
+    shown = {m for p in written if p.suffix in (".html", ".json") for m in EMAIL.findall(p.read_text())}
+    assert shown & sources == set()
+    assert any("***@" in p.read_text() for p in written if p.suffix == ".html"), "masked samples are shown"

@@ -2,11 +2,13 @@
 
 Shows the failure the adapter exists for (stock GX on DuckDB computes nothing), then every
 expectation type the suites use, evaluated in the database with exact counts, and that the
-file is released for a writer as soon as a validation ends.
+file is released for a writer as soon as a validation ends; then GX's Data Docs built from the
+validation results (`expectations/gx_data_docs.py`).
 """
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from pathlib import Path
 
@@ -14,8 +16,10 @@ import duckdb
 import great_expectations as gx
 import pytest
 
-from expectations.gx_engine import evaluate, render_sql
-from expectations.suite import Batch, check, where
+from expectations import gx_data_docs
+from expectations.gx_data_docs import build_index, page_file, page_url, update_data_docs
+from expectations.gx_engine import evaluate, evaluate_batches, render_sql
+from expectations.suite import Batch, Suite, check, where
 from expectations.suites import SUITES
 
 AS_OF = datetime(2026, 11, 21)
@@ -280,3 +284,73 @@ def test_an_audit_of_what_changed_checks_the_rows_written_last(tmp_path):
     assert (whole.element_count, whole.unexpected_count) == (100, 50)
     with pytest.raises(ValueError, match="go together"):
         Batch("events", "select * from marts.events where $written_last", (present,))
+
+
+def _data_docs_suite(*batches: Batch) -> Suite:
+    return Suite("thing", "o", "Things.", publishes=(), batches=batches)
+
+
+def test_data_docs_show_every_expectation_masked_and_escaped(warehouse, tmp_path):
+    """GX's own Data Docs of an audit: a page per batch with every expectation and its
+    observed value, personal data masked and values escaped (GX's views print them raw)."""
+    unique_email = check(
+        "email_once",
+        "uniqueness",
+        "warning",
+        "o",
+        "expect_column_values_to_be_unique",
+        "<b>One</b> & only",
+        column="email",
+    )
+    checks = (ROWS_CHECK, EMAIL_CHECK, unique_email)
+    things = Batch("things", "select * from marts.things", checks, key=("id",), pii=frozenset({"email"}))
+    hostile = Batch(
+        "labels",
+        "select id, if(id % 100 = 0, '<img src=x onerror=alert(1)>', 'ok') as label from marts.things",
+        (
+            check(
+                "label",
+                "validity",
+                "warning",
+                "o",
+                "expect_column_values_to_be_in_set",
+                "d",
+                column="label",
+                value_set=["ok"],
+            ),
+        ),
+    )
+    suite = _data_docs_suite(things, hostile)
+    validations = evaluate_batches(warehouse, suite.batches, AS_OF).validations
+    validated_at = datetime(2026, 11, 21, 6, 0, 0, 123456)
+    pages = update_data_docs(tmp_path, suite, "run-1", validated_at, validations)
+
+    assert pages == [page_file(tmp_path, "thing", "run-1", validated_at, b) for b in ("things", "labels")]
+    things_page, labels_page = (p.read_text() for p in pages)
+    assert all(html.escape(c.description) in things_page for c in things.checks)
+    assert f">{ROWS}</div>" in things_page, "the row count's observed value"
+    assert "u***@example.com" in things_page and "user7@example.com" not in things_page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in labels_page
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.suffix in (".html", ".json"))
+    assert "<img src=x" not in written and "<b>One" not in written and "&amp;lt;" not in written
+    assert "user7@example.com" not in written and "user8@example.com" not in written
+
+    index = build_index(tmp_path)
+    assert index == tmp_path / "gx_data_docs" / "index.html"
+    assert page_url("thing", "run-1", validated_at, "things").removeprefix("gx_data_docs/") in index.read_text()
+
+
+def test_data_docs_keep_the_latest_audit_of_the_latest_runs(warehouse, tmp_path, monkeypatch):
+    monkeypatch.setattr(gx_data_docs, "RUNS_KEPT", 2)
+    suite = _data_docs_suite(_batch(ROWS_CHECK))
+    validations = evaluate_batches(warehouse, suite.batches, AS_OF).validations
+    audits = [("run-1", 1), ("run-2", 2), ("run-3", 3), ("run-3", 4)]  # run-3's step retried
+    for run_id, hour in audits:
+        update_data_docs(tmp_path, suite, run_id, datetime(2026, 11, 21, hour), validations)
+    build_index(tmp_path)
+
+    kept = {(p.parent.parent.name, p.parent.name) for p in (tmp_path / "gx_validation_results").rglob("*.json")}
+    assert kept == {("run-2", "20261121T020000.000000Z"), ("run-3", "20261121T040000.000000Z")}
+    pages = tmp_path / "gx_data_docs" / "validations" / "thing"
+    assert {(p.parent.parent.name, p.parent.name) for p in pages.rglob("*.html")} == kept
+    assert sorted(p.name for p in pages.iterdir()) == ["run-2", "run-3"], "no empty folder of a dropped run"
