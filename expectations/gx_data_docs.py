@@ -23,8 +23,8 @@ so personal data is masked (`masking.mask`, for the batch's `pii` columns) and t
 the results table before a result is stored. GX's views print values, descriptions and
 tracebacks into the HTML without escaping them, so those are stored HTML-escaped (GX escapes
 exception messages itself). The pages load GX's stylesheets and scripts from public CDNs, as
-GX renders them: offline, a validation page still reads as plain HTML, while the index's run
-table needs those scripts.
+GX renders them: offline, a validation page still reads as plain HTML, and the index carries
+the kept runs as a plain table too (GX's own table needs those scripts).
 
 Great Expectations is imported only when pages are written (seconds to import).
 """
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -125,7 +126,41 @@ def build_index(reports_dir: Path) -> Path | None:
     suite_ids = [ExpectationSuiteIdentifier(name=entity) for entity in SUITES]
     context.build_data_docs(site_names=[_SITE_NAME], resource_identifiers=suite_ids)
     _remove_empty_folders(site_dir(reports_dir) / "validations")
-    return site_dir(reports_dir) / "index.html"
+    index = site_dir(reports_dir) / "index.html"
+    _add_plain_run_list(index, Path(reports_dir))
+    return index
+
+
+def _add_plain_run_list(index: Path, reports_dir: Path) -> None:
+    """GX's index draws its table of runs with scripts from public CDNs: offline it shows none.
+    So the page also carries the kept runs as plain HTML, hidden when those scripts loaded."""
+    audits: dict[tuple[str, str, str], list[tuple[str, bool]]] = {}
+    for stored in sorted((reports_dir / STORE).glob("*/*/*/*.json")):
+        entity, run_id, run_time = stored.relative_to(reports_dir / STORE).parts[:3]
+        success = json.loads(stored.read_text()).get("success", False)
+        audits.setdefault((run_time, entity, run_id), []).append((stored.stem, success))
+    rows = []
+    for (run_time, entity, run_id), batches in sorted(audits.items(), reverse=True):
+        links = ", ".join(
+            f'<a href="{quote(f"validations/{entity}/{run_id}/{run_time}/{batch}.html")}">'
+            f"{html.escape(batch)}</a>{'' if ok else ' (failed)'}"
+            for batch, ok in batches
+        )
+        status = "all met" if all(ok for _, ok in batches) else "some failed"
+        rows.append(
+            f"<tr><td>{html.escape(run_time)}</td><td>{html.escape(entity)}</td><td>{status}</td>"
+            f"<td>{html.escape(run_id)}</td><td>{links}</td></tr>"
+        )
+    section = (
+        '<section id="spine-run-list" style="margin:1rem">'
+        "<h3>Validation runs kept, newest first</h3>"
+        "<table><thead><tr><th>run time (UTC)</th><th>suite</th><th>status</th><th>run</th>"
+        f"<th>batches</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+        "<script>if (window.jQuery && window.jQuery.fn.bootstrapTable) "
+        "{ document.getElementById('spine-run-list').hidden = true; }</script>"
+    )
+    page = index.read_text()
+    index.write_text(page.replace("</body>", section + "</body>", 1) if "</body>" in page else page + section)
 
 
 def shown(validation: Any, entity: str, batch: Batch, run: Any) -> Any:
@@ -224,6 +259,7 @@ def _context(reports_dir: Path, suites: list[Suite], pages_from: str) -> Any:
     `reports_dir`, `_AUDIT` in memory), the Data Docs site (another folder) rendering its
     validation pages from the store `pages_from`, and an expectation store holding `suites`
     (the index keeps the pages of the suites it finds there and drops the others')."""
+    reports_dir = reports_dir.resolve()  # GX wants its stores and site at absolute paths
     import great_expectations as gx  # noqa: PLC0415  (import cost)
     from great_expectations.data_context.types.base import (  # noqa: PLC0415
         DataContextConfig,

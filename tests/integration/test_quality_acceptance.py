@@ -15,7 +15,7 @@ import json
 import re
 import subprocess
 import sys
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import duckdb
 import pytest
@@ -184,6 +184,7 @@ def test_gx_data_docs_show_every_expectation_of_the_latest_run_of_every_suite(fi
 
     reports = settings().reports_dir
     index = (site_dir(reports) / "index.html").read_text()
+    offline = index.split('id="spine-run-list"', 1)[1]
     for entity, suite in SUITES.items():
         mine = [r for (e, _), r in audited.items() if e == entity]
         assert {r["check_name"] for r in mine} == {c.name for c in suite.checks}
@@ -191,6 +192,8 @@ def test_gx_data_docs_show_every_expectation_of_the_latest_run_of_every_suite(fi
             rows = [r for r in mine if r["table_name"] == batch.name]
             page = page_file(reports, entity, first_run.run_id, rows[0]["validated_at"], batch.name)
             assert str(page.relative_to(site_dir(reports))) in index, "the index lists the run's page"
+            # ... also in the plain list a browser shows offline, without GX's scripts from CDNs.
+            assert f'href="{quote(str(page.relative_to(site_dir(reports))))}"' in offline, batch.name
             text = page.read_text()
             observed = [html.unescape(re.sub(r"<[^>]+>", " ", cell)).strip() for cell in OBSERVED_CELL.findall(text)]
             assert len(observed) == len(rows) == len(batch.checks), (entity, batch.name)

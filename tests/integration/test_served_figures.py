@@ -16,12 +16,13 @@ from orchestration.run_recovery import persistent_instance
 @pytest.fixture(scope="module")
 def served(first_run) -> dict[str, dict]:
     """Per serving table, the metadata of its materialization in the first run, as Dagster's API gives it."""
-    instance = persistent_instance()
-    found = {}
-    for table in ("customers", "mrr_bridge", "revenue_retention", "ticket_metrics", "usage_events", "contacts"):
-        event = instance.get_latest_materialization_event(dg.AssetKey(["serving", table]))
-        assert event is not None and event.run_id == first_run.run_id, table
-        found[table] = event.asset_materialization.metadata
+    logged = persistent_instance().all_logs(first_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    found = {
+        entry.asset_materialization.asset_key.path[1]: entry.asset_materialization.metadata
+        for entry in logged
+        if entry.asset_materialization.asset_key.path[0] == "serving"
+    }
+    assert {"customers", "mrr_bridge", "revenue_retention", "ticket_metrics", "usage_events", "contacts"} <= set(found)
     return found
 
 
