@@ -140,12 +140,13 @@ def is_verbose(run_config: dict) -> bool:
 
 class DbtProgress(io.TextIOBase):
     """What dbt prints, as the console shows it: without colour codes unless on a terminal;
-    unless `verbose`, one line when the build starts, its progress at most every 10 s, and
-    its totals, instead of a line per node."""
+    unless `verbose`, its start and what it found, its progress at most every 10 s and its
+    totals (dbt's own `Done. PASS=...` line), instead of a line per node."""
 
+    _STARTED = re.compile(r"^Running with dbt=\S+")
     _FOUND = re.compile(r"^Found (.*)$")
     _NODE = re.compile(r"^(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b")
-    _DONE = re.compile(r"^Done\. (.*)$")
+    _DONE = re.compile(r"^Done\. ")
     _KEEP = re.compile(r"^(Database Error|Runtime Error|Compilation Error|Encountered an error)")
 
     def __init__(self, out: TextIO, command: str, verbose: bool) -> None:
@@ -181,15 +182,17 @@ class DbtProgress(io.TextIOBase):
             self._say(line if self.colour else plain)
             return
         plain = plain.strip()
-        if found := self._FOUND.match(plain):
+        if started := self._STARTED.match(plain):
+            self._say(f"  {self.command}: {started.group(0)}")
+        elif found := self._FOUND.match(plain):
             self._say(f"  {self.command}: {found.group(1)}")
         elif node := self._NODE.match(plain):
             self.done += 1
             if time.monotonic() - self.last >= PROGRESS_EVERY_S:
                 elapsed = time.monotonic() - self.started
                 self._say(f"  {self.command}: {self.done} of {node.group(2)} nodes done ({elapsed:.0f} s)")
-        elif done := self._DONE.match(plain):
-            self._say(f"  {self.command}: done in {time.monotonic() - self.started:.0f} s, {done.group(1)}")
+        elif self._DONE.match(plain):
+            self._say(f"  {self.command}: {plain} ({time.monotonic() - self.started:.0f} s)")
         elif self._KEEP.match(plain):
             self._say(f"  {self.command}: {plain}")
 

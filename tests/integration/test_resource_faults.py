@@ -194,7 +194,7 @@ def test_warehouse_locked_by_another_process_waits_then_says_so_in_one_line(faul
         run, "locked by another process", str(run.warehouse), f"PID {run.documented['holder_pid']}", "close it"
     )
     # Every step that opens the warehouse waited for the lock before giving up, loads included.
-    assert "ingest_stripe - The warehouse is locked by another process; retrying in 0.2 s" in run.output
+    assert "ingest_stripe: The warehouse is locked by another process; retrying in 0.2 s" in run.output
     assert warehouse_digest(run.warehouse) == clean_tiny.digest
 
 
