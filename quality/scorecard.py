@@ -431,7 +431,8 @@ def trend_svg(scorecard: dict) -> str:
     ax.set_xticks(range(0, len(labels), step), labels[::step], fontsize=8)
     ax.set_ylabel("score")
     ax.set_title(f"Overall score per entity, last {len(runs)} run(s)", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8, ncol=3, frameon=False)
+    if ax.get_legend_handles_labels()[0]:  # no entity scored yet: nothing to name
+        ax.legend(loc="lower left", fontsize=8, ncol=3, frameon=False)
     ax.grid(axis="y", color="#ffffff", linewidth=0.8)
     fig.tight_layout()
     buffer = io.StringIO()
