@@ -67,7 +67,10 @@ def print_headline(warehouse, as_of: str | None) -> None:
         ("MRR", shown["mrr"].shown()),
         ("ARR", shown["arr"].shown()),
         ("NRR, 12 months", shown["nrr"].shown()),
-        ("churned this month", f"{churned.shown()} customers, {shown['churned_mrr'].shown()} MRR"),
+        (
+            "churned this month",
+            f"{churned.shown()} customer{'' if churned.value == 1 else 's'}, {shown['churned_mrr'].shown()} MRR",
+        ),
     ):
         click.echo(f"  {label:<19} {value}")
 
