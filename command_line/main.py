@@ -519,7 +519,7 @@ def _execute_spine_job(
     # the job's executor is what lets the entities a failure does not touch go on.
     from orchestration.console import heartbeat
 
-    with heartbeat(click.echo):
+    with heartbeat():
         result = dg.execute_job(
             dg.reconstructable(spine_job_definition),
             instance,
@@ -587,11 +587,14 @@ def alerts() -> None:
 @click.option(
     "--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="Port of the Dagster UI."
 )
+@click.option("--port", "ambiguous_port", hidden=True, help="Which port: say --ui-port or --vendor-port.")
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
-def dev(port: int, ui_port: int, dagster_args: tuple[str, ...]) -> None:
+def dev(port: int, ui_port: int, ambiguous_port: str | None, dagster_args: tuple[str, ...]) -> None:
     """Serve the vendor APIs and open the Dagster UI on http://127.0.0.1:3000 (--ui-port).
 
-    Arguments after the options go to `dagster dev` as they are."""
+    Arguments after the options go to `dagster dev` as they are (its own --port is --ui-port)."""
+    if ambiguous_port is not None:
+        raise click.UsageError("--port names no port here: say --ui-port (the Dagster UI) or --vendor-port")
     home = _use_persistent_dagster_home()
     try:
         from sample_company.generate import read_manifest
@@ -614,7 +617,9 @@ def dev(port: int, ui_port: int, dagster_args: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to serve on (127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to serve on (127.0.0.1)."
+)
 def docs(port: int) -> None:
     """Serve the dbt docs site and the reports it links (data/reports) on http://127.0.0.1:8080."""
     from command_line.docs_site import serve
@@ -643,10 +648,11 @@ def sql(query: str | None, output: str, max_rows: int) -> None:
     """
     from command_line.sql_shell import connect, prompt, run_statements
 
+    if query is None and sys.stdin.isatty():
+        prompt(settings().warehouse, output, max_rows)
+        return
     with connect(settings().warehouse) as con:
-        if query is None and sys.stdin.isatty():
-            prompt(con, output, max_rows)
-        elif not run_statements(con, sys.stdin.read() if query in (None, "-") else query, output, max_rows):
+        if not run_statements(con, sys.stdin.read() if query in (None, "-") else query, output, max_rows):
             raise SystemExit(1)
 
 

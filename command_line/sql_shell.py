@@ -9,9 +9,13 @@ the results. Nothing can be written: the file is opened read-only.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import click
 import duckdb
@@ -28,7 +32,11 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error as exc:
         raise click.ClickException(f"cannot open {warehouse} read-only: {first_line(str(exc))}") from None
-    con.execute("set schema = 'serving'")
+    try:
+        con.execute("set schema = 'serving'")
+    except duckdb.CatalogException:
+        con.close()
+        raise click.ClickException(f"nothing is served in {warehouse} yet: run `spine run` first") from None
     return con
 
 
@@ -41,7 +49,9 @@ def show(con: duckdb.DuckDBPyConnection, sql: str, output: str, max_rows: int) -
     if output == "csv":
         relation.df().to_csv(sys.stdout, index=False)
     elif output == "json":
-        click.echo(relation.df().to_json(orient="records", lines=True, date_format="iso").rstrip("\n"))
+        columns = relation.columns
+        for row in relation.fetchall():
+            click.echo(json.dumps(dict(zip(columns, row, strict=True)), default=_json_value))
     else:
         width = shutil.get_terminal_size((160, 40)).columns
         relation.show(max_width=width, max_rows=max_rows)
@@ -58,12 +68,14 @@ def run_statements(con: duckdb.DuckDBPyConnection, text: str, output: str, max_r
     return True
 
 
-def prompt(con: duckdb.DuckDBPyConnection, output: str, max_rows: int) -> None:
-    """A prompt that runs each statement once it ends with `;` (Ctrl-D or `.quit` to leave)."""
+def prompt(warehouse: Path, output: str, max_rows: int) -> None:
+    """A prompt that runs each statement once it ends with `;` (Ctrl-D or `.quit` to leave).
+    The warehouse is opened for each statement only: a run can write it in between."""
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401 - line editing and history for input()
     click.echo("Ask the warehouse (read-only; tables of `serving` by their names). End a statement with ;")
-    click.echo("Tables: " + ", ".join(name for (name,) in con.execute("show tables").fetchall()))
+    with connect(warehouse) as con:
+        click.echo("Tables: " + ", ".join(name for (name,) in con.execute("show tables").fetchall()))
     buffer: list[str] = []
     while True:
         try:
@@ -75,8 +87,21 @@ def prompt(con: duckdb.DuckDBPyConnection, output: str, max_rows: int) -> None:
             return
         buffer.append(line)
         if line.rstrip().endswith(";"):
-            run_statements(con, "\n".join(buffer), output, max_rows)
+            try:
+                with connect(warehouse) as con:
+                    run_statements(con, "\n".join(buffer), output, max_rows)
+            except click.ClickException as exc:  # the file is held by a run: say so, keep the prompt
+                click.echo(f"spine sql: {exc.format_message()}", err=True)
             buffer = []
+
+
+def _json_value(value: Any) -> Any:
+    """A value JSON has no type for: numbers stay numbers, days and instants ISO 8601 text."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, date | datetime | time):
+        return value.isoformat()
+    return str(value)
 
 
 def _statements(text: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -142,7 +143,10 @@ def validate_all(
     if reports_dir is not None:
         # After the results are stored: the pages are a view of the audit, never a reason to lose it.
         for suite in suites:
-            update_data_docs(reports_dir, suite, run_id, validated_at, validations[suite.entity])
+            try:
+                update_data_docs(reports_dir, suite, run_id, validated_at, validations[suite.entity])
+            except Exception as exc:  # noqa: BLE001 - whatever GX's renderer or the disk raised
+                warnings.warn(f"{suite.entity}: audit stored, its Data Docs pages not written: {exc}", stacklevel=2)
     return results
 
 

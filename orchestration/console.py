@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TextIO
 
 import coloredlogs
@@ -207,9 +207,16 @@ def dbt_console(command: str, run_config: dict) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def heartbeat(echo: Callable[[str], None], every_s: float = PROGRESS_EVERY_S) -> Iterator[None]:
-    """While a run goes, names its running steps when the console has been quiet `every_s`."""
+def heartbeat(out: TextIO | None = None, every_s: float = PROGRESS_EVERY_S) -> Iterator[None]:
+    """While a run goes, names its running steps when the console has been quiet `every_s`:
+    on `out`, by default the standard output of its start (dbt's steps swap it for a filter
+    that keeps only dbt's own lines, see `dbt_console`)."""
+    stream = out or sys.stdout
     stop = threading.Event()
+
+    def echo(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
 
     def beat() -> None:
         while not stop.wait(1.0):

@@ -79,3 +79,15 @@ def test_previews_show_rows_with_personal_data_masked(served):
         assert len(rows) == 5, preview.value
         emails = re.findall(r"[\w.*+-]+@[\w.-]+", preview.value)
         assert emails and all(email.split("@")[0].endswith("***") for email in emails), emails
+
+
+def test_freshness_and_timeliness_say_how_they_differ_on_both_screens(first_run):
+    """The Dagster UI's freshness (last load or build) and the scorecard's timeliness (the
+    data's age) judge one window differently: each screen says so."""
+    from orchestration.definitions import defs
+
+    mart = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "usage_events"]))
+    assert mart.freshness_policy is not None
+    assert "timeliness check" in mart.description and "last built" in mart.description
+    scorecard = (settings().reports_dir / "scorecard.html").read_text()
+    assert "Timeliness judges the data itself" in scorecard and "freshness judges" in scorecard
