@@ -228,3 +228,19 @@ def test_gx_data_docs_show_no_unmasked_email(first_run):
     shown = {m for p in written if p.suffix in (".html", ".json") for m in EMAIL.findall(p.read_text())}
     assert shown & sources == set()
     assert any("***@" in p.read_text() for p in written if p.suffix == ".html"), "masked samples are shown"
+
+
+def test_no_report_shows_a_contacts_full_name(first_run):
+    """Names are masked wherever samples or rows are shown, as emails are: in the Data Docs,
+    the scorecard and the revenue report (every file the run writes under reports)."""
+    contacts = settings().sources_dir / "hubspot" / "contacts.jsonl"
+    names = set()
+    for line in contacts.read_text().splitlines():
+        properties = json.loads(line)["properties"]
+        if properties.get("firstname") and properties.get("lastname"):
+            names.add(f"{properties['firstname']} {properties['lastname']}")
+    assert len(names) > 1000
+    written = [p for p in settings().reports_dir.rglob("*") if p.is_file() and p.suffix in (".html", ".json", ".md")]
+    assert len(written) > 20
+    shown = {p.name: [n for n in names if n in p.read_text()] for p in written}
+    assert {name: found for name, found in shown.items() if found} == {}

@@ -79,6 +79,10 @@ def test_previews_show_rows_with_personal_data_masked(served):
         assert len(rows) == 5, preview.value
         emails = re.findall(r"[\w.*+-]+@[\w.-]+", preview.value)
         assert emails and all(email.split("@")[0].endswith("***") for email in emails), emails
+    header, _, *rows = served["contacts"]["preview"].value.splitlines()
+    name = [cell.strip() for cell in header.split("|")].index("full_name")
+    names = [[cell.strip() for cell in row.split("|")][name] for row in rows]
+    assert names and all(n.endswith("***") and len(n) <= 4 for n in names if n), names
 
 
 def test_freshness_and_timeliness_say_how_they_differ_on_both_screens(first_run):
