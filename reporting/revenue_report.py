@@ -37,6 +37,8 @@ SCHEMA = Path(__file__).with_name("revenue.schema.json")
 # The entities whose served tables the report reads, and the tables it reads of them.
 ENTITIES = ("revenue", "customer", "usage_event")
 TABLES_READ = ("mrr_bridge", "revenue_retention", "customers", "feature_adoption_daily")
+# Without these there is no revenue to report; without the others their sections say so.
+TABLES_REQUIRED = ("mrr_bridge", "revenue_retention")
 
 # Relative to the reports folder, where the docs asset publishes the site.
 DOCS_SITE = "dbt_docs/index.html"
@@ -79,9 +81,9 @@ def build_revenue_report(warehouse_path: Path, reports_dir: Path, as_of: date) -
         raise NothingServed(f"no warehouse at {warehouse_path}: nothing has been published to report on")
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         missing = missing_tables(con)
-        if missing:
+        if set(missing) & set(TABLES_REQUIRED):
             raise NothingServed(_never_published(missing))
-        report = read_report(con, as_of)
+        report = read_report(con, as_of, unserved=frozenset(missing))
     write_report(report, reports_dir)
     return report
 
@@ -106,8 +108,11 @@ def _never_published(missing: list[str]) -> str:
     )
 
 
-def read_report(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
+def read_report(con: duckdb.DuckDBPyConnection, as_of: date, unserved: frozenset[str] = frozenset()) -> dict:
+    """The report's content; a section whose table was never published (`unserved`) is null,
+    and the page says so: a first run that held the customer entity still reports revenue."""
     month = figures.as_of_month(con, as_of)
+    customers_served = "customers" not in unserved
     return {
         "generated_at": utc_iso(datetime.now(UTC)),
         "as_of": as_of.isoformat(),
@@ -117,14 +122,27 @@ def read_report(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
         "mrr_trend": {"definition": definition("mrr_trend"), "months": _mrr_trend(con, month)},
         "bridge": {"month": _iso(month), "definition": definition("bridge"), "steps": _bridge(con, as_of)},
         "retention": {"definition": definition("retention"), "months": _retention(con, month)},
-        "customers": {"as_of": as_of.isoformat(), "definition": definition("customers"), **_customers(con)},
-        "at_risk": {
-            "as_of": as_of.isoformat(),
-            "definition": definition("at_risk"),
-            "shown": AT_RISK_SHOWN,
-            "customers": _at_risk(con),
-        },
-        "feature_adoption": {"definition": definition("feature_adoption"), **_feature_adoption(con, as_of)},
+        "not_served": sorted(unserved),
+        "customers": (
+            {"as_of": as_of.isoformat(), "definition": definition("customers"), **_customers(con)}
+            if customers_served
+            else None
+        ),
+        "at_risk": (
+            {
+                "as_of": as_of.isoformat(),
+                "definition": definition("at_risk"),
+                "shown": AT_RISK_SHOWN,
+                "customers": _at_risk(con),
+            }
+            if customers_served
+            else None
+        ),
+        "feature_adoption": (
+            {"definition": definition("feature_adoption"), **_feature_adoption(con, as_of)}
+            if "feature_adoption_daily" not in unserved
+            else None
+        ),
     }
 
 
@@ -480,8 +498,9 @@ def render_html(report: dict) -> str:
         "mrr_trend": mrr_trend_svg(report["mrr_trend"]["months"]),
         "retention": retention_svg(report["retention"]["months"]),
         "logo_churn": logo_churn_svg(report["retention"]["months"]),
-        "health": health_svg(report["customers"]["health_scores"]),
     }
+    if report["customers"]:
+        charts["health"] = health_svg(report["customers"]["health_scores"])
     steps = report["bridge"]["steps"]
     return (
         _environment()

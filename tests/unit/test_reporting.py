@@ -111,13 +111,13 @@ def test_a_first_month_waterfall_starts_at_zero():
     assert waterfall(steps).floor == 0
 
 
-def test_an_entity_never_published_fails_the_asset_in_one_line(tmp_path):
+def test_revenue_never_published_fails_the_asset_in_one_line(tmp_path):
     from orchestration.reporting_assets import revenue_report
     from orchestration.resources import WarehouseResource
 
     path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(path)) as con:
-        con.execute(SERVING.replace("create table serving.customers", "create table serving.not_customers"))
+        con.execute(SERVING.replace("create table serving.mrr_bridge", "create table serving.not_mrr_bridge"))
     warehouse = WarehouseResource(path=str(path), reports_dir=str(tmp_path), as_of=AS_OF.isoformat())
     with dg.instance_for_test() as instance:
         result = dg.materialize(
@@ -127,10 +127,24 @@ def test_an_entity_never_published_fails_the_asset_in_one_line(tmp_path):
     error = failure.step_failure_data.error
     assert error.cause is None and error.context is None
     assert failure.step_failure_data.user_failure_data.description == (
-        "revenue report: serving.customers missing, the customer entity has never been published; "
+        "revenue report: serving.mrr_bridge missing, the revenue entity has never been published; "
         "the report is written once a run publishes them"
     )
     assert not (tmp_path / "revenue.html").exists()
+
+
+def test_customers_never_published_leave_their_sections_saying_so(tmp_path):
+    """A first run that held the customer entity still reports the revenue it served."""
+
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(SERVING.replace("create table serving.customers", "create table serving.not_customers"))
+    report = build_revenue_report(path, tmp_path, AS_OF)
+    assert report["not_served"] == ["customers"] and report["customers"] is None and report["at_risk"] is None
+    assert report["headline"]["mrr"]["value"] is not None and report["feature_adoption"] is not None
+    jsonschema.validate(json.loads((tmp_path / "revenue.json").read_text()), json.loads(SCHEMA.read_text()))
+    page = (tmp_path / "revenue.html").read_text()
+    assert page.count("Not published yet: <code>serving.customers</code>") == 2 and 'id="mrr"' in page
 
 
 def test_the_report_follows_the_audits_so_a_held_entity_cannot_stop_it():
