@@ -195,7 +195,7 @@ def _served_figures(warehouse: WarehouseResource, entity: str, tables: list[str]
     and a Markdown preview of its first rows, personal data masked."""
     as_of = warehouse.as_of_date()
     with duckdb.connect(str(warehouse.file)) as con:
-        served = {table: served_metadata(con, entity, table, as_of) for table in tables}
+        served = served_metadata(con, entity, tables, as_of)
     return {
         table: {
             **{name: _number(value) for name, value in shown.items() if name != "preview"},

@@ -220,12 +220,14 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
-def served_metadata(con: duckdb.DuckDBPyConnection, entity: str, table: str, as_of: date) -> dict[str, Any]:
-    """What a served table's materialization shows in the Dagster UI: its entity's figures
-    (numbers, so the UI plots them over runs) and a preview of its first rows."""
-    shown: dict[str, Any] = {f"{f.name}": f.value for f in figures(con, entity, as_of) if f.value is not None}
-    shown["preview"] = preview(con, table)
-    return shown
+def served_metadata(
+    con: duckdb.DuckDBPyConnection, entity: str, tables: list[str], as_of: date
+) -> dict[str, dict[str, Any]]:
+    """What each served table's materialization shows in the Dagster UI: its entity's figures
+    (numbers, so the UI plots them over runs; read once for all its tables) and a preview of
+    its first rows."""
+    numbers = {f.name: f.value for f in figures(con, entity, as_of) if f.value is not None}
+    return {table: {**numbers, "preview": preview(con, table)} for table in tables}
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
