@@ -205,15 +205,23 @@ variant_option = click.option(
     "2025-09-30.clover), product_ids (named, generated), custom_fields (present, absent), events (spine, segment, "
     "rudderstack, snowplow), trials (yes, no), coupons (yes, no); env SPINE_VARIANT.",
 )
-port_option = click.option(
-    "--vendor-port",
-    "--port",
-    "port",
-    type=click.IntRange(0, 65535),
-    default=lambda: settings().vendor_api_port,
-    show_default="8765",
-    help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
-)
+
+
+def vendor_port_option(*aliases: str):
+    """--vendor-port (and `aliases`): where the local vendor APIs listen."""
+    return click.option(
+        "--vendor-port",
+        *aliases,
+        "port",
+        type=click.IntRange(0, 65535),
+        default=lambda: settings().vendor_api_port,
+        show_default="8765",
+        help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
+    )
+
+
+# `spine serve` and `spine run` have one port, so `--port` names it; `spine dev` has two.
+port_option = vendor_port_option("--port")
 
 
 @main.command()
@@ -576,14 +584,7 @@ def alerts() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--vendor-port",
-    "port",
-    type=click.IntRange(0, 65535),
-    default=lambda: settings().vendor_api_port,
-    show_default="8765",
-    help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
-)
+@vendor_port_option()
 @click.option(
     "--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="Port of the Dagster UI."
 )

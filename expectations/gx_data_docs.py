@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import quote
 
 from expectations.escaping import sample_text
-from expectations.gx_engine import check_index, gx_suite
+from expectations.gx_engine import check_index, ephemeral_context, gx_suite
 from expectations.masking import mask
 from expectations.suite import Batch, Suite
 from expectations.suites import SUITES
@@ -260,19 +260,7 @@ def _context(reports_dir: Path, suites: list[Suite], pages_from: str) -> Any:
     validation pages from the store `pages_from`, and an expectation store holding `suites`
     (the index keeps the pages of the suites it finds there and drops the others')."""
     reports_dir = reports_dir.resolve()  # GX wants its stores and site at absolute paths
-    import great_expectations as gx  # noqa: PLC0415  (import cost)
-    from great_expectations.data_context.types.base import (  # noqa: PLC0415
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-    )
-    context = gx.get_context(mode="ephemeral", project_config=config)
+    context = ephemeral_context()
     context.add_store(_KEPT, {"class_name": "ValidationResultsStore", "store_backend": _folder(reports_dir / STORE)})
     context.add_store(_AUDIT, {"class_name": "ValidationResultsStore"})
     context.add_data_docs_site(

@@ -117,7 +117,7 @@ def evaluate_batches(
     # A file locked by another process raises DuckDB's own error here, which the orchestrator
     # retries; inside GX it would be recorded as every check failing.
     duckdb.connect(str(path), read_only=True).close()
-    datasource: gx_duckdb.DuckDBDatasource = _context().data_sources.add_duckdb(
+    datasource: gx_duckdb.DuckDBDatasource = ephemeral_context().data_sources.add_duckdb(
         name="warehouse",
         connection_string=f"duckdb:///{path}",
         kwargs={
@@ -180,7 +180,8 @@ def _materialized(datasource: Any, name: str, query: str) -> str:
     return f"select * from temp.{name}"
 
 
-def _context() -> Any:
+def ephemeral_context() -> Any:
+    """A Great Expectations context held in memory, without telemetry or progress bars."""
     # Great Expectations is imported when a validation runs (import cost, see `evaluate`).
     import great_expectations as gx  # noqa: PLC0415
     from great_expectations.data_context.types.base import (  # noqa: PLC0415

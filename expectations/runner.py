@@ -25,7 +25,7 @@ import pandas as pd
 from expectations.escaping import sample_text
 from expectations.gx_data_docs import update_data_docs
 from expectations.gx_engine import DuckDBSettings, Outcome, evaluate_batches
-from expectations.masking import mask, mask_email  # noqa: F401  (callers import them from here)
+from expectations.masking import mask
 from expectations.suite import Batch, Check, Suite
 from expectations.suites import SUITES, get_suite
 

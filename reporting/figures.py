@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from expectations.runner import mask
+from expectations.masking import mask
 
 # Served columns that hold personal data: masked wherever rows are previewed.
 PERSONAL_COLUMNS = frozenset(

@@ -25,7 +25,7 @@ import duckdb
 import jinja2
 import markupsafe
 
-from expectations.runner import mask
+from expectations.masking import mask
 from expectations.suites import SUITES
 from quality.alert_conditions import utc_iso
 from reporting import figures

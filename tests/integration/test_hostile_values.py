@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+from browser_pages import rendered
 from pipeline_runs import prepare, spine_run
 
-from data_spine.settings import PROJECT_ROOT
 from expectations.runner import RESULTS_TABLE
 
 PWNED = "document.title='pwned'"
@@ -216,20 +214,7 @@ def test_html_scorecard_runs_nothing_injected_and_shows_the_text(hostile, tmp_pa
       injected: document.querySelectorAll('#injected, img, script, iframe, [onerror], [onload]').length,
       text: document.body.innerText,
     })"""
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "tests" / "headless_browser.py"),
-            str(html),
-            str(tmp_path / "scorecard.png"),
-            probe,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    page = json.loads(run.stdout.splitlines()[-1])
+    page = rendered(html, tmp_path / "scorecard.png", probe)
     assert page["title"].startswith("Data quality scorecard"), page["title"]
     assert page["probe"]["injected"] == 0
     text = page["probe"]["text"]

@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 
 import duckdb
 import pytest
+from browser_pages import rendered
 from dbt_runs import run_dbt
 
 from data_spine.settings import PROJECT_ROOT, settings
@@ -165,20 +166,7 @@ _DOCS_PROBE = """(() => JSON.stringify({
 
 def test_docs_site_opens_on_the_overview_and_every_report_link_opens(first_run, dbt_manifest, tmp_path):
     site = settings().reports_dir / "dbt_docs" / "index.html"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "tests" / "headless_browser.py"),
-            str(site),
-            str(tmp_path / "docs.png"),
-            _DOCS_PROBE,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    page = json.loads(run.stdout.splitlines()[-1])["probe"]
+    page = rendered(site, tmp_path / "docs.png", _DOCS_PROBE)["probe"]
     assert (page["route"], page["heading"]) == ("#!/overview", "Data Spine")
     # An exposure's link is on its own page of the site: resolved from the site as its link is.
     exposures = [urljoin(site.as_uri(), e["url"]) for e in json.loads(dbt_manifest.read_text())["exposures"].values()]

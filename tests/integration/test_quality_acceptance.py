@@ -13,14 +13,13 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
-import sys
 from urllib.parse import quote, unquote
 
 import duckdb
 import pytest
+from browser_pages import rendered
 
-from data_spine.settings import PROJECT_ROOT, settings
+from data_spine.settings import settings
 from expectations import DIMENSIONS, SUITES
 from expectations.runner import RESULTS_TABLE
 from sample_company.defects import CHECKS_TRIPPED
@@ -128,19 +127,7 @@ def test_scorecard_renders_in_a_real_headless_browser(first_run, tmp_path):
     reports = settings().reports_dir
     card = json.loads((reports / "scorecard.json").read_text())
     shot = tmp_path / "scorecard.png"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "tests" / "headless_browser.py"),
-            str(reports / "scorecard.html"),
-            str(shot),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    page = json.loads(run.stdout.splitlines()[-1])
+    page = rendered(reports / "scorecard.html", shot)
     assert page["title"].startswith("Data quality scorecard")
     assert page["entity_rows"] == list(card["entities"])
     assert page["overall"] == f"{card['overall']['score']:.1f}"

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from decimal import Decimal
 
 import duckdb
 import pytest
+from browser_pages import rendered
 
-from data_spine.settings import PROJECT_ROOT, settings
+from data_spine.settings import settings
 
 # What the rendered page shows, read back from its DOM.
 PROBE = """(() => {
@@ -44,16 +43,9 @@ def page(first_run, tmp_path_factory) -> dict:
     html = settings().reports_dir / "revenue.html"
     assert html.exists()
     shot = tmp_path_factory.mktemp("revenue") / "revenue.png"
-    run = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "tests" / "headless_browser.py"), str(html), str(shot), PROBE],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    rendered = json.loads(run.stdout.splitlines()[-1])
-    assert rendered["screenshot"]["width"] == 1280 and rendered["text_width"] > 0
-    return {"title": rendered["title"], **rendered["probe"]}
+    shown = rendered(html, shot, PROBE)
+    assert shown["screenshot"]["width"] == 1280 and shown["text_width"] > 0
+    return {"title": shown["title"], **shown["probe"]}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from connectors.pipelines import DATASETS
 from expectations import DIMENSIONS, SUITES
 from expectations.freshness_windows import MARTS, SOURCES
-from expectations.runner import mask, mask_email
+from expectations.masking import mask, mask_email
 from expectations.suite import DEFAULT_ACTION, DEFAULT_CAUSES, check
 from quality.scorecard import band, render_markdown, score_results
 
