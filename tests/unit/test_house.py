@@ -17,6 +17,7 @@ LAYERS = [
     {"data_spine"},
     {"sample_company", "connectors", "expectations"},
     {"quality"},
+    {"privacy"},
     {"reporting"},
     {"orchestration"},
     {"command_line", "benchmarks"},
