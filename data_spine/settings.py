@@ -66,6 +66,10 @@ class Settings:
     lock_retry_seconds: float = 5.0
     quality: QualitySettings = field(default_factory=QualitySettings)
     alerts: AlertSettings | None = None
+    # The key of every keyed hash of personal data (pseudonymous ids, the suppression list, the
+    # audit of data-subject requests). Unset, one is generated once into the privacy folder
+    # (privacy/keys.py): a hash without a secret key can be reversed by hashing guessed emails.
+    privacy_key: str | None = None
 
     @property
     def sources_dir(self) -> Path:
@@ -80,6 +84,16 @@ class Settings:
     def dlt_dir(self) -> Path:
         """dlt's pipeline working folders (state, pending load packages)."""
         return self.data_dir / "dlt"
+
+    @property
+    def privacy_dir(self) -> Path:
+        """Pending data-subject requests, exports made for them, the generated privacy key."""
+        return self.data_dir / "privacy"
+
+    @property
+    def access_dir(self) -> Path:
+        """One read-only DuckDB file per role, holding what the access policy lets it read."""
+        return self.data_dir / "access"
 
     @property
     def alerting(self) -> AlertSettings:
@@ -111,6 +125,7 @@ class Settings:
             vendor_api_port=int(get("SPINE_VENDOR_API_PORT") or 8765),
             lock_retries=int(get("SPINE_LOCK_RETRIES") or 6),
             lock_retry_seconds=float(get("SPINE_LOCK_RETRY_SECONDS") or 5),
+            privacy_key=get("SPINE_PRIVACY_KEY"),
             quality=QualitySettings(
                 volume_tolerance=float(get("SPINE_VOLUME_TOLERANCE") or 0.5),
                 volume_window=int(get("SPINE_VOLUME_WINDOW") or 7),

@@ -1,0 +1,61 @@
+"""The secret key of every keyed hash of personal data, and the hashes made with it.
+
+A plain hash of an email is no protection: anyone can hash a list of guessed emails and compare.
+Keyed with a secret, the same value always gives the same hash (so a pseudonymous id joins
+across tables and the suppression list recognises a person who comes back), but only the
+holder of the key can test a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from data_spine.settings import Settings
+
+KEY_FILE = "key"
+
+
+def privacy_key(cfg: Settings) -> bytes:
+    """`SPINE_PRIVACY_KEY` when set, else the key generated once into the privacy folder."""
+    if cfg.privacy_key:
+        return cfg.privacy_key.encode()
+    path = cfg.privacy_dir / KEY_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_hex(32).encode()
+    try:
+        # Created exclusively, readable by the owner only: two processes starting at once
+        # must agree on one key, and the first writer wins.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as f:
+        f.write(fresh)
+    return fresh
+
+
+def normalised(value: str | int) -> str:
+    """Emails compare case-insensitively and without surrounding blanks; ids as text."""
+    return str(value).strip().lower()
+
+
+def keyed_hash(key: bytes, value: str | int) -> str:
+    """HMAC-SHA256 of the normalised value, as hex."""
+    return hmac.new(key, normalised(value).encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonym(key: bytes, value: str | int) -> str:
+    """The stable stand-in for an id: the same id always gives the same pseudonym, so joins and
+    distinct counts survive, and the id itself is gone."""
+    return "p_" + keyed_hash(key, value)[:16]
+
+
+def key_file(cfg: Settings) -> Path:
+    return cfg.privacy_dir / KEY_FILE
