@@ -1,0 +1,34 @@
+"""The warehouse's tables as the privacy code walks them."""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def base_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """Every table (not view) of the open database, in every schema: a view holds no data of its
+    own, and erasing what a view reads erases what it shows."""
+    return [
+        (schema, table)
+        for schema, table in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' AND table_catalog = current_database() ORDER BY 1, 2"
+        ).fetchall()
+    ]
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, tuple[str, bool]]:
+    """Column name -> (DuckDB type, nullable)."""
+    return {
+        name: (data_type, nullable == "YES")
+        for name, data_type, nullable in con.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? AND table_catalog = current_database() "
+            "ORDER BY ordinal_position",
+            [schema, table],
+        ).fetchall()
+    }
