@@ -16,14 +16,23 @@ means. The connectors hand dlt every batch conformed to its table's contract:
   nothing the vendor sent is lost and the declared column keeps its type.
 
 Columns a contract does not declare still evolve into new columns as dlt finds them.
+
+Every raw column is also classified once here (the governance playbook's vocabulary, dbt var
+`data_classification`): each declared column, and in a table's `other_columns` the fields a
+vendor sends that land as columns though staging reads none of them (a name, or a pattern such
+as `address__*`; neither typed nor conformed). dlt's own columns and tables and the quarantine
+table are classified below, once for every source. `privacy/classification.py` holds the
+warehouse's raw tables to it.
 `tests/integration/test_contracts.py` holds staging to the contracts: no staging model reads a raw column
 that is not declared, and staging builds on raw tables holding only the declared columns.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +43,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 from dlt.common.normalizers.naming import snake_case
+
+from connectors import quarantine
+from data_spine.settings import PROJECT_ROOT
 
 FOLDER = Path(__file__).resolve().parent / "contracts"
 UTC = pa.timestamp("us", tz="UTC")
@@ -58,6 +70,57 @@ SQL = {
     "json": "VARCHAR",
 }
 VARIANT = "__v_text"
+# dlt's variant columns of any type (`<column>__v_text`, `__v_double`, ...).
+_VARIANT_OF = re.compile(r"__v_[a-z]+$")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """How sensitive a column is: `level` one of the vocabulary's classes (None: unclassified),
+    `personal_data` the kind of personal data it holds, `identifies` whose id it is (only with
+    `personal_data: identifier`), `reason` why it is less strict than what it derives from."""
+
+    level: str | None
+    personal_data: str | None = None
+    identifies: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any] | None) -> Classification:
+        """From a column's keys (a contract column, a dbt column's meta)."""
+        meta = meta or {}
+        return cls(
+            meta.get("classification"),
+            meta.get("personal_data"),
+            meta.get("identifies"),
+            meta.get("classification_reason"),
+        )
+
+    def problems(self) -> list[str]:
+        """What is wrong with it against the vocabulary (empty when nothing is)."""
+        words = vocabulary()
+        found = []
+        if self.level is None:
+            found.append("no classification")
+        elif self.level not in words["classes"]:
+            found.append(f"classification {self.level!r} is none of {words['classes']}")
+        if self.personal_data is not None and self.personal_data not in words["personal_data"]:
+            found.append(f"personal_data {self.personal_data!r} is none of {words['personal_data']}")
+        if self.identifies is not None and self.identifies not in words["identifies"]:
+            found.append(f"identifies {self.identifies!r} is none of {words['identifies']}")
+        # An identifier without `identifies` is a person's id in a system no erasure matches by
+        # (a vendor's external id): it goes with its row.
+        if self.identifies is not None and self.personal_data != "identifier":
+            found.append("identifies goes with personal_data: identifier only")
+        return found
+
+
+@functools.cache
+def vocabulary() -> dict[str, list[str]]:
+    """The classification vocabulary: classes (least strict first), kinds of personal data,
+    whose ids an identifier names. Declared once, for dbt and Python, in dbt_project.yml."""
+    doc = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    return doc["vars"]["data_classification"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +130,7 @@ class Column:
     description: str
     # The vendor always sends a non-null value (a primary key, a creation instant).
     required: bool = False
+    classification: Classification = Classification(None)
 
 
 @dataclass(frozen=True)
@@ -76,6 +140,20 @@ class TableContract:
     description: str
     reference: str
     columns: dict[str, Column] = field(default_factory=dict)
+    # Columns that land without staging reading them, by name or fnmatch pattern: classified only.
+    other_columns: dict[str, Classification] = field(default_factory=dict)
+
+    def classification(self, column: str) -> Classification | None:
+        """A column of the raw table as the contract classifies it (a variant column as the
+        column it holds the misfits of); None when it does not."""
+        if column.startswith(DLT_PREFIX):
+            return DLT_CLASSIFICATION
+        base = _VARIANT_OF.sub("", column)
+        if base in self.columns:
+            return self.columns[base].classification
+        if base in self.other_columns:
+            return self.other_columns[base]
+        return next((c for p, c in self.other_columns.items() if fnmatch.fnmatchcase(base, p)), None)
 
     def arrow_type(self, column: str) -> pa.DataType:
         return ARROW[self.columns[column].data_type]
@@ -206,6 +284,16 @@ def _fit(array: pa.ChunkedArray | pa.Array, data_type: str) -> tuple[pa.Array, p
     return pa.array(fitted, target), pa.array(misfits, pa.string())
 
 
+def _classified(where: str, spec: Mapping[str, Any]) -> Classification:
+    """The column's classification; a value outside the vocabulary is an error (a missing
+    classification is not: privacy/classification.py reports it with the warehouse's columns)."""
+    classification = Classification.of(spec)
+    wrong = [p for p in classification.problems() if p != "no classification"]
+    if wrong:
+        raise ValueError(f"{where}: {'; '.join(wrong)}")
+    return classification
+
+
 @functools.cache
 def contract(source: str) -> dict[str, TableContract]:
     """Every table's contract of one source, read from its YAML file."""
@@ -219,9 +307,22 @@ def contract(source: str) -> dict[str, TableContract]:
                 raise ValueError(
                     f"{path.name}: {name}.{column} has unknown type {c['type']!r}; use one of {sorted(ARROW)}"
                 )
-            columns[column] = Column(column, c["type"], c.get("description", ""), bool(c.get("required", False)))
+            columns[column] = Column(
+                column,
+                c["type"],
+                c.get("description", ""),
+                bool(c.get("required", False)),
+                _classified(f"{path.name}: {name}.{column}", c),
+            )
+        others = {}
+        for column, c in (spec.get("other_columns") or {}).items():
+            where = f"{path.name}: {name}.other_columns.{column}"
+            others[column] = _classified(where, c)
+            # Erasure finds a table's personal columns by name, without reading the table.
+            if others[column].personal_data and any(ch in column for ch in "*?["):
+                raise ValueError(f"{where}: a column of personal data is named, not matched by a pattern")
         tables[name] = TableContract(
-            source, name, spec.get("description", ""), spec.get("reference", doc.get("reference", "")), columns
+            source, name, spec.get("description", ""), spec.get("reference", doc.get("reference", "")), columns, others
         )
     return tables
 
@@ -248,6 +349,33 @@ def dlt_columns(source: str, name: str) -> list[dict]:
 
 # Columns dlt adds to every raw table (see [normalize.parquet_normalizer] in .dlt/config.toml).
 DLT_COLUMNS = {"_dlt_load_id": "text"}
+# dlt's own columns (its prefix: _dlt_load_id, and the _dlt_id, _dlt_parent_id, ... other
+# settings add) and its bookkeeping tables in every raw schema (loads, schema versions,
+# pipeline state) say how data was loaded, never what a vendor sent.
+DLT_PREFIX = "_dlt_"
+DLT_CLASSIFICATION = Classification("internal")
+# The quarantine table every raw schema may hold (connectors/quarantine.py): a rejected record
+# is kept whole as text, whatever personal data it carries.
+QUARANTINE_CLASSIFICATION = {
+    "id": Classification("internal"),
+    "source": Classification("internal"),
+    "resource": Classification("internal"),
+    "location": Classification("internal"),
+    "reason": Classification("internal"),
+    "raw_record": Classification("restricted", "free_text"),
+    "quarantined_at": Classification("internal"),
+}
+
+
+def classification(source: str, name: str, column: str) -> Classification | None:
+    """A column of one of the source's raw tables as classified here (its contract, dlt's
+    columns and tables, the quarantine table); None when nothing classifies it."""
+    if name.startswith(DLT_PREFIX) or column.startswith(DLT_PREFIX):
+        return DLT_CLASSIFICATION
+    if name == quarantine.TABLE:
+        return QUARANTINE_CLASSIFICATION.get(column)
+    declared = table(source, name)
+    return declared.classification(column) if declared is not None else None
 
 
 def empty_tables(source: str) -> Iterator[tuple[str, str]]:
