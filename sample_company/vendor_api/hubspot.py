@@ -7,6 +7,15 @@ milliseconds), pages of up to 200 with `after` in the body, and stops at 10,000 
 query, as HubSpot does; search results carry no associations, which come from
 `POST /crm/v4/associations/<from>/<to>/batch/read` instead. Only the requested `properties`
 come back (plus HubSpot's defaults), every property value is a string, and associations come back only when asked for.
+
+`GET /crm/v3/objects/<type>/<id>` reads one object (`idProperty=email` finds a contact by
+email; an archived one only with `archived=true`), 404 when there is none.
+`POST /crm/v3/objects/contacts/gdpr-delete` with `{"objectId": ..., "idProperty": "email"}`
+(`idProperty` optional: without it `objectId` is the contact's id) deletes a contact for good,
+as HubSpot documents its GDPR deletion: 204, and the contact is in neither listing (listed or
+archived), nor found by id or search, and no other object's associations name it any more. An
+email no contact has answers 204 too (HubSpot then blocklists the address; the stand-in keeps
+no such list, since that would be keeping the address); an id no contact has answers 404.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from datetime import datetime
 
 import orjson
 
-from sample_company.vendor_api.store import RecordStore, Table
+from sample_company.vendor_api.store import RecordStore, Table, Write
 
 OBJECTS = ("companies", "contacts", "deals")
 DEFAULT_PROPERTIES = ("createdate", "hs_lastmodifieddate", "lastmodifieddate", "hs_object_id")
@@ -112,6 +121,8 @@ def handle(
         if body is None:
             return _error(405, "Search takes POST with a JSON body", "VALIDATION_ERROR")
         return _search(store, parts[3], body)
+    if len(parts) == 5 and parts[:3] == ["crm", "v3", "objects"] and parts[3] in OBJECTS and body is None:
+        return _read(store, parts[3], parts[4], params)
     if len(parts) != 4 or parts[:3] != ["crm", "v3", "objects"] or parts[3] not in OBJECTS:
         return _error(404, "Resource not found", "OBJECT_NOT_FOUND")
     obj = parts[3]
@@ -133,6 +144,98 @@ def handle(
         cursor = _encode(nxt)
         out["paging"] = {"next": {"after": cursor, "link": f"{base_url}/crm/v3/objects/{obj}?after={cursor}"}}
     return 200, out
+
+
+def _by_id(store: RecordStore, t: Table) -> dict[str, int]:
+    return store.derived(t, "by_id", lambda t: {i: p for p, i in enumerate(t.columns["id"]) if i})
+
+
+def _find(store: RecordStore, t: Table, object_id: str, id_property: str | None) -> int | None:
+    """The position of the object `object_id` names: its id, or (`idProperty=email`) the
+    contact with that email, whatever its case."""
+    if id_property in (None, "", "hs_object_id"):
+        return _by_id(store, t).get(str(object_id))
+    wanted = str(object_id).strip().lower()
+    needle = wanted.encode()
+    for position in range(len(t)):
+        raw = t.raw(position)
+        # Most lines cannot hold the address: parse only those that might.
+        if needle in raw.lower():
+            email = (orjson.loads(raw).get("properties") or {}).get("email")
+            if isinstance(email, str) and email.strip().lower() == wanted:
+                return position
+    return None
+
+
+def _read(store: RecordStore, obj: str, object_id: str, params: dict[str, str]) -> tuple[int, dict]:
+    id_property = params.get("idProperty") or None
+    if id_property not in (None, "hs_object_id") and not (obj == "contacts" and id_property == "email"):
+        return _error(400, f"Property {id_property} is not a unique identifier property", "VALIDATION_ERROR")
+    t = table(store, obj)
+    position = _find(store, t, object_id, id_property)
+    archived = params.get("archived", "false") == "true"
+    if position is None or t.columns["archived"][position] != archived:
+        return _error(404, "resource not found", "OBJECT_NOT_FOUND")
+    wanted = [p for p in params.get("properties", "").split(",") if p]
+    associations = [a for a in params.get("associations", "").split(",") if a]
+    return 200, _shaper(wanted, associations)(t.record(position))
+
+
+def write(store: RecordStore, method: str, path: str, body: dict | None) -> Write | None:
+    """A request that changes records, answered; None for any other request."""
+    parts = path.strip("/").split("/")
+    if parts != ["crm", "v3", "objects", "contacts", "gdpr-delete"]:
+        return None
+    if method != "POST":
+        return Write(*_error(405, "GDPR deletion takes POST with a JSON body", "VALIDATION_ERROR"))
+    if not isinstance(body, dict):
+        return Write(*_error(400, "The body must be a JSON object", "VALIDATION_ERROR"))
+    return gdpr_delete(store, body)
+
+
+def gdpr_delete(store: RecordStore, body: dict) -> Write:
+    """Delete a contact for good, with every association naming it (HubSpot's GDPR deletion)."""
+    object_id, id_property = body.get("objectId"), body.get("idProperty") or None
+    if object_id in (None, ""):
+        return Write(*_error(400, "objectId is required", "VALIDATION_ERROR"))
+    by_email = id_property == "email"
+    if id_property not in (None, "hs_object_id") and not by_email:
+        return Write(*_error(400, f"Property {id_property} is not a unique identifier property", "VALIDATION_ERROR"))
+    with store.writing:
+        t = table(store, "contacts")
+        position = _find(store, t, str(object_id), id_property)
+        if position is None:
+            # An unknown address is blocklisted by HubSpot, and answered as done.
+            return Write(204, None) if by_email else Write(*_error(404, "resource not found", "OBJECT_NOT_FOUND"))
+        contact_id = str(t.columns["id"][position])
+        needle = orjson.dumps(contact_id)
+        # Every line of the contact goes (a file may hold one twice).
+        store.rewrite(
+            "hubspot",
+            "contacts",
+            lambda line: None if needle in line and str(orjson.loads(line).get("id")) == contact_id else line,
+        )
+        for other in OBJECTS:
+            if other != "contacts" and store.path("hubspot", other).exists():
+                store.rewrite("hubspot", other, lambda line: _unlinked(line, contact_id) if needle in line else line)
+    return Write(204, None, contact_id)
+
+
+def _unlinked(line: bytes, contact_id: str) -> bytes:
+    """The record without its associations to the contact (the line itself if it has none)."""
+    record = orjson.loads(line)
+    linked = (record.get("associations") or {}).get("contacts")
+    results = (linked or {}).get("results") or []
+    kept = [a for a in results if str(a.get("id")) != contact_id]
+    if len(kept) == len(results):
+        return line
+    if kept:
+        linked["results"] = kept
+    else:
+        del record["associations"]["contacts"]
+        if not record["associations"]:
+            del record["associations"]
+    return orjson.dumps(record)
 
 
 def _search(store: RecordStore, obj: str, body: dict) -> tuple[int, dict]:
@@ -180,7 +283,7 @@ def _associations(store: RecordStore, from_obj: str, to_obj: str, body: dict) ->
     if from_obj not in OBJECTS or to_obj not in OBJECTS:
         return _error(404, "Resource not found", "OBJECT_NOT_FOUND")
     t = table(store, from_obj)
-    by_id = store.derived(t, "by_id", lambda t: {i: p for p, i in enumerate(t.columns["id"]) if i})
+    by_id = _by_id(store, t)
     results = []
     for entry in body.get("inputs") or []:
         position = by_id.get(str(entry.get("id")))

@@ -1,4 +1,11 @@
-"""One HTTP server hosting the three vendor APIs under `/stripe`, `/hubspot` and `/zendesk`."""
+"""One HTTP server hosting the three vendor APIs under `/stripe`, `/hubspot` and `/zendesk`.
+
+Besides reading, each vendor answers its own deletion requests (Stripe's customer update and
+deletion, HubSpot's GDPR deletion of a contact, Zendesk's soft and permanent deletion of a
+user; see each vendor's module): they change the vendor's files on disk, so what they did
+holds for every later request and every later server on the same folder, and each one is
+noted in the vendor's `deletion_requests.jsonl` (when, method, path, the object's id, status).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import orjson
 
 from sample_company.vendor_api import hubspot, stripe, zendesk
 from sample_company.vendor_api.faults import FaultInjector
-from sample_company.vendor_api.store import RecordStore
+from sample_company.vendor_api.store import DELETION_REQUESTS, RecordStore, Write
 
 # Credentials the local stand-ins accept. They guard nothing real; a deployment passes the
 # vendors' own credentials to the connectors through dlt secrets instead.
@@ -78,6 +85,8 @@ def warm(store: RecordStore) -> None:
     """Index every vendor file in the store's folder (keeping each index beside its file) and
     build the orders lists are paged in."""
     for path in sorted(store.sources_dir.glob("*/*.jsonl")):
+        if path.name == DELETION_REQUESTS:
+            continue
         system, obj = path.parent.name, path.stem
         if system == "zendesk":
             zendesk.warm(store, obj)
@@ -151,7 +160,9 @@ class VendorApiServer:
         data at hand (otherwise the first requests pay for it)."""
         warm(self.store)
 
-    def route(self, method: str, raw_path: str, headers, body: dict | None = None) -> tuple[int, dict, dict, bool]:
+    def route(
+        self, method: str, raw_path: str, headers, body: dict | None = None
+    ) -> tuple[int, dict | None, dict, bool]:
         """Answer one request: (status, body, extra headers, truncate the body)."""
         split = urlsplit(raw_path)
         vendor = split.path.lstrip("/").partition("/")[0]
@@ -161,7 +172,9 @@ class VendorApiServer:
         if verdict.status is not None:
             return verdict.status, UNAVAILABLE.get(vendor, {}), verdict.headers, False
         status, answer, extra = self._answer(method, raw_path, headers, body)
-        if status == 200:
+        # Only a listing's pages are redelivered; a write is answered once.
+        reading = method == "GET" or split.path.endswith(("/search", "/batch/read"))
+        if status == 200 and reading:
             # A redelivery repeats the page before this one of the same listing: the path with
             # its query (or search body) less the paging parameters, since two listings may read
             # one path at once (Zendesk's tickets and their metric sets).
@@ -173,7 +186,7 @@ class VendorApiServer:
                 return status, previous, extra, verdict.truncate
         return status, answer, extra, verdict.truncate
 
-    def _answer(self, method: str, raw_path: str, headers, body: dict | None) -> tuple[int, dict, dict]:
+    def _answer(self, method: str, raw_path: str, headers, body: dict | None) -> tuple[int, dict | None, dict]:
         split = urlsplit(raw_path)
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         vendor, _, rest = split.path.lstrip("/").partition("/")
@@ -182,13 +195,13 @@ class VendorApiServer:
         if vendor == "stripe":
             if not stripe.authorized(headers, creds["stripe_api_key"]):
                 return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}, {}
-            if method != "GET":
-                return (
-                    405,
-                    {"error": {"type": "invalid_request_error", "message": f"{method} is not supported here"}},
-                    {},
-                )
             version = headers.get("Stripe-Version") or self.stripe_api_version
+            if method != "GET":
+                written = stripe.write(self.store, method, rest, body, version)
+                if written is None:
+                    message = f"Unrecognized request URL ({method}: /{rest.strip('/')})."
+                    return 404, {"error": {"type": "invalid_request_error", "message": message}}, {}
+                return self._written(vendor, method, split.path, written)
             expand = tuple(v for k, v in parse_qsl(split.query) if k == "expand[]")
             status, answer = stripe.handle(self.store, rest, params, version, expand)
         elif vendor == "hubspot":
@@ -202,14 +215,29 @@ class VendorApiServer:
                     },
                     {},
                 )
+            written = hubspot.write(self.store, method, rest, body)
+            if written is not None:
+                return self._written(vendor, method, split.path, written)
+            if method not in ("GET", "POST"):
+                return 405, {"status": "error", "message": f"{method} is not supported here", "category": "ERROR"}, {}
             status, answer = hubspot.handle(self.store, rest, params, base, body if method == "POST" else None)
         elif vendor == "zendesk":
             if not zendesk.authorized(headers, creds["zendesk_email"], creds["zendesk_api_token"]):
                 return 401, {"error": "Couldn't authenticate you"}, {}
+            written = zendesk.write(self.store, method, rest, body)
+            if written is not None:
+                return self._written(vendor, method, split.path, written)
+            if method != "GET":
+                return 404, {"error": "InvalidEndpoint", "description": "Not found"}, {}
             status, answer = zendesk.handle(self.store, rest, params, base)
         else:
             return 404, {"error": f"no vendor API at /{vendor}"}, {}
         return status, answer, {}
+
+    def _written(self, vendor: str, method: str, path: str, written: Write) -> tuple[int, dict | None, dict]:
+        """A write's answer, once the vendor's deletion log has it."""
+        self.store.note_deletion(vendor, method, path, written.object_id, written.status)
+        return written.status, written.body, {}
 
     def _handler_class(self):
         server = self
@@ -226,12 +254,22 @@ class VendorApiServer:
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if self.headers.get_content_type() == "application/x-www-form-urlencoded":
+                    # Stripe's way: form fields, an empty value clearing a field.
+                    self._respond("POST", dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)))
+                    return
                 try:
                     body = json.loads(raw or b"{}")
                 except ValueError:
                     self._send(400, {"status": "error", "message": "Invalid JSON body"}, {}, False)
                     return
                 self._respond("POST", body)
+
+            def do_DELETE(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)  # a body means nothing to a deletion, but must be read
+                self._respond("DELETE", None)
 
             def _respond(self, method: str, request_body: dict | None) -> None:
                 try:
@@ -240,7 +278,7 @@ class VendorApiServer:
                     status, body, extra, truncate = 404, {"error": f"unknown object {exc}"}, {}, False
                 self._send(status, body, extra, truncate)
 
-            def _send(self, status: int, body: dict, extra: dict, truncate: bool) -> None:
+            def _send(self, status: int, body: dict | None, extra: dict, truncate: bool) -> None:
                 vendor = urlsplit(self.path).path.lstrip("/").partition("/")[0]
                 server.log.append(
                     Request(
@@ -248,9 +286,10 @@ class VendorApiServer:
                     )
                 )
                 # orjson, because pages embed their records' stored serializations (`Fragment`s).
-                payload = orjson.dumps(body)
+                payload = b"" if status == 204 else orjson.dumps(body)
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                if status != 204:
+                    self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 for k, v in extra.items():
                     self.send_header(k, v)

@@ -14,6 +14,11 @@ file's version and the fields indexed), so a server started on unchanged files d
 them again, and the commands that change the vendors' data index what they wrote
 (`index_files`), as a vendor's own systems do when its data changes: indexing the `large`
 company takes about 20 s, which a run would otherwise spend waiting for its first pages.
+
+The vendors' deletion endpoints write: `RecordStore.rewrite` replaces a file the same way those
+commands do (written beside it, then moved over it), so it is indexed again like any other
+change, and every deletion request is noted in the vendor's `deletion_requests.jsonl`
+(`RecordStore.note_deletion`), which is no object of the vendor's and is never served.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import os
 import pickle
 import sys
 import threading
+import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -39,6 +45,18 @@ Fields = Callable[[str, dict], tuple]
 
 # Bumped when what an index holds changes shape.
 INDEX_FORMAT = 1
+# Where each vendor's folder notes the deletion requests it received (one JSON line each).
+DELETION_REQUESTS = "deletion_requests.jsonl"
+
+
+class Write(NamedTuple):
+    """A vendor's answer to a request that changes its records: the status, the body (None for
+    an answer without one) and the id of the object the request named, as the deletion log
+    keeps it (None when the request named none the vendor holds)."""
+
+    status: int
+    body: dict | None
+    object_id: str | None = None
 
 
 @functools.cache
@@ -155,12 +173,74 @@ class Table:
             self._file.close()
 
 
+def rewrite_lines(path: Path, edit: Callable[[bytes], bytes | None], append: Sequence[bytes] = ()) -> bool:
+    """Apply `edit` to every record line of the file (its JSON, without the line end): the line
+    it returns replaces it, None drops it; then add the `append` lines (a missing file is made
+    of them alone). Only when something changed is the file replaced, in one step: a server
+    reading it meanwhile sees the old or the new version, and the new one (a new file, so a new
+    version) is indexed again on its next request. True if it was replaced."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    changed = bool(append)
+    try:
+        with open(partial, "wb") as out:
+            if path.exists():
+                with open(path, "rb") as source:
+                    for line in source:
+                        body = line.rstrip()
+                        edited = edit(body) if body else body
+                        if edited is not body:
+                            changed = True
+                        elif not line.endswith(b"\n"):
+                            line += b"\n"
+                        if edited is not None:
+                            out.write(line if edited is body else edited + b"\n")
+            for line in append:
+                out.write(line + b"\n")
+        if changed:
+            if path.exists():
+                os.chmod(partial, os.stat(path).st_mode & 0o7777)
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return changed
+
+
 class RecordStore:
     def __init__(self, sources_dir: Path):
         self.sources_dir = sources_dir
         self._tables: dict[tuple[str, str], Table] = {}
         self._derived: dict[tuple[str, str, str], tuple[tuple | None, Any]] = {}
         self._lock = threading.RLock()
+        # Held by a request while it changes records: one deletion's reads and rewrites of a
+        # vendor's files are not interleaved with another's.
+        self.writing = threading.RLock()
+
+    def path(self, system: str, obj: str) -> Path:
+        return self.sources_dir / system / f"{obj}.jsonl"
+
+    def rewrite(
+        self, system: str, obj: str, edit: Callable[[bytes], bytes | None], append: Sequence[bytes] = ()
+    ) -> bool:
+        """`rewrite_lines` on the object's file (a missing file is a 404, `KeyError`, unless
+        there are lines to `append`: they make it)."""
+        path = self.path(system, obj)
+        if not append and not path.exists():
+            raise KeyError(obj)
+        with self.writing:
+            return rewrite_lines(path, edit, append)
+
+    def note_deletion(self, system: str, method: str, path: str, object_id: str | None, status: int) -> None:
+        """Append one line to the vendor's deletion log: what was asked, of which object, when,
+        and what the vendor answered."""
+        line = {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "method": method,
+            "path": path,
+            "object_id": object_id,
+            "status": status,
+        }
+        with self.writing, open(self.sources_dir / system / DELETION_REQUESTS, "ab") as log:
+            log.write(orjson.dumps(line) + b"\n")
 
     def table(
         self, system: str, obj: str, names: Sequence[str] = (), fields: Fields | None = None, optional: bool = False

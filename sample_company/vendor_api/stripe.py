@@ -17,18 +17,35 @@ Objects are stored in the newest shape and rendered in the API version the reque
   its coupon;
 - 2025-03-31.basil until 2025-09-30: the current shape, but a discount still embeds its coupon;
 - from 2025-09-30.clover: a discount names its coupon in `source.coupon`.
+
+Customers are also read, updated and deleted one at a time, as Stripe documents:
+`GET /v1/customers/{id}` retrieves one (a deleted one as `{"id", "object": "customer",
+"deleted": true}`); `POST /v1/customers/{id}` updates one from a form-encoded body (`email`,
+`name`, `phone`, `description`, `metadata[<key>]`; an empty value clears the field) and answers
+the customer, writing a `customer.updated` event; `DELETE /v1/customers/{id}` deletes one for
+good and answers `{"id", "object": "customer", "deleted": true}`: the customer is gone from the
+list, its live subscriptions are canceled now (each with a `customer.subscription.deleted`
+event) and a `customer.deleted` event is written. A deleted or unknown customer is a 404
+(`resource_missing`) to both. Stripe keeps events 30 days; the stand-in keeps them for good,
+so it keeps no personal data an erasure removed: a deleted customer's events (its
+`customer.deleted` one too) carry it with `email`, `name`, `phone`, `address`, `shipping`,
+`description` and `individual_name` null, and a field an update cleared is cleared in the
+customer's earlier events, which record no `previous_attributes`.
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+import secrets
+import string
+import time
 from array import array
 
 import orjson
 
 from sample_company.variants import LATEST_STRIPE_VERSION
-from sample_company.vendor_api.store import RecordStore, Table
+from sample_company.vendor_api.store import RecordStore, Table, Write
 
 OBJECTS = (
     "customers",
@@ -260,6 +277,8 @@ def handle(
     store: RecordStore, path: str, params: dict[str, str], version: str = CURRENT_VERSION, expand: tuple[str, ...] = ()
 ) -> tuple[int, dict]:
     parts = path.strip("/").split("/")
+    if len(parts) == 3 and parts[:2] == ["v1", "customers"]:
+        return _retrieve_customer(store, parts[2])
     if len(parts) != 2 or parts[0] != "v1" or parts[1] not in LISTABLE:
         return _error(404, f"Unrecognized request URL (GET: /{path.strip('/')}).")
     obj = parts[1]
@@ -316,3 +335,184 @@ def handle(
         "has_more": start + limit < len(listed),
         "data": data,
     }
+
+
+# --- One customer: retrieve, update, delete -------------------------------------------------
+
+# A customer's fields that name or reach a person: what a deletion leaves of it nowhere.
+PERSONAL = ("email", "name", "phone", "address", "shipping", "description", "individual_name")
+# What an update may set (`metadata[<key>]` too); an empty value clears the field.
+UPDATABLE = ("email", "name", "phone", "description")
+# Subscription statuses a customer's deletion cancels.
+LIVE = frozenset({"active", "trialing", "past_due", "unpaid", "incomplete", "paused"})
+
+
+def _missing(customer_id: str) -> tuple[int, dict]:
+    return 404, {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "param": "id",
+            "message": f"No such customer: '{customer_id}'",
+        }
+    }
+
+
+def _deleted_stub(customer_id: str) -> dict:
+    return {"id": customer_id, "object": "customer", "deleted": True}
+
+
+def _customer(store: RecordStore, customer_id: str) -> dict | None:
+    t = table(store, "customers")
+    position_of = store.derived(t, "position_of", lambda t: {i: p for p, i in enumerate(t.columns["id"]) if i})
+    position = position_of.get(customer_id)
+    return None if position is None else t.record(position)
+
+
+def _deleted_customers(store: RecordStore) -> frozenset:
+    """The ids of the customers a `customer.deleted` event names."""
+    t = table(store, "events")
+
+    def build(t: Table) -> frozenset:
+        positions = [p for p, kind in enumerate(t.columns["type"]) if kind == "customer.deleted"]
+        return frozenset(((e.get("data") or {}).get("object") or {}).get("id") for e in t.records(positions))
+
+    return store.derived(t, "deleted_customers", build)
+
+
+def _retrieve_customer(store: RecordStore, customer_id: str) -> tuple[int, dict]:
+    found = _customer(store, customer_id)
+    if found is not None:
+        return 200, found
+    if customer_id in _deleted_customers(store):
+        return 200, _deleted_stub(customer_id)
+    return _missing(customer_id)
+
+
+def write(
+    store: RecordStore, method: str, path: str, body: dict | None, version: str = CURRENT_VERSION
+) -> Write | None:
+    """A request that changes records, answered; None for any other request."""
+    parts = path.strip("/").split("/")
+    if len(parts) != 3 or parts[:2] != ["v1", "customers"]:
+        return None
+    if method == "DELETE":
+        return delete_customer(store, parts[2], version)
+    if method == "POST":
+        return update_customer(store, parts[2], body or {}, version)
+    return None
+
+
+def _event_id() -> str:
+    return "evt_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+
+
+def _event(kind: str, obj: dict, at: int, version: str) -> bytes:
+    return orjson.dumps(
+        {
+            "id": _event_id(),
+            "object": "event",
+            "type": kind,
+            "created": at,
+            "api_version": version,
+            "data": {"object": obj},
+        }
+    )
+
+
+def _of_customer(line: bytes, needle: bytes, customer_id: str, key: str) -> dict | None:
+    """The line's record when its `key` names the customer (a cheap test first)."""
+    if needle not in line:
+        return None
+    record = orjson.loads(line)
+    return record if record.get(key) == customer_id else None
+
+
+def _forget(line: bytes, needle: bytes, customer_id: str, fields: tuple[str, ...]) -> bytes:
+    """An event line with the customer's `fields` cleared wherever it carries the customer."""
+    if needle not in line:
+        return line
+    event = orjson.loads(line)
+    data = event.get("data") or {}
+    obj = data.get("object") or {}
+    if obj.get("object") != "customer" or obj.get("id") != customer_id:
+        return line
+    held = [f for f in fields if obj.get(f) is not None]
+    previous = data.get("previous_attributes") or {}
+    before = [f for f in fields if f in previous]
+    if not held and not before:
+        return line
+    for f in held:
+        obj[f] = None
+    for f in before:
+        del previous[f]
+    return orjson.dumps(event)
+
+
+def delete_customer(store: RecordStore, customer_id: str, version: str = CURRENT_VERSION) -> Write:
+    """Delete a customer for good: out of the list, its live subscriptions canceled, and its
+    personal data gone from every event about it."""
+    with store.writing:
+        customer = _customer(store, customer_id)
+        if customer is None:
+            return Write(*_missing(customer_id))
+        at = int(time.time())
+        needle = orjson.dumps(customer_id)
+        events: list[bytes] = []
+
+        def cancel(line: bytes) -> bytes:
+            subscription = _of_customer(line, needle, customer_id, "customer")
+            if subscription is None or subscription.get("status") not in LIVE:
+                return line
+            subscription.update(status="canceled", canceled_at=at, ended_at=at)
+            events.append(_event("customer.subscription.deleted", subscription, at, version))
+            return orjson.dumps(subscription)
+
+        if store.path("stripe", "subscriptions").exists():
+            store.rewrite("stripe", "subscriptions", cancel)
+        store.rewrite(
+            "stripe", "customers", lambda line: None if _of_customer(line, needle, customer_id, "id") else line
+        )
+        forgotten = {key: None if key in PERSONAL else value for key, value in customer.items()}
+        events.append(_event("customer.deleted", forgotten, at, version))
+        store.rewrite("stripe", "events", lambda line: _forget(line, needle, customer_id, PERSONAL), events)
+    return Write(200, _deleted_stub(customer_id), customer_id)
+
+
+def update_customer(store: RecordStore, customer_id: str, form: dict, version: str = CURRENT_VERSION) -> Write:
+    """Update a customer from a form: the fields given set, an empty one cleared."""
+    for key in form:
+        if key not in UPDATABLE and not (key.startswith("metadata[") and key.endswith("]")):
+            return Write(
+                400,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "parameter_unknown",
+                        "param": key,
+                        "message": f"Received unknown parameter: {key}",
+                    }
+                },
+                customer_id,
+            )
+    with store.writing:
+        customer = _customer(store, customer_id)
+        if customer is None:
+            return Write(*_missing(customer_id), customer_id)
+        metadata = dict(customer.get("metadata") or {})
+        for key, value in form.items():
+            if key.startswith("metadata["):
+                if value == "":
+                    metadata.pop(key[len("metadata[") : -1], None)
+                else:
+                    metadata[key[len("metadata[") : -1]] = value
+            else:
+                customer[key] = value if value != "" else None
+        if any(key.startswith("metadata[") for key in form):
+            customer["metadata"] = metadata
+        cleared = tuple(key for key, value in form.items() if value == "" and key in UPDATABLE)
+        needle, line = orjson.dumps(customer_id), orjson.dumps(customer)
+        store.rewrite("stripe", "customers", lambda raw: line if _of_customer(raw, needle, customer_id, "id") else raw)
+        event = _event("customer.updated", customer, int(time.time()), version)
+        store.rewrite("stripe", "events", lambda raw: _forget(raw, needle, customer_id, cleared), [event])
+    return Write(200, customer, customer_id)

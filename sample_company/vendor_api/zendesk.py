@@ -7,20 +7,41 @@ Tickets and users come from the incremental cursor exports (`start_time`, then `
 cursor pagination (`page[size]`, `page[after]`, `meta.has_more`); satisfaction ratings take a
 `start_time` filter. Deleted tickets stay in the ticket export with status `deleted`, as on
 Zendesk; a deleted organization carries `deleted_at`.
+
+Users are deleted in Zendesk's two steps. `DELETE /api/v2/users/{user_id}` soft-deletes one:
+200 with the user, now `active: false` (and updated, so the export brings it again); a user
+already soft-deleted answers the same. `DELETE /api/v2/deleted_users/{deleted_user_id}` (the
+same id) then deletes a soft-deleted user for good: 200 with the `deleted_user`, 404 for a
+user not soft-deleted first. As Zendesk shows permanently deleted users, the user stays in
+the export as a placeholder without personal data: every field but its id, role, locale and
+creation time null, `name` "Permanently Deleted User", `active: false`, updated at the deletion
+(so an incremental export brings the erasure too); both deletions then answer 404. Tickets and
+satisfaction ratings keep naming the user by `requester_id`, as Zendesk keeps closed tickets.
+`GET /api/v2/deleted_users/{deleted_user_id}` shows a soft-deleted user, 404 for any other.
+Zendesk does not let an end user who requested a ticket not yet closed be deleted; the
+stand-in deletes them all the same (how Zendesk's API words that refusal is not documented).
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import time
 from array import array
 from datetime import datetime
 
-from sample_company.vendor_api.store import RecordStore, Table
+import orjson
+
+from sample_company.vendor_api.store import RecordStore, Table, Write
 
 INCREMENTAL = ("tickets", "users")
 TIME_BASED = ("organizations",)
 PAGED = ("organizations", "ticket_metrics", "satisfaction_ratings")
+# What Zendesk shows of a permanently deleted user: its name is this, and of its other fields
+# only these keep their values.
+PERMANENTLY_DELETED = "Permanently Deleted User"
+KEPT_WHEN_DELETED = frozenset({"id", "url", "role", "role_type", "locale", "locale_id", "created_at"})
+NOT_FOUND = (404, {"error": "RecordNotFound", "description": "Not found"})
 
 
 def authorized(headers, email: str, api_token: str) -> bool:
@@ -109,7 +130,82 @@ def handle(store: RecordStore, path: str, params: dict[str, str], base_url: str)
         return _time_based(store, parts[3], params, base_url)
     if len(parts) == 3 and parts[2] in PAGED:
         return _paged(store, parts[2], params, base_url)
+    if len(parts) == 4 and parts[2] == "deleted_users":
+        found = _user(store, parts[3])
+        if found is None or not _soft_deleted(found[1]):
+            return NOT_FOUND
+        return 200, {"deleted_user": found[1]}
     return _error(404, "InvalidEndpoint", "Not found")
+
+
+def _soft_deleted(user: dict) -> bool:
+    return user.get("active") is False and not _permanently_deleted(user)
+
+
+def _permanently_deleted(user: dict) -> bool:
+    return user.get("active") is False and user.get("name") == PERMANENTLY_DELETED and user.get("email") is None
+
+
+def _user(store: RecordStore, user_id: str) -> tuple[int, dict] | None:
+    """The user of that id and its id as stored; None for an id no user has."""
+    try:
+        wanted = int(user_id)
+    except ValueError:
+        return None
+    t = table(store, "users")
+    by_id = store.derived(t, "by_id_lookup", lambda t: {i: p for p, i in enumerate(t.columns["id"]) if i is not None})
+    position = by_id.get(wanted)
+    return None if position is None else (wanted, t.record(position))
+
+
+def write(store: RecordStore, method: str, path: str, body: dict | None) -> Write | None:
+    """A request that changes records, answered; None for any other request."""
+    parts = path.strip("/").removesuffix(".json").split("/")
+    if method != "DELETE" or len(parts) != 4 or parts[:2] != ["api", "v2"]:
+        return None
+    if parts[2] == "users":
+        return delete_user(store, parts[3])
+    if parts[2] == "deleted_users":
+        return permanently_delete_user(store, parts[3])
+    return None
+
+
+def delete_user(store: RecordStore, user_id: str) -> Write:
+    """Soft-delete a user: `active` false, updated now."""
+    with store.writing:
+        found = _user(store, user_id)
+        if found is None or _permanently_deleted(found[1]):
+            return Write(*NOT_FOUND, None if found is None else str(found[0]))
+        wanted, user = found
+        if user.get("active") is not False:
+            user = {**user, "active": False, "updated_at": _now()}
+            _replace_user(store, wanted, user)
+    return Write(200, {"user": user}, str(wanted))
+
+
+def permanently_delete_user(store: RecordStore, user_id: str) -> Write:
+    """Delete a soft-deleted user for good: what stays is a placeholder without personal data."""
+    with store.writing:
+        found = _user(store, user_id)
+        if found is None or not _soft_deleted(found[1]):
+            return Write(*NOT_FOUND, None if found is None else str(found[0]))
+        wanted, user = found
+        placeholder = {key: value if key in KEPT_WHEN_DELETED else None for key, value in user.items()}
+        placeholder.update(name=PERMANENTLY_DELETED, email=None, active=False, updated_at=_now())
+        _replace_user(store, wanted, placeholder)
+    return Write(200, {"deleted_user": placeholder}, str(wanted))
+
+
+def _replace_user(store: RecordStore, user_id: int, user: dict) -> None:
+    """Write `user` over every line of that id in the users' file."""
+    needle, line = str(user_id).encode(), orjson.dumps(user)
+    store.rewrite(
+        "zendesk", "users", lambda raw: line if needle in raw and orjson.loads(raw).get("id") == user_id else raw
+    )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _incremental(store, obj, params, base_url):
