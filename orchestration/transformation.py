@@ -135,6 +135,9 @@ def dbt_models(
         failed = build_failures(invocation.get_artifact("run_results.json"))
     except FileNotFoundError:  # dbt stopped before running anything (the project does not parse)
         raise error from None
+    # The classification check ends the build after every node ran (on-run-end): dbt reports
+    # it as an error of its own, not a node's, so its models are named from its message.
+    failed = failed.with_errors(unclassified_columns(str(error)))
     if not failed:  # dbt itself failed (a crash): no node to blame
         raise error
     # What was built is yielded above, so the entities that do not depend on the failed
@@ -164,6 +167,9 @@ class BuildFailures:
     def __bool__(self) -> bool:
         return bool(self.errors)
 
+    def with_errors(self, errors: Mapping[str, str]) -> "BuildFailures":
+        return BuildFailures({**self.errors, **errors}, self.skipped)
+
     @property
     def unbuilt(self) -> frozenset[str]:
         """Model names whose table is not this run's."""
@@ -190,6 +196,23 @@ def build_failures(run_results: Mapping[str, Any]) -> BuildFailures:
         elif status == "skipped" and node_type in ("model", "seed", "snapshot"):
             skipped.add(name)
     return BuildFailures(errors, frozenset(skipped))
+
+
+# How the check that ends every dbt build (macros/column_classification.sql) opens its error,
+# and then one line per column: `  <model>.<column>: <what is wrong>`.
+UNCLASSIFIED = "Columns without a valid classification"
+_UNCLASSIFIED_COLUMN = re.compile(r"^\s+(\w+)\.(\w+): (.+)$", re.MULTILINE)
+
+
+def unclassified_columns(message: str) -> dict[str, str]:
+    """Model -> what the classification check found wrong with its columns, from a dbt
+    command's error (empty when the check did not fail)."""
+    if UNCLASSIFIED not in message:
+        return {}
+    found: dict[str, list[str]] = {}
+    for model, column, problem in _UNCLASSIFIED_COLUMN.findall(message.split(UNCLASSIFIED, 1)[1]):
+        found.setdefault(model, []).append(f"{column} ({problem.strip()})")
+    return {model: f"columns without a valid classification: {'; '.join(columns)}" for model, columns in found.items()}
 
 
 # dbt's first line only says where: `Runtime Error in model x (models/marts/x.sql)`.
