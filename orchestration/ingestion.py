@@ -7,7 +7,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from connectors import quarantine
+from connectors import contract, quarantine
 from connectors.http import explain
 from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
 from connectors.usage_events import rejected_dir, rejected_files
@@ -15,6 +15,7 @@ from data_spine.settings import settings
 from expectations.freshness_windows import SOURCES
 from orchestration.freshness_policies import how_judged, source_policy
 from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
+from privacy.classification import column_tags, raw_table_classification, strictest
 from quality.alert_conditions import OK, rejected_file_condition
 
 
@@ -35,7 +36,35 @@ class RawTableTranslator(DagsterDltTranslator):
             kinds={"dlt", "duckdb"},
             description=f"Raw `{data.resource.name}` from {source}, loaded by dlt into `{DATASETS[source]}`."
             + how_judged(SOURCES[source]),
+            metadata={**spec.metadata, **classified_raw_table(source, data.resource.name)},
         )
+
+
+def classified_raw_table(source: str, name: str) -> dict:
+    """A raw table's columns as its contract declares them (and dlt's), each tagged with its
+    classification, and the strictest class of what the resource loads: its table, the child
+    tables beside it (`<table>__<list>`) and the columns their contracts classify besides."""
+    declared = contract.table(source, name)
+    if declared is None:
+        return {}
+    classes = raw_table_classification(source, name)
+    columns = [
+        dg.TableColumn(
+            name=c.name, type=contract.SQL[c.data_type], description=c.description, tags=column_tags(c.classification)
+        )
+        for c in declared.columns.values()
+    ] + [
+        dg.TableColumn(
+            name=c,
+            type=contract.SQL[t],
+            description="dlt's id of the load that wrote the row.",
+            tags=column_tags(classes[c]),
+        )
+        for c, t in contract.DLT_COLUMNS.items()
+    ]
+    tables = [t for t in contract.contract(source) if t == name or t.startswith(f"{name}__")]
+    level = strictest(c for t in tables for c in raw_table_classification(source, t).values())
+    return {"dagster/column_schema": dg.TableSchema(columns=columns), **({"classification": level} if level else {})}
 
 
 def _ingestion_assets(source: str) -> dg.AssetsDefinition:

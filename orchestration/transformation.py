@@ -36,13 +36,45 @@ from orchestration.dbt_manifest import (
 from orchestration.errors import first_line
 from orchestration.freshness_policies import how_judged, mart_policy
 from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
+from privacy.classification import Classification, column_tags, strictest
 from quality.publishing import hold_unbuilt
+
+
+def classified(spec: dg.AssetSpec, columns: Mapping[str, Classification]) -> dg.AssetSpec:
+    """`spec` showing how sensitive its table is: each column's classification (and personal
+    data) as tags of its column schema, and the strictest class of the table as the metadata
+    `classification`."""
+    metadata = dict(spec.metadata)
+    schema = metadata.get("dagster/column_schema")
+    schema = getattr(schema, "schema", schema)  # a TableSchemaMetadataValue holds the TableSchema
+    if isinstance(schema, dg.TableSchema):
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name=c.name,
+                    type=c.type,
+                    description=c.description,
+                    constraints=c.constraints,
+                    tags={**c.tags, **column_tags(columns.get(c.name))},
+                )
+                for c in schema.columns
+            ],
+            constraints=schema.constraints,
+        )
+    level = strictest(columns.values())
+    if level:
+        metadata["classification"] = level
+    return spec.replace_attributes(metadata=metadata)
 
 
 class SpineDbtTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] in ("model", "seed"):
+            spec = classified(
+                spec, {name: Classification.of(c.get("meta")) for name, c in props.get("columns", {}).items()}
+            )
         if props["resource_type"] == "model" and props.get("fqn", [])[1:2] == ["marts"]:
             window = MARTS_FRESHNESS.get(props["name"])
             return spec.replace_attributes(

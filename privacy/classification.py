@@ -45,10 +45,13 @@ __all__ = [
     "Classification",
     "Lineage",
     "PersonalColumn",
+    "column_tags",
     "effective",
     "lineage",
     "load_classification",
     "personal_columns",
+    "raw_table_classification",
+    "strictest",
     "unclassified_raw_columns",
     "violations",
 ]
@@ -173,6 +176,38 @@ def personal_columns(
         for name, c in found.items()
         if c.personal_data and not any(ch in name for ch in "*?[")
     ]
+
+
+def column_tags(classification: Classification | None) -> dict[str, str]:
+    """A column's classification as tags (the Dagster column schema's): classification, and
+    personal_data and identifies when declared."""
+    if classification is None or classification.level is None:
+        return {}
+    tags = {"classification": classification.level}
+    if classification.personal_data:
+        tags["personal_data"] = classification.personal_data
+    if classification.identifies:
+        tags["identifies"] = classification.identifies
+    return tags
+
+
+def strictest(classifications: Iterable[Classification | None]) -> str | None:
+    """The strictest class among these (None when none is classified)."""
+    levels = [c.level for c in classifications if c is not None and c.level is not None]
+    return max(levels, key=_rank) if levels else None
+
+
+def raw_table_classification(source: str, name: str) -> dict[str, Classification]:
+    """What a raw table's contract classifies, column by column (its declared columns, then
+    dlt's, then the other columns it names or matches), empty for a table without a contract."""
+    declared = contract.table(source, name)
+    if declared is None:
+        return {}
+    return (
+        {c.name: c.classification for c in declared.columns.values()}
+        | dict.fromkeys(contract.DLT_COLUMNS, contract.DLT_CLASSIFICATION)
+        | declared.other_columns
+    )
 
 
 def unclassified_raw_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
