@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 
 from command_line.interrupts import quiet_on_interrupt
+from command_line.privacy_commands import privacy
 from data_spine.gc_tuning import freeze_loaded
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
 from data_spine.settings import PROJECT_ROOT, settings
@@ -671,6 +672,9 @@ def manifest() -> None:
     from sample_company.generate import read_manifest
 
     click.echo(json.dumps(read_manifest(settings().sources_dir), indent=2))
+
+
+main.add_command(privacy)
 
 
 if __name__ == "__main__":

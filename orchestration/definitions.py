@@ -24,6 +24,12 @@ from orchestration.automation import (
 from orchestration.console import concise_console_logger
 from orchestration.dbt_manifest import dbt_cli
 from orchestration.ingestion import ingestion_assets
+from orchestration.privacy_jobs import (
+    SubjectRequestResource,
+    subject_access_job,
+    subject_erasure_job,
+    subject_request_deadline_sensor,
+)
 from orchestration.quality_assets import audit_assets, publish_assets, scorecard
 from orchestration.reporting_assets import revenue_report
 from orchestration.resources import VendorApisResource, alerts_from_env, quality_from_env, warehouse_from_env
@@ -33,9 +39,14 @@ from orchestration.transformation import dbt_docs, dbt_models
 defs = dg.Definitions(
     assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard, revenue_report],
     asset_checks=source_monitors,
-    jobs=[spine_job, usage_ingestion_job, scorecard_job],
+    jobs=[spine_job, usage_ingestion_job, scorecard_job, subject_access_job, subject_erasure_job],
     schedules=[daily_schedule],
-    sensors=[usage_files_sensor, quality_alerts_sensor, scorecard_after_failure_sensor],
+    sensors=[
+        usage_files_sensor,
+        quality_alerts_sensor,
+        scorecard_after_failure_sensor,
+        subject_request_deadline_sensor,
+    ],
     executor=executor,
     loggers={"console": concise_console_logger},
     resources={
@@ -45,6 +56,7 @@ defs = dg.Definitions(
         "warehouse": warehouse_from_env(),
         "quality": quality_from_env(),
         "alerts": alerts_from_env(),
+        "request": SubjectRequestResource(),
     },
 )
 
@@ -57,3 +69,11 @@ def spine_job_definition() -> dg.JobDefinition:
 
 def scorecard_job_definition() -> dg.JobDefinition:
     return defs.resolve_job_def("scorecard_job")
+
+
+def subject_access_job_definition() -> dg.JobDefinition:
+    return defs.resolve_job_def("subject_access_job")
+
+
+def subject_erasure_job_definition() -> dg.JobDefinition:
+    return defs.resolve_job_def("subject_erasure_job")

@@ -1,6 +1,7 @@
 """Ingestion assets: one dlt asset group per source system, loading raw schemas in DuckDB."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
@@ -15,7 +16,9 @@ from data_spine.settings import settings
 from expectations.freshness_windows import SOURCES
 from orchestration.freshness_policies import how_judged, source_policy
 from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
+from privacy import suppression
 from privacy.classification import column_tags, raw_table_classification, strictest
+from privacy.keys import privacy_key
 from quality.alert_conditions import OK, rejected_file_condition
 
 
@@ -79,6 +82,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, vendor_apis: VendorApisResource):
         context.log.info(f"Loading {source} into {DATASETS[source]} ...")
+        started = datetime.now(UTC)
         pipeline = make_pipeline(source)
         try:
             results = list(
@@ -89,6 +93,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
                 )
             )
             finish(source, pipeline)
+            suppressed = _suppress(pipeline, source, started)
         except PipelineStepFailed as exc:
             if warehouse_locked(exc):
                 raise retry_when_locked(context) from exc
@@ -107,11 +112,29 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
                     **(result.metadata or {}),
                     "quarantined_this_run": this_run.get(resource, 0),
                     "quarantined_total": in_all.get(resource, 0),
+                    "suppressed_rows": suppressed,
                     **extra,
                 },
             )
 
     return _assets
+
+
+def _suppress(pipeline, source: str, started: datetime) -> int:
+    """Erased people whom this step's loads brought back are anonymised again before any model
+    reads them (`privacy.suppression`); rows changed."""
+    schema = DATASETS[source]
+    with pipeline.sql_client() as client:
+        con = client.native_connection
+        loads = [
+            load_id
+            for (load_id,) in con.execute(
+                f"SELECT load_id FROM {schema}._dlt_loads WHERE inserted_at >= ?", [started]
+            ).fetchall()
+        ]
+        if not loads:
+            return 0
+        return sum(suppression.apply(con, schema, privacy_key(settings()), loads).values())
 
 
 def _landing_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict:

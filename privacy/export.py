@@ -19,9 +19,8 @@ from typing import Any
 
 import duckdb
 
-from privacy.classification import personal_columns
 from privacy.subjects import Subject, row_filter
-from privacy.warehouse_tables import quoted
+from privacy.warehouse_tables import personal_in, quoted
 
 LAYERS = ("raw", "staging", "intermediate", "marts", "serving")
 # Raw schema -> the system whose records it holds.
@@ -62,7 +61,7 @@ def records(con: duckdb.DuckDBPyConnection, subject: Subject) -> dict[str, list[
     """`schema.table` -> the person's rows there, each with its `_system`."""
     found: dict[str, list[dict[str, Any]]] = {}
     for schema, table in _relations(con):
-        condition, params = row_filter(personal_columns(schema, table), subject.emails, subject.ids)
+        condition, params = row_filter(personal_in(con, schema, table), subject.emails, subject.ids)
         if condition == "false":
             continue
         cursor = con.execute(f"SELECT * FROM {quoted(schema)}.{quoted(table)} WHERE {condition}", params)

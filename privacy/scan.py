@@ -133,9 +133,16 @@ def written_folders(cfg: Settings) -> list[Path]:
 
 
 def scan(cfg: Settings, words: list[str], ids: list[str], skip: Iterable[Path] = ()) -> list[Finding]:
-    """Every place the warehouse and the written folders still hold one of the needles."""
+    """Every place the warehouse and the written folders still hold one of the needles: the
+    warehouse's tables, and its file's bytes too (space DuckDB freed keeps what was there)."""
     with duckdb.connect(str(cfg.warehouse), read_only=True) as con:
         findings = scan_warehouse(con, words, ids)
+    patterns = [re.compile(p.encode()) for p in _patterns(words, ids)]
+    content = cfg.warehouse.read_bytes().lower()
+    for n, pattern in enumerate(patterns):
+        count = len(pattern.findall(content))
+        if count:
+            findings.append(Finding("warehouse file", cfg.warehouse.name, n, count))
     return findings + scan_files(written_folders(cfg), words, ids, skip)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import duckdb
 
+from connectors import source_erasure
 from data_spine.settings import Settings
 from privacy import erasure, export, scan, suppression
 from privacy.keys import keyed_hash, privacy_key, pseudonym
@@ -139,8 +140,6 @@ def at_sources(
 ) -> list[dict[str, Any]]:
     """Ask every source system to delete the person; the calls, their object ids pseudonymised.
     Raises `SourceErasureFailed` (after recording what succeeded) when any call failed."""
-    from connectors import source_erasure  # the vendors' deletion APIs
-
     overrides = overrides or {}
     pending = register(cfg).identifiers(request_id)
     subject = _subject(pending)
@@ -162,7 +161,8 @@ def at_sources(
             "action": c.action,
             "object": pseudonym(key, c.object_id),
             "status": c.status,
-            "detail": c.detail,
+            # The vendor's answer may name the object: its pseudonym stands in.
+            "detail": c.detail.replace(c.object_id, pseudonym(key, c.object_id)),
         }
         for c in calls
     ]
@@ -181,15 +181,29 @@ def in_warehouse(cfg: Settings, request_id: str) -> list[dict[str, Any]]:
     with duckdb.connect(str(cfg.warehouse)) as con:
         touched = erasure.erase_warehouse(con, subject, key)
         suppression.record(con, subject, key, request_id)
+    touched.append(erasure.compact(cfg.warehouse))
     touched += erasure.erase_landing_files(cfg.landing_dir, subject, key)
     touched += erasure.remove_load_packages(cfg.dlt_dir)
-    request = register(cfg).get(request_id)
-    for earlier in register(cfg).of_subject(request.subject_hash):
-        folder = register(cfg).exports_dir / earlier.id
-        if earlier.kind == "access" and folder.exists():
-            shutil.rmtree(folder)
-            touched.append(erasure.Touched("export", earlier.id, 0, "removed"))
+    touched += _close_other_requests(cfg, request_id)
     return [t.to_json() for t in touched]
+
+
+def _close_other_requests(cfg: Settings, request_id: str) -> list[erasure.Touched]:
+    """The person's other requests hold copies too: exports made for them are removed, and
+    open ones are closed as superseded, their pending identifiers deleted."""
+    requests = register(cfg)
+    touched = []
+    for other in requests.of_subject(requests.get(request_id).subject_hash):
+        if other.id == request_id:
+            continue
+        folder = requests.exports_dir / other.id
+        if folder.exists():
+            shutil.rmtree(folder)
+            touched.append(erasure.Touched("export", other.id, 0, "removed"))
+        if other.is_open:
+            requests.complete(other.id, run_id="", steps=[{"superseded_by": request_id}])
+            touched.append(erasure.Touched("request", other.id, 0, "superseded"))
+    return touched
 
 
 def verify(cfg: Settings, request_id: str) -> dict[str, Any]:
@@ -197,7 +211,8 @@ def verify(cfg: Settings, request_id: str) -> dict[str, Any]:
     subject = resolved(cfg, request_id)
     words = sorted({*subject.emails, *subject.names})
     ids = sorted(subject.all_ids())
-    findings = scan.scan(cfg, words, ids, skip=[register(cfg).pending_dir])
+    # The request's own identifiers wait in its pending file until `complete` deletes them.
+    findings = scan.scan(cfg, words, ids, skip=[register(cfg).pending_dir / f"{request_id}.json"])
     if findings:
         raise VerificationFailed(
             f"the person is still found in {len(findings)} place(s): " + "; ".join(f.describe() for f in findings[:20])

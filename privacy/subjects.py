@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from privacy.classification import personal_columns
 from privacy.keys import keyed_hash
-from privacy.warehouse_tables import base_tables, quoted
+from privacy.warehouse_tables import base_tables, personal_in, quoted
 
 # The kinds of id that identify a person; other identifier kinds (a mart's composite key) are
 # derived from these and found through them.
@@ -101,7 +100,7 @@ def resolve(
     for _ in range(4):  # an email finds an id, which may find another email; it settles quickly
         before = (len(found_emails), sum(map(len, found_ids.values())))
         for schema, table in raw:
-            columns = personal_columns(schema, table)
+            columns = personal_in(con, schema, table)
             condition, params = row_filter(columns, found_emails, found_ids)
             if condition == "false":
                 continue

@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from privacy.classification import personal_columns
 from privacy.erasure import anonymise_rows
 from privacy.keys import sql_keyed_hash
 from privacy.subjects import Subject
-from privacy.warehouse_tables import base_tables, quoted
+from privacy.warehouse_tables import base_tables, personal_in, quoted
 
 SCHEMA = "privacy"
 TABLE = f"{SCHEMA}.suppressions"
@@ -89,7 +88,7 @@ def apply(con: duckdb.DuckDBPyConnection, schema: str, key: bytes, load_ids: lis
     for table_schema, table in base_tables(con):
         if table_schema != schema:
             continue
-        columns = personal_columns(schema, table)
+        columns = personal_in(con, schema, table)
         clauses: list[str] = []
         params: list = []
         for column in columns:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
+from privacy.classification import PersonalColumn, personal_columns
+
 
 def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -32,3 +34,10 @@ def columns_of(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[
             [schema, table],
         ).fetchall()
     }
+
+
+def personal_in(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[PersonalColumn]:
+    """The table's personal columns that it actually has: a contract declares every column a
+    vendor may send, and a vendor may leave some out."""
+    actual = list(columns_of(con, schema, table))
+    return [c for c in personal_columns(schema, table, columns=actual) if c.name in actual]

@@ -42,7 +42,12 @@ SEVERITY = {
     "step_failure": "high",
     "run_died": "high",
     "rejected_file": "high",
+    # A data-subject request past its deadline: the escalation (60 h) is critical.
+    "dsr_sla": "critical",
 }
+# A warning is `medium` unless its kind says otherwise: a request that has waited 48 hours is
+# already late for its owner.
+WARN_SEVERITY = {"dsr_sla": "high"}
 
 
 @dataclass(frozen=True)
@@ -517,7 +522,7 @@ def _alert(condition: Condition, status: str, now: datetime) -> Alert:
         severity=(
             "info"
             if status == "resolved"
-            else "medium"
+            else WARN_SEVERITY.get(condition.kind, "medium")
             if condition.state == "warn" and condition.kind != "blocking_check"
             else SEVERITY[condition.kind]
         ),

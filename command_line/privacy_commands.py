@@ -1,0 +1,189 @@
+"""`spine privacy ...`: data-subject requests, their deadlines, retention, the personal-data scan
+and what each role may read."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import click
+
+from data_spine.settings import settings
+
+ID_OPTIONS = {
+    "hubspot_contact": "--hubspot-contact-id",
+    "zendesk_user": "--zendesk-user-id",
+    "product_user": "--product-user-id",
+}
+
+
+def subject_options(command):
+    """The person: an email, and/or their ids in the systems (repeatable)."""
+    for kind, flag in reversed(ID_OPTIONS.items()):
+        command = click.option(
+            flag, kind, multiple=True, metavar="ID", help=f"The person's {kind.replace('_', ' ')} id (repeatable)."
+        )(command)
+    return click.option("--email", "emails", multiple=True, metavar="EMAIL", help="The person's email (repeatable).")(
+        command
+    )
+
+
+@click.group()
+def privacy() -> None:
+    """Data-subject requests (access, erasure), deadlines, retention, roles, the personal-data scan."""
+
+
+def _ids(options: dict) -> dict[str, list[str]]:
+    return {kind: list(options.get(kind) or ()) for kind in ID_OPTIONS if options.get(kind)}
+
+
+def run_request(request_id: str, vendors: dict | None = None):
+    """Run the request's job in this process, recorded in the persistent Dagster instance."""
+    import dagster as dg
+
+    from orchestration import definitions
+    from orchestration.privacy_jobs import request_config
+    from orchestration.run_recovery import PID_TAG, instance_for_terminal
+    from privacy.subject_requests import register
+
+    request = register(settings()).get(request_id)
+    job = (
+        definitions.subject_erasure_job_definition
+        if request.kind == "erasure"
+        else definitions.subject_access_job_definition
+    )
+    run_config = request_config(request_id)
+    if vendors:
+        run_config["resources"]["vendor_apis"] = {"config": vendors}
+    result = dg.execute_job(
+        dg.reconstructable(job), instance_for_terminal(), run_config=run_config, tags={PID_TAG: str(os.getpid())}
+    )
+    if not result.success:
+        from privacy.subject_requests import register as reg
+
+        failure = next((e.message for e in result.all_events if e.is_step_failure), "the run failed")
+        reg(settings()).fail(request_id, result.run_id, failure or "failed", [])
+    return result
+
+
+def _run_with_vendors(request_id: str, port: int, local: bool):
+    if not local:
+        return run_request(request_id)
+    from command_line.main import local_vendor_apis
+
+    with local_vendor_apis(port) as (_, vendors):
+        return run_request(request_id, vendors)
+
+
+def _report(request_id: str, result) -> None:
+    from privacy.subject_requests import export_folder, register
+
+    request = register(settings()).get(request_id)
+    if result.success:
+        click.echo(f"{request.id} ({request.kind}): done in Dagster run {result.run_id}.")
+        if request.kind == "access":
+            click.echo(f"  export: {export_folder(settings(), request.id)} (subject_access.json and one CSV per table)")
+        else:
+            for step in request.steps:
+                if "sources" in step:
+                    for call in step["sources"]:
+                        click.echo(f"  {call['system']}: {call['action']} of {call['object']}: {call['status']}")
+                if "stores" in step:
+                    click.echo(f"  stores: {len(step['stores'])} place(s) anonymised, emptied or removed")
+                if "verified" in step:
+                    click.echo(f"  verified: {step['verified']['found']} occurrence(s) left in warehouse and files")
+        return
+    raise click.ClickException(
+        f"{request.id} ({request.kind}) is not done: {request.last_error} "
+        f"(Dagster run {result.run_id}; run `spine privacy run {request.id}` to try again)"
+    )
+
+
+local_vendors_option = click.option(
+    "--local-vendors/--real-vendors",
+    default=True,
+    show_default=True,
+    help="Call the sample company's local vendor APIs (started here) or the configured real ones (dlt config).",
+)
+
+
+def _port_option(command):
+    return click.option(
+        "--vendor-port",
+        "port",
+        type=click.IntRange(0, 65535),
+        default=lambda: settings().vendor_api_port,
+        show_default="8765",
+        help="Port of the local vendor APIs.",
+    )(command)
+
+
+@privacy.command()
+@subject_options
+@local_vendors_option
+@_port_option
+def erase(emails, local_vendors: bool, port: int, **ids) -> None:
+    """Erase a person everywhere: at the sources, in every store, suppressed from later loads."""
+    from privacy.subject_requests import receive
+
+    request = receive(settings(), "erasure", list(emails), _ids(ids))
+    click.echo(f"Erasure request {request.id} received (subject {request.subject_hash[:12]}...).")
+    _report(request.id, _run_with_vendors(request.id, port, local_vendors))
+
+
+@privacy.command()
+@subject_options
+def access(emails, **ids) -> None:
+    """Export every record about a person, in every layer, as JSON and CSV."""
+    from privacy.subject_requests import receive
+
+    request = receive(settings(), "access", list(emails), _ids(ids))
+    click.echo(f"Access request {request.id} received.")
+    _report(request.id, run_request(request.id))
+
+
+@privacy.command(name="run")
+@click.argument("request_id")
+@local_vendors_option
+@_port_option
+def run_again(request_id: str, local_vendors: bool, port: int) -> None:
+    """Run (again) the job of an open request."""
+    from privacy.subject_requests import register
+
+    try:
+        request = register(settings()).get(request_id)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    if not request.is_open:
+        raise click.ClickException(f"{request_id} is already done ({request.completed_at})")
+    needs_vendors = request.kind == "erasure" and local_vendors
+    _report(request_id, _run_with_vendors(request_id, port, needs_vendors))
+
+
+@privacy.command()
+def requests() -> None:
+    """Every request, its age and where it stands."""
+    from privacy.subject_requests import register
+
+    now = datetime.now(UTC)
+    found = register(settings()).all()
+    if not found:
+        click.echo("No data-subject requests.")
+    for r in found:
+        hours = r.age(now).total_seconds() / 3600
+        late = " LATE" if r.is_open and hours >= 48 else ""
+        click.echo(f"{r.id}  {r.kind:<8} {r.status:<6} received {r.received_at} ({hours:.0f} h){late}  owner {r.owner}")
+
+
+@privacy.command()
+def deadlines() -> None:
+    """Alert the owners of requests open 48 hours, escalate at 60 (as the Dagster sensor does)."""
+    from orchestration.resources import alerts_from_env
+    from privacy.requests import RequestRegister, sla_conditions
+    from quality.alert_conditions import dispatch
+
+    alerts = alerts_from_env()
+    done = dispatch(sla_conditions(RequestRegister(settings().privacy_dir)), alerts.store(), alerts.channels())
+    for alert in done.raised:
+        click.echo(f"{alert.severity}: {alert.dataset}: {alert.what} -> {alert.owner}")
+    click.echo(f"deadlines: {done.describe()}")
