@@ -107,9 +107,8 @@ def test_access_then_erasure_then_a_second_full_ingestion(company_run):
     assert _findings(root, person), "the person should be in the warehouse before anything is erased"
 
     # Access: every record about them, in every layer, with the system it came from.
-    done = _spine(
-        root, "privacy", "access", "--email", person["email"].upper(), "--product-user-id", person["product_user"]
-    )
+    who = ["--email", person["email"], "--product-user-id", person["product_user"]]
+    done = _spine(root, "privacy", "access", "--email", person["email"].upper(), *who[2:])
     assert done.returncode == 0, done.stdout + done.stderr
     exports = list((data / "privacy" / "exports").iterdir())
     assert len(exports) == 1
