@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -80,6 +83,7 @@ def load(source: str, cfg: Settings | None = None, **overrides) -> LoadInfo:
     try:
         info = pipeline.run(make_source(source, cfg, **overrides))
         finish(source, pipeline, cfg, **overrides)
+        discard_loaded_files(pipeline)
     except PipelineStepFailed as exc:
         raise explain(exc) or exc from exc
     return info
@@ -91,3 +95,15 @@ def finish(source: str, pipeline: dlt.Pipeline, cfg: Settings | None = None, **o
         return None
     cfg = cfg or settings()
     return settle(pipeline, overrides.get("landing_dir", cfg.landing_dir))
+
+
+def discard_loaded_files(pipeline: dlt.Pipeline) -> int:
+    """Delete the files of the load packages the warehouse has committed: each is a copy of the
+    records it loaded (people's names and emails included) that nothing reads again, since
+    the next load starts by dropping the working state. The packages' manifests stay; a
+    package that failed keeps its files for the retry. Files removed."""
+    removed = 0
+    for jobs in Path(pipeline.working_dir, "load", "loaded").glob("*/completed_jobs"):
+        removed += sum(1 for f in jobs.iterdir() if f.is_file())
+        shutil.rmtree(jobs)
+    return removed

@@ -10,7 +10,14 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors import contract, quarantine
 from connectors.http import explain
-from connectors.pipelines import DATASETS, finish, make_pipeline, make_source, placeholder_source
+from connectors.pipelines import (
+    DATASETS,
+    discard_loaded_files,
+    finish,
+    make_pipeline,
+    make_source,
+    placeholder_source,
+)
 from connectors.usage_events import rejected_dir, rejected_files
 from data_spine.settings import settings
 from expectations.freshness_windows import SOURCES
@@ -94,6 +101,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
             )
             finish(source, pipeline)
             suppressed = _suppress(pipeline, source, started)
+            discard_loaded_files(pipeline)
         except PipelineStepFailed as exc:
             if warehouse_locked(exc):
                 raise retry_when_locked(context) from exc
