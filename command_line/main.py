@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 import click
 
 from command_line.interrupts import quiet_on_interrupt
+from command_line.local_vendors import dlt_env, local_vendor_apis, port_free
 from command_line.privacy_commands import privacy
 from data_spine.gc_tuning import freeze_loaded
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
@@ -41,11 +41,6 @@ def _use_persistent_dagster_home() -> Path:
     home = settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     return home
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _defect_rates(spec: str):
@@ -97,51 +92,6 @@ def _ensure_company(
         variant=shape,
         log=click.echo,
     )
-
-
-@contextlib.contextmanager
-def local_vendor_apis(port: int, own_process: bool = True):
-    """Serve the sample company, from a process of its own unless `own_process` is false (then
-    in a thread of this one, whose faults can be set); yields the server and where each
-    source finds it and how to sign in (`VendorApisResource` config, or dlt's `SOURCES__*`
-    variables for a child process)."""
-    from sample_company.generate import read_manifest
-    from sample_company.variants import Variant
-    from sample_company.vendor_api import DEMO_CREDENTIALS, VendorApiServer
-    from sample_company.vendor_api.process import VendorApiProcess
-
-    if not _port_free(port):
-        raise click.ClickException(
-            f"port {port} is in use; set SPINE_VENDOR_API_PORT to a free port or stop the other server"
-        )
-    sources = settings().sources_dir
-    try:
-        # The Stripe account's API version is part of how the company was generated.
-        stripe_version = Variant.from_manifest(read_manifest(sources)).stripe_api
-    except FileNotFoundError:
-        stripe_version = Variant().stripe_api
-    serving = VendorApiProcess if own_process else VendorApiServer
-    with serving(sources, port=port, stripe_api_version=stripe_version) as server:
-        vendors = {
-            "stripe": {"base_url": server.base_url("stripe"), "api_key": DEMO_CREDENTIALS["stripe_api_key"]},
-            "hubspot": {"base_url": server.base_url("hubspot"), "token": DEMO_CREDENTIALS["hubspot_token"]},
-            "zendesk": {
-                "base_url": server.base_url("zendesk"),
-                "email": DEMO_CREDENTIALS["zendesk_email"],
-                "api_token": DEMO_CREDENTIALS["zendesk_api_token"],
-            },
-        }
-        click.echo(f"Local vendor APIs at {server.url} (/stripe, /hubspot, /zendesk).")
-        yield server, vendors
-
-
-def dlt_env(vendors: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The same endpoints and credentials as dlt reads them from the environment."""
-    return {
-        f"SOURCES__{source.upper()}__{key.upper()}": value
-        for source, values in vendors.items()
-        for key, value in values.items()
-    }
 
 
 class SpineGroup(ResourceErrorsGroup):
@@ -609,7 +559,7 @@ def dev(port: int, ui_port: int, ambiguous_port: str | None, dagster_args: tuple
         # `dagster dev` and the processes it starts read their settings from the environment.
         env = {**os.environ, "DAGSTER_HOME": str(home), **dlt_env(vendors)}
         env.setdefault("SPINE_AS_OF", as_of)
-        if not _port_free(ui_port):
+        if not port_free(ui_port):
             raise click.ClickException(f"port {ui_port} is in use; choose another with --ui-port")
         workspace = str(PROJECT_ROOT / "workspace.yaml")
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "--port", str(ui_port), *dagster_args]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
+from command_line.local_vendors import local_vendor_apis
 from data_spine.settings import settings
 
 ID_OPTIONS = {
@@ -69,8 +70,6 @@ def run_request(request_id: str, vendors: dict | None = None):
 def _run_with_vendors(request_id: str, port: int, local: bool):
     if not local:
         return run_request(request_id)
-    from command_line.main import local_vendor_apis
-
     with local_vendor_apis(port) as (_, vendors):
         return run_request(request_id, vendors)
 

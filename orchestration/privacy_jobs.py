@@ -12,6 +12,7 @@ import dagster as dg
 from data_spine.settings import settings
 from orchestration.resources import WAREHOUSE_POOL, AlertsResource, VendorApisResource, waiting_for_the_warehouse
 from privacy import subject_requests as steps
+from privacy.access import publish_role_access
 from privacy.requests import RequestRegister, sla_conditions
 from quality.alert_conditions import dispatch
 
@@ -57,8 +58,6 @@ def erase_in_warehouse(context: dg.OpExecutionContext, found: dict, request: Sub
 
 @dg.op(pool=WAREHOUSE_POOL, retry_policy=RETRY, description="Rebuild what each role may read, without the person.")
 def rebuild_role_access(context: dg.OpExecutionContext, touched: list) -> dict:
-    from privacy.access import publish_role_access
-
     cfg = settings()
     with waiting_for_the_warehouse(context):
         return publish_role_access(cfg.warehouse, cfg.data_dir, cfg)

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from data_spine.settings import Settings
-from privacy.warehouse_tables import base_tables, columns_of, quoted
+from privacy.warehouse_tables import base_tables, columns_of, personal_in, quoted
 
 # What an email looks like in any text; a scan for "any email" must not miss one, and the
 # few false friends (`name@2x.png`) are rare enough to read by hand.
@@ -89,9 +89,13 @@ def _contents(path: Path) -> bytes:
 
 
 def files_under(folders: Iterable[Path], skip: Iterable[Path] = ()) -> Iterator[tuple[Path, Path]]:
-    """(folder, file) for every file below the folders, the skipped paths aside."""
+    """(folder, file) for every file below the folders (a file given as a folder is itself),
+    the skipped paths aside."""
     skipped = [s.resolve() for s in skip]
     for folder in folders:
+        if folder.is_file():
+            yield folder.parent, folder
+            continue
         if not folder.exists():
             continue
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -146,14 +150,38 @@ def scan(cfg: Settings, words: list[str], ids: list[str], skip: Iterable[Path] =
     return findings + scan_files(written_folders(cfg), words, ids, skip)
 
 
-def emails_in_files(folders: Iterable[Path], skip: Iterable[Path] = ()) -> dict[str, int]:
-    """Every file below the folders that holds something shaped like an email, with how many.
-    Addresses at example domains reserved for documentation (RFC 2606) are not people."""
+def emails_in_files(
+    folders: Iterable[Path], known: Iterable[str] | None = None, skip: Iterable[Path] = ()
+) -> dict[str, int]:
+    """Every file below the folders that holds something shaped like an email, with how many;
+    given the emails the data holds (`known`), only those count: a font's or a library's
+    bundled text can look like an address, a customer's address is what must not leak.
+    Addresses at domains reserved for documentation (RFC 2606) are never people."""
+    wanted = {e.lower().encode() for e in known} if known is not None else None
     found: dict[str, int] = {}
     for folder, path in files_under(folders, skip):
         hits = [m for m in EMAIL.findall(_contents(path)) if not _reserved(m)]
+        if wanted is not None:
+            hits = [m for m in hits if m.lower() in wanted]
         if hits:
             found[f"{folder.name}/{path.relative_to(folder)}"] = len(hits)
+    return found
+
+
+def emails_in_warehouse(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every email the warehouse's classified email columns hold, lower-cased: what the guard
+    looks for elsewhere."""
+    found: set[str] = set()
+    for schema, table in base_tables(con):
+        if not schema.startswith("raw_") or schema.endswith("_staging"):
+            continue
+        for column in personal_in(con, schema, table):
+            if column.personal_data == "email":
+                rows = con.execute(
+                    f"SELECT DISTINCT lower(trim(CAST({quoted(column.name)} AS VARCHAR))) "
+                    f"FROM {quoted(schema)}.{quoted(table)} WHERE {quoted(column.name)} LIKE '%@%'"
+                ).fetchall()
+                found.update(value for (value,) in rows)
     return found
 
 

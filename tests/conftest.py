@@ -116,7 +116,8 @@ def small_company(spine_root: Path) -> dict:
 
 def run_spine_job(**kwargs):
     """`spine_job` in this process against the local vendor APIs, as `spine run` runs it."""
-    from command_line.main import execute_spine_job, local_vendor_apis
+    from command_line.local_vendors import local_vendor_apis
+    from command_line.main import execute_spine_job
 
     with local_vendor_apis(port=0) as (_, vendors):
         return execute_spine_job(vendors=vendors, **kwargs)
@@ -183,6 +184,7 @@ SHARED_RUNS = {
     "test_reports.py": "small company run",
     "test_ask_the_warehouse.py": "small company run",
     "test_served_figures.py": "small company run",
+    "test_personal_data_guard.py": "small company run",
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }

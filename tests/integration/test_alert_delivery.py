@@ -24,6 +24,7 @@ from pipeline_runs import prepare, spine_env, spine_run
 from data_spine.settings import PROJECT_ROOT
 from orchestration.definitions import defs
 from orchestration.resources import AlertsResource
+from privacy.scan import EMAIL, emails_in_files, emails_in_warehouse
 from quality.alert_conditions import Condition
 from quality.scorecard import SCHEMA, render_html, render_markdown, score_results
 
@@ -257,3 +258,12 @@ def test_spine_run_with_slack_down_reports_owed_alerts_and_the_next_dispatch_del
     assert again.returncode == 0 and "slack delivered 0; nothing owed" in again.stdout
     assert len(slack_back.posts) == owed  # the third dispatch sent nothing more
     assert _log_ids(log) == raised
+
+    # The personal-data guard, on a run whose defects put bad emails into the checks: no
+    # alert (logged or posted), report, log, run storage or dlt state holds an email.
+    with duckdb.connect(str(root / "data" / "warehouse.duckdb"), read_only=True) as con:
+        emails = emails_in_warehouse(con)
+    written = [log.parent, reports, root / "dagster_home", root / "data" / "dlt", root / "spine_run.log"]
+    assert len(emails) > 100 and emails_in_files(written, emails) == {}
+    posted = {m.decode().lower() for m in EMAIL.findall(json.dumps(delivered).encode())}
+    assert not posted & emails
