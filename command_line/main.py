@@ -590,7 +590,14 @@ def docs(port: int) -> None:
     help="How results are printed (json: one object per line).",
 )
 @click.option("--max-rows", type=click.IntRange(1), default=40, show_default=True, help="Rows a table shows.")
-def sql(query: str | None, output: str, max_rows: int) -> None:
+@click.option(
+    "--role",
+    default=None,
+    metavar="ROLE",
+    help="Read as a role of privacy/access_policy.yml (sales, customer_success, finance, data_science, "
+    "executive, ai_agent): only what it may read, from its own file; a forbidden read says which rule denies it.",
+)
+def sql(query: str | None, output: str, max_rows: int, role: str | None) -> None:
     """Ask the warehouse: run QUERY (or `-` for a script on standard input) and print its
     result, or open a SQL prompt. Read-only; tables of `serving` resolve by their names.
 
@@ -598,13 +605,20 @@ def sql(query: str | None, output: str, max_rows: int) -> None:
     spine sql "select company_name, mrr from customers order by mrr desc limit 10"
     spine sql --format csv "select * from mrr_bridge" > mrr_bridge.csv
     """
-    from command_line.sql_shell import connect, prompt, run_statements
+    from command_line.sql_shell import connect, connect_as_role, prompt, run_statements
 
-    if query is None and sys.stdin.isatty():
+    if role is None and query is None and sys.stdin.isatty():
         prompt(settings().warehouse, output, max_rows)
         return
+    text = sys.stdin.read() if query in (None, "-") else query
+    if role is not None:
+        con, denied = connect_as_role(role)
+        with con:
+            if not run_statements(con, text, output, max_rows, denied):
+                raise SystemExit(1)
+        return
     with connect(settings().warehouse) as con:
-        if not run_statements(con, sys.stdin.read() if query in (None, "-") else query, output, max_rows):
+        if not run_statements(con, text, output, max_rows):
             raise SystemExit(1)
 
 

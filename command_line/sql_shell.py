@@ -12,6 +12,7 @@ import contextlib
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -57,15 +58,35 @@ def show(con: duckdb.DuckDBPyConnection, sql: str, output: str, max_rows: int) -
         relation.show(max_width=width, max_rows=max_rows)
 
 
-def run_statements(con: duckdb.DuckDBPyConnection, text: str, output: str, max_rows: int) -> bool:
-    """Each `;`-separated statement of `text` in turn; False after the first that failed."""
+def run_statements(
+    con: duckdb.DuckDBPyConnection,
+    text: str,
+    output: str,
+    max_rows: int,
+    denied: Callable[[str, duckdb.Error], Exception | None] | None = None,
+) -> bool:
+    """Each `;`-separated statement of `text` in turn; False after the first that failed.
+    `denied` turns an error into the access rule it amounts to (a role's connection)."""
     for statement in _statements(text):
         try:
             show(con, statement, output, max_rows)
         except duckdb.Error as exc:
-            click.echo(f"spine sql: {exc}", err=True)
+            reason = denied(statement, exc) if denied else None
+            click.echo(f"spine sql: {reason or exc}", err=True)
             return False
     return True
+
+
+def connect_as_role(role: str) -> tuple[duckdb.DuckDBPyConnection, Callable[[str, duckdb.Error], Exception | None]]:
+    """A role's read-only connection (its file of `data/access`), and what explains a denial."""
+    from privacy.access import connect_as, explain  # noqa: PLC0415 (only `--role` needs the policy)
+    from privacy.access_policy import UnknownRole  # noqa: PLC0415
+
+    try:
+        con = connect_as(role)
+    except (UnknownRole, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return con, lambda sql, error: explain(role, con, sql, error)
 
 
 def prompt(warehouse: Path, output: str, max_rows: int) -> None:

@@ -2,8 +2,9 @@
 
 ingestion (dlt) and its source monitors → transformation (dbt) → audit (Great Expectations)
 → serving (write-audit-publish) → reports (scorecard, docs; the revenue report in
-`reporting_assets`), plus the jobs, schedule and sensors in `automation` and the alerts sensor
-in `alerting`.
+`reporting_assets`) → what each role may read (`access_assets`), plus the jobs, schedule and
+sensors in `automation`, the alerts sensor in `alerts_sensor`, and the data-subject request
+jobs and their deadline sensor in `privacy_jobs`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from orchestration.access_assets import role_access
 from orchestration.alerts_sensor import quality_alerts_sensor
 from orchestration.automation import (
     daily_schedule,
@@ -37,7 +39,16 @@ from orchestration.source_checks import source_monitors
 from orchestration.transformation import dbt_docs, dbt_models
 
 defs = dg.Definitions(
-    assets=[*ingestion_assets, dbt_models, *audit_assets, *publish_assets, dbt_docs, scorecard, revenue_report],
+    assets=[
+        *ingestion_assets,
+        dbt_models,
+        *audit_assets,
+        *publish_assets,
+        dbt_docs,
+        scorecard,
+        revenue_report,
+        role_access,
+    ],
     asset_checks=source_monitors,
     jobs=[spine_job, usage_ingestion_job, scorecard_job, subject_access_job, subject_erasure_job],
     schedules=[daily_schedule],
