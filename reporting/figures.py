@@ -15,11 +15,14 @@ from typing import Any
 import duckdb
 
 from expectations.masking import mask
+from privacy.classification import personal_columns
 
-# Served columns that hold personal data: masked wherever rows are previewed.
-PERSONAL_COLUMNS = frozenset(
-    {"primary_contact_name", "primary_contact_email", "full_name", "email", "user_id", "anonymous_id", "subject"}
-)
+
+def personal(table: str) -> frozenset[str]:
+    """The served table's columns that hold personal data, as their classification declares
+    (privacy.classification): masked wherever rows are previewed, so a new personal column
+    is masked the day it is declared."""
+    return frozenset(c.name for c in personal_columns("serving", table))
 
 
 @dataclass(frozen=True)
@@ -213,9 +216,13 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> str:
     relation = relation.select(*(columns or relation.columns[:PREVIEW_COLUMNS])).limit(limit)
     columns = relation.columns
     rows = relation.fetchall()
+    masked = personal(table)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [_cell(mask(v) if c in PERSONAL_COLUMNS else v) for c, v in zip(columns, row, strict=True)]
+        # A person's id may be a number (Zendesk's): masked as text like any other.
+        cells = [
+            _cell(mask(v if v is None else str(v)) if c in masked else v) for c, v in zip(columns, row, strict=True)
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -29,7 +29,7 @@ from expectations.masking import mask
 from expectations.suites import SUITES
 from quality.alert_conditions import utc_iso
 from reporting import figures
-from reporting.figures import PERSONAL_COLUMNS, Figure
+from reporting.figures import Figure, personal
 
 TEMPLATES = Path(__file__).with_name("templates")
 SCHEMA = Path(__file__).with_name("revenue.schema.json")
@@ -231,7 +231,8 @@ def _at_risk(con: duckdb.DuckDBPyConnection) -> list[dict]:
         limit {AT_RISK_SHOWN}
         """,
     )
-    return [{**{c: mask(v) if c in PERSONAL_COLUMNS else v for c, v in r.items()}, "mrr": _num(r["mrr"])} for r in rows]
+    masked = personal("customers")
+    return [{**{c: mask(v) if c in masked else v for c, v in r.items()}, "mrr": _num(r["mrr"])} for r in rows]
 
 
 def _feature_adoption(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
