@@ -3,8 +3,10 @@ and what each role may read."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -186,3 +188,62 @@ def deadlines() -> None:
     for alert in done.raised:
         click.echo(f"{alert.severity}: {alert.dataset}: {alert.what} -> {alert.owner}")
     click.echo(f"deadlines: {done.describe()}")
+
+
+@privacy.command()
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The day retention is judged on (default: the settings' as-of date, else today).",
+)
+@click.option(
+    "--policy",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Another retention policy file (default: privacy/retention.yml).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome (counts only) as one JSON object.")
+def retention(as_of, policy: Path | None, as_json: bool) -> None:
+    """Anonymise the personal data its declared retention has expired, and verify it is gone
+    (the Dagster job `retention_job`, as the weekly schedule runs it)."""
+    import dagster as dg
+
+    from orchestration import definitions
+    from orchestration.run_recovery import PID_TAG, instance_for_terminal
+
+    cfg = settings()
+    day = as_of.date() if as_of else cfg.as_of
+    run_config: dict = {
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        "resources": {
+            "warehouse": {
+                "config": {
+                    "path": str(cfg.warehouse),
+                    "reports_dir": str(cfg.reports_dir),
+                    "as_of": day.isoformat() if day else None,
+                }
+            }
+        },
+    }
+    if policy is not None:
+        run_config["ops"] = {"find_expired_data": {"config": {"policy": str(policy)}}}
+    with dg.execute_job(
+        dg.reconstructable(definitions.retention_job_definition),
+        instance_for_terminal(),
+        run_config=run_config,
+        tags={PID_TAG: str(os.getpid())},
+    ) as result:
+        if not result.success:
+            failure = next((e.message for e in result.all_events if e.is_step_failure), "the run failed")
+            raise click.ClickException(f"retention: {failure} (Dagster run {result.run_id})")
+        outcome = result.output_for_node("anonymise_expired_data")
+    if as_json:
+        click.echo(json.dumps({"run_id": result.run_id, "success": True, "outcome": outcome}, default=str))
+        return
+    rules = outcome.get("rules", {})
+    click.echo(f"retention: done in Dagster run {result.run_id}")
+    for name, what in rules.items():
+        click.echo(f"  {name}: {what}")
+    if "verified" in outcome:
+        click.echo(f"  verified: {outcome['verified'].get('found', 0)} occurrence(s) left")

@@ -36,6 +36,6 @@ def role_access(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     except (AccessPolicyError, ClassificationError) as exc:
         # A policy or classification mistake: no role's file was changed; retrying cannot help.
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    for role, what in published.items():
-        context.log.info(f"{role}: {what.get('bytes', 0):,} bytes in {what.get('seconds', 0):.1f} s")
+    size = sum(what.get("bytes", 0) for what in published.values())
+    context.log.info(f"{len(published)} roles published ({', '.join(published)}): {size / 1e6:,.1f} MB of role files")
     return dg.MaterializeResult(metadata={role: dg.MetadataValue.json(what) for role, what in published.items()})

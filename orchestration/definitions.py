@@ -4,7 +4,8 @@ ingestion (dlt) and its source monitors → transformation (dbt) → audit (Grea
 → serving (write-audit-publish) → reports (scorecard, docs; the revenue report in
 `reporting_assets`) → what each role may read (`access_assets`), plus the jobs, schedule and
 sensors in `automation`, the alerts sensor in `alerts_sensor`, and the data-subject request
-jobs and their deadline sensor in `privacy_jobs`.
+jobs and their deadline sensor in `privacy_jobs`, the retention job and its weekly schedule in
+`retention_job`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from orchestration.privacy_jobs import (
 from orchestration.quality_assets import audit_assets, publish_assets, scorecard
 from orchestration.reporting_assets import revenue_report
 from orchestration.resources import VendorApisResource, alerts_from_env, quality_from_env, warehouse_from_env
+from orchestration.retention_job import retention_job, weekly_retention
 from orchestration.source_checks import source_monitors
 from orchestration.transformation import dbt_docs, dbt_models
 
@@ -50,8 +52,8 @@ defs = dg.Definitions(
         role_access,
     ],
     asset_checks=source_monitors,
-    jobs=[spine_job, usage_ingestion_job, scorecard_job, subject_access_job, subject_erasure_job],
-    schedules=[daily_schedule],
+    jobs=[spine_job, usage_ingestion_job, scorecard_job, subject_access_job, subject_erasure_job, retention_job],
+    schedules=[daily_schedule, weekly_retention],
     sensors=[
         usage_files_sensor,
         quality_alerts_sensor,
@@ -88,3 +90,7 @@ def subject_access_job_definition() -> dg.JobDefinition:
 
 def subject_erasure_job_definition() -> dg.JobDefinition:
     return defs.resolve_job_def("subject_erasure_job")
+
+
+def retention_job_definition() -> dg.JobDefinition:
+    return defs.resolve_job_def("retention_job")

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
+import duckdb
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -100,7 +101,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
                 )
             )
             finish(source, pipeline)
-            suppressed = _suppress(pipeline, source, started)
+            suppressed = _suppress(source, started)
             discard_loaded_files(pipeline)
         except PipelineStepFailed as exc:
             if warehouse_locked(exc):
@@ -128,12 +129,11 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
     return _assets
 
 
-def _suppress(pipeline, source: str, started: datetime) -> int:
+def _suppress(source: str, started: datetime) -> int:
     """Erased people whom this step's loads brought back are anonymised again before any model
     reads them (`privacy.suppression`); rows changed."""
     schema = DATASETS[source]
-    with pipeline.sql_client() as client:
-        con = client.native_connection
+    with duckdb.connect(str(settings().warehouse)) as con:
         loads = [
             load_id
             for (load_id,) in con.execute(

@@ -14,7 +14,6 @@ the warehouse, the steps wait for the pool.
 """
 
 import dataclasses
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,7 @@ import dagster as dg
 import duckdb
 
 from data_spine.settings import Settings, settings
-from orchestration.automation import executor
-from orchestration.console import concise_console_logger
-from orchestration.resources import WAREHOUSE_POOL, WarehouseResource, waiting_for_the_warehouse, warehouse_from_env
-from orchestration.run_recovery import PID_TAG, instance_for_terminal
+from orchestration.resources import WAREHOUSE_POOL, WarehouseResource, waiting_for_the_warehouse
 from privacy import retention
 
 RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
@@ -130,47 +126,3 @@ weekly_retention = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Retention every Sunday at 07:00 UTC, after the daily run.",
 )
-
-
-def retention_job_definition() -> dg.JobDefinition:
-    """`retention_job` with what it needs (the warehouse resource, the project's executor and
-    console logger), as a reconstructable target for `run_retention`."""
-    return dg.Definitions(
-        jobs=[retention_job],
-        executor=executor,
-        loggers={"console": concise_console_logger},
-        resources={"warehouse": warehouse_from_env()},
-    ).resolve_job_def("retention_job")
-
-
-def run_retention(as_of: date | None = None, policy: Path | None = None, log_level: str = "INFO") -> dict[str, Any]:
-    """Run `retention_job` in this process, recorded in the persistent Dagster instance, as of
-    `as_of` (else the settings' as-of date, else today). Returns the run's id, whether it
-    succeeded, and its outcome (counts only) or the failure's message."""
-    cfg = settings()
-    as_of = as_of or cfg.as_of
-    run_config: dict[str, Any] = {
-        "loggers": {"console": {"config": {"log_level": log_level}}},
-        "resources": {
-            "warehouse": {
-                "config": {
-                    "path": str(cfg.warehouse),
-                    "reports_dir": str(cfg.reports_dir),
-                    "as_of": as_of.isoformat() if as_of else None,
-                }
-            }
-        },
-    }
-    if policy is not None:
-        run_config["ops"] = {"find_expired_data": {"config": {"policy": str(policy)}}}
-    with dg.execute_job(
-        dg.reconstructable(retention_job_definition),
-        instance_for_terminal(),
-        run_config=run_config,
-        tags={PID_TAG: str(os.getpid())},
-    ) as result:
-        if result.success:
-            outcome = result.output_for_node("anonymise_expired_data")
-            return {"run_id": result.run_id, "success": True, "outcome": outcome}
-        failure = next((e.message for e in result.all_events if e.is_step_failure), None)
-        return {"run_id": result.run_id, "success": False, "error": failure or "the run failed"}

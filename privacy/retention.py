@@ -506,7 +506,7 @@ def _keep_newest(con: duckdb.DuckDBPyConnection, touched: list[erasure.Touched])
         schema, table = place.split(".", 1)
         if schema not in keys:
             keys[schema] = suppression.primary_keys(con, schema)
-        suppression._keep_newest(con, schema, table, keys[schema].get(table) or [])
+        suppression.keep_newest(con, schema, table, keys[schema].get(table) or [])
 
 
 def verify(cfg: Settings, words: list[str], ids: list[str]) -> list[scan.Finding]:
@@ -544,7 +544,7 @@ def _present(cfg: Settings, needles: Iterable[str], skip: Iterable[Path] = ()) -
     for _, path in files:
         if not missing:
             break
-        content = scan._contents(path).lower()
+        content = scan.file_contents(path).lower()
         hits = {n for n in missing if n.encode() in content}
         found |= hits
         missing -= hits

@@ -78,7 +78,7 @@ def scan_warehouse(con: duckdb.DuckDBPyConnection, words: list[str], ids: list[s
     return findings
 
 
-def _contents(path: Path) -> bytes:
+def file_contents(path: Path) -> bytes:
     if path.suffix == ".gz":
         try:
             with gzip.open(path, "rb") as f:
@@ -111,7 +111,7 @@ def scan_files(folders: Iterable[Path], words: list[str], ids: list[str], skip: 
         return []
     findings: list[Finding] = []
     for folder, path in files_under(folders, skip):
-        content = _contents(path).lower()
+        content = file_contents(path).lower()
         for n, pattern in enumerate(patterns):
             count = len(pattern.findall(content))
             if count:
@@ -160,7 +160,7 @@ def emails_in_files(
     wanted = {e.lower().encode() for e in known} if known is not None else None
     found: dict[str, int] = {}
     for folder, path in files_under(folders, skip):
-        hits = [m for m in EMAIL.findall(_contents(path)) if not _reserved(m)]
+        hits = [m for m in EMAIL.findall(file_contents(path)) if not _reserved(m)]
         if wanted is not None:
             hits = [m for m in hits if m.lower() in wanted]
         if hits:

@@ -113,11 +113,11 @@ def apply(con: duckdb.DuckDBPyConnection, schema: str, key: bytes, load_ids: lis
         rows = anonymise_rows(con, schema, table, condition, params, key)
         if rows:
             changed[f"{schema}.{table}"] = rows
-            _keep_newest(con, schema, table, keys.get(table) or [])
+            keep_newest(con, schema, table, keys.get(table) or [])
     return changed
 
 
-def _keep_newest(con: duckdb.DuckDBPyConnection, schema: str, table: str, key: list[str]) -> None:
+def keep_newest(con: duckdb.DuckDBPyConnection, schema: str, table: str, key: list[str]) -> None:
     """Two rows with one key after anonymisation: the record was erased before and came again.
     Keep the newer load's row, as dlt's merge would have."""
     if not key:

@@ -178,20 +178,26 @@ def applied(company) -> dict:
         )[0]
     before = _snapshot(cfg)
 
-    code = (
-        "import json, sys; from datetime import date; from pathlib import Path; "
-        "from orchestration.retention_job import run_retention; "
-        "print(json.dumps(run_retention(date.fromisoformat(sys.argv[1]), Path(sys.argv[2]))))"
-    )
     done = subprocess.run(
-        [sys.executable, "-c", code, AS_OF.isoformat(), str(policy)],
+        [
+            sys.executable,
+            "-m",
+            "command_line.main",
+            "privacy",
+            "retention",
+            "--as-of",
+            AS_OF.isoformat(),
+            "--policy",
+            str(policy),
+            "--json",
+        ],
         cwd=PROJECT_ROOT,
         env={**spine_env(root), "PYTHONPATH": str(PROJECT_ROOT)},
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["success"], result
 
