@@ -185,6 +185,7 @@ SHARED_RUNS = {
     "test_ask_the_warehouse.py": "small company run",
     "test_served_figures.py": "small company run",
     "test_personal_data_guard.py": "small company run",
+    "test_role_access_served.py": "small company run",
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }
