@@ -40,14 +40,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import dlt
 import orjson
-import pycurl
 
 from connectors.http import HINTS, runtime_policy
-from data_spine.http_client import HttpClient, HttpError, RequestPolicy, Response, StatusError, TransferError
+from data_spine.http_client import HttpClient, HttpError, RequestPolicy, StatusError, TransferError
 
 DONE, ALREADY_GONE, FAILED = "done", "already-gone", "failed"
 
@@ -77,44 +75,6 @@ class ErasureCall:
 
 class _NotConfigured(Exception):
     pass
-
-
-class _VendorClient(HttpClient):
-    """The platform's client (its retries and timeouts), able to send a DELETE, and a form body
-    for Stripe, whose v1 API reads no JSON. The base client speaks GET and JSON POST only, and
-    fixes its headers when made."""
-
-    def __init__(
-        self,
-        base_url: str,
-        headers: dict[str, str] | None = None,
-        *,
-        policy: RequestPolicy,
-        basic_auth: tuple[str, str] | None = None,
-        form: bool = False,
-    ):
-        super().__init__(base_url, headers, policy=policy, basic_auth=basic_auth)
-        if form:
-            self._post_header_lines = [
-                *self._header_lines,
-                "Content-Type: application/x-www-form-urlencoded",
-                "Expect:",
-            ]
-
-    def delete(self, path: str) -> Response:
-        return self.request("DELETE", self.url(path))
-
-    def post_form(self, path: str, fields: dict[str, str]) -> Response:
-        return self.request("POST", self.url(path), urlencode(fields).encode())
-
-    def _attempt(self, method: str, url: str, body: bytes | None, timeout: float | None = None) -> tuple[int, bytes]:
-        # A thread's connection is kept between requests: its method is set on every one.
-        curl = getattr(self._local, "curl", None) or self._new_handle()
-        if method == "DELETE":
-            curl.setopt(pycurl.CUSTOMREQUEST, "DELETE")
-        else:
-            curl.unsetopt(pycurl.CUSTOMREQUEST)
-        return super()._attempt(method, url, body, timeout)
 
 
 def _settings(system: str, given: dict[str, str | None]) -> dict[str, str]:
@@ -183,7 +143,7 @@ def erase_hubspot_contact(
         found = _settings("hubspot", {"base_url": base_url, "token": token})
     except _NotConfigured as missing:
         return call(FAILED, f"not configured: {missing}")
-    client = _VendorClient(
+    client = HttpClient(
         found["base_url"], {"Authorization": f"Bearer {found['token']}"}, policy=policy or runtime_policy()
     )
     try:
@@ -216,7 +176,7 @@ def erase_zendesk_user(
         found = _settings("zendesk", {"base_url": base_url, "email": email, "api_token": api_token})
     except _NotConfigured as missing:
         return call(FAILED, f"not configured: {missing}")
-    client = _VendorClient(
+    client = HttpClient(
         found["base_url"],
         policy=policy or runtime_policy(),
         basic_auth=(f"{found['email']}/token", found["api_token"]),
@@ -265,11 +225,10 @@ def erase_stripe_customer(
         found = _settings("stripe", {"base_url": base_url, "api_key": api_key})
     except _NotConfigured as missing:
         return call(FAILED, f"not configured: {missing}")
-    client = _VendorClient(
+    client = HttpClient(
         found["base_url"],
         {"Authorization": f"Bearer {found['api_key']}"},
         policy=policy or runtime_policy(),
-        form=True,
     )
     path = f"v1/customers/{customer_id}"
     try:

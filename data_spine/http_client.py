@@ -227,10 +227,14 @@ def environment_proxy(url: str) -> str:
     return "" if proxy_bypass_environment(host, proxies) else proxy
 
 
+JSON, FORM = "application/json", "application/x-www-form-urlencoded"
+
+
 class HttpClient:
     """Requests to one server: a base URL, headers every request carries, the request policy.
 
-    `get` and `post_json` answer a `Response` (status below 400) or raise an `HttpError`; a
+    `get`, `post_json`, `post_form` and `delete` answer a `Response` (status below 400) or raise
+    an `HttpError`; a
     client made with `parse_json` parses every answer as JSON (`Response.json`). Headers are
     fixed when the client is made, and so is the proxy: the one the environment names for the
     base URL, used for every request of the client.
@@ -263,8 +267,10 @@ class HttpClient:
         if basic_auth:
             self.headers["Authorization"] = "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
         self._header_lines = [f"{k}: {v}" for k, v in self.headers.items()]
-        # A JSON body, sent at once: no `Expect: 100-continue` round trip for a large one.
-        self._post_header_lines = [*self._header_lines, "Content-Type: application/json", "Expect:"]
+        # A body is sent at once: no `Expect: 100-continue` round trip for a large one.
+        self._body_header_lines = {
+            kind: [*self._header_lines, f"Content-Type: {kind}", "Expect:"] for kind in (JSON, FORM)
+        }
         # Read once: libcurl would otherwise consult the environment on every transfer.
         self.proxy = environment_proxy(self.base)
         self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
@@ -284,14 +290,21 @@ class HttpClient:
         """POST `body` as JSON (`Content-Type: application/json`)."""
         return self.request("POST", self.url(path_or_url), orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
 
-    def request(self, method: str, url: str, body: bytes | None = None) -> Response:
-        """One request to an absolute URL, tried again as the policy says (a POST when `body`
-        is given, a GET otherwise)."""
+    def post_form(self, path_or_url: str, fields: dict[str, str]) -> Response:
+        """POST `fields` form-encoded (`application/x-www-form-urlencoded`: Stripe's v1 API)."""
+        return self.request("POST", self.url(path_or_url), urlencode(fields).encode(), FORM)
+
+    def delete(self, path_or_url: str) -> Response:
+        return self.request("DELETE", self.url(path_or_url))
+
+    def request(self, method: str, url: str, body: bytes | None = None, content_type: str = JSON) -> Response:
+        """One request to an absolute URL, tried again as the policy says: a DELETE, a POST of
+        `body` (of `content_type`), or a GET."""
         deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
         try:
-            status, data = self._attempt(method, url, body, self._time_left(deadline))
+            status, data = self._attempt(method, url, body, self._time_left(deadline), content_type)
         except (StatusError, TransferError) as first:
-            status, data = self._retry(first, method, url, body, deadline)
+            status, data = self._retry(first, method, url, body, deadline, content_type)
         if status >= 400:
             raise StatusError(method, url, status, data)
         if not self.parse_json:
@@ -308,7 +321,13 @@ class HttpClient:
         return max(min(self.timeout, deadline - time.monotonic()), MIN_ATTEMPT_SECONDS)
 
     def _retry(
-        self, first: HttpError, method: str, url: str, body: bytes | None, deadline: float | None
+        self,
+        first: HttpError,
+        method: str,
+        url: str,
+        body: bytes | None,
+        deadline: float | None,
+        content_type: str = JSON,
     ) -> tuple[int, bytes]:
         """Attempts after a failed first one, as the policy says; raises the last attempt's
         error when every attempt failed."""
@@ -318,7 +337,7 @@ class HttpClient:
             failed = next(attempts, None)
             if failed is not None:  # replay the first attempt's outcome, so the policy counts it
                 raise failed
-            return self._attempt(method, url, body, self._time_left(deadline))
+            return self._attempt(method, url, body, self._time_left(deadline), content_type)
 
         retrying = self.retrying
         if deadline is not None:
@@ -336,7 +355,9 @@ class HttpClient:
             curl.setopt(pycurl.CAINFO, self.ca_bundle)
         return curl
 
-    def _attempt(self, method: str, url: str, body: bytes | None, timeout: float | None = None) -> tuple[int, bytes]:
+    def _attempt(
+        self, method: str, url: str, body: bytes | None, timeout: float | None = None, content_type: str = JSON
+    ) -> tuple[int, bytes]:
         """One transfer: (status, body) of an answer not worth retrying; raises `StatusError`
         for a retryable status, `TransferError` when there was no (whole) answer. `timeout`:
         this attempt's, when not the client's own."""
@@ -355,7 +376,12 @@ class HttpClient:
             curl.setopt(pycurl.HTTPHEADER, self._header_lines)
         else:
             curl.setopt(pycurl.POSTFIELDS, body)
-            curl.setopt(pycurl.HTTPHEADER, self._post_header_lines)
+            curl.setopt(pycurl.HTTPHEADER, self._body_header_lines[content_type])
+        # A thread's connection is reused: the method is set (or cleared) on every request.
+        if method == "DELETE":
+            curl.setopt(pycurl.CUSTOMREQUEST, "DELETE")
+        else:
+            curl.unsetopt(pycurl.CUSTOMREQUEST)
         if timeout is not None:
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(timeout * 1000))
             curl.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
