@@ -12,6 +12,7 @@ import click
 
 from command_line.local_vendors import local_vendor_apis
 from data_spine.settings import settings
+from orchestration.errors import first_line, first_line_of
 
 ID_OPTIONS = {
     "hubspot_contact": "--hubspot-contact-id",
@@ -62,11 +63,22 @@ def run_request(request_id: str, vendors: dict | None = None):
         dg.reconstructable(job), instance_for_terminal(), run_config=run_config, tags={PID_TAG: str(os.getpid())}
     )
     if not result.success:
-        from privacy.subject_requests import register as reg
-
-        failure = next((e.message for e in result.all_events if e.is_step_failure), "the run failed")
-        reg(settings()).fail(request_id, result.run_id, failure or "failed", [])
+        register(settings()).fail(request_id, result.run_id, step_failure(result), [])
     return result
+
+
+def step_failure(result) -> str:
+    """The first failed step's own words (its error's message), in one line."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            return f"{event.step_key}: {first_line_of(error) if error else first_line(event.message)}"
+    return "the run failed"
+
+
+def _warehouse_required() -> None:
+    if not settings().warehouse.exists():
+        raise click.ClickException(f"no warehouse at {settings().warehouse} yet: run `spine run` first")
 
 
 def _run_with_vendors(request_id: str, port: int, local: bool):
@@ -127,6 +139,7 @@ def erase(emails, local_vendors: bool, port: int, **ids) -> None:
     """Erase a person everywhere: at the sources, in every store, suppressed from later loads."""
     from privacy.subject_requests import receive
 
+    _warehouse_required()
     request = receive(settings(), "erasure", list(emails), _ids(ids))
     click.echo(f"Erasure request {request.id} received (subject {request.subject_hash[:12]}...).")
     _report(request.id, _run_with_vendors(request.id, port, local_vendors))
@@ -138,6 +151,7 @@ def access(emails, **ids) -> None:
     """Export every record about a person, in every layer, as JSON and CSV."""
     from privacy.subject_requests import receive
 
+    _warehouse_required()
     request = receive(settings(), "access", list(emails), _ids(ids))
     click.echo(f"Access request {request.id} received.")
     _report(request.id, run_request(request.id))
@@ -235,8 +249,7 @@ def retention(as_of, policy: Path | None, as_json: bool) -> None:
         tags={PID_TAG: str(os.getpid())},
     ) as result:
         if not result.success:
-            failure = next((e.message for e in result.all_events if e.is_step_failure), "the run failed")
-            raise click.ClickException(f"retention: {failure} (Dagster run {result.run_id})")
+            raise click.ClickException(f"retention: {step_failure(result)} (Dagster run {result.run_id})")
         outcome = result.output_for_node("anonymise_expired_data")
     if as_json:
         click.echo(json.dumps({"run_id": result.run_id, "success": True, "outcome": outcome}, default=str))

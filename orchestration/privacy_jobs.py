@@ -31,6 +31,13 @@ def _ran(context: dg.OpExecutionContext, what: dict | list) -> None:
 
 @dg.op(pool=WAREHOUSE_POOL, retry_policy=RETRY, description="Find the person in the raw tables, once.")
 def resolve_subject(context: dg.OpExecutionContext, request: SubjectRequestResource) -> dict:
+    cfg = settings()
+    if not cfg.warehouse.exists():
+        raise dg.Failure(f"no warehouse at {cfg.warehouse} yet: run `spine run` first", allow_retries=False)
+    try:
+        steps.register(cfg).get(request.request_id)
+    except KeyError as exc:
+        raise dg.Failure(str(exc.args[0]), allow_retries=False) from None
     with waiting_for_the_warehouse(context):
         found = steps.resolve_step(settings(), request.request_id)
     context.log.info(f"{request.request_id}: found {found}")
