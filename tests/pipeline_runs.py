@@ -104,6 +104,14 @@ def prepare(root: Path, variant: str = "default", defects: str = "none") -> None
     )
 
 
+def copy_of(run: Run, root: Path) -> Path:
+    """A folder of its own holding what a finished run left (data, vendors' files, Dagster
+    instance), for a test that changes it: cheaper than running the pipeline again."""
+    for part in ("data", "dagster_home"):
+        shutil.copytree(run.root / part, root / part, symlinks=True)
+    return root
+
+
 def spine_env(root: Path, **extra: str) -> dict[str, str]:
     """The environment of a `spine` command working in `root` (see `prepare`)."""
     data = root / "data"

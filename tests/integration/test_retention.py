@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from pipeline_runs import AS_OF, prepare, spine_env, spine_run, warehouse_digest
+from pipeline_runs import AS_OF, copy_of, spine_env, warehouse_digest
 
 from data_spine.settings import PROJECT_ROOT, Settings
 from privacy import erasure, retention
@@ -121,11 +121,8 @@ def _snapshot(cfg: Settings) -> Snapshot:
 
 
 @pytest.fixture(scope="module")
-def company(tmp_path_factory) -> tuple[Path, Settings, Path]:
-    root = tmp_path_factory.mktemp("retention")
-    prepare(root)
-    log = root / "spine_run.log"
-    assert spine_run(root, log).wait(timeout=900) == 0, log.read_text()[-3000:]
+def company(tmp_path_factory, clean_tiny) -> tuple[Path, Settings, Path]:
+    root = copy_of(clean_tiny, tmp_path_factory.mktemp("retention"))
     policy = root / "retention.yml"
     policy.write_text(POLICY)
     return root, Settings.from_env(spine_env(root)), policy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from pipeline_runs import AS_OF, prepare, spine_env, spine_run
+from pipeline_runs import AS_OF, copy_of, spine_env, spine_run
 
 from data_spine.settings import PROJECT_ROOT, settings
 from privacy.scan import scan_files, scan_warehouse, written_folders
@@ -43,11 +43,8 @@ def _rows(warehouse: Path, sql: str, *params) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def company_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("subject_requests")
-    prepare(root)
-    _run(root, "first")
-    return root
+def company_run(tmp_path_factory, clean_tiny):
+    return copy_of(clean_tiny, tmp_path_factory.mktemp("subject_requests"))
 
 
 def _person(root: Path) -> dict:
