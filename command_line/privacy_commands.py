@@ -34,7 +34,8 @@ def subject_options(command):
 
 @click.group()
 def privacy() -> None:
-    """Data-subject requests (access, erasure), deadlines, retention, roles, the personal-data scan."""
+    """Data-subject requests (access, erasure), their deadlines, retention, the personal-data scan.
+    What each role may read: `spine sql --role ROLE`."""
 
 
 def _ids(options: dict) -> dict[str, list[str]]:
@@ -260,3 +261,24 @@ def retention(as_of, policy: Path | None, as_json: bool) -> None:
         click.echo(f"  {name}: {what}")
     if "verified" in outcome:
         click.echo(f"  verified: {outcome['verified'].get('found', 0)} occurrence(s) left")
+
+
+@privacy.command()
+@click.option("--email", "emails", multiple=True, metavar="EMAIL", help="An email to look for (repeatable).")
+@click.option("--name", "names", multiple=True, metavar="NAME", help="A full name to look for (repeatable).")
+@click.option("--id", "ids", multiple=True, metavar="ID", help="An id to look for, as a whole token (repeatable).")
+def scan(emails, names, ids) -> None:
+    """Look for a person in every store: every table of every schema, the warehouse file's bytes
+    and every folder the pipeline writes (what an erasure's verification runs). Exit 1 when found."""
+    from privacy.scan import scan as scan_stores
+
+    _warehouse_required()
+    words = sorted({e.strip().lower() for e in emails} | {n.strip().lower() for n in names})
+    if not words and not ids:
+        raise click.UsageError("give an --email, a --name or an --id to look for")
+    findings = scan_stores(settings(), words, sorted(set(ids)))
+    for finding in findings:
+        click.echo(finding.describe())
+    click.echo(f"found in {len(findings)} place(s)" if findings else "found nowhere")
+    if findings:
+        raise SystemExit(1)

@@ -102,6 +102,9 @@ def test_access_then_erasure_then_a_second_full_ingestion(company_run):
     data = root / "data"
     person = _person(root)
     assert _findings(root, person), "the person should be in the warehouse before anything is erased"
+    look_for = ["--email", person["email"], "--name", person["name"], *(a for i in person["ids"] for a in ("--id", i))]
+    found = _spine(root, "privacy", "scan", *look_for)
+    assert found.returncode == 1 and "raw_hubspot.contacts.email" in found.stdout, found.stdout + found.stderr
 
     # Access: every record about them, in every layer, with the system it came from.
     who = ["--email", person["email"], "--product-user-id", person["product_user"]]
@@ -134,6 +137,7 @@ def test_access_then_erasure_then_a_second_full_ingestion(company_run):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verified: 0 occurrence(s) left" in done.stdout
     assert _findings(root, person) == []
+    assert _spine(root, "privacy", "scan", *look_for).stdout.strip() == "found nowhere"
     assert _mrr_by_month(root) == mrr_before
     assert (
         _rows(data / "warehouse.duckdb", "select count(*), count(distinct user_id) from marts.usage_events")
