@@ -59,3 +59,16 @@ def dlt_env(vendors: dict[str, dict[str, str]]) -> dict[str, str]:
         for source, values in vendors.items()
         for key, value in values.items()
     }
+
+
+def vendor_port_option(*aliases: str):
+    """--vendor-port (and `aliases`): where the local vendor APIs listen."""
+    return click.option(
+        "--vendor-port",
+        *aliases,
+        "port",
+        type=click.IntRange(0, 65535),
+        default=lambda: settings().vendor_api_port,
+        show_default="8765",
+        help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
+    )

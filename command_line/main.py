@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 
 from command_line.interrupts import quiet_on_interrupt
-from command_line.local_vendors import dlt_env, local_vendor_apis, port_free
+from command_line.local_vendors import dlt_env, local_vendor_apis, port_free, vendor_port_option
 from command_line.privacy_commands import privacy
 from data_spine.gc_tuning import freeze_loaded
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
@@ -156,19 +156,6 @@ variant_option = click.option(
     "2025-09-30.clover), product_ids (named, generated), custom_fields (present, absent), events (spine, segment, "
     "rudderstack, snowplow), trials (yes, no), coupons (yes, no); env SPINE_VARIANT.",
 )
-
-
-def vendor_port_option(*aliases: str):
-    """--vendor-port (and `aliases`): where the local vendor APIs listen."""
-    return click.option(
-        "--vendor-port",
-        *aliases,
-        "port",
-        type=click.IntRange(0, 65535),
-        default=lambda: settings().vendor_api_port,
-        show_default="8765",
-        help="Port of the local vendor APIs (env SPINE_VENDOR_API_PORT).",
-    )
 
 
 # `spine serve` and `spine run` have one port, so `--port` names it; `spine dev` has two.

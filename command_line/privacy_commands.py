@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from command_line.local_vendors import local_vendor_apis
+from command_line.local_vendors import local_vendor_apis, vendor_port_option
 from data_spine.settings import settings
 from orchestration.errors import first_line, first_line_of
 
@@ -121,21 +121,10 @@ local_vendors_option = click.option(
 )
 
 
-def _port_option(command):
-    return click.option(
-        "--vendor-port",
-        "port",
-        type=click.IntRange(0, 65535),
-        default=lambda: settings().vendor_api_port,
-        show_default="8765",
-        help="Port of the local vendor APIs.",
-    )(command)
-
-
 @privacy.command()
 @subject_options
 @local_vendors_option
-@_port_option
+@vendor_port_option()
 def erase(emails, local_vendors: bool, port: int, **ids) -> None:
     """Erase a person everywhere: at the sources, in every store, suppressed from later loads."""
     from privacy.subject_requests import receive
@@ -161,7 +150,7 @@ def access(emails, **ids) -> None:
 @privacy.command(name="run")
 @click.argument("request_id")
 @local_vendors_option
-@_port_option
+@vendor_port_option()
 def run_again(request_id: str, local_vendors: bool, port: int) -> None:
     """Run (again) the job of an open request."""
     from privacy.subject_requests import register
