@@ -139,14 +139,6 @@ def load_classification(manifest: Mapping[str, Any] | Path | str | None = None) 
     return declared
 
 
-def classification_of(schema: str, table: str, column: str, manifest: Any = None) -> Classification | None:
-    """One warehouse column's declared classification (None when nothing declares the column)."""
-    source = _raw_source(schema)
-    if source is not None:
-        return contract.classification(source, table, column)
-    return load_classification(manifest).get(((COPIES.get(schema, schema), table), column))
-
-
 def personal_columns(
     schema: str, table: str, manifest: Mapping[str, Any] | Path | str | None = None, columns: Iterable[str] = ()
 ) -> list[PersonalColumn]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from pathlib import Path
 
 from data_spine.settings import Settings
 
@@ -68,7 +67,3 @@ def pseudonym(key: bytes, value: str | int) -> str:
     """The stable stand-in for an id: the same id always gives the same pseudonym, so joins and
     distinct counts survive, and the id itself is gone."""
     return "p_" + keyed_hash(key, value)[:16]
-
-
-def key_file(cfg: Settings) -> Path:
-    return cfg.privacy_dir / KEY_FILE

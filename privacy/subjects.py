@@ -56,10 +56,6 @@ class Subject:
             found[kind] = sorted(keyed_hash(key, v) for v in values)
         return found
 
-    def needles(self) -> list[str]:
-        """What must not be found anywhere once the person is erased: emails, full names, ids."""
-        return sorted({*self.emails, *self.names, *self.all_ids()})
-
     def __repr__(self) -> str:  # a subject printed by accident must not print the person
         return f"Subject({len(self.emails)} emails, {sum(map(len, self.ids.values()))} ids, {len(self.names)} names)"
 
