@@ -44,6 +44,12 @@ class QualitySettings:
     duckdb_memory_limit: str = "1GB"
 
 
+# The warehouse the whole pipeline writes to (SPINE_WAREHOUSE_TARGET): the embedded DuckDB file,
+# or a PostgreSQL database (SPINE_POSTGRES_URL) that several processes and machines share.
+WAREHOUSE_TARGETS = ("duckdb", "postgres")
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/data_spine"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -70,6 +76,16 @@ class Settings:
     # audit of data-subject requests). Unset, one is generated once into the privacy folder
     # (privacy/keys.py): a hash without a secret key can be reversed by hashing guessed emails.
     privacy_key: str | None = None
+    warehouse_target: str = "duckdb"
+    # libpq URL of the PostgreSQL warehouse; a password belongs in the environment (or
+    # PGPASSWORD / ~/.pgpass), never in a file under git.
+    postgres_url: str = DEFAULT_POSTGRES_URL
+
+    def __post_init__(self):
+        if self.warehouse_target not in WAREHOUSE_TARGETS:
+            raise ValueError(
+                f"SPINE_WAREHOUSE_TARGET={self.warehouse_target!r}: choose one of {', '.join(WAREHOUSE_TARGETS)}"
+            )
 
     @property
     def sources_dir(self) -> Path:
@@ -126,6 +142,8 @@ class Settings:
             lock_retries=int(get("SPINE_LOCK_RETRIES") or 6),
             lock_retry_seconds=float(get("SPINE_LOCK_RETRY_SECONDS") or 5),
             privacy_key=get("SPINE_PRIVACY_KEY"),
+            warehouse_target=(get("SPINE_WAREHOUSE_TARGET") or "duckdb").lower(),
+            postgres_url=get("SPINE_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
             quality=QualitySettings(
                 volume_tolerance=float(get("SPINE_VOLUME_TOLERANCE") or 0.5),
                 volume_window=int(get("SPINE_VOLUME_WINDOW") or 7),

@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 
 from data_spine.settings import Settings, settings
+from data_spine.warehouse import Warehouse
 from expectations.gx_engine import DuckDBSettings
 from quality.alert_conditions import AlertStore
 from quality.alert_delivery import JsonlLog, Slack, Webhook
@@ -60,11 +61,22 @@ def waiting_for_the_warehouse(context) -> Iterator[None]:
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse and the reporting context around it."""
+    """The warehouse (the DuckDB file, or PostgreSQL: `target`) and the reporting context
+    around it."""
 
     path: str
     reports_dir: str
     as_of: str | None = None  # ISO date the data describes; today when unset
+    target: str = "duckdb"  # duckdb | postgres (SPINE_WAREHOUSE_TARGET)
+    postgres_url: str = ""  # libpq URL when the target is postgres (SPINE_POSTGRES_URL)
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.target, Path(self.path), self.postgres_url)
+
+    def connect(self, read_only: bool = False, **duckdb_config):
+        """A connection to the warehouse, whichever it is (data_spine.warehouse)."""
+        return self.warehouse.connect(read_only=read_only, **duckdb_config)
 
     def as_of_date(self) -> date:
         return date.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC).date()
@@ -143,7 +155,11 @@ class AlertsResource(dg.ConfigurableResource):
 def warehouse_from_env(cfg: Settings | None = None) -> WarehouseResource:
     cfg = cfg or settings()
     return WarehouseResource(
-        path=str(cfg.warehouse), reports_dir=str(cfg.reports_dir), as_of=cfg.as_of.isoformat() if cfg.as_of else None
+        path=str(cfg.warehouse),
+        reports_dir=str(cfg.reports_dir),
+        as_of=cfg.as_of.isoformat() if cfg.as_of else None,
+        target=cfg.warehouse_target,
+        postgres_url=cfg.postgres_url,
     )
 
 
