@@ -1,4 +1,5 @@
-"""The dlt pipelines: one per source system, all loading into the one DuckDB warehouse."""
+"""The dlt pipelines: one per source system, all loading into the one warehouse (the DuckDB file,
+or PostgreSQL: data_spine.warehouse)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from connectors.stripe import stripe_source
 from connectors.usage_events import settle, usage_events_source
 from connectors.zendesk import zendesk_source
 from data_spine.settings import Settings, settings
+from data_spine.warehouse import Warehouse
 
 SOURCES = {
     "stripe": stripe_source,
@@ -34,10 +36,11 @@ DATASETS = {
 
 def make_pipeline(source: str, cfg: Settings | None = None) -> dlt.Pipeline:
     cfg = cfg or settings()
-    cfg.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    target = Warehouse.of(cfg)
+    target.ensure_database()
     return dlt.pipeline(
         pipeline_name=f"spine_{source}",
-        destination=dlt.destinations.duckdb(str(cfg.warehouse)),
+        destination=target.dlt_destination(),
         dataset_name=DATASETS[source],
         pipelines_dir=str(cfg.dlt_dir),
     )

@@ -971,6 +971,12 @@ def usage_events_source(
                 yield CONTRACT.empty()
             return
         pending, resent = distinct_content(pending)
+        if not _reads_files_itself(pipeline):
+            # A server warehouse cannot read the landing folder: every file takes the Python
+            # path, under the same rules (see Speed).
+            yield from _reread(folder, [p.name for p in pending], pipeline, entity)
+            state["loaded_files"].extend(sorted([p.name for p in pending] + list(resent)))
+            return
         schema = dlt.current.source_schema()
         columns, keys, new = _columns_and_keys(
             schema.tables.get(TABLE, {}).get("columns", {}), state.get("keys", {}), sampled, schema.naming
@@ -990,10 +996,34 @@ def usage_events_source(
     return events
 
 
+def _reads_files_itself(pipeline: dlt.Pipeline) -> bool:
+    """Whether the warehouse is DuckDB, which reads the landing files inside the load (the fast
+    path); PostgreSQL is handed the events Python read."""
+    return "duckdb" in pipeline.destination.destination_type
+
+
+def _loaded_ids_sql(table_name: str, duckdb: bool) -> str:
+    matches = "list_contains(%s, message_id)" if duckdb else "message_id = any(%s)"
+    return f"select message_id from {table_name} where _rejected is not true and {matches}"
+
+
+def _first_seen(table: pa.Table, seen: set[str]) -> pa.Table:
+    """The events whose message id is not in `seen` (nor earlier in the table); adds them to it."""
+    keep = []
+    for message_id in table.column("message_id").to_pylist():
+        keep.append(message_id not in seen)
+        seen.add(message_id)
+    return table if all(keep) else table.filter(pa.array(keep, pa.bool_()))
+
+
 def _reread(folder: Path, names: Iterable[str], pipeline: dlt.Pipeline, entity: AccountEntity):
-    """Read files in Python: the bad lines to quarantine, and the events the SQL could not load."""
+    """Read files in Python: the bad lines to quarantine, and the events the SQL could not load
+    (on PostgreSQL, every new file). An event already loaded, or met in an earlier file of the
+    same batch, is skipped."""
     table_name = _existing_table(pipeline)
     schema = dlt.current.source_schema()
+    duckdb_sql = _reads_files_itself(pipeline)
+    seen: set[str] = set()
     for name in names:
         path = folder / name
         if not path.is_file():
@@ -1005,13 +1035,10 @@ def _reread(folder: Path, names: Iterable[str], pipeline: dlt.Pipeline, entity: 
         if table is not None and table_name:
             with pipeline.sql_client() as client:
                 ids = table.column("message_id").to_pylist()
-                rows = client.execute_sql(
-                    f"select message_id from {table_name} where _rejected is not true "
-                    "and list_contains(%s, message_id)",
-                    ids,
-                )
-            loaded = pa.array(sorted({r[0] for r in rows}), pa.string())
-            table = table.filter(pc.invert(pc.is_in(table.column("message_id"), loaded)))
+                rows = client.execute_sql(_loaded_ids_sql(table_name, duckdb_sql), ids)
+            seen.update(r[0] for r in rows)
+        if table is not None:
+            table = _first_seen(table, seen)
         if table is not None and table.num_rows:
             table = align(table, schema.tables.get(TABLE, {}).get("columns", {}))
             yield dlt.mark.with_hints(table, dlt.mark.make_hints(columns=hints)) if hints else table
