@@ -21,8 +21,10 @@ from quality.source_monitors import VolumePolicy
 
 # Every step that opens the DuckDB file claims a slot in this pool. The instance gives each
 # pool one slot (`.dagster_home/dagster.yaml`), so two runs never hold the file at once:
-# DuckDB allows a single writer process.
-WAREHOUSE_POOL = "duckdb_warehouse"
+# DuckDB allows a single writer process. PostgreSQL takes many writers: on that target the
+# steps claim no pool, and the run queue's limits (orchestration/service/dagster.yaml) are
+# what bounds the work at once.
+WAREHOUSE_POOL = "duckdb_warehouse" if settings().warehouse_target == "duckdb" else None
 
 # DuckDB's message when another process holds the warehouse file. The pool keeps our own runs
 # apart, but any other process with the file open (a DuckDB shell, a notebook, a run of
