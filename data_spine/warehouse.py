@@ -170,7 +170,9 @@ class Warehouse:
         import dlt
 
         if self.is_postgres:
-            return dlt.destinations.postgres(credentials=self.postgres_url)
+            from data_spine.pg_credentials import credentials
+
+            return dlt.destinations.postgres(credentials=credentials(self.postgres_url))
         return dlt.destinations.duckdb(str(self.duckdb_path))
 
     def ensure_database(self) -> None:
