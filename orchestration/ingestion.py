@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -21,6 +20,7 @@ from connectors.pipelines import (
 )
 from connectors.usage_events import rejected_dir, rejected_files
 from data_spine.settings import settings
+from data_spine.warehouse import Warehouse
 from expectations.freshness_windows import SOURCES
 from orchestration.freshness_policies import how_judged, source_policy
 from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
@@ -44,7 +44,7 @@ class RawTableTranslator(DagsterDltTranslator):
             deps=[],
             group_name="ingestion",
             freshness_policy=source_policy(source),
-            kinds={"dlt", "duckdb"},
+            kinds={"dlt", Warehouse.of(settings()).kind},
             description=f"Raw `{data.resource.name}` from {source}, loaded by dlt into `{DATASETS[source]}`."
             + how_judged(SOURCES[source]),
             metadata={**spec.metadata, **classified_raw_table(source, data.resource.name)},
@@ -133,7 +133,7 @@ def _suppress(source: str, started: datetime) -> int:
     """Erased people whom this step's loads brought back are anonymised again before any model
     reads them (`privacy.suppression`); rows changed."""
     schema = DATASETS[source]
-    with duckdb.connect(str(settings().warehouse)) as con:
+    with Warehouse.of(settings()).connect() as con:
         loads = [
             load_id
             for (load_id,) in con.execute(
