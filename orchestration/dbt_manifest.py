@@ -29,9 +29,18 @@ from dagster_dbt.dbt_project import using_dagster_dev
 from packaging import version
 
 from data_spine.settings import PROJECT_ROOT, settings
+from data_spine.warehouse import Warehouse
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
-dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+_WAREHOUSE = Warehouse.of(settings())
+# Each warehouse target has its own parse state (a parse for one is stale for the other), so
+# processes on both targets share a checkout without parsing the project again and again.
+dbt_project = DbtProject(
+    project_dir=DBT_DIR,
+    profiles_dir=DBT_DIR,
+    target=_WAREHOUSE.dbt_target,
+    target_path=Path("target") if not _WAREHOUSE.is_postgres else Path("target") / "postgres",
+)
 
 
 # The dbt installed next to this interpreter (the project's venv), so runs work whether or not
@@ -87,7 +96,7 @@ def prune_invocations(target: Path, days: float = INVOCATIONS_KEPT_DAYS) -> list
 
 
 def dbt_cli() -> DbtCliResource:
-    return SpineDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+    return SpineDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE, target=dbt_project.target)
 
 
 # What dbt's profile opens without the `warehouse_path` var (dbt_project/profiles.yml).
