@@ -105,7 +105,6 @@ from typing import Any
 import dlt
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.common.destination.client import SqlModel
 from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
 

@@ -49,6 +49,13 @@ class QualitySettings:
 WAREHOUSE_TARGETS = ("duckdb", "postgres")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/data_spine"
 
+# What runs a job's steps (SPINE_EXECUTOR): one after another in the run's own process, or each
+# as a Celery task on whichever worker of the queue takes it (orchestration/service/README.md).
+EXECUTORS = ("in_process", "celery")
+# RabbitMQ's own account on this machine; a deployment names its broker, with its password, in
+# the environment.
+DEFAULT_CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -80,12 +87,25 @@ class Settings:
     # libpq URL of the PostgreSQL warehouse; a password belongs in the environment (or
     # PGPASSWORD / ~/.pgpass), never in a file under git.
     postgres_url: str = DEFAULT_POSTGRES_URL
+    executor: str = "in_process"
+    celery_broker_url: str = DEFAULT_CELERY_BROKER_URL
+    # Where a worker sends a step's events back to the run that asked for it: `rpc://` sends them
+    # through the broker itself, so nothing else has to run.
+    celery_backend_url: str = "rpc://"
+    # The Celery queue the steps are sent to and the workers take them from; deployments (and
+    # test sessions) sharing one broker keep apart by naming their own.
+    celery_queue: str = "dagster"
+    # libpq URL of the database of the service's Dagster instance (the instance reads the same
+    # variable: orchestration/service/dagster.yaml); only the `spine service` commands need it.
+    dagster_postgres_url: str | None = None
 
     def __post_init__(self):
         if self.warehouse_target not in WAREHOUSE_TARGETS:
             raise ValueError(
                 f"SPINE_WAREHOUSE_TARGET={self.warehouse_target!r}: choose one of {', '.join(WAREHOUSE_TARGETS)}"
             )
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"SPINE_EXECUTOR={self.executor!r}: choose one of {', '.join(EXECUTORS)}")
 
     @property
     def sources_dir(self) -> Path:
@@ -144,6 +164,11 @@ class Settings:
             privacy_key=get("SPINE_PRIVACY_KEY"),
             warehouse_target=(get("SPINE_WAREHOUSE_TARGET") or "duckdb").lower(),
             postgres_url=get("SPINE_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
+            executor=(get("SPINE_EXECUTOR") or "in_process").lower().replace("-", "_"),
+            celery_broker_url=get("SPINE_CELERY_BROKER_URL") or DEFAULT_CELERY_BROKER_URL,
+            celery_backend_url=get("SPINE_CELERY_BACKEND_URL") or "rpc://",
+            celery_queue=get("SPINE_CELERY_QUEUE") or "dagster",
+            dagster_postgres_url=get("SPINE_DAGSTER_POSTGRES_URL"),
             quality=QualitySettings(
                 volume_tolerance=float(get("SPINE_VOLUME_TOLERANCE") or 0.5),
                 volume_window=int(get("SPINE_VOLUME_WINDOW") or 7),

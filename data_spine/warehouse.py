@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import dlt
+import duckdb
+import pandas as pd
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extras import execute_batch
+
+from data_spine.pg_credentials import credentials
 from data_spine.settings import Settings, settings
 
 # A `?` placeholder outside quotes; psycopg2 takes `%s` and reads a lone `%` as a placeholder.
@@ -63,8 +71,6 @@ class PgCursor:
         return [d[0] for d in self._cursor.description or ()]
 
     def df(self):
-        import pandas as pd
-
         return pd.DataFrame(self.fetchall(), columns=self.columns())
 
     fetchdf = df
@@ -87,8 +93,6 @@ class PgConnection:
         return PgCursor(cursor)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        from psycopg2.extras import execute_batch
-
         with self.raw.cursor() as cursor:
             execute_batch(cursor, pg_placeholders(sql), list(rows), page_size=1000)
 
@@ -167,11 +171,7 @@ class Warehouse:
         return f"duckdb:///{self.duckdb_path}"
 
     def dlt_destination(self):
-        import dlt
-
         if self.is_postgres:
-            from data_spine.pg_credentials import credentials
-
             return dlt.destinations.postgres(credentials=credentials(self.postgres_url))
         return dlt.destinations.duckdb(str(self.duckdb_path))
 
@@ -181,9 +181,6 @@ class Warehouse:
         if not self.is_postgres:
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             return
-        import psycopg2
-        from psycopg2 import sql
-
         parts = self.pg_parts()
         server = psycopg2.connect(**{**parts, "dbname": "postgres"})
         server.autocommit = True
@@ -199,11 +196,7 @@ class Warehouse:
         """A connection to the warehouse: DuckDB's own, or `PgConnection` on PostgreSQL
         (`read_only` there makes the session's transactions read-only)."""
         if not self.is_postgres:
-            import duckdb
-
             return duckdb.connect(str(self.duckdb_path), read_only=read_only, config=duckdb_config or {})
-        import psycopg2
-
         raw = psycopg2.connect(self.postgres_url, application_name="data_spine")
         con = PgConnection(raw)
         # Timestamps in the marts are naive UTC; pin the zone as the DuckDB path does.

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -264,7 +263,7 @@ def hold_entities(warehouse: WarehouseResource, run_id: str, failed: BuildFailur
     not this run's; returns their names."""
 
     held = []
-    with duckdb.connect(str(warehouse.file)) as con:
+    with warehouse.connect() as con:
         for suite in SUITES.values():
             missing = sorted(failed.unbuilt & set(suite.models_read))
             if missing:
@@ -330,10 +329,10 @@ def _docs_source(warehouse: WarehouseResource) -> str:
     vars_ = dbt_vars(warehouse.as_of_date(), warehouse.file)
     vars_.pop("as_of_date", None)
     digest.update(json.dumps(vars_, sort_keys=True).encode())
-    with duckdb.connect(str(warehouse.file), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         columns = con.execute(
             "select table_schema, table_name, column_name, data_type from information_schema.columns "
-            "where table_schema in (select unnest(?)) order by all",
+            "where table_schema in (select unnest(?)) order by 1, 2, 3, 4",
             [list(DOCUMENTED_SCHEMAS)],
         ).fetchall()
     digest.update(repr(columns).encode())
