@@ -1,6 +1,6 @@
 PYTHON ?= .venv/bin/python
 
-.PHONY: bench bench-small
+.PHONY: bench bench-small bench-targets
 
 # Performance figures against the targets at the `large` preset (≈50k companies, 10M events);
 # generates the company into data/bench the first time (several minutes), reuses it after.
@@ -10,3 +10,8 @@ bench:
 # A quick run of the same harness at `small`, to check it works.
 bench-small:
 	$(PYTHON) -m benchmarks --preset small
+
+# The whole spine at `medium` on each warehouse target, side by side: the embedded DuckDB file
+# and PostgreSQL (a database of its own on the local server; SPINE_BENCH_POSTGRES_URL for another).
+bench-targets:
+	$(PYTHON) -m benchmarks --preset medium --only targets

@@ -14,11 +14,14 @@ import click
 from benchmarks import report
 from benchmarks.measure import Measurement, run_step
 from data_spine.settings import PROJECT_ROOT
+from data_spine.warehouse import Warehouse
 from expectations.suites import SUITES
 from sample_company.presets import PRESETS
 from sample_company.vendor_api.process import VendorApiProcess
 
-GROUPS = ("generate", "usage", "api", "quality", "daily")
+GROUPS = ("generate", "usage", "api", "quality", "daily", "targets")
+# What runs without `--only`: the targets' comparison is its own make target (`bench-targets`).
+DEFAULT_GROUPS = GROUPS[:-1]
 COMPANY_MARKER = "company.json"
 
 
@@ -195,6 +198,35 @@ class Bench:
         click.echo(f"Written to {self.root / 'daily.json'}")
         return figures
 
+    def targets(self) -> dict:
+        """A full run of this preset's company on each warehouse target, side by side: the
+        embedded DuckDB file and the PostgreSQL database at SPINE_BENCH_POSTGRES_URL (default: a
+        database of the benchmark's own on the local server, dropped and made again)."""
+        from benchmarks.daily import DailyBench, render
+
+        url = os.environ.get(
+            "SPINE_BENCH_POSTGRES_URL", f"postgresql://postgres@127.0.0.1:5432/spine_bench_{self.preset}"
+        )
+        targets = {
+            "duckdb": Warehouse("duckdb", self.root / "runs" / "targets" / "duckdb", ""),
+            "postgres": Warehouse("postgres", Path(), url),
+        }
+        runs = {}
+        for name, target in targets.items():
+            bench = DailyBench(self.root, self.root / "runs" / "targets" / name, log=click.echo, target=target)
+            bench.fresh()
+            runs[name] = bench.spine(name, "run", "--preset", self.preset, "--seed", str(self.seed))
+        figures = {name: r.as_dict() for name, r in runs.items()}
+        if all(not r.error for r in runs.values()):
+            figures["ratios"] = {"postgres / duckdb": runs["postgres"].seconds / runs["duckdb"].seconds}
+        (self.root / "targets.json").write_text(json.dumps(figures, indent=2) + "\n")
+        click.echo(f"\nEnd to end at preset {self.preset!r} on each warehouse target (load average {_load()}):")
+        click.echo(render(runs))
+        for name, ratio in figures.get("ratios", {}).items():
+            click.echo(f"{name}: {ratio:.2f}")
+        click.echo(f"Written to {self.root / 'targets.json'}")
+        return figures
+
 
 @click.command()
 @click.option(
@@ -246,7 +278,7 @@ def main(
 ) -> None:
     """Measure generation, ingestion and validation: speed and peak memory against the targets."""
     asked = groups  # `--only generate` measures generation even when the company exists
-    groups = groups or GROUPS
+    groups = groups or DEFAULT_GROUPS
     bench = Bench(data_dir.resolve(), preset, seed, memory_cap_mb or None)
     machine = report.machine()
     click.echo(f"Benchmarks at preset {preset!r} (seed {seed}) in {bench.root}")
@@ -270,6 +302,8 @@ def main(
             bench.quality(suites)
         if "daily" in groups:
             bench.daily()
+        if "targets" in groups:
+            bench.targets()
     finally:
         every = dict(bench.results)
         if total := report.api_total(every):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.measure import rss_mb
 from data_spine.settings import PROJECT_ROOT
+from data_spine.warehouse import Warehouse
 
 SAMPLE_EVERY = 0.25  # seconds between memory readings
 # Dagster step keys by the phase of the pipeline they belong to (first match wins).
@@ -137,23 +138,31 @@ class RunFigures:
 class DailyBench:
     """A company copied into `root`, its own warehouse and Dagster instance."""
 
-    def __init__(self, company: Path, root: Path, log=print):
+    def __init__(self, company: Path, root: Path, log=print, target: Warehouse | None = None):
         self.company, self.root, self.log = company, root, log
         self.dagster_home = root / "dagster_home"
+        # The warehouse the runs write: the DuckDB file in `root` unless a PostgreSQL one is given.
+        self.target = target
 
     def env(self) -> dict[str, str]:
         data = self.root / "data"
-        return {
+        env = {
             **os.environ,
             "SPINE_DATA_DIR": str(data),
             "SPINE_WAREHOUSE": str(data / "warehouse.duckdb"),
             "SPINE_LANDING_DIR": str(data / "landing" / "usage_events"),
             "DAGSTER_HOME": str(self.dagster_home),
             "PYTHONUNBUFFERED": "1",
+            "SPINE_WAREHOUSE_TARGET": "duckdb",
         }
+        if self.target and self.target.is_postgres:
+            env |= {"SPINE_WAREHOUSE_TARGET": "postgres", "SPINE_POSTGRES_URL": self.target.postgres_url}
+        return env
 
     def fresh(self) -> None:
         """An empty warehouse and Dagster instance, the company's files copied in."""
+        if self.target and self.target.is_postgres:
+            self.target.drop_database()
         shutil.rmtree(self.root, ignore_errors=True)
         data = self.root / "data"
         shutil.copytree(self.company / "sources", data / "sources")

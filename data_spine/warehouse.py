@@ -192,6 +192,18 @@ class Warehouse:
         finally:
             server.close()
 
+    def drop_database(self) -> None:
+        """Drop the PostgreSQL database and everything in it (benchmarks and tests start from
+        nothing); its sessions are ended first."""
+        parts = self.pg_parts()
+        server = psycopg2.connect(**{**parts, "dbname": "postgres"})
+        server.autocommit = True
+        try:
+            with server.cursor() as cur:
+                cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(parts["dbname"])))
+        finally:
+            server.close()
+
     def connect(self, read_only: bool = False, **duckdb_config):
         """A connection to the warehouse: DuckDB's own, or `PgConnection` on PostgreSQL
         (`read_only` there makes the session's transactions read-only)."""
