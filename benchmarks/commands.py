@@ -242,7 +242,7 @@ class Bench:
     "groups",
     type=click.Choice(GROUPS),
     multiple=True,
-    help="Measure only these (repeatable). Default: all; generate only when the company is missing.",
+    help="Measure only these (repeatable). Default: all but targets; generate only when the company is missing.",
 )
 @click.option(
     "--data-dir",

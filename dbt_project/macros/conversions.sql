@@ -35,11 +35,11 @@
 {%- endmacro %}
 
 {#
-    HubSpot returns every property as a string, empty when unset. try_cast keeps a stray
-    non-numeric value from failing the whole model; the staging tests flag it instead.
+    HubSpot returns every property as a string, empty when unset. A stray non-numeric value
+    reads as null rather than failing the whole model; the staging tests flag it instead.
 #}
 {% macro hubspot_number(column) -%}
-    try_cast(nullif(trim({{ column }}), '') as decimal(18, 2))
+    {{ try_cast_number("nullif(trim(" ~ column ~ "), '')", 'decimal(18, 2)') }}
 {%- endmacro %}
 
 {% macro clean_string(column) -%}

@@ -10,6 +10,6 @@
     {%- if key is none or (key | string | trim) == '' -%}
         cast(null as varchar)
     {%- else -%}
-        nullif(trim(json_extract_string({{ json_column }}, '$."{{ key | replace('"', '') }}"')), '')
+        nullif(trim({{ json_text(json_column, key | replace('"', '') | replace("'", '')) }}), '')
     {%- endif -%}
 {%- endmacro %}

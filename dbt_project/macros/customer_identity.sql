@@ -19,8 +19,9 @@
     empty, the earliest-created duplicate's that has one (ties to the lowest company id).
 #}
 {% macro surviving_company_value(column, companies='companies', crosswalk='crosswalk') -%}
-    arg_min(
-        {{ companies }}.{{ column }},
-        ({{ crosswalk }}.match_rule <> 'crm_company', {{ companies }}.created_at, {{ companies }}.company_id)
-    ) filter (where {{ companies }}.{{ column }} is not null)
+    {{ arg_min(
+        companies ~ '.' ~ column,
+        [crosswalk ~ ".match_rule <> 'crm_company'", companies ~ '.created_at', byte_order(companies ~ '.company_id')],
+        filter=companies ~ '.' ~ column ~ ' is not null'
+    ) }}
 {%- endmacro %}

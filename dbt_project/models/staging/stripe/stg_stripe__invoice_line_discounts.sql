@@ -5,7 +5,7 @@ with applied as (
         lines.id as invoice_line_id,
         lines.invoice as invoice_id,
         lines.currency,
-        unnest(json_extract(lines.discount_amounts, '$[*]')) as entry
+        {{ json_array_elements('lines.discount_amounts') }} as entry
     from {{ source('stripe', 'invoices__lines__data') }} as lines
     inner join {{ source('stripe', 'invoices') }} as invoices
         on lines.invoice = invoices.id
@@ -13,9 +13,9 @@ with applied as (
 )
 
 select
-    invoice_line_id || ':' || coalesce(json_extract_string(entry, '$.discount'), '?') as invoice_line_discount_id,
+    invoice_line_id || ':' || coalesce({{ json_text('entry', 'discount') }}, '?') as invoice_line_discount_id,
     invoice_line_id,
     invoice_id,
-    json_extract_string(entry, '$.discount') as discount_id,
-    {{ stripe_amount("cast(json_extract(entry, '$.amount') as bigint)", 'currency') }} as amount
+    {{ json_text('entry', 'discount') }} as discount_id,
+    {{ stripe_amount("cast(" ~ json_text('entry', 'amount') ~ " as bigint)", 'currency') }} as amount
 from applied

@@ -18,11 +18,11 @@ select
     {{ clean_enum('lines.currency') }} as currency,
     lines.quantity,
     -- unit_amount_decimal is text in minor units (it may carry sub-cent decimals).
-    {{ stripe_amount('try_cast(lines.pricing__unit_amount_decimal as decimal(18, 6))', 'lines.currency') }} as unit_amount,
+    {{ stripe_amount(try_cast_number('lines.pricing__unit_amount_decimal', 'decimal(18, 6)'), 'lines.currency') }} as unit_amount,
     {{ stripe_amount('lines.amount', 'lines.currency') }} as amount,
     -- Every discount applied to the line, in minor units (a JSON list of {amount, discount});
     -- int_stripe__invoice_line_discounts has them one by one.
-    {{ stripe_amount("coalesce(list_sum(cast(json_extract(lines.discount_amounts, '$[*].amount') as bigint[])), 0)", 'lines.currency') }} as discount_amount,
+    {{ stripe_amount('coalesce(' ~ json_array_sum('lines.discount_amounts', 'amount') ~ ', 0)', 'lines.currency') }} as discount_amount,
     {{ unix_to_timestamp('lines.period__start') }} as period_start_at,
     {{ unix_to_timestamp('lines.period__end') }} as period_end_at
 from {{ source('stripe', 'invoices__lines__data') }} as lines

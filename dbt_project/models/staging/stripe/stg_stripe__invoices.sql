@@ -14,7 +14,7 @@ select
     {{ stripe_amount('amount_remaining', 'currency') }} as amount_remaining,
     attempt_count,
     -- Its discounts by id (`discounts`, or the single `discount` before 2025-03-31).
-    coalesce(from_json(discounts, '["VARCHAR"]'), []) as discount_ids,
+    {{ json_string_array('discounts') }} as discount_ids,
     {{ unix_to_timestamp('created') }} as created_at,
     {{ unix_to_timestamp('period_start') }} as period_start_at,
     {{ unix_to_timestamp('period_end') }} as period_end_at

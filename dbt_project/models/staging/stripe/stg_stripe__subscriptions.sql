@@ -14,7 +14,7 @@ select
     {{ clean_enum('pause_collection__behavior') }} as pause_collection_behavior,
     -- The discounts applying now (Stripe removes one that ran out), by id; their coupons are
     -- in stg_stripe__discounts and stg_stripe__coupons.
-    coalesce(from_json(discounts, '["VARCHAR"]'), []) as discount_ids,
+    {{ json_string_array('discounts') }} as discount_ids,
     -- Stripe embeds only the first page of items; true means items are missing here.
     coalesce(items__has_more, false) as has_more_items
 from {{ source('stripe', 'subscriptions') }}

@@ -15,6 +15,21 @@ with raw as (
         {% if is_incremental() %}
             and _dlt_load_id > (select coalesce(max(load_id), '') from {{ this }})
         {% endif %}
+),
+
+-- The loader stores each message id once; an event re-sent inside one batch of files with
+-- other content is the one case it lets through, so the first delivery wins here too.
+deliveries as (
+    select
+        *,
+        row_number() over (
+            partition by message_id order by _dlt_load_id, {{ byte_order('_file_name') }}
+        ) as delivery
+    from raw
+    {% if is_incremental() %}
+        -- The first delivery of a message stands: one staged before is not taken again.
+        where message_id not in (select event_id from {{ this }})
+    {% endif %}
 )
 
 select
@@ -26,7 +41,7 @@ select
     {{ clean_string('user_id') }} as user_id,
     {{ clean_string('anonymous_id') }} as anonymous_id,
     {{ clean_string('account_id') }} as workspace_id,
-    lower(properties ->> 'plan') as plan_tier,
+    lower({{ json_text('properties', 'plan') }}) as plan_tier,
     traits,
     {{ to_utc_timestamp('"timestamp"') }} as occurred_at,
     {{ to_utc_timestamp('received_at') }} as received_at,
@@ -34,11 +49,5 @@ select
     _file_name as source_file_name,
     _dlt_load_id as load_id,
     {{ refreshed_at() }} as refreshed_at
-from raw
-{% if is_incremental() %}
--- The first delivery of a message stands: one staged before is not taken again.
-    where message_id not in (select event_id from {{ this }})
-{% endif %}
--- The loader stores each message id once; an event re-sent inside one batch of files with
--- other content is the one case it lets through, so the first delivery wins here too.
-qualify row_number() over (partition by message_id order by _dlt_load_id, _file_name) = 1
+from deliveries
+where delivery = 1
