@@ -128,9 +128,7 @@ def copy_table(source, target_raw, schema: str, table: str, columns: list[Column
     qualified = f"{_quote(schema)}.{_quote(table)}"
     names = ", ".join(_quote(c.name) for c in columns)
     definition = ", ".join(f"{_quote(c.name)} {c.pg_type}" for c in columns)
-    reader = source.execute(f"SELECT {', '.join(c.select for c in columns)} FROM {qualified}").to_arrow_reader(
-        BATCH_ROWS
-    )
+    reader = source.sql(f"SELECT {', '.join(c.select for c in columns)} FROM {qualified}").to_arrow_reader(BATCH_ROWS)
     rows = 0
     with target_raw, target_raw.cursor() as cur:  # one transaction: committed whole, or not at all
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
