@@ -19,5 +19,5 @@
 {%- endmacro %}
 
 {% macro as_of_month() -%}
-    cast(date_trunc('month', {{ as_of_date() }}) as date)
+    cast({{ dbt.date_trunc('month', 'cast(' ~ as_of_date() ~ ' as timestamp)') }} as date)
 {%- endmacro %}

@@ -56,6 +56,11 @@
     to cents happens once, on the reported totals.
 #}
 {% macro monthly_amount(amount, interval, interval_count) -%}
+    {{ return(adapter.dispatch('monthly_amount', 'data_spine')(amount, interval, interval_count)) }}
+{%- endmacro %}
+
+{#- DuckDB divides in DOUBLE here (12.0 / 52 is a DOUBLE), then rounds to the decimal. -#}
+{% macro default__monthly_amount(amount, interval, interval_count) -%}
     cast(
         ({{ amount }})
         / (
@@ -69,6 +74,20 @@
         )
         as decimal(18, 6)
     )
+{%- endmacro %}
+
+{#- The same DOUBLE arithmetic and rounding on PostgreSQL, where the literals would be exact NUMERIC. -#}
+{% macro postgres__monthly_amount(amount, interval, interval_count) -%}
+    {{ double_to_decimal(
+        'cast((' ~ amount ~ ') as double precision)'
+        ~ ' / (case ' ~ interval
+        ~ " when 'month' then cast(1 as double precision)"
+        ~ " when 'year' then cast(12 as double precision)"
+        ~ " when 'week' then cast(12 as double precision) / 52"
+        ~ " when 'day' then cast(12 as double precision) / 365"
+        ~ ' end * coalesce(' ~ interval_count ~ ', 1))',
+        18, 6
+    ) }}
 {%- endmacro %}
 
 {#

@@ -28,10 +28,13 @@ subscription_plans as (
     -- The plan of a subscription is its largest item by monthly amount.
     select
         items.subscription_id,
-        arg_max(
-            coalesce(plan_tiers.plan_tier, 'unmapped'),
-            ({{ monthly_amount('items.unit_amount * items.quantity', 'items.billing_interval', 'items.billing_interval_count') }}, items.subscription_item_id)
-        ) as plan_tier,
+        {{ arg_max(
+            "coalesce(plan_tiers.plan_tier, 'unmapped')",
+            [
+                monthly_amount('items.unit_amount * items.quantity', 'items.billing_interval', 'items.billing_interval_count'),
+                byte_order('items.subscription_item_id'),
+            ]
+        ) }} as plan_tier,
         cast(sum(items.quantity) as bigint) as seats
     from items
     left join plan_tiers
@@ -65,7 +68,7 @@ ranked as (
             order by
                 case normalised_status when 'active' then 1 when 'trialing' then 2 when 'canceled' then 3 else 4 end,
                 started_at desc,
-                subscription_id asc
+                {{ byte_order('subscription_id') }} asc
         ) as relevance_rank
     from normalised
 ),
@@ -127,7 +130,7 @@ invoice_stats as (
 charge_stats as (
     select
         customer_id,
-        count(*) filter (where status = 'failed' and created_at >= {{ as_of_timestamp() }} - interval 90 day) as failed_payments_90d,
+        count(*) filter (where status = 'failed' and created_at >= {{ dbt.dateadd('day', -90, as_of_timestamp()) }}) as failed_payments_90d,
         count(*) filter (where status = 'failed') as failed_payments
     from charges
     group by customer_id

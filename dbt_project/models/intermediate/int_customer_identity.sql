@@ -31,7 +31,7 @@ ranked as (
                     else 3
                 end,
                 companies.created_at,
-                crosswalk.source_id
+                {{ byte_order('crosswalk.source_id') }}
         ) as rank_in_system
     from crosswalk
     left join companies
@@ -49,6 +49,6 @@ select
     count(*) filter (where source_system = 'stripe') as stripe_customer_count,
     count(*) filter (where source_system = 'zendesk') as zendesk_organization_count,
     count(*) filter (where source_system = 'product') as workspace_count,
-    list_sort(list_distinct(list(source_system))) as source_systems
+    {{ sorted_distinct_array('source_system') }} as source_systems
 from ranked
 group by customer_id

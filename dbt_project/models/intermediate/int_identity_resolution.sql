@@ -29,7 +29,7 @@ crm as (
         coalesce('domain:' || domain_key, 'name:' || name_key, 'id:' || company_id) as cluster_key,
         first_value(company_id) over (
             partition by coalesce('domain:' || domain_key, 'name:' || name_key, 'id:' || company_id)
-            order by created_at, company_id
+            order by created_at, {{ byte_order('company_id') }}
         ) as survivor_company_id
     from companies
 ),
@@ -166,8 +166,8 @@ best_links as (
     select
         source_system,
         source_id,
-        arg_min(company_id, (rule_order, company_id)) as linked_company_id,
-        arg_min(match_rule, (rule_order, company_id)) as match_rule,
+        {{ arg_min('company_id', ['rule_order', byte_order('company_id')]) }} as linked_company_id,
+        {{ arg_min('match_rule', ['rule_order', byte_order('company_id')]) }} as match_rule,
         -- Customers the explicit links, or the deciding rule's matches, point at: above 1 is a
         -- disagreement (or an ambiguous match) left visible. Weaker matches that lost to an
         -- explicit link are not a disagreement.

@@ -11,21 +11,30 @@ payments as (
 ),
 
 by_payment_intent as (
-    select payment_intent_id, arg_min(invoice_id, (created_at, invoice_id)) as invoice_id
+    select payment_intent_id, {{ arg_min('invoice_id', ['created_at', byte_order('invoice_id')]) }} as invoice_id
     from payments
     where payment_intent_id is not null
     group by payment_intent_id
 ),
 
 by_charge as (
-    select charge_id, arg_min(invoice_id, (created_at, invoice_id)) as invoice_id
+    select charge_id, {{ arg_min('invoice_id', ['created_at', byte_order('invoice_id')]) }} as invoice_id
     from payments
     where charge_id is not null
     group by charge_id
 )
 
 select
-    charges.* replace (coalesce(charges.invoice_id, by_charge.invoice_id, by_payment_intent.invoice_id) as invoice_id),
+    charges.charge_id,
+    charges.stripe_customer_id,
+    charges.payment_intent_id,
+    coalesce(charges.invoice_id, by_charge.invoice_id, by_payment_intent.invoice_id) as invoice_id,
+    charges.status,
+    charges.is_paid,
+    charges.currency,
+    charges.amount,
+    charges.failure_code,
+    charges.created_at,
     case
         when charges.invoice_id is not null then 'charge'
         when by_charge.invoice_id is not null then 'invoice_payment_charge'

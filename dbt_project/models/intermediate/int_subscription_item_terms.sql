@@ -55,7 +55,7 @@ billed as (
         -- A price missing from the catalogue: its interval is the line's own period.
         coalesce(
             prices.billing_interval_count,
-            greatest(datediff('month', lines.period_start_at, lines.period_end_at), 1)
+            greatest(cast({{ dbt.datediff('lines.period_start_at', 'lines.period_end_at', 'month') }} as bigint), 1)
         ) as billing_interval_count,
         lines.amount as gross_amount,
         cast(least(coalesce(line_discounts.recurring_discount, 0), lines.discount_amount) as decimal(18, 2)) as recurring_discount,
@@ -130,7 +130,7 @@ bounded as (
 )
 
 select
-    subscription_item_id || ':' || strftime(effective_from, '%Y-%m-%dT%H:%M:%S') as subscription_item_term_id,
+    subscription_item_id || ':' || {{ format_timestamp('effective_from', '%Y-%m-%dT%H:%M:%S') }} as subscription_item_term_id,
     subscription_item_id,
     subscription_id,
     stripe_customer_id,

@@ -17,11 +17,7 @@ plan_tiers as (
 candidate_months as (
     select
         terms.*,
-        cast(unnest(generate_series(
-            cast(date_trunc('month', terms.effective_from) as date),
-            {{ as_of_month() }},
-            interval 1 month
-        )) as date) as month
+        {{ month_series('cast(' ~ dbt.date_trunc('month', 'terms.effective_from') ~ ' as date)', as_of_month()) }} as month
     from terms
     where terms.effective_from <= {{ as_of_timestamp() }}
 ),
@@ -29,7 +25,7 @@ candidate_months as (
 in_force as (
     select
         *,
-        least(cast(month + interval 1 month as timestamp), {{ as_of_timestamp() }}) as month_close
+        least(cast({{ dbt.dateadd('month', 1, 'month') }} as timestamp), {{ as_of_timestamp() }}) as month_close
     from candidate_months
 ),
 
@@ -47,11 +43,14 @@ current_items as (
         cast(items.unit_amount * items.quantity as decimal(18, 2)) as gross_amount,
         -- The subscription's recurring discounts applying now: percentages off the item, plus
         -- amounts off (per invoice, so an item takes at most its own amount).
-        cast(least(
-            items.unit_amount * items.quantity * coalesce(discounts.recurring_percent_off, 0) / 100
-            + coalesce(discounts.recurring_amount_off, 0),
-            items.unit_amount * items.quantity
-        ) as decimal(18, 2)) as recurring_discount
+        {{ double_to_decimal(
+            'least(
+                items.unit_amount * items.quantity * coalesce(discounts.recurring_percent_off, 0) / 100
+                + coalesce(discounts.recurring_amount_off, 0),
+                items.unit_amount * items.quantity
+            )',
+            18, 2
+        ) }} as recurring_discount
     from {{ ref('stg_stripe__subscription_items') }} as items
     left join {{ ref('int_stripe__subscription_discounts') }} as discounts
         on items.subscription_id = discounts.subscription_id
@@ -59,16 +58,28 @@ current_items as (
 
 closes as (
     select
-        in_force.* replace (
-            coalesce(now.price_id, in_force.price_id) as price_id,
-            coalesce(now.product_id, in_force.product_id) as product_id,
-            coalesce(now.quantity, in_force.quantity) as quantity,
-            coalesce(now.unit_amount, in_force.unit_amount) as unit_amount,
-            coalesce(now.billing_interval, in_force.billing_interval) as billing_interval,
-            coalesce(now.billing_interval_count, in_force.billing_interval_count) as billing_interval_count,
-            coalesce(now.gross_amount, in_force.gross_amount) as gross_amount,
-            coalesce(now.recurring_discount, in_force.recurring_discount) as recurring_discount
-        ),
+        in_force.month,
+        in_force.month_close,
+        in_force.subscription_item_id,
+        in_force.subscription_item_term_id,
+        in_force.subscription_id,
+        in_force.stripe_customer_id,
+        in_force.invoice_id,
+        in_force.invoice_status,
+        in_force.term_source,
+        in_force.is_paused,
+        in_force.one_off_discount,
+        in_force.billed_until,
+        in_force.effective_from,
+        in_force.effective_to,
+        coalesce(now.price_id, in_force.price_id) as price_id,
+        coalesce(now.product_id, in_force.product_id) as product_id,
+        coalesce(now.quantity, in_force.quantity) as quantity,
+        coalesce(now.unit_amount, in_force.unit_amount) as unit_amount,
+        coalesce(now.billing_interval, in_force.billing_interval) as billing_interval,
+        coalesce(now.billing_interval_count, in_force.billing_interval_count) as billing_interval_count,
+        coalesce(now.gross_amount, in_force.gross_amount) as gross_amount,
+        coalesce(now.recurring_discount, in_force.recurring_discount) as recurring_discount,
         now.subscription_item_id is not null as is_current_item,
         -- What the invoice line in force bills per month, whatever the item says now.
         case
@@ -85,7 +96,7 @@ closes as (
 )
 
 select
-    closes.subscription_item_id || ':' || strftime(closes.month, '%Y-%m') as subscription_item_month_id,
+    closes.subscription_item_id || ':' || {{ format_timestamp('closes.month', '%Y-%m') }} as subscription_item_month_id,
     closes.month,
     closes.month_close,
     closes.subscription_item_id,

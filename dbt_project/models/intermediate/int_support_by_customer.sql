@@ -44,10 +44,9 @@ ticket_stats as (
         customer_id,
         count(*) as tickets_total,
         count(*) filter (where is_open) as open_tickets,
-        count(*) filter (where created_at >= {{ as_of_timestamp() }} - interval 30 day) as tickets_last_30d,
-        median(first_reply_minutes) filter (
-            where created_at >= {{ as_of_timestamp() }} - interval 90 day
-        ) as median_first_reply_minutes_90d,
+        count(*) filter (where created_at >= {{ dbt.dateadd('day', -30, as_of_timestamp()) }}) as tickets_last_30d,
+        {{ median('first_reply_minutes', filter='created_at >= ' ~ dbt.dateadd('day', -90, as_of_timestamp())) }}
+            as median_first_reply_minutes_90d,
         max(updated_at) as last_ticket_updated_at
     from tickets
     group by customer_id
@@ -58,8 +57,8 @@ rating_stats as (
         customer_id,
         count(*) filter (where score = 'good') as good_ratings,
         count(*) filter (where score = 'bad') as bad_ratings,
-        count(*) filter (where score = 'good' and created_at >= {{ as_of_timestamp() }} - interval 90 day) as good_ratings_90d,
-        count(*) filter (where score = 'bad' and created_at >= {{ as_of_timestamp() }} - interval 90 day) as bad_ratings_90d
+        count(*) filter (where score = 'good' and created_at >= {{ dbt.dateadd('day', -90, as_of_timestamp()) }}) as good_ratings_90d,
+        count(*) filter (where score = 'bad' and created_at >= {{ dbt.dateadd('day', -90, as_of_timestamp()) }}) as bad_ratings_90d
     from ratings
     group by customer_id
 )
@@ -73,8 +72,8 @@ select
     coalesce(rating_stats.good_ratings, 0) as good_ratings,
     coalesce(rating_stats.bad_ratings, 0) as bad_ratings,
     -- Offered-but-unanswered surveys are not opinions, so they are left out of the share.
-    cast(rating_stats.good_ratings as double) / nullif(rating_stats.good_ratings + rating_stats.bad_ratings, 0) as csat_score,
-    cast(rating_stats.good_ratings_90d as double) / nullif(rating_stats.good_ratings_90d + rating_stats.bad_ratings_90d, 0) as csat_score_90d,
+    cast(rating_stats.good_ratings as {{ type_double() }}) / nullif(rating_stats.good_ratings + rating_stats.bad_ratings, 0) as csat_score,
+    cast(rating_stats.good_ratings_90d as {{ type_double() }}) / nullif(rating_stats.good_ratings_90d + rating_stats.bad_ratings_90d, 0) as csat_score_90d,
     ticket_stats.last_ticket_updated_at,
     organizations.organization_updated_at
 from (select distinct customer_id from crosswalk) as customers

@@ -36,28 +36,28 @@ recent as (
     from {{ ref('int_usage_user_days') }} as user_days
     inner join crosswalk
         on user_days.workspace_id = crosswalk.workspace_id
-    where user_days.activity_date >= {{ as_of_date() }} - interval 60 day
+    where user_days.activity_date >= {{ dbt.dateadd('day', -60, as_of_date()) }}
 ),
 
 activity as (
     select
         customer_id,
-        cast(sum(events) filter (where activity_date >= {{ as_of_date() }} - interval 30 day) as bigint) as events_30d,
-        cast(sum(events) filter (where activity_date < {{ as_of_date() }} - interval 30 day) as bigint)
+        cast(sum(events) filter (where activity_date >= {{ dbt.dateadd('day', -30, as_of_date()) }}) as bigint) as events_30d,
+        cast(sum(events) filter (where activity_date < {{ dbt.dateadd('day', -30, as_of_date()) }}) as bigint)
             as events_prev_30d,
-        count(distinct user_id) filter (where activity_date >= {{ as_of_date() }} - interval 7 day) as active_users_7d,
-        count(distinct user_id) filter (where activity_date >= {{ as_of_date() }} - interval 30 day) as active_users_30d
+        count(distinct user_id) filter (where activity_date >= {{ dbt.dateadd('day', -7, as_of_date()) }}) as active_users_7d,
+        count(distinct user_id) filter (where activity_date >= {{ dbt.dateadd('day', -30, as_of_date()) }}) as active_users_30d
     from recent
     group by customer_id
 ),
 
 features as (
-    select customer_id, count(distinct feature) as features_used_30d
+    select customer_id, count(distinct {{ feature_field('used', 'feature') }}) as features_used_30d
     from (
-        select customer_id, unnest(features).feature as feature
+        select customer_id, {{ unnest_features('features') }} as used
         from recent
-        where activity_date >= {{ as_of_date() }} - interval 30 day
-    )
+        where activity_date >= {{ dbt.dateadd('day', -30, as_of_date()) }}
+    ) as feature_days
     group by customer_id
 )
 

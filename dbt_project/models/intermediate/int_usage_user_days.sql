@@ -51,7 +51,7 @@ with events as (
             and (
                 load_id > (select coalesce(max(last_load_id), '') from {{ this }})
                 -- after the newest stored day: the as-of instant may have passed them since
-                or occurred_at >= (select max(activity_date) + interval 1 day from {{ this }})
+                or occurred_at >= (select {{ dbt.dateadd('day', 1, 'max(activity_date)') }} from {{ this }})
                 or (
                     workspace_id is null
                     and (
@@ -79,7 +79,7 @@ per_event_name as (
             on events.user_id = affected.user_id
             and cast(events.occurred_at as date) = affected.activity_date
     {% endif %}
-    group by all
+    group by events.workspace_id, events.user_id, cast(events.occurred_at as date), events.event_name
 )
 
 select
@@ -91,14 +91,8 @@ select
     -- the quality checks report.
     -- Sorted after aggregating (by feature: the struct's first field), not with an ordered
     -- aggregate, which holds every group's input at once: at scale it ran out of memory.
-    coalesce(
-        list_sort(
-            list({ 'feature': event_name, 'events': events }) filter (
-                where regexp_full_match(event_name, '[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+')
-            )
-        ),
-        []
-    ) as features,
+    {{ feature_list_agg('event_name', 'events', regexp_full_match('event_name', '[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+')) }}
+        as features,
     min(first_event_at) as first_event_at,
     max(last_event_at) as last_event_at,
     max(last_load_id) as last_load_id,

@@ -68,7 +68,7 @@ select
     -- where it was meant to go; not normalised like the identity-resolution email domain.
     case
         when contact_points.email like '%@%'
-            then nullif(regexp_extract(contact_points.email, '[^@]*$'), '')
+            then nullif({{ regexp_extract('contact_points.email', '[^@]*$') }}, '')
     end as email_domain,
     contact_points.created_at,
     contact_points.updated_at

@@ -83,8 +83,11 @@ crm as (
 primary_contacts as (
     select
         crosswalk.customer_id,
-        arg_min(contacts.email, (contacts.created_at, contacts.contact_id)) as primary_contact_email,
-        arg_min(concat_ws(' ', contacts.first_name, contacts.last_name), (contacts.created_at, contacts.contact_id)) as primary_contact_name
+        {{ arg_min('contacts.email', ['contacts.created_at', byte_order('contacts.contact_id')]) }} as primary_contact_email,
+        {{ arg_min(
+            "concat_ws(' ', contacts.first_name, contacts.last_name)",
+            ['contacts.created_at', byte_order('contacts.contact_id')]
+        ) }} as primary_contact_name
     from {{ ref('stg_hubspot__contacts') }} as contacts
     inner join crosswalk
         on crosswalk.source_system = 'hubspot'
@@ -123,8 +126,8 @@ assembled as (
         coalesce(current_mrr.mrr, 0) as mrr,
         coalesce(current_mrr.arr, 0) as arr,
         12 * coalesce(current_mrr.gross_mrr, 0) as gross_arr,
-        cast(crm.crm_arr as double) as crm_arr,
-        cast(coalesce(billing.lifetime_revenue, 0) as double) as lifetime_revenue,
+        cast(crm.crm_arr as {{ type_double() }}) as crm_arr,
+        cast(coalesce(billing.lifetime_revenue, 0) as {{ type_double() }}) as lifetime_revenue,
         billing.first_subscription_at,
         billing.latest_subscription_at,
         coalesce(usage.active_users_7d, 0) as active_users_7d,
@@ -139,7 +142,7 @@ assembled as (
         support.csat_score,
         support.csat_score_90d,
         coalesce(billing.failed_payments_90d, 0) as failed_payments_90d,
-        cast(coalesce(billing.outstanding_balance, 0) as double) as outstanding_balance,
+        cast(coalesce(billing.outstanding_balance, 0) as {{ type_double() }}) as outstanding_balance,
         coalesce(crm.created_at, stripe_customers.created_at, organizations.created_at) as created_at,
         greatest(
             crm.updated_at,
@@ -178,15 +181,15 @@ parts as (
         *,
         case
             when events_prev_30d = 0 and events_30d = 0 then null
-            else cast(events_30d as double) / nullif(events_prev_30d, 0) - 1
+            else cast(events_30d as {{ type_double() }}) / nullif(events_prev_30d, 0) - 1
         end as usage_trend,
-        least(cast(active_users_30d as double) / greatest(coalesce(seats, 1), 1), 1) as adoption_part,
+        least(cast(active_users_30d as {{ type_double() }}) / greatest(coalesce(seats, 1), 1), 1) as adoption_part,
         case
             when events_prev_30d = 0 then case when events_30d > 0 then 1.0 else 0.0 end
-            else least(cast(events_30d as double) / events_prev_30d, 1)
+            else least(cast(events_30d as {{ type_double() }}) / events_prev_30d, 1)
         end as engagement_part,
         1
-        - 0.5 * least(cast(tickets_last_30d as double) / {{ var('health_ticket_ceiling') }}, 1)
+        - 0.5 * least(cast(tickets_last_30d as {{ type_double() }}) / {{ var('health_ticket_ceiling') }}, 1)
         - 0.5 * (1 - coalesce(csat_score_90d, 1)) as support_part,
         case when outstanding_balance > 0 then 0.0 when failed_payments_90d > 0 then 0.5 else 1.0 end as billing_part
     from assembled
@@ -196,12 +199,13 @@ scored as (
     select
         *,
         case
-            when status in ('trial', 'active', 'paused') then cast(round(100 * (
-                    {{ var_entry('health_weights', 'adoption') }} * adoption_part
-                    + {{ var_entry('health_weights', 'engagement') }} * engagement_part
-                    + {{ var_entry('health_weights', 'support') }} * support_part
-                    + {{ var_entry('health_weights', 'billing') }} * billing_part
-                )) as integer)
+            when status in ('trial', 'active', 'paused') then cast({{ round_double(
+                '100 * ('
+                ~ var_entry('health_weights', 'adoption') ~ ' * adoption_part + '
+                ~ var_entry('health_weights', 'engagement') ~ ' * engagement_part + '
+                ~ var_entry('health_weights', 'support') ~ ' * support_part + '
+                ~ var_entry('health_weights', 'billing') ~ ' * billing_part)'
+            ) }} as integer)
         end as health_score
     from parts
 )

@@ -29,7 +29,7 @@ eligible as (
         month,
         count(*) as eligible_customers,
         -- Which customers paid in the month, as one number: its rows change when they do.
-        bit_xor(hash(customer_id)) as paying_digest
+        {{ set_digest('customer_id') }} as paying_digest
     from paying
     group by month
 ),
@@ -49,7 +49,7 @@ eligible as (
         select stored.activity_date
         from {{ this }} as stored
         left join eligible
-            on eligible.month = date_trunc('month', stored.activity_date)
+            on eligible.month = cast({{ dbt.date_trunc('month', 'stored.activity_date') }} as date)
         where stored.paying_digest is distinct from eligible.paying_digest
     ),
 {% endif %}
@@ -58,7 +58,7 @@ used as (
     -- Each user's features of each day (int_usage_user_days keeps only well-named ones).
     select
         user_days.activity_date,
-        unnest(user_days.features) as used,
+        {{ unnest_features('user_days.features') }} as used,
         user_days.user_id,
         crosswalk.customer_id
     from {{ ref('int_usage_user_days') }} as user_days
@@ -70,7 +70,12 @@ used as (
 ),
 
 events as (
-    select activity_date, used.feature, used.events, user_id, customer_id
+    select
+        activity_date,
+        {{ feature_field('used', 'feature') }} as feature,
+        {{ feature_field('used', 'events') }} as events,
+        user_id,
+        customer_id
     from used
 ),
 
@@ -102,7 +107,7 @@ customers_using as (
     from customer_features
     left join paying
         on customer_features.customer_id = paying.customer_id
-        and paying.month = date_trunc('month', customer_features.activity_date)
+        and paying.month = cast({{ dbt.date_trunc('month', 'customer_features.activity_date') }} as date)
     group by customer_features.activity_date, customer_features.feature
 ),
 
@@ -129,9 +134,9 @@ select
     usage.users_using,
     usage.events,
     coalesce(eligible.eligible_customers, 0) as eligible_customers,
-    cast(usage.paying_customers_using as double) / nullif(eligible.eligible_customers, 0) as adoption_rate,
+    cast(usage.paying_customers_using as {{ type_double() }}) / nullif(eligible.eligible_customers, 0) as adoption_rate,
     eligible.paying_digest,
     {{ refreshed_at() }} as refreshed_at
 from usage
 left join eligible
-    on eligible.month = date_trunc('month', usage.activity_date)
+    on eligible.month = cast({{ dbt.date_trunc('month', 'usage.activity_date') }} as date)

@@ -53,13 +53,13 @@ select
     ids.source_ids,
     ids.matched_ids,
     ids.source_ids - ids.matched_ids as unmatched_ids,
-    round(cast(ids.matched_ids as double) / ids.source_ids, 4) as match_rate,
+    {{ round_double('cast(ids.matched_ids as ' ~ type_double() ~ ') / ids.source_ids', 4) }} as match_rate,
     ids.overridden_ids,
     ids.conflicting_ids,
     facts.fact,
     coalesce(facts.fact_rows, 0) as fact_rows,
     coalesce(facts.orphan_rows, 0) as orphan_rows,
-    round(cast(facts.orphan_rows as double) / nullif(facts.fact_rows, 0), 4) as orphan_rate
+    {{ round_double('cast(facts.orphan_rows as ' ~ type_double() ~ ') / nullif(facts.fact_rows, 0)', 4) }} as orphan_rate
 from ids
 left join facts
     on ids.source_system = facts.source_system

@@ -25,7 +25,7 @@ months as (
 
 -- Every month from the first revenue to the as-of month, including any with no customers.
 calendar as (
-    select cast(unnest(generate_series(min(month), {{ as_of_month() }}, interval 1 month)) as date) as month
+    select {{ month_series('min(month)', as_of_month()) }} as month
     from movements
 )
 

@@ -44,17 +44,17 @@ customer_months as (
 )
 
 select
-    customer_id || ':' || strftime(month, '%Y-%m') as customer_month_id,
+    customer_id || ':' || {{ format_timestamp('month', '%Y-%m') }} as customer_month_id,
     customer_id,
     month,
     currency,
-    cast(mrr_local as double) as mrr_local,
-    cast(gross_mrr as double) as gross_mrr,
+    cast(mrr_local as {{ type_double() }}) as mrr_local,
+    cast(gross_mrr as {{ type_double() }}) as gross_mrr,
     -- gross_mrr = mrr + discount_mrr exactly: the discount is what rounding leaves.
-    cast(gross_mrr - mrr as double) as discount_mrr,
-    cast(mrr as double) as mrr,
+    cast(gross_mrr - mrr as {{ type_double() }}) as discount_mrr,
+    cast(mrr as {{ type_double() }}) as mrr,
     -- Multiplying the already rounded DOUBLE keeps arr = 12 * mrr bit for bit.
-    12 * cast(mrr as double) as arr,
+    12 * cast(mrr as {{ type_double() }}) as arr,
     subscription_count,
     paused_subscription_count
 from customer_months

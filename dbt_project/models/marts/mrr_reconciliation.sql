@@ -57,7 +57,7 @@ term_months as (
 invoices as (
     select
         crosswalk.customer_id,
-        cast(date_trunc('month', invoices.created_at) as date) as month,
+        cast({{ dbt.date_trunc('month', 'invoices.created_at') }} as date) as month,
         invoices.invoice_id,
         {{ to_usd('invoices.total') }} as total
     from {{ ref('stg_stripe__invoices') }} as invoices
@@ -119,7 +119,7 @@ balanced as (
 )
 
 select
-    customer_id || ':' || strftime(month, '%Y-%m') as customer_month_id,
+    customer_id || ':' || {{ format_timestamp('month', '%Y-%m') }} as customer_month_id,
     customer_id,
     month,
     cast(contracted_mrr as decimal(18, 2)) as contracted_mrr,
@@ -134,14 +134,16 @@ select
     cast(invoiced_amount - proration_amount - billed_mrr as decimal(18, 2)) as billing_timing_amount,
     case
         when contracted_mrr = invoiced_amount and unpaid_mrr = 0 then 'matches'
-        else array_to_string(list_filter([
-                case when unbilled_mrr <> 0 then 'not yet invoiced' end,
-                case when pending_change_mrr <> 0 then 'plan change not yet invoiced' end,
-                case when one_off_discount_mrr <> 0 then 'one-off discount' end,
-                case when proration_amount <> 0 then 'proration' end,
-                case when invoiced_amount - proration_amount - billed_mrr <> 0 then 'billing timing' end,
-                case when unpaid_mrr <> 0 then 'failed payment' end
-            ], lambda x: x is not null), ', ')
+        -- concat_ws leaves out the reasons that do not apply (nulls).
+        else concat_ws(
+            ', ',
+            case when unbilled_mrr <> 0 then 'not yet invoiced' end,
+            case when pending_change_mrr <> 0 then 'plan change not yet invoiced' end,
+            case when one_off_discount_mrr <> 0 then 'one-off discount' end,
+            case when proration_amount <> 0 then 'proration' end,
+            case when invoiced_amount - proration_amount - billed_mrr <> 0 then 'billing timing' end,
+            case when unpaid_mrr <> 0 then 'failed payment' end
+        )
     end as explanation
 from balanced
 where month <= {{ as_of_month() }}

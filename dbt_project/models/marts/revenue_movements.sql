@@ -15,7 +15,7 @@ customer_spans as (
         min(month) as first_month,
         -- One month past the last revenue month books the churn, unless that is after the
         -- as-of month: revenue in the as-of month has not churned yet.
-        least(cast(max(month) + interval 1 month as date), {{ as_of_month() }}) as last_month
+        least(cast({{ dbt.dateadd('month', 1, 'max(month)') }} as date), {{ as_of_month() }}) as last_month
     from customer_months
     group by customer_id
 ),
@@ -24,7 +24,7 @@ spine as (
     select
         customer_id,
         first_month,
-        cast(unnest(generate_series(first_month, last_month, interval 1 month)) as date) as month
+        {{ month_series('first_month', 'last_month') }} as month
     from customer_spans
 ),
 
@@ -67,7 +67,7 @@ classified as (
 )
 
 select
-    customer_id || ':' || strftime(month, '%Y-%m') as customer_month_id,
+    customer_id || ':' || {{ format_timestamp('month', '%Y-%m') }} as customer_month_id,
     customer_id,
     month,
     previous_mrr,

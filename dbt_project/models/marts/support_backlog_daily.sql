@@ -7,11 +7,7 @@ with tickets as (
 ),
 
 days as (
-    select cast(unnest(generate_series(
-        (select cast(min(created_at) as date) from tickets),
-        {{ as_of_date() }} - interval 1 day,
-        interval 1 day
-    )) as date) as activity_date
+    select {{ day_series('(select cast(min(created_at) as date) from tickets)', dbt.dateadd('day', -1, as_of_date())) }} as activity_date
 ),
 
 opened as (

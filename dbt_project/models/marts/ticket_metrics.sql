@@ -17,7 +17,7 @@ ratings as (
     -- A requester can rate again: the latest rating stands.
     select
         ticket_id,
-        arg_max(score, (created_at, satisfaction_rating_id)) as satisfaction_score,
+        {{ arg_max('score', ['created_at', 'satisfaction_rating_id']) }} as satisfaction_score,
         max(created_at) as rated_at
     from {{ ref('stg_zendesk__satisfaction_ratings') }}
     -- Only answers are ratings: `offered` (survey sent, no answer yet) and `unoffered` are not.
