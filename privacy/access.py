@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg2
 import yaml
 
 from data_spine.settings import Settings
 from data_spine.settings import settings as current_settings
+from data_spine.warehouse import PgConnection, Warehouse
 from privacy.access_policy import (
     POLICY_FILE,
     AccessPolicy,
@@ -54,6 +56,14 @@ SERVING = "serving"
 SCHEMA_PREFIX = "access_"
 KEY_VARIABLE = "spine_privacy_key"
 _KEY = f"getvariable('{KEY_VARIABLE}')"
+# On PostgreSQL: the database role of each policy role, and where the build keeps the key.
+PG_ROLE_PREFIX = "spine_"
+PG_KEY_SETTING = "spine.privacy_key"
+# Set for the build's transaction only; '' afterwards in the same session, which gives NULL,
+# never a hash without the key. A session that never set it fails on the unknown setting.
+_PG_KEY = f"NULLIF(current_setting('{PG_KEY_SETTING}'), '')"
+# Marks the database roles the policy owns (roles are the cluster's, shared by its databases).
+PG_ROLE_COMMENT = "Data Spine access role"
 
 
 class AccessDenied(PermissionError):
@@ -97,20 +107,22 @@ def masked_sql(expression: str) -> str:
     )
 
 
-def pseudonym_sql(expression: str) -> str:
+def pseudonym_sql(expression: str, dialect: str = "duckdb") -> str:
     """`privacy.keys.pseudonym` in SQL, the key read from the session (never written in a view)."""
-    hashed = sql_pseudonym(expression)
+    hashed = sql_pseudonym(expression, dialect)
     if hashed.count("?") != 1:
         raise RuntimeError(f"privacy.keys.sql_pseudonym should take the key as its one parameter: {hashed}")
+    if dialect == "postgres":
+        return hashed.replace("?", _PG_KEY)
     missing = _literal(f"pseudonymous columns need the privacy key: SET VARIABLE {KEY_VARIABLE} = '<key>'")
     return f"CASE WHEN {_KEY} IS NULL THEN error({missing}) ELSE {hashed.replace('?', _KEY)} END"
 
 
-def _column_sql(expression: str, mode: str) -> str:
+def _column_sql(expression: str, mode: str, dialect: str = "duckdb") -> str:
     if mode == "masked":
         return masked_sql(expression)
     if mode == "pseudonymous":
-        return pseudonym_sql(expression)
+        return pseudonym_sql(expression, dialect)
     return expression
 
 
@@ -121,24 +133,43 @@ def _dimension_sql(dimension: Dimension) -> str:
     return column
 
 
-def _aggregate_sql(grant: Grant, served: Sequence[str], modes: bool = True) -> str:
+_MEDIAN = re.compile(r"\bmedian\s*\(([^()]*)\)", re.IGNORECASE)
+
+
+def _measure_sql(sql: str, dialect: str) -> str:
+    """A measure of the policy (DuckDB's aggregates) in the warehouse's dialect: PostgreSQL has
+    no median, and its continuous percentile is what DuckDB's median of numbers is."""
+    if dialect == "postgres":
+        return _MEDIAN.sub(r"percentile_cont(0.5) WITHIN GROUP (ORDER BY \1)", sql)
+    return sql
+
+
+def _group_by(dimensions: int, dialect: str) -> str:
+    if dialect == "postgres":  # no GROUP BY ALL: the dimensions lead the select list
+        return f" GROUP BY {', '.join(str(n) for n in range(1, dimensions + 1))}" if dimensions else ""
+    return " GROUP BY ALL"
+
+
+def _aggregate_sql(grant: Grant, served: Sequence[str], modes: bool = True, dialect: str = "duckdb") -> str:
     source = f"{SERVING}.{quoted(grant.dataset)}"
     select = [
-        f"{_column_sql(_dimension_sql(d), g.mode if modes else 'read')} AS {quoted(d.name)}"
+        f"{_column_sql(_dimension_sql(d), g.mode if modes else 'read', dialect)} AS {quoted(d.name)}"
         for d, g in grant.dimensions()
         if d.column in served
     ]
-    select += [f"{sql} AS {quoted(name)}" for name, sql in grant.aggregate.measures.items()]
-    return f"SELECT {', '.join(select)} FROM {source} GROUP BY ALL"
+    dimensions = len(select)
+    select += [f"{_measure_sql(sql, dialect)} AS {quoted(name)}" for name, sql in grant.aggregate.measures.items()]
+    return f"SELECT {', '.join(select)} FROM {source}{_group_by(dimensions, dialect)}"
 
 
-def view_sql(grant: Grant, served: Sequence[str]) -> str:
+def view_sql(grant: Grant, served: Sequence[str], dialect: str = "duckdb") -> str:
     """The SELECT of a role's view of one dataset (over `serving`)."""
     if grant.access == "aggregate_only":
-        return _aggregate_sql(grant, served)
+        return _aggregate_sql(grant, served, dialect=dialect)
     source = f"{SERVING}.{quoted(grant.dataset)}"
     select = [
-        f"{_column_sql(quoted(g.column.name), g.mode)} AS {quoted(g.column.name)}" for g in grant.readable(served)
+        f"{_column_sql(quoted(g.column.name), g.mode, dialect)} AS {quoted(g.column.name)}"
+        for g in grant.readable(served)
     ]
     return f"SELECT {', '.join(select)} FROM {source}"
 
@@ -146,8 +177,8 @@ def view_sql(grant: Grant, served: Sequence[str]) -> str:
 # --- building ------------------------------------------------------------------------------------
 
 
-def served_columns(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
-    """Served table -> column -> DuckDB type, as the warehouse holds them."""
+def served_columns(con: duckdb.DuckDBPyConnection | PgConnection) -> dict[str, dict[str, str]]:
+    """Served table -> column -> type (the warehouse's name of it), as the warehouse holds them."""
     served: dict[str, dict[str, str]] = {}
     for table, column, data_type in con.execute(
         "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
@@ -160,13 +191,19 @@ def served_columns(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     return served
 
 
-def _check_masked_types(policy: AccessPolicy, served: Mapping[str, Mapping[str, str]]) -> None:
+def _is_text(data_type: str, dialect: str) -> bool:
+    if dialect == "postgres":
+        return data_type in ("character varying", "text")
+    return data_type == "VARCHAR"
+
+
+def _check_masked_types(policy: AccessPolicy, served: Mapping[str, Mapping[str, str]], dialect: str = "duckdb") -> None:
     wrong = [
         f"roles.{role.name}: serving.{dataset}.{name} would be masked, but it is {served[dataset][name]}, not text"
         for role in policy.roles.values()
         for dataset, grant in role.grants.items()
         for name, g in grant.columns.items()
-        if g.mode == "masked" and name in served.get(dataset, {}) and served[dataset][name] != "VARCHAR"
+        if g.mode == "masked" and name in served.get(dataset, {}) and not _is_text(served[dataset][name], dialect)
     ]
     if wrong:
         raise AccessPolicyError(f"{shown_path(policy.path)}: masking applies to text:\n  " + "\n  ".join(wrong))
@@ -357,15 +394,24 @@ def _write_grants(
 
 
 def publish_role_access(
-    warehouse: Path, data_dir: Path, settings: Settings, policy: AccessPolicy | None = None
+    warehouse: Path | Warehouse, data_dir: Path, settings: Settings, policy: AccessPolicy | None = None
 ) -> dict[str, dict[str, Any]]:
     """Build every role's views in `warehouse` and its file under `<data_dir>/access` from what
     `serving` holds now. Returns, per role, its file, size, build seconds and, per dataset it
     reads, its access, rows and columns by mode (for run metadata).
 
+    On PostgreSQL (a `Warehouse` of that target, or a path while the settings choose it) the
+    roles are the database's instead: see `publish_pg_role_access`.
+
     Refuses (ClassificationError) when a served column declares no classification, and
     (AccessPolicyError) when the policy is invalid; then no role file changes."""
     policy = policy or load_policy()
+    if isinstance(warehouse, Warehouse):
+        if warehouse.is_postgres:
+            return publish_pg_role_access(warehouse, settings, policy)
+        warehouse = warehouse.duckdb_path
+    elif settings.warehouse_target == "postgres":
+        return publish_pg_role_access(Warehouse.of(settings), settings, policy)
     access_dir = data_dir / "access"
     access_dir.mkdir(parents=True, exist_ok=True)
     key = privacy_key(settings).decode()
@@ -397,6 +443,191 @@ def publish_role_access(
     return published
 
 
+# --- PostgreSQL: the policy as database roles ----------------------------------------------------
+
+
+def pg_role(role: str) -> str:
+    """The database role (NOLOGIN, a group) of a policy role; people and services log in as its
+    members (`create_pg_login`)."""
+    return PG_ROLE_PREFIX + role
+
+
+def _pg_object(grant: Grant, served: Sequence[str]) -> str:
+    """How a role's dataset is kept in its schema on PostgreSQL.
+
+    - `materialized`: aggregates and pseudonyms are computed by the build, with the key it holds
+      for its transaction only. A plain view would compute them in the reader's query, where
+      the reader must be allowed every function the view calls and would need the key.
+    - `view`: masked columns, a view running with its owner's rights, so the role reads the
+      masked expression and never the column.
+    - `invoker`: every column as served; the view runs with the reader's rights, so the column
+      privileges on `serving` (and any row-level security on it) apply through it as well.
+    """
+    if grant.access == "aggregate_only":
+        return "materialized"
+    modes = {g.mode for g in grant.readable(served)}
+    if "pseudonymous" in modes:
+        return "materialized"
+    return "view" if "masked" in modes else "invoker"
+
+
+def ensure_pg_roles(con: PgConnection, policy: AccessPolicy) -> None:
+    """Every policy role as a NOLOGIN group role. Roles belong to the whole server: a build of
+    another database (or a concurrent one) may have made them, and their attributes are only
+    changed when they differ."""
+    names = [pg_role(r) for r in policy.roles]
+    existing = {
+        name: (can_login, comment)
+        for name, can_login, comment in con.execute(
+            "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = ANY(?)",
+            [names],
+        ).fetchall()
+    }
+    for role in policy.roles.values():
+        name, comment = pg_role(role.name), f"{PG_ROLE_COMMENT}: {role.description}"
+        if name not in existing:
+            try:
+                con.execute(f"CREATE ROLE {quoted(name)} NOLOGIN")
+            except (psycopg2.errors.DuplicateObject, psycopg2.errors.UniqueViolation):
+                pass  # created by a concurrent build since we looked
+        elif existing[name][0]:
+            con.execute(f"ALTER ROLE {quoted(name)} NOLOGIN")
+        if name not in existing or existing[name][1] != comment:
+            con.execute(f"COMMENT ON ROLE {quoted(name)} IS {_literal(comment)}")
+
+
+def _pg_managed_roles(con: PgConnection, policy: AccessPolicy) -> list[str]:
+    """The policy's roles and those an earlier policy made (marked by their comment): the grants
+    of this database are rebuilt for all of them, so a role removed from the policy reads nothing."""
+    marked = [
+        name
+        for (name,) in con.execute(
+            "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE ?",
+            [PG_ROLE_COMMENT + ":%"],
+        ).fetchall()
+    ]
+    return sorted({*marked, *(pg_role(r) for r in policy.roles)})
+
+
+def publish_pg_role_access(
+    warehouse: Warehouse, settings: Settings, policy: AccessPolicy | None = None
+) -> dict[str, dict[str, Any]]:
+    """The policy as PostgreSQL privileges, rebuilt whole in one transaction after each publication:
+
+    - a NOLOGIN group role `spine_<role>` per policy role;
+    - `serving`: USAGE, and SELECT on the columns the role reads as served (the whole table when
+      it reads every column), nothing on a dataset it reads only as an aggregate or not at all;
+      so naming a hidden, masked or pseudonymised column of `serving` is PostgreSQL's
+      "permission denied";
+    - a schema `access_<role>` with the role's version of each dataset it reads, under the
+      dataset's name (the same SELECTs as the DuckDB views, see `_pg_object`), SELECT granted.
+
+    What an earlier build granted and the policy no longer does is revoked (the schemas are
+    dropped and made again, every grant on `serving` revoked first); readers see the old
+    privileges or the new, never a mix. The policy restricts no rows, so no row-level security
+    policy is made. Returns per role its schema, database role, seconds and datasets."""
+    policy = policy or load_policy()
+    key = privacy_key(settings).decode()
+    published: dict[str, dict[str, Any]] = {}
+    with warehouse.connect() as con:
+        served = served_columns(con)
+        require_classified(policy.catalog, served)
+        _check_masked_types(policy, served, "postgres")
+        started = time.monotonic()
+        ensure_pg_roles(con, policy)
+        con.begin()
+        try:
+            # One build at a time per database: each drops and makes the same schemas.
+            con.execute("SELECT pg_advisory_xact_lock(hashtext('spine role access'))")
+            con.execute("SELECT set_config(?, ?, true)", [PG_KEY_SETTING, key])
+            for (schema,) in con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, ?)", [SCHEMA_PREFIX]
+            ).fetchall():
+                con.execute(f"DROP SCHEMA {quoted(schema)} CASCADE")
+            if con.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", [SERVING]).fetchone() is None:
+                con.execute(f"CREATE SCHEMA {SERVING}")  # nothing published yet: every role reads nothing
+            for name in _pg_managed_roles(con, policy):
+                con.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {SERVING} FROM {quoted(name)}")
+                con.execute(f"REVOKE ALL ON SCHEMA {SERVING} FROM {quoted(name)}")
+            views_seconds = time.monotonic() - started
+            for role in policy.roles.values():
+                role_started = time.monotonic()
+                datasets = _grant_pg_role(con, policy, role.name, served)
+                published[role.name] = {
+                    "schema": role_schema(role.name),
+                    "database_role": pg_role(role.name),
+                    "seconds": round(time.monotonic() - role_started, 3),
+                    "datasets": datasets,
+                    "not_served": sorted(d for d in role.grants if d not in served),
+                }
+            con.execute("SELECT set_config(?, '', true)", [PG_KEY_SETTING])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    for summary in published.values():
+        summary["views_seconds"] = round(views_seconds, 3)
+    return published
+
+
+def _grant_pg_role(
+    con: PgConnection, policy: AccessPolicy, role: str, served: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    name, schema = quoted(pg_role(role)), quoted(role_schema(role))
+    con.execute(f"CREATE SCHEMA {schema}")
+    con.execute(f"GRANT USAGE ON SCHEMA {schema}, {SERVING} TO {name}")
+    datasets: dict[str, Any] = {}
+    for dataset, grant in policy.role(role).grants.items():
+        if dataset not in served:
+            continue
+        columns = served[dataset]
+        table = f"{SERVING}.{quoted(dataset)}"
+        if grant.access == "read":
+            as_served = [n for n, g in grant.columns.items() if g.mode == "read" and n in columns]
+            if set(as_served) == set(columns):
+                con.execute(f"GRANT SELECT ON {table} TO {name}")
+            elif as_served:
+                con.execute(f"GRANT SELECT ({', '.join(map(quoted, as_served))}) ON {table} TO {name}")
+        kind = _pg_object(grant, columns)
+        target = f"{schema}.{quoted(dataset)}"
+        select = view_sql(grant, columns, "postgres")
+        try:
+            if kind == "materialized":
+                con.execute(f"CREATE MATERIALIZED VIEW {target} AS {select}")
+            elif kind == "view":
+                con.execute(f"CREATE VIEW {target} AS {select}")
+            else:
+                con.execute(f"CREATE VIEW {target} WITH (security_invoker = true) AS {select}")
+        except psycopg2.Error as e:
+            where = f"aggregates.{dataset}" if grant.access == "aggregate_only" else f"roles.{role}"
+            raise AccessPolicyError(
+                f"{shown_path(policy.path)}: {where}: the view of {dataset} fails: {str(e).strip()}"
+            ) from e
+        con.execute(f"GRANT SELECT ON {target} TO {name}")
+        rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+        datasets[dataset] = {**_summary(grant, columns, rows), "object": kind}
+    return datasets
+
+
+def create_pg_login(warehouse: Warehouse, role: str, user: str, password: str | None = None) -> None:
+    """A login role for a person or a service, member of the policy role's group role, reading
+    the role's schema first (`SELECT * FROM customers` is its version of the customers)."""
+    load_policy().role(role)
+    with warehouse.connect() as con:
+        exists = con.execute("SELECT 1 FROM pg_roles WHERE rolname = ?", [user]).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        con.execute(
+            f"{verb} ROLE {quoted(user)} LOGIN" + (" PASSWORD ?" if password else ""),
+            [password] if password else None,
+        )
+        con.execute(f"GRANT {quoted(pg_role(role))} TO {quoted(user)}")
+        database = warehouse.pg_parts()["dbname"]
+        con.execute(
+            f"ALTER ROLE {quoted(user)} IN DATABASE {quoted(database)} "
+            f"SET search_path = {quoted(role_schema(role))}, {SERVING}"
+        )
+
+
 # --- reading as a role ---------------------------------------------------------------------------
 
 
@@ -419,16 +650,32 @@ def _roles_declared(path: Path) -> list[str]:
     return _declared_roles[version]
 
 
+def _postgres(cfg: Settings, warehouse: Warehouse | None) -> Warehouse | None:
+    """The PostgreSQL warehouse a role reads, when that is the target."""
+    if warehouse is not None:
+        return warehouse if warehouse.is_postgres else None
+    return Warehouse.of(cfg) if cfg.warehouse_target == "postgres" else None
+
+
 def connect_as(
-    role: str, settings: Settings | None = None, policy_path: Path = POLICY_FILE
-) -> duckdb.DuckDBPyConnection:
+    role: str, settings: Settings | None = None, policy_path: Path = POLICY_FILE, warehouse: Warehouse | None = None
+) -> duckdb.DuckDBPyConnection | PgConnection:
     """A read-only connection to the role's file: `serving.<dataset>` (or just `<dataset>`) is
     what the role may read of it. The connection reads no other file (no ATTACH, no
-    read_csv/read_parquet of the warehouse's folder) and its settings are locked."""
+    read_csv/read_parquet of the warehouse's folder) and its settings are locked.
+
+    On PostgreSQL, a read-only session of the warehouse acting as the role's database role
+    (`SET ROLE spine_<role>`), its names resolving in `access_<role>` and then `serving`: the
+    database refuses what the role was not granted. The session's own user could `RESET ROLE`:
+    this is for the platform and its tests; a person or a service logs in as a member of the
+    role (`create_pg_login`), which cannot."""
     cfg = settings or current_settings()
     roles = _roles_declared(policy_path)
     if role not in roles:
         raise UnknownRole(f"unknown role {role!r}: the roles of {shown_path(policy_path)} are {', '.join(roles)}")
+    postgres = _postgres(cfg, warehouse)
+    if postgres is not None:
+        return _connect_as_pg(role, postgres)
     path = role_file(cfg.access_dir, role)
     if not path.exists():
         raise FileNotFoundError(
@@ -438,6 +685,22 @@ def connect_as(
     con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
     con.execute(f"SET search_path = {_literal(SERVING)}")
     con.execute("SET lock_configuration = true")
+    return con
+
+
+def _connect_as_pg(role: str, warehouse: Warehouse) -> PgConnection:
+    con = warehouse.connect(read_only=True)
+    try:
+        if con.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", [role_schema(role)]).fetchone() is None:
+            raise FileNotFoundError(
+                f"no schema {role_schema(role)} for role {role!r} in database {warehouse.pg_parts()['dbname']}: "
+                "it is built after each publication (privacy.access.publish_role_access)"
+            )
+        con.execute(f"SET ROLE {quoted(pg_role(role))}")
+        con.execute(f"SET search_path = {quoted(role_schema(role))}, {SERVING}")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -454,9 +717,13 @@ def _tables_of(con: duckdb.DuckDBPyConnection, sql: str, known: Sequence[str]) -
     return [d for d in known if d.lower() in named]
 
 
-def explain(role: str, con: duckdb.DuckDBPyConnection, sql: str, error: duckdb.Error) -> AccessDenied | None:
+def explain(
+    role: str, con: duckdb.DuckDBPyConnection | PgConnection, sql: str, error: Exception
+) -> AccessDenied | None:
     """The AccessDenied a failed query of a role's connection amounts to, if the table or column
     it could not find is one the role was not granted (else None: a plain mistake)."""
+    if isinstance(con, PgConnection):
+        return explain_pg(role, sql, error)
     message = str(error)
     policy = con.execute("SELECT policy FROM access.build").fetchone()[0]
     datasets = dict(con.execute("SELECT dataset, access FROM access.datasets").fetchall())
@@ -490,9 +757,101 @@ def explain(role: str, con: duckdb.DuckDBPyConnection, sql: str, error: duckdb.E
     return None
 
 
-def query_as(role: str, sql: str, settings: Settings | None = None, params: Sequence[Any] | None = None) -> QueryResult:
-    """Run a query as the role (on its file). A table or column the role was not granted raises
-    AccessDenied naming it and the rule that denied it; any other error is DuckDB's."""
+def _denied_column(role: str, dataset: str, column: str, grant: Grant, policy: AccessPolicy) -> AccessDenied:
+    path = shown_path(policy.path)
+    g = grant.columns.get(column)
+    if grant.access == "aggregate_only":
+        outputs = ", ".join(grant.output_columns())
+        why = f"{path} grants {SERVING}.{dataset} as an aggregate only ({grant.rule}) of {outputs}"
+    elif g is None or g.mode == "hidden":
+        why = f"hidden by {path}: {g.rule if g else 'no rule grants it'}"
+    else:
+        why = f"{g.mode} by {path}: {g.rule}; {role_schema(role)}.{dataset} has it {g.mode}"
+    return AccessDenied(f"role {role!r} may not read {SERVING}.{dataset}.{column} ({why})")
+
+
+_PG_DENIED_SCHEMA = re.compile(r"permission denied for schema (\S+)")
+_PG_DENIED_RELATION = re.compile(r"permission denied for (?:table|view|materialized view|relation) (\S+)")
+_PG_MISSING_COLUMN = re.compile(r'column "?([^"\s]+)"? does not exist')
+_PG_MISSING_RELATION = re.compile(r'relation "?([^"\s]+)"? does not exist')
+
+
+def explain_pg(role: str, sql: str, error: Exception, policy: AccessPolicy | None = None) -> AccessDenied | None:
+    """`explain` of PostgreSQL's refusals: "permission denied" for a dataset, a column of
+    `serving` or another role's schema, and a column the role's version of a dataset lacks."""
+    if not isinstance(error, psycopg2.Error):
+        return None
+    policy = policy or load_policy()
+    grants = policy.role(role).grants
+    message = str(error).strip()
+    words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql)}
+    if isinstance(error, psycopg2.errors.InsufficientPrivilege):
+        found = _PG_DENIED_SCHEMA.search(message)
+        if found:
+            schema = found.group(1).strip('"')
+            if schema.startswith(SCHEMA_PREFIX) and schema != role_schema(role):
+                owner = schema[len(SCHEMA_PREFIX) :]
+                return AccessDenied(f"role {role!r} may not read {schema}: it holds what role {owner!r} reads")
+            return AccessDenied(f"role {role!r} may not read schema {schema}: {policy.path.name} grants only {SERVING}")
+        found = _PG_DENIED_RELATION.search(message)
+        if not found:
+            return None
+        dataset = found.group(1).strip('"').split(".")[-1]
+        if dataset in policy.catalog and dataset not in grants:
+            return AccessDenied(
+                f"role {role!r} may not read {SERVING}.{dataset} "
+                f"(not granted by {shown_path(policy.path)}: {policy.denial(role, dataset)})"
+            )
+        grant = grants.get(dataset)
+        if grant is None:
+            return None
+        refused = [n for n, g in grant.columns.items() if grant.access == "aggregate_only" or g.mode != "read"]
+        named = [n for n in refused if n.lower() in words] or (refused if "*" in sql else [])
+        return _denied_column(role, dataset, named[0], grant, policy) if named else None
+    if isinstance(error, psycopg2.errors.UndefinedColumn):
+        found = _PG_MISSING_COLUMN.search(message)
+        if not found:
+            return None
+        asked = found.group(1).split(".")[-1].lower()
+        for dataset, grant in grants.items():
+            if dataset not in words:
+                continue
+            for name, g in grant.columns.items():
+                outputs = grant.output_columns()
+                if name.lower() == asked and (g.mode == "hidden" or name not in outputs):
+                    return _denied_column(role, dataset, name, grant, policy)
+        return None
+    if isinstance(error, psycopg2.errors.UndefinedTable):
+        found = _PG_MISSING_RELATION.search(message)
+        dataset = found.group(1).split(".")[-1] if found else None
+        if dataset in policy.catalog and dataset not in grants:
+            return AccessDenied(
+                f"role {role!r} may not read {SERVING}.{dataset} "
+                f"(not granted by {shown_path(policy.path)}: {policy.denial(role, dataset)})"
+            )
+    return None
+
+
+def query_as(
+    role: str,
+    sql: str,
+    settings: Settings | None = None,
+    params: Sequence[Any] | None = None,
+    warehouse: Warehouse | None = None,
+) -> QueryResult:
+    """Run a query as the role (on its file, or as its database role on PostgreSQL). A table or
+    column the role was not granted raises AccessDenied naming it and the rule that denied it;
+    any other error is the database's."""
+    if _postgres(settings or current_settings(), warehouse) is not None:
+        with connect_as(role, settings, warehouse=warehouse) as con:
+            try:
+                cursor = con.execute(sql, params)
+                return QueryResult(cursor.columns(), cursor.fetchall())
+            except psycopg2.Error as e:
+                denied = explain_pg(role, sql, e)
+                if denied is not None:
+                    raise denied from e
+                raise
     with connect_as(role, settings) as con:
         try:
             cursor = con.execute(sql, params) if params is not None else con.execute(sql)

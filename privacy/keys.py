@@ -52,15 +52,20 @@ def keyed_hash(key: bytes, value: str | int) -> str:
     return hashlib.sha256(key + b":" + normalised(value).encode()).hexdigest()
 
 
-def sql_keyed_hash(expression: str) -> str:
+def sql_keyed_hash(expression: str, dialect: str = "duckdb") -> str:
     """`keyed_hash` of a SQL expression, with the key as the first positional parameter (`?`),
-    never in the SQL text: a view or a log would otherwise keep the secret."""
-    return f"sha256(? || ':' || lower(trim(CAST({expression} AS VARCHAR))))"
+    never in the SQL text: a view or a log would otherwise keep the secret. `dialect`: the
+    warehouse's (duckdb, postgres); both give the hex digest Python gives."""
+    normalised_text = f"lower(trim(CAST({expression} AS VARCHAR)))"
+    if dialect == "postgres":
+        # PostgreSQL's sha256 hashes bytes and returns them: the text's UTF-8, then hex.
+        return f"encode(sha256(convert_to(? || ':' || {normalised_text}, 'UTF8')), 'hex')"
+    return f"sha256(? || ':' || {normalised_text})"
 
 
-def sql_pseudonym(expression: str) -> str:
+def sql_pseudonym(expression: str, dialect: str = "duckdb") -> str:
     """`pseudonym` of a SQL expression (the key as the first parameter, see `sql_keyed_hash`)."""
-    return f"'p_' || substr({sql_keyed_hash(expression)}, 1, 16)"
+    return f"'p_' || substr({sql_keyed_hash(expression, dialect)}, 1, 16)"
 
 
 def pseudonym(key: bytes, value: str | int) -> str:
