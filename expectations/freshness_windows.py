@@ -65,8 +65,8 @@ def _mart(name, entity, owner, newest=None, warn=DAILY[0], fail=DAILY[1]):
     return Freshness(name, "mart", warn, fail, entity, owner, f"marts.{name}" if newest else None, newest)
 
 
-_MONTH_END = "max(month) + interval 1 month"
-_DAY_END = "max(activity_date) + interval 1 day"
+_MONTH_END = "max(month) + interval '1 month'"
+_DAY_END = "max(activity_date) + interval '1 day'"
 
 # The SaaS sources are loaded daily: a missed day warns, two fail. Usage events arrive all
 # day long and the landing-folder sensor loads them as they come, so they are held tighter.
@@ -133,10 +133,13 @@ def timeliness_batch(entity: str) -> Batch | None:
     )
     sql = f"""
         select name, relation, newest_at,
-            coalesce((epoch($as_of) - epoch(newest_at)) / 3600.0, 'infinity'::double) as age_hours
+            coalesce(
+                (date_part('epoch', $as_of) - date_part('epoch', newest_at)) / 3600.0,
+                cast('infinity' as double precision)
+            ) as age_hours
         from (
 {rows}
-        )
+        ) as windows
     """
     checks = tuple(
         check(

@@ -1,9 +1,10 @@
-"""Evaluate batches with Great Expectations, inside the DuckDB warehouse.
+"""Evaluate batches with Great Expectations, inside the warehouse.
 
-Each batch becomes a GX query asset on a read-only DuckDB datasource and its checks one GX
-expectation suite; GX computes every metric with SQL in DuckDB (see `gx_duckdb`), so memory
-stays flat however large the table. The warehouse is opened read-only and released before
-this returns, so a writer can have it straight after.
+Each batch becomes a GX query asset and its checks one GX expectation suite; GX computes every
+metric with SQL in the warehouse, so memory stays flat however large the table. On DuckDB the
+datasource is the read-only one of `gx_duckdb` (GX ships none), released before this returns so
+that a writer can have the file straight after; on PostgreSQL it is GX's own `postgres`
+datasource, on the warehouse's SQLAlchemy URL, with GX's own regex mapping (`~`, a search).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import duckdb
 
+from data_spine.warehouse import Warehouse
+from expectations.dialects import sql_words, temp_table, warehouse_of
 from expectations.suite import Batch, Check
 
 # Unique-value checks report every copy of a duplicate; ask for more than we keep so that
@@ -64,15 +67,17 @@ class DuckDBSettings:
         return {k: v for k, v in (("memory_limit", self.memory_limit), ("threads", self.threads)) if v}
 
 
-def render_sql(sql: str, as_of: datetime, written_last: str = "true") -> str:
-    """The batch's SQL with `$as_of` bound to a TIMESTAMP literal (naive UTC) and
-    `$written_last` to its condition (`Batch.written_last`), as one SELECT (GX query assets
-    must start with one; a query with a WITH clause is wrapped)."""
+def render_sql(sql: str, as_of: datetime, written_last: str = "true", dialect: str = "duckdb") -> str:
+    """The batch's SQL with `$as_of` bound to a TIMESTAMP literal (naive UTC), `$written_last`
+    to its condition (`Batch.written_last`) and the dialect's words (`dialects.sql_words`), as
+    one SELECT (GX query assets must start with one; a query with a WITH clause is wrapped)."""
     sql = string.Template(sql).safe_substitute(
-        as_of=f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S.%f}'", written_last=written_last
+        as_of=f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S.%f}'", written_last=written_last, **sql_words(dialect)
     )
     sql = sql.strip()
-    return sql if sql[:7].lower() == "select\n" or sql[:7].lower() == "select " else f"select * from ({sql})"
+    if sql[:7].lower() == "select\n" or sql[:7].lower() == "select ":
+        return sql
+    return f"select * from ({sql}) as batch"  # PostgreSQL names every subquery
 
 
 def import_in_background() -> threading.Thread:
@@ -89,7 +94,7 @@ def _import_great_expectations() -> None:
 
 
 def evaluate(
-    warehouse: Path,
+    warehouse: Warehouse | Path,
     batches: Sequence[Batch],
     as_of: datetime,
     settings: DuckDBSettings = DuckDBSettings(),
@@ -101,7 +106,7 @@ def evaluate(
 
 
 def evaluate_batches(
-    warehouse: Path,
+    warehouse: Warehouse | Path,
     batches: Sequence[Batch],
     as_of: datetime,
     settings: DuckDBSettings = DuckDBSettings(),
@@ -111,28 +116,45 @@ def evaluate_batches(
     # Great Expectations takes seconds to import; only a validation needs it (see __init__).
     import sqlalchemy as sa  # noqa: PLC0415  (imported with Great Expectations)
 
-    from expectations import gx_duckdb  # noqa: PLC0415  (imports Great Expectations)
+    from expectations import gx_duckdb  # noqa: F401, PLC0415  (registers the `duckdb` datasource type)
 
-    path = Path(warehouse).resolve()
-    # A file locked by another process raises DuckDB's own error here, which the orchestrator
-    # retries; inside GX it would be recorded as every check failing.
-    duckdb.connect(str(path), read_only=True).close()
-    datasource: gx_duckdb.DuckDBDatasource = ephemeral_context().data_sources.add_duckdb(
-        name="warehouse",
-        connection_string=f"duckdb:///{path}",
-        kwargs={
-            "connect_args": {"read_only": True, "config": settings.config()},
-            # One DuckDB connection for every query GX makes, its reflection of a batch's
-            # columns included: a batch's temporary table (`_materialized`) lives on it.
-            "poolclass": sa.pool.StaticPool,
-        },
-    )
+    target = warehouse_of(warehouse)
+    if target.is_postgres:
+        # A server that refuses us raises here, for the orchestrator to report; inside GX it
+        # would be recorded as every check failing.
+        target.connect(read_only=True).close()
+        datasource = ephemeral_context().data_sources.add_postgres(
+            name="warehouse",
+            connection_string=target.sqlalchemy_url(),
+            kwargs={
+                # The marts' timestamps are naive UTC, as the DuckDB path reads them.
+                "connect_args": {"application_name": "data_spine audit", "options": "-c timezone=UTC"},
+                # One connection for every query GX makes: a batch's temporary table
+                # (`_materialized`) lives on it.
+                "poolclass": sa.pool.StaticPool,
+            },
+        )
+    else:
+        path = target.duckdb_path.resolve()
+        # A file locked by another process raises DuckDB's own error here, which the
+        # orchestrator retries; inside GX it would be recorded as every check failing.
+        duckdb.connect(str(path), read_only=True).close()
+        datasource = ephemeral_context().data_sources.add_duckdb(
+            name="warehouse",
+            connection_string=f"duckdb:///{path}",
+            kwargs={
+                "connect_args": {"read_only": True, "config": settings.config()},
+                # One DuckDB connection for every query GX makes, its reflection of a batch's
+                # columns included: a batch's temporary table (`_materialized`) lives on it.
+                "poolclass": sa.pool.StaticPool,
+            },
+        )
     try:
         outcomes, validations = {}, {}
         for index, batch in enumerate(batches):
-            query = render_sql(batch.sql, as_of, batch.written_last(whole_history))
+            query = render_sql(batch.sql, as_of, batch.written_last(whole_history), target.dialect)
             if batch.materialize and not (batch.incremental and whole_history):
-                query = _materialized(datasource, f"spine_batch_{index}", query)
+                query = _materialized(datasource, f"spine_batch_{index}", query, target.dialect)
             gx_batch = (
                 datasource.add_query_asset(name=batch.name, query=query)
                 .add_batch_definition_whole_table("whole_table")
@@ -151,10 +173,19 @@ def evaluate_batches(
             validations[batch.name] = validation
         return Evaluation(outcomes, validations)
     finally:
+        _close(datasource)
+
+
+def _close(datasource: Any) -> None:
+    """Release the datasource's connections (GX's own datasources have no `close`)."""
+    if datasource.type == "duckdb":
         datasource.close()
+        return
+    datasource.get_execution_engine().engine.dispose()
+    datasource.get_engine().dispose()
 
 
-def _materialized(datasource: Any, name: str, query: str) -> str:
+def _materialized(datasource: Any, name: str, query: str, dialect: str = "duckdb") -> str:
     """The batch's rows computed once, into a temporary table of the validating connection
     (DuckDB allows them on a read-only file), and the query that reads them back.
 
@@ -165,11 +196,13 @@ def _materialized(datasource: Any, name: str, query: str) -> str:
     (a full refresh, the Sunday run), whose copy would take the memory its size decides."""
     import sqlalchemy as sa  # noqa: PLC0415  (imported with Great Expectations)
 
-    # The datasource's engine has one connection for its life (gx_duckdb): the queries GX
-    # runs for the batch see this connection's temporary tables.
+    statements, copy = temp_table(dialect, name, query)
+    # The datasource's engine has one connection for its life (gx_duckdb on DuckDB, a static
+    # pool on PostgreSQL): the queries GX runs for the batch see this connection's temporary tables.
     with datasource.get_execution_engine().get_connection() as connection:
         try:
-            connection.execute(sa.text(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}"))
+            for statement in statements:
+                connection.execute(sa.text(statement))
         except sa.exc.SQLAlchemyError:
             # A batch whose SQL fails (a mart missing, a column renamed) is read where it lies:
             # each of its checks then records the error, as without the copy.
@@ -177,7 +210,7 @@ def _materialized(datasource: Any, name: str, query: str) -> str:
             return query
         # Committed: GX rolls the connection back now and then, which would drop it.
         connection.commit()
-    return f"select * from temp.{name}"
+    return f"select * from {copy}"
 
 
 def ephemeral_context() -> Any:

@@ -3,9 +3,10 @@
 
 DuckDB allows one writing process, and ingestion, dbt and publishing all write the same file.
 So a validation first evaluates every check through a read-only connection (Great
-Expectations computes the metrics in DuckDB), releases it, and then opens the file for
-writing once, briefly, to append the results. Given a reports folder, it then keeps Great
-Expectations' validation results there and renders their Data Docs pages (`gx_data_docs`).
+Expectations computes the metrics in the warehouse), releases it, and then opens the warehouse
+for writing once, briefly, to append the results. PostgreSQL takes the same steps. Given a
+reports folder, it then keeps Great Expectations' validation results there and renders their
+Data Docs pages (`gx_data_docs`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
+from data_spine.warehouse import Warehouse
+from expectations.dialects import (
+    MISSING_TABLE,
+    row_hash_sum,
+    schema_changes,
+    timestamp_type,
+    warehouse_of,
+)
 from expectations.escaping import sample_text
 from expectations.gx_data_docs import update_data_docs
 from expectations.gx_engine import DuckDBSettings, Outcome, evaluate_batches
@@ -57,7 +65,7 @@ _COLUMNS = (
     ("success", "BOOLEAN", "NOT NULL"),
     ("element_count", "BIGINT", "NOT NULL"),  # rows evaluated; 1 for aggregate checks
     ("unexpected_count", "BIGINT", "NOT NULL"),
-    ("unexpected_percent", "DOUBLE", ""),  # NULL when the check raised an error
+    ("unexpected_percent", "DOUBLE PRECISION", ""),  # NULL when the check raised an error
     ("sample_unexpected", "VARCHAR", "NOT NULL"),  # JSON list, at most 5, PII masked
     ("observed_value", "VARCHAR", ""),  # JSON, aggregate checks only
     ("owner", "VARCHAR", "NOT NULL"),
@@ -105,7 +113,7 @@ class Result:
 
 
 def validate_all(
-    warehouse_path: Path,
+    warehouse_path: Warehouse | Path,
     run_id: str,
     as_of: datetime | date | None = None,
     entities: list[str] | None = None,
@@ -124,6 +132,7 @@ def validate_all(
     each batch is kept there and its Data Docs updated (`gx_data_docs`). Returns one ``Result``
     per check, in suite order.
     """
+    warehouse = warehouse_of(warehouse_path)
     suites = [get_suite(e) for e in (entities if entities is not None else list(SUITES))]
     reference = _naive_utc(as_of)
     validated_at = datetime.now(UTC).replace(tzinfo=None)
@@ -131,15 +140,15 @@ def validate_all(
     audited: dict[str, dict[str, str | None]] = {}
     validations: dict[str, dict[str, Any]] = {}
     for suite in suites:
-        evaluation = evaluate_batches(warehouse_path, suite.batches, reference, settings, whole_history)
+        evaluation = evaluate_batches(warehouse, suite.batches, reference, settings, whole_history)
         validations[suite.entity] = evaluation.validations
-        with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        with warehouse.connect(read_only=True) as con:
             audited[suite.entity] = fingerprints(con, suite)
         for batch in suite.batches:
             for check, outcome in zip(batch.checks, evaluation.outcomes[batch.name], strict=True):
                 rows = WRITTEN_LAST if batch.sliced(whole_history) else ALL_ROWS
                 results.append(_result(run_id, validated_at, reference, suite.entity, batch, check, outcome, rows))
-    write_results(warehouse_path, results, {(run_id, e): f for e, f in audited.items()})
+    write_results(warehouse, results, {(run_id, e): f for e, f in audited.items()})
     if reports_dir is not None:
         # After the results are stored: the pages are a view of the audit, never a reason to lose it.
         for suite in suites:
@@ -151,7 +160,7 @@ def validate_all(
 
 
 def validate_entity(
-    warehouse_path: Path,
+    warehouse_path: Warehouse | Path,
     entity: str,
     run_id: str,
     as_of: datetime | date | None = None,
@@ -171,14 +180,21 @@ def validate_entity(
     )
 
 
-def fingerprints(con: duckdb.DuckDBPyConnection, suite: Suite) -> dict[str, str | None]:
+def fingerprints(con: Any, suite: Suite) -> dict[str, str | None]:
     """What each of the entity's marts held (`table_fingerprint`): publishing compares it with
     what was audited, so a mart rebuilt in between (by another run) is never published unaudited."""
+    # Asked rather than tried: a failed statement would end a PostgreSQL transaction.
+    present = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'"
+        ).fetchall()
+    }
     prints: dict[str, str | None] = {}
     for table in suite.publishes:
         try:
-            prints[table] = table_fingerprint(con, f"marts.{table}", suite.key_of(table))
-        except duckdb.CatalogException:
+            prints[table] = table_fingerprint(con, f"marts.{table}", suite.key_of(table)) if table in present else None
+        except MISSING_TABLE:
             prints[table] = None
     return prints
 
@@ -186,8 +202,9 @@ def fingerprints(con: duckdb.DuckDBPyConnection, suite: Suite) -> dict[str, str 
 REFRESHED_AT = "refreshed_at"
 
 
-def table_fingerprint(con: duckdb.DuckDBPyConnection, qualified_table: str, key: tuple[str, ...] = ()) -> str:
-    """`rows:hash of every row` of one table (its columns in their order).
+def table_fingerprint(con: Any, qualified_table: str, key: tuple[str, ...] = ()) -> str:
+    """`rows:hash of every row` of one table (its columns in their order; the hash is the
+    dialect's, `dialects.row_hash_sum`, so the two targets' fingerprints differ).
 
     Given its key, a table whose rows carry `refreshed_at` (an incremental event-grain mart, or
     its copy in serving) is hashed on the key and `refreshed_at` alone: dbt writes a row only
@@ -199,27 +216,28 @@ def table_fingerprint(con: duckdb.DuckDBPyConnection, qualified_table: str, key:
         key
         and con.execute(
             "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "AND column_name = ? AND data_type = 'TIMESTAMP'",
-            [schema, table, REFRESHED_AT],
+            "AND column_name = ? AND data_type = ?",
+            [schema, table, REFRESHED_AT, timestamp_type(con)],
         ).fetchone()[0]
     ):
-        hashed = f"hash({', '.join((*key, REFRESHED_AT))})"
+        hashed = row_hash_sum(con, "t", (*key, REFRESHED_AT))
     else:
-        hashed = "hash(t)"
-    rows, digest = con.execute(f"SELECT count(*), sum({hashed}::HUGEINT) FROM {qualified_table} AS t").fetchone()
+        hashed = row_hash_sum(con, "t")
+    rows, digest = con.execute(f"SELECT count(*), {hashed} FROM {qualified_table} AS t").fetchone()
     return f"{rows}:{digest or 0}"
 
 
-def ensure_results_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    con.execute(RESULTS_DDL)
-    con.execute(AUDITS_DDL)
-    for name, kind, _ in _COLUMNS:
-        con.execute(f"ALTER TABLE {RESULTS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
+def ensure_results_table(con: Any) -> None:
+    with schema_changes(con):
+        con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+        con.execute(RESULTS_DDL)
+        con.execute(AUDITS_DDL)
+        for name, kind, _ in _COLUMNS:
+            con.execute(f"ALTER TABLE {RESULTS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
 def write_results(
-    warehouse_path: Path,
+    warehouse_path: Warehouse | Path,
     results: list[Result],
     audited: dict[tuple[str, str], dict[str, str | None]] | None = None,
 ) -> None:
@@ -228,9 +246,9 @@ def write_results(
         return
     columns = [f.name for f in fields(Result)]
     insert = f"INSERT INTO {RESULTS_TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    with duckdb.connect(str(warehouse_path)) as con:
+    with warehouse_of(warehouse_path).connect() as con:
         ensure_results_table(con)
-        con.execute("BEGIN TRANSACTION")
+        con.begin()
         try:
             for run_id, entity in sorted({(r.run_id, r.entity) for r in results}):
                 con.execute(
@@ -244,13 +262,13 @@ def write_results(
                     f"INSERT INTO {AUDITS_TABLE} VALUES (?, ?, ?, ?)",
                     [run_id, entity, results[0].validated_at, json.dumps(prints)],
                 )
-            con.execute("COMMIT")
+            con.commit()
         except BaseException:
-            con.execute("ROLLBACK")
+            con.rollback()
             raise
 
 
-def failing_since(con: duckdb.DuckDBPyConnection, results: list[Any]) -> dict[tuple[str, str], datetime]:
+def failing_since(con: Any, results: list[Any]) -> dict[tuple[str, str], datetime]:
     """(entity, check) -> when the check's current run of failures began, for the failed
     ones among `results` (`Result`s or result rows as dicts)."""
     rows = [
@@ -262,17 +280,20 @@ def failing_since(con: duckdb.DuckDBPyConnection, results: list[Any]) -> dict[tu
         return {}
     found = con.execute(
         f"""
-        WITH h AS (
+        WITH wanted (entity, check_name) AS (VALUES {", ".join("(?, ?)" for _ in failing)}),
+        h AS (
             SELECT entity, check_name, validated_at, success FROM {RESULTS_TABLE}
-            WHERE (entity, check_name) IN (SELECT unnest(?::STRUCT(e VARCHAR, c VARCHAR)[], recursive := true))
+            WHERE (entity, check_name) IN (SELECT entity, check_name FROM wanted)
         ),
-        last_pass AS (SELECT entity, check_name, max(validated_at) AS at FROM h WHERE success GROUP BY ALL)
+        last_pass AS (
+            SELECT entity, check_name, max(validated_at) AS at FROM h WHERE success GROUP BY entity, check_name
+        )
         SELECT h.entity, h.check_name, min(h.validated_at)
         FROM h LEFT JOIN last_pass USING (entity, check_name)
-        WHERE NOT h.success AND h.validated_at > coalesce(last_pass.at, TIMESTAMP '-infinity')
-        GROUP BY ALL
+        WHERE NOT h.success AND (last_pass.at IS NULL OR h.validated_at > last_pass.at)
+        GROUP BY h.entity, h.check_name
     """,
-        [[{"e": e, "c": c} for e, c in failing]],
+        [value for pair in failing for value in pair],
     ).fetchall()
     return {(e, c): at for e, c, at in found}
 

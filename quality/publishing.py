@@ -11,7 +11,9 @@ replaced by key; it is copied whole when that would not give the same rows.
 Nothing is copied, and the decision is recorded as `held`, when a blocking check of the audit
 failed, or when the marts are no longer what was audited (another run rebuilt them in between:
 their fingerprints differ): `serving` keeps the last version that passed. A reader of
-`serving` never sees a half-published entity or an unaudited table.
+`serving` never sees a half-published entity or an unaudited table. The fingerprints compared
+and the rows copied are read in one transaction, so on PostgreSQL, where dbt may rebuild a
+mart while another process publishes, both see the same version of it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import duckdb
-
+from data_spine.warehouse import Warehouse
+from expectations.dialects import (
+    MISSING_TABLE,
+    begin_snapshot,
+    one_at_a_time,
+    replace_table,
+    rows_inserted,
+    schema_changes,
+    timestamp_type,
+    warehouse_of,
+)
 from expectations.runner import AUDITS_TABLE, REFRESHED_AT, RESULTS_TABLE, fingerprints, table_fingerprint
 from expectations.suite import Suite
 
@@ -82,57 +94,60 @@ class NotAudited(LookupError):
     """No audit of the entity in the run (or the runs it re-executes) to decide on."""
 
 
-def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, ...] = ()) -> Decision:
+def publish(warehouse: Warehouse | Path, suite: Suite, run_id: str, audit_runs: tuple[str, ...] = ()) -> Decision:
     """Publish the entity's marts if its latest audit in `run_id` (or in `audit_runs`, the runs a
     re-execution continues) passed every blocking check and still matches the marts; otherwise
     hold them back. Either way the decision is recorded and returned."""
-    with duckdb.connect(str(warehouse)) as con:
+    with warehouse_of(warehouse).connect() as con:
         _prepare(con)
         audit_run, audited = _latest_audit(con, suite.entity, (run_id, *audit_runs))
         failures = _blocking_failures(con, suite.entity, audit_run)
-        current = fingerprints(con, suite)
-        changed = sorted(t for t in suite.publishes if audited.get(t) != current[t])
-        reason = None
-        if failures:
-            reason = f"{len(failures)} blocking check(s) failed ({', '.join(failures)})"
-        elif changed:
-            reason = (
-                f"{', '.join(changed)} changed after the audit of run {audit_run} (rebuilt by another "
-                "run?); audit them again"
-            )
-        counts = {t: int(p.split(":")[0]) if p else 0 for t, p in current.items()}
         now = datetime.now(UTC).replace(tzinfo=None)
         written: dict[str, str] = {}
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if reason is None:
-                served = _served_fingerprints(con, suite.entity)
-                for table in suite.publishes:
-                    written[table] = _write_serving(con, table, suite.key_of(table), current[table], served.get(table))
-            previous = current_version(con, suite.entity)
-            serving_run_id = run_id if reason is None else (previous[0] if previous else None)
-            con.execute(
-                f"INSERT INTO {PUBLICATIONS_TABLE} (entity, run_id, decided_at, status, row_counts, "
-                "blocking_failures, serving_run_id, audit_run_id, reason, fingerprints, written) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    suite.entity,
-                    run_id,
-                    now,
-                    "held" if reason else "published",
-                    json.dumps(counts),
-                    json.dumps(failures),
-                    serving_run_id,
-                    audit_run,
-                    reason,
-                    json.dumps(current),
-                    json.dumps(written),
-                ],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        with one_at_a_time(con, f"publishing {suite.entity}"):
+            begin_snapshot(con)
+            try:
+                current = fingerprints(con, suite)
+                changed = sorted(t for t in suite.publishes if audited.get(t) != current[t])
+                reason = None
+                if failures:
+                    reason = f"{len(failures)} blocking check(s) failed ({', '.join(failures)})"
+                elif changed:
+                    reason = (
+                        f"{', '.join(changed)} changed after the audit of run {audit_run} (rebuilt by another "
+                        "run?); audit them again"
+                    )
+                counts = {t: int(p.split(":")[0]) if p else 0 for t, p in current.items()}
+                if reason is None:
+                    served = _served_fingerprints(con, suite.entity)
+                    for table in suite.publishes:
+                        written[table] = _write_serving(
+                            con, table, suite.key_of(table), current[table], served.get(table)
+                        )
+                previous = current_version(con, suite.entity)
+                serving_run_id = run_id if reason is None else (previous[0] if previous else None)
+                con.execute(
+                    f"INSERT INTO {PUBLICATIONS_TABLE} (entity, run_id, decided_at, status, row_counts, "
+                    "blocking_failures, serving_run_id, audit_run_id, reason, fingerprints, written) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        suite.entity,
+                        run_id,
+                        now,
+                        "held" if reason else "published",
+                        json.dumps(counts),
+                        json.dumps(failures),
+                        serving_run_id,
+                        audit_run,
+                        reason,
+                        json.dumps(current),
+                        json.dumps(written),
+                    ],
+                )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
     return Decision(
         suite.entity,
         run_id,
@@ -146,17 +161,16 @@ def publish(warehouse: Path, suite: Suite, run_id: str, audit_runs: tuple[str, .
     )
 
 
-def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
+def _columns(con: Any, schema: str, table: str) -> list[tuple]:
+    # PostgreSQL's data_type leaves out a numeric's precision and scale, a varchar's length.
     return con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "ORDER BY ordinal_position",
+        "SELECT column_name, data_type, numeric_precision, numeric_scale, character_maximum_length "
+        "FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         [schema, table],
     ).fetchall()
 
 
-def _write_serving(
-    con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...], fingerprint: str | None, served: str | None
-) -> str:
+def _write_serving(con: Any, table: str, key: tuple[str, ...], fingerprint: str | None, served: str | None) -> str:
     """Make `serving.<table>` hold what `marts.<table>` holds, writing as little as it can;
     says how. Runs inside the publishing transaction."""
     target, source = f"{SERVING_SCHEMA}.{table}", f"marts.{table}"
@@ -164,22 +178,22 @@ def _write_serving(
     same_shape = columns == _columns(con, SERVING_SCHEMA, table)
     if same_shape and fingerprint is not None and fingerprint == served:
         return "unchanged"  # serving already holds exactly these rows
-    if same_shape and key and (REFRESHED_AT, "TIMESTAMP") in columns:
+    if same_shape and key and any(c[:2] == (REFRESHED_AT, timestamp_type(con)) for c in columns):
         (since,) = con.execute(f"SELECT max({REFRESHED_AT}) FROM {target}").fetchone()
         if since is not None:
             match = " AND ".join(f"{target}.{k} = fresh.{k}" for k in key)
             fresh = f"SELECT * FROM {source} WHERE {REFRESHED_AT} > ?"
             con.execute(f"DELETE FROM {target} USING ({fresh}) AS fresh WHERE {match}", [since])
-            (n,) = con.execute(f"INSERT INTO {target} {fresh}", [since]).fetchone()
+            n = rows_inserted(con, f"INSERT INTO {target} {fresh}", [since])
             # Rows that left the marts (a full refresh without them, say) are not in the delta:
             # only a serving table with the audited fingerprint counts as published.
             if table_fingerprint(con, target, key) == fingerprint:
                 return f"{n} rows replaced"
-    con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}")
+    replace_table(con, target, source, same_shape)
     return "copied"
 
 
-def _served_fingerprints(con: duckdb.DuckDBPyConnection, entity: str) -> dict[str, str | None]:
+def _served_fingerprints(con: Any, entity: str) -> dict[str, str | None]:
     """The fingerprints of the version `serving` holds for the entity (none before they were kept)."""
     row = con.execute(
         f"SELECT fingerprints FROM {PUBLICATIONS_TABLE} WHERE entity = ? AND status = 'published' "
@@ -189,7 +203,7 @@ def _served_fingerprints(con: duckdb.DuckDBPyConnection, entity: str) -> dict[st
     return json.loads(row[0]) if row and row[0] else {}
 
 
-def hold_unbuilt(con: duckdb.DuckDBPyConnection, suite: Suite, run_id: str, reason: str) -> Decision:
+def hold_unbuilt(con: Any, suite: Suite, run_id: str, reason: str) -> Decision:
     """Record that the entity is held back without an audit: a model it is built from failed
     (or was skipped after a failure) in this run, so its marts are not this run's. Serving is
     untouched; the decision says why, for the scorecard and the run's output."""
@@ -213,15 +227,16 @@ def hold_unbuilt(con: duckdb.DuckDBPyConnection, suite: Suite, run_id: str, reas
     )
 
 
-def _prepare(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVING_SCHEMA}")
-    con.execute(PUBLICATIONS_DDL)
-    for column in ("audit_run_id", "reason", "fingerprints", "written"):  # a warehouse made by an older release
-        con.execute(f"ALTER TABLE {PUBLICATIONS_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+def _prepare(con: Any) -> None:
+    with schema_changes(con):
+        con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVING_SCHEMA}")
+        con.execute(PUBLICATIONS_DDL)
+        for column in ("audit_run_id", "reason", "fingerprints", "written"):  # a warehouse made by an older release
+            con.execute(f"ALTER TABLE {PUBLICATIONS_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 
-def current_version(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, datetime] | None:
+def current_version(con: Any, entity: str) -> tuple[str, datetime] | None:
     """(run id, published at) of the version `serving` holds for the entity, if any."""
     try:
         return con.execute(
@@ -229,18 +244,18 @@ def current_version(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, d
             "ORDER BY decided_at DESC LIMIT 1",
             [entity],
         ).fetchone()
-    except duckdb.CatalogException:
+    except MISSING_TABLE:
         return None
 
 
-def _latest_audit(con: duckdb.DuckDBPyConnection, entity: str, runs: tuple[str, ...]) -> tuple[str, dict]:
+def _latest_audit(con: Any, entity: str, runs: tuple[str, ...]) -> tuple[str, dict]:
     try:
         found = con.execute(
-            f"SELECT run_id, fingerprints FROM {AUDITS_TABLE} WHERE entity = ? AND run_id IN (SELECT unnest(?)) "
-            "ORDER BY audited_at DESC LIMIT 1",
-            [entity, list(runs)],
+            f"SELECT run_id, fingerprints FROM {AUDITS_TABLE} WHERE entity = ? "
+            f"AND run_id IN ({', '.join('?' for _ in runs)}) ORDER BY audited_at DESC LIMIT 1",
+            [entity, *runs],
         ).fetchone()
-    except duckdb.CatalogException:
+    except MISSING_TABLE:
         found = None
     if found is None:
         raise NotAudited(
@@ -250,7 +265,7 @@ def _latest_audit(con: duckdb.DuckDBPyConnection, entity: str, runs: tuple[str, 
     return found[0], json.loads(found[1])
 
 
-def _blocking_failures(con: duckdb.DuckDBPyConnection, entity: str, run_id: str) -> list[str]:
+def _blocking_failures(con: Any, entity: str, run_id: str) -> list[str]:
     rows = con.execute(
         f"SELECT check_name FROM {RESULTS_TABLE} WHERE entity = ? AND run_id = ? AND severity = 'blocking' "
         "AND NOT success ORDER BY check_name",

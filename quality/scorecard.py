@@ -31,10 +31,11 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-import duckdb
 import jinja2
 import markupsafe
 
+from data_spine.warehouse import Warehouse
+from expectations.dialects import MISSING_TABLE, warehouse_of
 from expectations.escaping import CONTROL, markdown_text
 from expectations.gx_data_docs import SITE, build_index, page_file, page_url
 from expectations.runner import ALL_ROWS, RESULTS_TABLE, failing_since
@@ -94,18 +95,23 @@ _DELIVERY_NOTES = {
 
 
 def build_scorecard(
-    warehouse_path: Path, reports_dir: Path, delivery: dict[str, ChannelDelivery] | None = None
+    warehouse_path: Warehouse | Path, reports_dir: Path, delivery: dict[str, ChannelDelivery] | None = None
 ) -> dict:
     """Score every entity's latest audit and write scorecard.json, .html and .md into
     ``reports_dir``, with ``delivery`` (`AlertStore.delivery()`) as the alert-delivery state
     before this run's dispatch. Returns the scorecard dict."""
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+    with warehouse_of(warehouse_path).connect(read_only=True) as con:
         rows = _query(
             con,
             f"""
             SELECT * FROM {RESULTS_TABLE}
             WHERE (entity, run_id) IN (
-                SELECT entity, arg_max(run_id, validated_at) FROM {RESULTS_TABLE} GROUP BY entity)
+                SELECT entity, run_id FROM (
+                    SELECT entity, run_id,
+                           row_number() OVER (PARTITION BY entity ORDER BY validated_at DESC) AS latest
+                    FROM {RESULTS_TABLE}
+                ) AS audits
+                WHERE latest = 1)
         """,
             missing=f"no validation results in {warehouse_path}: audit the marts first",
         )
@@ -125,14 +131,16 @@ def build_scorecard(
         publications = _query(
             con,
             f"""
-            SELECT entity, arg_max(status, decided_at) AS status,
-                   arg_max(coalesce(audit_run_id, run_id), decided_at) AS audit_run_id,
-                   arg_max(serving_run_id, decided_at) AS serving_run_id,
-                   arg_max(reason, decided_at) AS reason,
-                   arg_max(run_id, decided_at) AS decided_in_run,
-                   arg_max(audit_run_id IS NULL, decided_at) AS unaudited,
-                   max(decided_at) FILTER (WHERE status = 'published') AS published_at
-            FROM {PUBLICATIONS_TABLE} GROUP BY entity
+            SELECT entity, status, coalesce(audit_run_id, run_id) AS audit_run_id, serving_run_id, reason,
+                   run_id AS decided_in_run, audit_run_id IS NULL AS unaudited, published_at
+            FROM (
+                SELECT *,
+                       row_number() OVER (PARTITION BY entity ORDER BY decided_at DESC) AS latest,
+                       max(CASE WHEN status = 'published' THEN decided_at END)
+                           OVER (PARTITION BY entity) AS published_at
+                FROM {PUBLICATIONS_TABLE}
+            ) AS decisions
+            WHERE latest = 1
         """,
         )
         conditions = _conditions(con, rows, since)
@@ -322,9 +330,7 @@ def trend(history: list[dict]) -> list[dict]:
     return sorted(points, key=lambda p: (p["validated_at"], p["entity"]))
 
 
-def _conditions(
-    con: duckdb.DuckDBPyConnection, rows: list[dict], since: dict[tuple[str, str], datetime]
-) -> list[Condition]:
+def _conditions(con: Any, rows: list[dict], since: dict[tuple[str, str], datetime]) -> list[Condition]:
     conditions: list[Condition] = []
     for entity, suite in SUITES.items():
         mine = [r for r in rows if r["entity"] == entity]
@@ -379,10 +385,10 @@ def _alert(c: Condition) -> dict:
     }
 
 
-def _query(con: duckdb.DuckDBPyConnection, sql: str, missing: str | None = None) -> list[dict]:
+def _query(con: Any, sql: str, missing: str | None = None) -> list[dict]:
     try:
         cursor = con.execute(sql)
-    except duckdb.CatalogException as exc:
+    except MISSING_TABLE as exc:
         if missing:
             raise LookupError(missing) from exc
         return []

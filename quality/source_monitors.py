@@ -28,10 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import fmean
-
-import duckdb
+from typing import Any
 
 from connectors.quarantine import EXPECTED_TABLES
+from expectations.dialects import MISSING_TABLE, schema_changes
 
 VOLUMES_TABLE = "quality.table_volumes"
 SCHEMA_CHANGES_TABLE = "quality.schema_changes"
@@ -42,7 +42,7 @@ _DDL = (
         source      VARCHAR   NOT NULL,
         table_name  VARCHAR   NOT NULL,  -- <raw schema>.<table>
         row_count   BIGINT    NOT NULL,
-        average     DOUBLE,              -- of the readings before it; NULL while learning
+        average     DOUBLE PRECISION,    -- of the readings before it; NULL while learning
         readings    INTEGER   NOT NULL,  -- how many readings the average is of
         anomalous   BOOLEAN   NOT NULL
     )""",
@@ -103,28 +103,29 @@ class VolumePolicy:
     min_readings: int = 3  # readings needed before judging
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    for ddl in _DDL:
-        con.execute(ddl)
+def ensure_tables(con: Any) -> None:
+    with schema_changes(con):
+        con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+        for ddl in _DDL:
+            con.execute(ddl)
 
 
-def raw_tables(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
+def raw_tables(con: Any, dataset: str) -> list[str]:
     """The data tables of a raw schema: dlt's bookkeeping and the expected tables left out."""
     rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
-        "ORDER BY 1",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' "
+        "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1",
         [dataset],
     ).fetchall()
     return [r[0] for r in rows if r[0] not in EXPECTED_TABLES]
 
 
-def loaded_by(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
+def loaded_by(con: Any, dataset: str) -> dict[str, str]:
     """The dlt resource that loads each table of a raw schema, as the schema dlt stored with
     its latest load records it (a nested table: its root's resource)."""
     try:
         row = con.execute(f'SELECT schema FROM "{dataset}"._dlt_version ORDER BY inserted_at DESC LIMIT 1').fetchone()
-    except duckdb.CatalogException:  # nothing loaded yet
+    except MISSING_TABLE:  # nothing loaded yet
         return {}
     return _resources(json.loads(row[0]).get("tables", {})) if row else {}
 
@@ -139,7 +140,7 @@ def _resources(tables: dict[str, dict]) -> dict[str, str]:
 
 
 def measure_volumes(
-    con: duckdb.DuckDBPyConnection,
+    con: Any,
     source: str,
     dataset: str,
     run_id: str,
@@ -176,9 +177,7 @@ def measure_volumes(
     return readings
 
 
-def detect_drift(
-    con: duckdb.DuckDBPyConnection, source: str, dataset: str, run_id: str, declared: Iterable[str] = ()
-) -> Drift:
+def detect_drift(con: Any, source: str, dataset: str, run_id: str, declared: Iterable[str] = ()) -> Drift:
     """What the schema of the source's latest load added to the schema of the load before it;
     new changes are recorded once.
 
@@ -191,7 +190,7 @@ def detect_drift(
             f'SELECT load_id, schema_version_hash FROM "{dataset}"._dlt_loads WHERE status = 0 '
             "ORDER BY load_id DESC LIMIT 2"
         ).fetchall()
-    except duckdb.CatalogException:
+    except MISSING_TABLE:
         return Drift(source, None)
     if len(loads) < 2 or loads[0][1] == loads[1][1]:
         return Drift(source, loads[0][0] if loads else None)
@@ -242,34 +241,41 @@ def _compare(old: dict, new: dict, declared: frozenset[str] = frozenset()) -> li
     return changes
 
 
-def latest_volumes(con: duckdb.DuckDBPyConnection) -> list[VolumeReading]:
+def latest_volumes(con: Any) -> list[VolumeReading]:
     """Each raw table's latest reading."""
     try:
         rows = con.execute(f"""
-            SELECT source, table_name, arg_max(row_count, measured_at), arg_max(average, measured_at),
-                   arg_max(readings, measured_at), arg_max(anomalous, measured_at), max(measured_at)
-            FROM {VOLUMES_TABLE} GROUP BY source, table_name ORDER BY source, table_name
+            SELECT source, table_name, row_count, average, readings, anomalous, measured_at
+            FROM (
+                SELECT *, row_number() OVER (PARTITION BY source, table_name ORDER BY measured_at DESC) AS latest
+                FROM {VOLUMES_TABLE}
+            ) AS readings
+            WHERE latest = 1 ORDER BY source, table_name
         """).fetchall()
-    except duckdb.CatalogException:
+    except MISSING_TABLE:
         return []
     return [VolumeReading(s, t, n, avg, k, bool(a), at) for s, t, n, avg, k, a, at in rows]
 
 
-def current_drifts(con: duckdb.DuckDBPyConnection) -> list[Drift]:
+def current_drifts(con: Any) -> list[Drift]:
     """The schema changes each source's latest load brought, for sources whose latest load
     changed the schema."""
     try:
         recorded = con.execute(f"""
-            SELECT source, max(load_id), arg_max(split_part(table_name, '.', 1), load_id)
-            FROM {SCHEMA_CHANGES_TABLE} GROUP BY source ORDER BY source
+            SELECT source, load_id, split_part(table_name, '.', 1)
+            FROM (
+                SELECT *, row_number() OVER (PARTITION BY source ORDER BY load_id DESC) AS latest
+                FROM {SCHEMA_CHANGES_TABLE}
+            ) AS changes
+            WHERE latest = 1 ORDER BY source
         """).fetchall()
-    except duckdb.CatalogException:
+    except MISSING_TABLE:
         return []
     drifts = []
     for source, load_id, dataset in recorded:
         try:
             (latest,) = con.execute(f'SELECT max(load_id) FROM "{dataset}"._dlt_loads WHERE status = 0').fetchone()
-        except duckdb.CatalogException:
+        except MISSING_TABLE:
             continue
         if latest != load_id:
             continue
@@ -277,7 +283,7 @@ def current_drifts(con: duckdb.DuckDBPyConnection) -> list[Drift]:
             SchemaChange(t.split(".", 1)[1], c, d, k)
             for t, c, d, k in con.execute(
                 f"SELECT table_name, column_name, data_type, change FROM {SCHEMA_CHANGES_TABLE} "
-                "WHERE source = ? AND load_id = ? ORDER BY ALL",
+                "WHERE source = ? AND load_id = ? ORDER BY 1, 2, 3, 4",
                 [source, load_id],
             ).fetchall()
         ]
@@ -299,13 +305,14 @@ class Misfit:
     sample: list[dict]  # {key column: value, "value": the text that was sent}
 
 
-def type_misfits(con: duckdb.DuckDBPyConnection, dataset: str, tables: Iterable[str]) -> list[Misfit]:
+def type_misfits(con: Any, dataset: str, tables: Iterable[str]) -> list[Misfit]:
     """Every declared column of `tables` that holds values of another type, with how many
     records and which (the vendor's `id` where the table has one)."""
     wanted = set(tables)
     columns: dict[str, list[str]] = {}
     for table, column in con.execute(
-        "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = ? ORDER BY 1, column_index",
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ? "
+        "ORDER BY 1, ordinal_position",
         [dataset],
     ).fetchall():
         columns.setdefault(table, []).append(column)

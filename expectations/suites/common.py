@@ -33,7 +33,7 @@ EVENT_NAME_REGEX = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
 
 def hours_after_as_of(column: str) -> str:
     """SQL for how far `column` lies after the as-of time, in hours (negative: before it)."""
-    return f"(epoch({column}) - epoch($as_of)) / 3600.0"
+    return f"(date_part('epoch', {column}) - date_part('epoch', $as_of)) / 3600.0"
 
 
 # Free text that consumers display or pass on (names, emails, subjects): what a sane value fits in.
@@ -41,9 +41,10 @@ NAME_MAX_LENGTH = 256
 SUBJECT_MAX_LENGTH = 1000
 # Control characters (C0 with NUL, DEL, C1), and markup a page or an agent would act on: a tag
 # (`<` then a letter, `/`, `!` or `?`), a script URL, or an inline event handler (`onerror=`).
-# `?` is written `\x3f`: Great Expectations takes a literal `?` in a query for a parameter.
+# `?` is written `\x3f`: Great Expectations takes a literal `?` in a query for a parameter. A
+# handler's name starts a word: spelt without `\b`, which PostgreSQL reads as a backspace.
 CONTROL_REGEX = CONTROL.pattern  # the characters the reports also refuse to print raw
-MARKUP_REGEX = r"<[a-z/!\x3f]|(java|vb)script\s*:|\bon[a-z]+\s*="
+MARKUP_REGEX = r"<[a-z/!\x3f]|(java|vb)script\s*:|(^|[^a-z0-9_])on[a-z]+\s*="
 _PLAIN_TEXT_CAUSES = (
     "a form, import or integration that accepts any text, including pasted markup or binary data",
     "a probe or an attack against the systems that display the field",
@@ -54,8 +55,8 @@ def text_problems(column: str, max_length: int) -> str:
     """SQL naming what makes a free-text value unsafe to display or pass on (`control
     characters`, `markup`, `over N characters`, comma-separated); null when it is plain text."""
     return f"""nullif(concat_ws(', ',
-        case when regexp_matches({column}, '{CONTROL_REGEX}') then 'control characters' end,
-        case when regexp_matches({column}, '{MARKUP_REGEX}', 'i') then 'markup' end,
+        case when $regex_search({column}, '{CONTROL_REGEX}') then 'control characters' end,
+        case when $regex_search({column}, '{MARKUP_REGEX}', 'i') then 'markup' end,
         case when length({column}) > {max_length} then 'over {max_length} characters' end), '')"""
 
 

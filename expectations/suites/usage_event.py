@@ -30,7 +30,7 @@ EVENTS = Batch(
             case when event_type = 'track' then event_name end as track_event_name,
             case when event_type = 'track' then coalesce(event_name, '') <> '' end as track_named,
             {hours_after_as_of("occurred_at")} as occurred_hours_after_as_of,
-            (epoch(received_at) - epoch(occurred_at)) / 3600.0 as arrival_delay_hours,
+            (date_part('epoch', received_at) - date_part('epoch', occurred_at)) / 3600.0 as arrival_delay_hours,
             {with_text_problems({"event_name": NAME_MAX_LENGTH})}
         from marts.usage_events
         where $written_last
@@ -175,15 +175,16 @@ ARRIVALS = Batch(
     key=("day",),
     sql=f"""
         with days as (
-            select cast(unnest(generate_series(
-                cast($as_of as date) - interval {ARRIVAL_DAYS} day,
-                cast($as_of as date) - interval 1 day,
-                interval 1 day)) as date) as day
+            select cast(d as date) as day
+            from generate_series(
+                cast($as_of as date) - interval '{ARRIVAL_DAYS} day',
+                cast($as_of as date) - interval '1 day',
+                interval '1 day') as g (d)
         ),
         received as (
             select cast(received_at as date) as day, count(*) as events
             from marts.usage_events
-            where received_at >= $as_of - interval {ARRIVAL_DAYS} day and received_at < $as_of
+            where received_at >= $as_of - interval '{ARRIVAL_DAYS} day' and received_at < $as_of
             group by 1
         )
         select days.day, coalesce(received.events, 0) as events_received
