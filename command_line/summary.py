@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import click
 import duckdb
+import psycopg2
 
 from command_line.known_defects import KnownDefects
 from connectors.pipelines import DATASETS
 from connectors.quarantine import TABLE as QUARANTINE
 from data_spine.settings import settings
+from data_spine.warehouse import Warehouse
 from expectations.runner import ALL_ROWS, RESULTS_TABLE
 from orchestration.errors import first_line, first_line_of
 
@@ -19,15 +22,50 @@ from orchestration.errors import first_line, first_line_of
 DBT_LAYERS = ("seeds", "staging", "intermediate", "marts")
 
 
-def raw_row_counts(warehouse) -> dict[str, dict[str, int]]:
+def _warehouse(warehouse: Path | Warehouse) -> Warehouse:
+    """A warehouse given as the DuckDB file's path, as the earlier callers give it."""
+    return warehouse if isinstance(warehouse, Warehouse) else Warehouse("duckdb", Path(warehouse), "")
+
+
+def _exists(warehouse: Warehouse) -> bool:
+    """Whether there is a warehouse to read: the DuckDB file, or a PostgreSQL database that answers."""
+    if not warehouse.is_postgres:
+        return warehouse.duckdb_path.exists()
+    try:
+        warehouse.connect(read_only=True).close()
+    except psycopg2.Error:
+        return False
+    return True
+
+
+def shown(warehouse: Warehouse) -> str:
+    """Where the warehouse is, as a person reads it (a PostgreSQL URL without its password)."""
+    if not warehouse.is_postgres:
+        return str(warehouse.duckdb_path)
+    parts = warehouse.pg_parts()
+    return f"postgresql://{parts['user']}@{parts['host']}:{parts['port']}/{parts['dbname']}"
+
+
+def _raw_tables_sql(warehouse: Warehouse) -> str:
+    if warehouse.is_postgres:
+        return (
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema like 'raw\\_%' and table_type = 'BASE TABLE' "
+            "and table_name not like '\\_dlt%' order by 1, 2"
+        )
+    return (
+        "select schema_name, table_name from duckdb_tables() "
+        "where schema_name like 'raw_%' and table_name not like '\\_dlt%' escape '\\' order by 1, 2"
+    )
+
+
+def raw_row_counts(warehouse: Path | Warehouse) -> dict[str, dict[str, int]]:
     """Rows per raw table, per source (dlt's bookkeeping tables left out)."""
     counts: dict[str, dict[str, int]] = {}
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = con.execute(
-            "select schema_name, table_name, estimated_size from duckdb_tables() "
-            "where schema_name like 'raw_%' and table_name not like '\\_dlt%' escape '\\' order by 1, 2"
-        ).fetchall()
-        for schema, table, _ in tables:
+    warehouse = _warehouse(warehouse)
+    with warehouse.connect(read_only=True) as con:
+        tables = con.execute(_raw_tables_sql(warehouse)).fetchall()
+        for schema, table in tables:
             n = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
             counts.setdefault(schema, {})[table] = n
     return counts
@@ -49,15 +87,15 @@ def print_alerts(done, raised: str = "raised this run", known: KnownDefects | No
     click.echo(f"  (log: {alerts_from_env().log_path}; deliveries owed and set aside: {store})")
 
 
-def print_headline(warehouse, as_of: str | None) -> None:
+def print_headline(warehouse: Path | Warehouse, as_of: str | None) -> None:
     """The numbers the platform exists for, from what consumers read (`serving`)."""
     from reporting.figures import headline
 
     day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
     try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
+        with _warehouse(warehouse).connect(read_only=True) as con:
             shown = {f.name: f for f in headline(con, day)}
-    except duckdb.Error as exc:  # nothing served yet (a first run that failed early)
+    except (duckdb.Error, psycopg2.Error) as exc:  # nothing served yet (a first run that failed early)
         click.echo(f"\nNo customer and revenue figures: {first_line(str(exc))}")
         return
     churned = shown["churned_customers"]
@@ -75,9 +113,9 @@ def print_headline(warehouse, as_of: str | None) -> None:
         click.echo(f"  {label:<19} {value}")
 
 
-def failing_checks(warehouse, run_id: str) -> list[dict]:
+def failing_checks(warehouse: Path | Warehouse, run_id: str) -> list[dict]:
     """The expectations a run's audits found failing, worst first."""
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with _warehouse(warehouse).connect(read_only=True) as con:
         cursor = con.execute(
             f"""
             select entity, check_name, severity, unexpected_count, element_count, rows_checked
@@ -90,7 +128,7 @@ def failing_checks(warehouse, run_id: str) -> list[dict]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def print_checks(result, warehouse, known: KnownDefects) -> None:
+def print_checks(result, warehouse: Path | Warehouse, known: KnownDefects) -> None:
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
     click.echo(
@@ -107,7 +145,7 @@ def print_checks(result, warehouse, known: KnownDefects) -> None:
             f"  {c.severity.value.lower():<8} dbt {c.asset_key.to_user_string()} / {c.check_name}"
             + (f" - {explained.label()}" if explained else "")
         )
-    if warehouse.exists():
+    if _exists(_warehouse(warehouse)):
         for row in failing_checks(warehouse, result.run_id):
             explained = known.of_check(row["entity"], row["check_name"])
             # A check of the rows a daily run wrote counts the day's share of a defect, not all of it.
@@ -136,12 +174,14 @@ def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) 
         error = event.step_failure_data.error
         message = first_line_of(error) if error else "no error recorded"
         click.echo(click.style(f"  step {event.step_key} failed: ", fg="red") + message)
-    if cfg.warehouse.exists():
-        print_headline(cfg.warehouse, (manifest or {}).get("as_of") or (cfg.as_of and cfg.as_of.isoformat()))
+    warehouse = Warehouse.of(cfg)
+    available = _exists(warehouse)
+    if available:
+        print_headline(warehouse, (manifest or {}).get("as_of") or (cfg.as_of and cfg.as_of.isoformat()))
 
-    if cfg.warehouse.exists():
-        click.echo(f"\nRows loaded per source ({cfg.warehouse}):")
-        counts = raw_row_counts(cfg.warehouse)
+    if available:
+        click.echo(f"\nRows loaded per source ({shown(warehouse)}):")
+        counts = raw_row_counts(warehouse)
         for source, schema in DATASETS.items():
             tables = counts.get(schema, {})
             held = tables.pop(QUARANTINE, 0)
@@ -160,7 +200,7 @@ def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) 
     served = sorted(key.path[1] for key in materialized if key.path[0] == "serving")
     if served:
         click.echo(f"  published to serving after their audit: {len(served)} tables")
-    print_checks(result, cfg.warehouse, known)
+    print_checks(result, warehouse, known)
 
     scorecard_path = cfg.reports_dir / "scorecard.json"
     if scorecard_path.exists():
@@ -190,8 +230,8 @@ def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) 
         ("revenue report", cfg.reports_dir / "revenue.html"),
         ("GX Data Docs", cfg.reports_dir / "gx_data_docs" / "index.html"),
         ("dbt docs", cfg.reports_dir / "dbt_docs" / "index.html"),
-        ("warehouse", cfg.warehouse),
     ):
         mark = "" if path.exists() else "  (missing)"
         click.echo(f"  {label:<17} {path}{mark}")
+    click.echo(f"  {'warehouse':<17} {shown(warehouse)}{'' if available else '  (missing)'}")
     click.echo("\nExplore in the Dagster UI: .venv/bin/spine dev   (then open http://127.0.0.1:3000)")

@@ -36,7 +36,7 @@ def revenue_report(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     reports = Path(warehouse.reports_dir)
     try:
         with waiting_for_the_warehouse(context):
-            report = build_revenue_report(warehouse.file, reports, warehouse.as_of_date())
+            report = build_revenue_report(warehouse.warehouse, reports, warehouse.as_of_date())
     except NothingServed as exc:
         # Said in its own words: nothing went wrong in the code, there is nothing to report yet.
         raise dg.Failure(description=str(exc), allow_retries=False) from None

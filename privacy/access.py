@@ -452,23 +452,24 @@ def pg_role(role: str) -> str:
     return PG_ROLE_PREFIX + role
 
 
-def _pg_object(grant: Grant, served: Sequence[str]) -> str:
-    """How a role's dataset is kept in its schema on PostgreSQL.
+def _pg_object(grant: Grant, served: Sequence[str]) -> str | None:
+    """What stands for a role's dataset in its schema on PostgreSQL, if anything.
 
     - `materialized`: aggregates and pseudonyms are computed by the build, with the key it holds
       for its transaction only. A plain view would compute them in the reader's query, where
       the reader must be allowed every function the view calls and would need the key.
     - `view`: masked columns, a view running with its owner's rights, so the role reads the
       masked expression and never the column.
-    - `invoker`: every column as served; the view runs with the reader's rights, so the column
-      privileges on `serving` (and any row-level security on it) apply through it as well.
+    - None: every column the role reads is as served; it reads `serving` itself, through its
+      column privileges, and a hidden column is the database's "permission denied". A view
+      could not offer `SELECT *` instead: PostgreSQL checks every column a view reads.
     """
     if grant.access == "aggregate_only":
         return "materialized"
     modes = {g.mode for g in grant.readable(served)}
     if "pseudonymous" in modes:
         return "materialized"
-    return "view" if "masked" in modes else "invoker"
+    return "view" if "masked" in modes else None
 
 
 def ensure_pg_roles(con: PgConnection, policy: AccessPolicy) -> None:
@@ -589,15 +590,14 @@ def _grant_pg_role(
             elif as_served:
                 con.execute(f"GRANT SELECT ({', '.join(map(quoted, as_served))}) ON {table} TO {name}")
         kind = _pg_object(grant, columns)
+        if kind is None:
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            datasets[dataset] = {**_summary(grant, columns, rows), "object": f"{SERVING}.{dataset}"}
+            continue
         target = f"{schema}.{quoted(dataset)}"
         select = view_sql(grant, columns, "postgres")
         try:
-            if kind == "materialized":
-                con.execute(f"CREATE MATERIALIZED VIEW {target} AS {select}")
-            elif kind == "view":
-                con.execute(f"CREATE VIEW {target} AS {select}")
-            else:
-                con.execute(f"CREATE VIEW {target} WITH (security_invoker = true) AS {select}")
+            con.execute(f"CREATE {'MATERIALIZED VIEW' if kind == 'materialized' else 'VIEW'} {target} AS {select}")
         except psycopg2.Error as e:
             where = f"aggregates.{dataset}" if grant.access == "aggregate_only" else f"roles.{role}"
             raise AccessPolicyError(
@@ -605,7 +605,7 @@ def _grant_pg_role(
             ) from e
         con.execute(f"GRANT SELECT ON {target} TO {name}")
         rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-        datasets[dataset] = {**_summary(grant, columns, rows), "object": kind}
+        datasets[dataset] = {**_summary(grant, columns, rows), "object": f"{kind} {role_schema(role)}.{dataset}"}
     return datasets
 
 
@@ -806,8 +806,13 @@ def explain_pg(role: str, sql: str, error: Exception, policy: AccessPolicy | Non
         if grant is None:
             return None
         refused = [n for n, g in grant.columns.items() if grant.access == "aggregate_only" or g.mode != "read"]
-        named = [n for n in refused if n.lower() in words] or (refused if "*" in sql else [])
-        return _denied_column(role, dataset, named[0], grant, policy) if named else None
+        named = [n for n in refused if n.lower() in words]
+        if named:
+            return _denied_column(role, dataset, named[0], grant, policy)
+        if refused and "*" in sql:
+            denied = _denied_column(role, dataset, refused[0], grant, policy)
+            return AccessDenied(f"{denied} - `*` reads every column: name the columns the role reads")
+        return None
     if isinstance(error, psycopg2.errors.UndefinedColumn):
         found = _PG_MISSING_COLUMN.search(message)
         if not found:

@@ -3,6 +3,9 @@
 One definition of each figure serves every screen that shows it: the serving assets'
 metadata in Dagster, the summary `spine run` prints and the revenue report, so they agree.
 Each is documented on the dbt docs site (`doc('mrr')`, `doc('retention')`, `doc('health_score')`, ...).
+
+The queries run on either warehouse (`data_spine.warehouse`): the connection is DuckDB's or
+`PgConnection`, and the SQL is what both read alike.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from typing import Any
 
 import duckdb
 
+from data_spine.warehouse import PgConnection
 from expectations.masking import mask
 from privacy.classification import personal_columns
+
+Connection = duckdb.DuckDBPyConnection | PgConnection
 
 
 def personal(table: str) -> frozenset[str]:
@@ -42,14 +48,14 @@ class Figure:
         return f"{self.value:,}"
 
 
-def as_of_month(con: duckdb.DuckDBPyConnection, as_of: date) -> date | None:
+def as_of_month(con: Connection, as_of: date) -> date | None:
     """The month the revenue figures describe: the as-of day's, or the latest month before it
     that the bridge has (a company whose history ends earlier)."""
     row = _one(con, "select max(month) from serving.mrr_bridge where month <= date_trunc('month', ?::date)", [as_of])
     return row[0] if row else None
 
 
-def revenue(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def revenue(con: Connection, as_of: date) -> list[Figure]:
     month = as_of_month(con, as_of)
     row = (
         _one(
@@ -77,7 +83,7 @@ def revenue(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
     ]
 
 
-def bridge(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def bridge(con: Connection, as_of: date) -> list[Figure]:
     """The as-of month's MRR bridge, in its order: opening, the five movements, closing. Losses
     are positive amounts, as served (`doc('revenue_movements')`)."""
     columns = {
@@ -96,12 +102,12 @@ def bridge(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
     ]
 
 
-def customer(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def customer(con: Connection, as_of: date) -> list[Figure]:
     accounts, active, at_risk = _one(
         con,
         """
-        select count(*), count(*) filter (status = 'active'),
-               count(*) filter (churn_risk in ('medium', 'high'))
+        select count(*), count(*) filter (where status = 'active'),
+               count(*) filter (where churn_risk in ('medium', 'high'))
         from serving.customers
         """,
     )
@@ -112,10 +118,10 @@ def customer(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
     ]
 
 
-def ticket(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def ticket(con: Connection, as_of: date) -> list[Figure]:
     open_tickets, urgent = _one(
         con,
-        "select count(*) filter (is_open), count(*) filter (is_open and priority = 'urgent') "
+        "select count(*) filter (where is_open), count(*) filter (where is_open and priority = 'urgent') "
         "from serving.ticket_metrics",
     )
     return [
@@ -124,13 +130,13 @@ def ticket(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
     ]
 
 
-def usage_event(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def usage_event(con: Connection, as_of: date) -> list[Figure]:
     events, active = _one(
         con,
         """
         select count(*),
                count(distinct customer_id) filter (
-                   is_product_event and occurred_at >= ?::date - interval 30 day and occurred_at < ?::date)
+                   where is_product_event and occurred_at >= ?::date - interval '30 days' and occurred_at < ?::date)
         from serving.usage_events
         """,
         [as_of, as_of],
@@ -141,12 +147,12 @@ def usage_event(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
     ]
 
 
-def invoice(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def invoice(con: Connection, as_of: date) -> list[Figure]:
     (invoices,) = _one(con, "select count(*) from serving.invoices")
     return [Figure("invoices", _int(invoices), "invoices")]
 
 
-def contact(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def contact(con: Connection, as_of: date) -> list[Figure]:
     (contacts,) = _one(con, "select count(*) from serving.contacts")
     return [Figure("contacts", _int(contacts), "contacts")]
 
@@ -162,12 +168,12 @@ BY_ENTITY = {
 }
 
 
-def figures(con: duckdb.DuckDBPyConnection, entity: str, as_of: date) -> list[Figure]:
+def figures(con: Connection, entity: str, as_of: date) -> list[Figure]:
     read = BY_ENTITY.get(entity)
     return read(con, as_of) if read else []
 
 
-def headline(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Figure]:
+def headline(con: Connection, as_of: date) -> list[Figure]:
     """What the end of a run shows first: customers, MRR, ARR, NRR and this month's churn."""
     by_name = {f.name: f for f in [*revenue(con, as_of), *customer(con, as_of)]}
     names = ("active_customers", "mrr", "arr", "nrr", "churned_customers", "churned_mrr")
@@ -207,15 +213,21 @@ PREVIEWS: dict[str, tuple[tuple[str, ...], str | None]] = {
 PREVIEW_COLUMNS = 8
 
 
-def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> str:
+def preview(con: Connection, table: str, limit: int = 5) -> str:
     """The first rows of a served table as a Markdown table, personal data masked."""
     columns, order_by = PREVIEWS.get(table, ((), None))
-    relation = con.table(f"serving.{table}")
-    if order_by:
-        relation = relation.order(order_by)
-    relation = relation.select(*(columns or relation.columns[:PREVIEW_COLUMNS])).limit(limit)
-    columns = relation.columns
-    rows = relation.fetchall()
+    if not columns:
+        columns = tuple(
+            name
+            for (name,) in con.execute(
+                "select column_name from information_schema.columns where table_catalog = current_database() "
+                "and table_schema = 'serving' and table_name = ? order by ordinal_position limit ?",
+                [table, PREVIEW_COLUMNS],
+            ).fetchall()
+        )
+    order = f" order by {order_by}" if order_by else ""
+    select = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    rows = con.execute(f'select {select} from serving."{table}"{order} limit {int(limit)}').fetchall()
     masked = personal(table)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -227,9 +239,7 @@ def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
-def served_metadata(
-    con: duckdb.DuckDBPyConnection, entity: str, tables: list[str], as_of: date
-) -> dict[str, dict[str, Any]]:
+def served_metadata(con: Connection, entity: str, tables: list[str], as_of: date) -> dict[str, dict[str, Any]]:
     """What each served table's materialization shows in the Dagster UI: its entity's figures
     (numbers, so the UI plots them over runs; read once for all its tables) and a preview of
     its first rows."""
@@ -237,7 +247,7 @@ def served_metadata(
     return {table: {**numbers, "preview": preview(con, table)} for table in tables}
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
+def _one(con: Connection, sql: str, params: list | None = None) -> tuple | None:
     """The first row of a query, its result consumed (DuckDB holds a connection's unfinished result)."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None

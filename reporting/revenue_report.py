@@ -18,18 +18,19 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import jinja2
 import markupsafe
 
+from data_spine.warehouse import PgConnection, Warehouse
 from expectations.masking import mask
 from expectations.suites import SUITES
 from quality.alert_conditions import utc_iso
 from reporting import figures
-from reporting.figures import Figure, personal
+from reporting.figures import Connection, Figure, personal
 
 TEMPLATES = Path(__file__).with_name("templates")
 SCHEMA = Path(__file__).with_name("revenue.schema.json")
@@ -74,12 +75,15 @@ class NothingServed(LookupError):
     """A table the report reads was never published: there is no served version to report on."""
 
 
-def build_revenue_report(warehouse_path: Path, reports_dir: Path, as_of: date) -> dict:
+def build_revenue_report(warehouse: Path | Warehouse, reports_dir: Path, as_of: date) -> dict:
     """Read the report from the warehouse's `serving` schema for ``as_of`` and write
-    revenue.json and revenue.html into ``reports_dir``. Returns the report dict."""
-    if not warehouse_path.exists():
-        raise NothingServed(f"no warehouse at {warehouse_path}: nothing has been published to report on")
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+    revenue.json and revenue.html into ``reports_dir``. Returns the report dict. ``warehouse``:
+    the DuckDB file, or the warehouse whichever its target (`data_spine.warehouse`)."""
+    if isinstance(warehouse, Path):
+        warehouse = Warehouse("duckdb", warehouse, "")
+    if not warehouse.is_postgres and not warehouse.duckdb_path.exists():
+        raise NothingServed(f"no warehouse at {warehouse.duckdb_path}: nothing has been published to report on")
+    with warehouse.connect(read_only=True) as con:
         missing = missing_tables(con)
         if set(missing) & set(TABLES_REQUIRED):
             raise NothingServed(_never_published(missing))
@@ -88,7 +92,7 @@ def build_revenue_report(warehouse_path: Path, reports_dir: Path, as_of: date) -
     return report
 
 
-def missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+def missing_tables(con: Connection) -> list[str]:
     served = {
         name
         for (name,) in con.execute(
@@ -108,7 +112,7 @@ def _never_published(missing: list[str]) -> str:
     )
 
 
-def read_report(con: duckdb.DuckDBPyConnection, as_of: date, unserved: frozenset[str] = frozenset()) -> dict:
+def read_report(con: Connection, as_of: date, unserved: frozenset[str] = frozenset()) -> dict:
     """The report's content; a section whose table was never published (`unserved`) is null,
     and the page says so: a first run that held the customer entity still reports revenue."""
     month = figures.as_of_month(con, as_of)
@@ -154,7 +158,7 @@ def _figure(f: Figure) -> dict:
     return {"label": f.label, "value": f.value, "unit": f.unit, "shown": f.shown(), "definition": definition(f.name)}
 
 
-def _bridge(con: duckdb.DuckDBPyConnection, as_of: date) -> list[dict]:
+def _bridge(con: Connection, as_of: date) -> list[dict]:
     """The bridge's steps with signed amounts: what each adds to or takes from MRR."""
     steps = []
     for f in figures.bridge(con, as_of):
@@ -166,7 +170,7 @@ def _bridge(con: duckdb.DuckDBPyConnection, as_of: date) -> list[dict]:
     return steps
 
 
-def _mrr_trend(con: duckdb.DuckDBPyConnection, month: date | None) -> list[dict]:
+def _mrr_trend(con: Connection, month: date | None) -> list[dict]:
     rows = _rows(
         con,
         "select month, closing_mrr as mrr, closing_arr as arr, closing_customers as paying_customers "
@@ -176,7 +180,7 @@ def _mrr_trend(con: duckdb.DuckDBPyConnection, month: date | None) -> list[dict]
     return [{**r, "month": _iso(r["month"]), "mrr": _num(r["mrr"]), "arr": _num(r["arr"])} for r in rows]
 
 
-def _retention(con: duckdb.DuckDBPyConnection, month: date | None) -> list[dict]:
+def _retention(con: Connection, month: date | None) -> list[dict]:
     rows = _rows(
         con,
         """
@@ -189,24 +193,24 @@ def _retention(con: duckdb.DuckDBPyConnection, month: date | None) -> list[dict]
     return [{**r, "month": _iso(r["month"])} for r in rows]
 
 
-def _customers(con: duckdb.DuckDBPyConnection) -> dict:
+def _customers(con: Connection) -> dict:
     rank = {s: i for i, s in enumerate(STATUSES)}
     by_status = sorted(_segments(con, "status"), key=lambda r: (rank.get(r["status"], len(rank)), str(r["status"])))
     by_plan = sorted(_segments(con, "plan_tier"), key=lambda r: (-r["customers"], str(r["plan_tier"])))
     return {"by_status": by_status, "by_plan_tier": by_plan, "health_scores": _health_scores(con)}
 
 
-def _segments(con: duckdb.DuckDBPyConnection, column: str) -> list[dict]:
-    rows = _rows(con, f"select {column}, count(*) as customers, sum(mrr) as mrr from serving.customers group by all")
+def _segments(con: Connection, column: str) -> list[dict]:
+    rows = _rows(con, f"select {column}, count(*) as customers, sum(mrr) as mrr from serving.customers group by 1")
     return [{**r, "mrr": _num(r["mrr"]) or 0.0} for r in rows]
 
 
-def _health_scores(con: duckdb.DuckDBPyConnection) -> dict:
+def _health_scores(con: Connection) -> dict:
     last = 100 // HEALTH_BIN - 1  # the top bar takes 100 too
     counts = dict(
         con.execute(
-            f"select least(health_score // {HEALTH_BIN}, {last}) as bin, count(*) "
-            "from serving.customers where health_score is not null group by bin"
+            f"select least({_floor_div(con, 'health_score', HEALTH_BIN)}, {last}) as bin, count(*) "
+            "from serving.customers where health_score is not null group by 1"
         ).fetchall()
     )
     (unscored,) = con.execute("select count(*) from serving.customers where health_score is null").fetchone()
@@ -217,7 +221,7 @@ def _health_scores(con: duckdb.DuckDBPyConnection) -> dict:
     return {"bins": bins, "unscored": unscored}
 
 
-def _at_risk(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def _at_risk(con: Connection) -> list[dict]:
     """High risk first, then the most MRR at stake. Personal data is masked here, before any
     file is written."""
     rows = _rows(
@@ -227,7 +231,7 @@ def _at_risk(con: duckdb.DuckDBPyConnection) -> list[dict]:
                primary_contact_name, primary_contact_email
         from serving.customers
         where churn_risk in ('high', 'medium')
-        order by churn_risk = 'high' desc, mrr desc nulls last, health_score, customer_id
+        order by churn_risk = 'high' desc, mrr desc nulls last, health_score, {_bytewise(con, "customer_id")}
         limit {AT_RISK_SHOWN}
         """,
     )
@@ -235,14 +239,14 @@ def _at_risk(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [{**{c: mask(v) if c in masked else v for c, v in r.items()}, "mrr": _num(r["mrr"])} for r in rows]
 
 
-def _feature_adoption(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
+def _feature_adoption(con: Connection, as_of: date) -> dict:
     rows = _rows(
         con,
-        """
+        f"""
         select activity_date, feature, feature_area, adoption_rate, customers_using, eligible_customers
         from serving.feature_adoption_daily
         where activity_date = (select max(activity_date) from serving.feature_adoption_daily where activity_date <= ?)
-        order by adoption_rate desc nulls last, customers_using desc, feature
+        order by adoption_rate desc nulls last, customers_using desc, {_bytewise(con, "feature")}
         """,
         [as_of],
     )
@@ -517,10 +521,32 @@ def render_html(report: dict) -> str:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+def _rows(con: Connection, sql: str, params: list | None = None) -> list[dict]:
     cursor = con.execute(sql, params or [])
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    return [dict(zip(names, map(_plain, values), strict=True)) for values in cursor.fetchall()]
+
+
+def _plain(value: Any) -> Any:
+    """A number as JSON writes it, whichever warehouse typed it: PostgreSQL's sums and
+    ratios come back as numeric (Decimal), DuckDB's as integers and doubles."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    return value
+
+
+def _floor_div(con: Connection, expression: str, divisor: int) -> str:
+    """Integer division rounding down: DuckDB's `//`; PostgreSQL's `/` truncates integers
+    and keeps the fraction of numerics."""
+    if isinstance(con, PgConnection):
+        return f"CAST(floor({expression} / {divisor}.0) AS integer)"
+    return f"{expression} // {divisor}"
+
+
+def _bytewise(con: Connection, expression: str) -> str:
+    """Text ordered by its characters' code points, as DuckDB orders it, whatever collation
+    the PostgreSQL database was created with (ties in the report's lists break alike)."""
+    return f'{expression} COLLATE "C"' if isinstance(con, PgConnection) else expression
 
 
 def _iso(value: date | None) -> str | None:
