@@ -14,9 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 from dagster_dbt import get_asset_key_for_model
 
+from data_spine.settings import settings
+from data_spine.warehouse import Warehouse
+from expectations.dialects import WAREHOUSE_ERRORS
 from expectations.runner import WRITTEN_LAST, failing_since, validate_entity
 from expectations.suite import Suite
 from expectations.suites import SUITES
@@ -33,6 +35,10 @@ from quality.publishing import NotAudited, publish
 from quality.scorecard import build_scorecard, entity_score
 from reporting.figures import served_metadata
 
+# Where the audited and served tables live, for the UI's kind tags (as the pool, fixed when the
+# definitions load).
+WAREHOUSE_KIND = Warehouse.of(settings()).kind
+
 
 def audit_key(suite: Suite) -> dg.AssetKey:
     return dg.AssetKey(["audit", suite.entity])
@@ -47,9 +53,9 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         key=audit_key(suite),
         deps=_models_read(suite),
         group_name="audit",
-        kinds={"great_expectations", "duckdb"},
+        kinds={"great_expectations", WAREHOUSE_KIND},
         pool=WAREHOUSE_POOL,
-        description=f"Audit of the {suite.entity} entity: its Great Expectations suite, run inside DuckDB on "
+        description=f"Audit of the {suite.entity} entity: its Great Expectations suite, run inside the warehouse on "
         f"the freshly built marts ({', '.join(suite.publishes)}). {suite.description}",
         check_specs=[
             dg.AssetCheckSpec(
@@ -66,7 +72,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
         whole_history = DbtBuildConfig.of_run(context.run.run_config).whole_history
         with waiting_for_the_warehouse(context):
             results = validate_entity(
-                warehouse.file,
+                warehouse.warehouse,
                 suite.entity,
                 run_id=context.run.run_id,
                 as_of=warehouse.as_of_instant(),
@@ -74,7 +80,7 @@ def _audit(suite: Suite) -> dg.AssetsDefinition:
                 whole_history=whole_history,
                 reports_dir=Path(warehouse.reports_dir),
             )
-            with duckdb.connect(str(warehouse.file), read_only=True) as con:
+            with warehouse.connect(read_only=True) as con:
                 since = failing_since(con, results)
         conditions = audit_conditions(suite, results, {c: at for (_, c), at in since.items()})
         rows = [asdict(r) for r in results]
@@ -137,7 +143,7 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
             ["serving", table],
             deps=[audit_key(suite), get_asset_key_for_model([dbt_models], table)],
             group_name="serving",
-            kinds={"duckdb"},
+            kinds={WAREHOUSE_KIND},
             description=f"`serving.{table}`: what consumers read. A copy of `marts.{table}` taken when the "
             f"{suite.entity} audit passed every blocking check; held at the last good version otherwise.",
         )
@@ -152,7 +158,7 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
             # A re-execution of a failed run continues its parent's run: its audit counts.
             earlier = tuple(r for r in (context.run.parent_run_id, context.run.root_run_id) if r)
             with waiting_for_the_warehouse(context):
-                decision = publish(warehouse.file, suite, context.run.run_id, audit_runs=earlier)
+                decision = publish(warehouse.warehouse, suite, context.run.run_id, audit_runs=earlier)
         except NotAudited as exc:
             raise dg.Failure(str(exc)) from exc
         if not decision.published:
@@ -171,7 +177,7 @@ def _publish(suite: Suite) -> dg.AssetsDefinition:
         try:
             with waiting_for_the_warehouse(context):
                 shown = _served_figures(warehouse, suite.entity, tables)
-        except duckdb.Error as exc:
+        except WAREHOUSE_ERRORS as exc:
             # Published is published: the figures are a view of it, never a reason to fail it.
             context.log.warning(f"{suite.entity}: published, but its figures could not be read: {exc}")
             shown = {table: {} for table in tables}
@@ -194,7 +200,7 @@ def _served_figures(warehouse: WarehouseResource, entity: str, tables: list[str]
     """Per served table, the figures a person checks (numeric, so the UI plots them over runs)
     and a Markdown preview of its first rows, personal data masked."""
     as_of = warehouse.as_of_date()
-    with duckdb.connect(str(warehouse.file)) as con:
+    with warehouse.connect() as con:
         served = served_metadata(con, entity, tables, as_of)
     return {
         table: {
@@ -234,7 +240,7 @@ def scorecard(
     # This run's alerts are dispatched after the scorecard: it shows what earlier ones left owed.
     delivery = alerts.store().delivery(c.name for c in alerts.channels())
     with waiting_for_the_warehouse(context):
-        card = build_scorecard(warehouse.file, reports, delivery)
+        card = build_scorecard(warehouse.warehouse, reports, delivery)
     metadata: dict[str, object] = {
         "html": dg.MetadataValue.path(str(reports / "scorecard.html")),
         "markdown": dg.MetadataValue.path(str(reports / "scorecard.md")),

@@ -4,7 +4,6 @@ every raw asset."""
 from collections import defaultdict
 
 import dagster as dg
-import duckdb
 
 from connectors.pipelines import DATASETS
 from orchestration.ingestion import ingestion_assets
@@ -42,7 +41,7 @@ def _monitor(source: str, keys: list[dg.AssetKey]) -> dg.AssetChecksDefinition:
         typed = {k.asset_key for k in selected if k.name == "types"}
         dataset = DATASETS[source]
         readings, drift, misfits = [], None, []
-        with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file)) as con:
+        with waiting_for_the_warehouse(context), warehouse.connect() as con:
             resources = loaded_by(con, dataset)
 
             def asset_of(table: str) -> dg.AssetKey:
