@@ -3,7 +3,7 @@
 -- and the amounts off (in the subscription's currency) that keep applying.
 
 with applied as (
-    select subscription_id, currency, unnest(discount_ids) as discount_id
+    select subscription_id, currency, {{ unnest_string_array('discount_ids') }} as discount_id
     from {{ ref('stg_stripe__subscriptions') }}
 )
 

@@ -67,6 +67,7 @@ closes as (
         in_force.invoice_id,
         in_force.invoice_status,
         in_force.term_source,
+        in_force.currency,
         in_force.is_paused,
         in_force.one_off_discount,
         in_force.billed_until,

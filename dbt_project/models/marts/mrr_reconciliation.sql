@@ -136,14 +136,14 @@ select
         when contracted_mrr = invoiced_amount and unpaid_mrr = 0 then 'matches'
         -- concat_ws leaves out the reasons that do not apply (nulls).
         else concat_ws(
-            ', ',
-            case when unbilled_mrr <> 0 then 'not yet invoiced' end,
-            case when pending_change_mrr <> 0 then 'plan change not yet invoiced' end,
-            case when one_off_discount_mrr <> 0 then 'one-off discount' end,
-            case when proration_amount <> 0 then 'proration' end,
-            case when invoiced_amount - proration_amount - billed_mrr <> 0 then 'billing timing' end,
-            case when unpaid_mrr <> 0 then 'failed payment' end
-        )
+                ', ',
+                case when unbilled_mrr <> 0 then 'not yet invoiced' end,
+                case when pending_change_mrr <> 0 then 'plan change not yet invoiced' end,
+                case when one_off_discount_mrr <> 0 then 'one-off discount' end,
+                case when proration_amount <> 0 then 'proration' end,
+                case when invoiced_amount - proration_amount - billed_mrr <> 0 then 'billing timing' end,
+                case when unpaid_mrr <> 0 then 'failed payment' end
+            )
     end as explanation
 from balanced
 where month <= {{ as_of_month() }}

@@ -70,8 +70,9 @@ select
     customer_id || ':' || {{ format_timestamp('month', '%Y-%m') }} as customer_month_id,
     customer_id,
     month,
-    previous_mrr,
-    mrr,
+    -- Typed again: PostgreSQL's coalesce and lag drop a decimal's declared scale.
+    cast(previous_mrr as decimal(18, 2)) as previous_mrr,
+    cast(mrr as decimal(18, 2)) as mrr,
     mrr_change,
     movement,
     cast(case when movement = 'new' then mrr_change else 0 end as decimal(18, 2)) as new_mrr,
