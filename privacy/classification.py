@@ -207,7 +207,7 @@ def unclassified_raw_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     dlt's staging copies included) that nothing classifies, as `schema.table.column`."""
     rows = con.execute(
         "SELECT table_schema, table_name, column_name FROM information_schema.columns "
-        "WHERE table_catalog = current_database() AND table_schema LIKE 'raw\\_%' ESCAPE '\\' ORDER BY ALL"
+        "WHERE table_catalog = current_database() AND table_schema LIKE 'raw\\_%' ESCAPE '\\' ORDER BY 1, 2, 3"
     ).fetchall()
     missing = []
     for schema, table, column in rows:

@@ -13,18 +13,20 @@ def quoted(name: str) -> str:
 
 def base_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """Every table (not view) of the open database, in every schema: a view holds no data of its
-    own, and erasing what a view reads erases what it shows."""
+    own, and erasing what a view reads erases what it shows. PostgreSQL lists its catalogs'
+    tables as well, which hold none of ours."""
     return [
         (schema, table)
         for schema, table in con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_catalog = current_database() ORDER BY 1, 2"
+            "WHERE table_type = 'BASE TABLE' AND table_catalog = current_database() "
+            "AND table_schema NOT IN ('information_schema', 'pg_catalog') ORDER BY 1, 2"
         ).fetchall()
     ]
 
 
 def columns_of(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, tuple[str, bool]]:
-    """Column name -> (DuckDB type, nullable)."""
+    """Column name -> (the warehouse's name of its type, nullable)."""
     return {
         name: (data_type, nullable == "YES")
         for name, data_type, nullable in con.execute(
