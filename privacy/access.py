@@ -19,6 +19,11 @@ role files hold the hashed values only.
 A role's file is written beside the old one and moved over it (`os.replace`): a reader holds
 either the old file or the new, never half of one. A role removed from the policy loses its
 file and its schema.
+
+On PostgreSQL the roles are the database's (`publish_pg_role_access`): a group role per policy
+role with column privileges on `serving` and its schema `access_<role>` of masked views and
+materialized pseudonyms and aggregates; PostgreSQL refuses what the role was not granted, and
+`query_as` tells the refusal with the rule behind it (privacy/README.md, "On PostgreSQL").
 """
 
 from __future__ import annotations
