@@ -56,7 +56,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class DuckDBSettings:
-    """How the validating connection may use the machine (DuckDB settings)."""
+    """How the validating connection may use the machine (DuckDB settings; PostgreSQL's are
+    the server's)."""
 
     # DuckDB takes 80% of the machine by default and spills to disk past its limit. A
     # validation of 10M events peaks at 1.6 GB unbounded and 1.3 GB with this, a second slower.
