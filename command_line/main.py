@@ -30,6 +30,7 @@ import click
 from command_line.interrupts import quiet_on_interrupt
 from command_line.local_vendors import dlt_env, local_vendor_apis, port_free, vendor_port_option
 from command_line.privacy_commands import privacy
+from command_line.service_commands import service
 from command_line.warehouse_commands import warehouse
 from data_spine.gc_tuning import freeze_loaded
 from data_spine.resource_errors import ResourceErrorsGroup, check_run
@@ -627,6 +628,7 @@ def manifest() -> None:
 
 
 main.add_command(privacy)
+main.add_command(service)
 main.add_command(warehouse)
 
 

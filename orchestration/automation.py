@@ -7,13 +7,20 @@ import dagster as dg
 from connectors.usage_events import PATTERN
 from data_spine.settings import settings
 from expectations.suites import SUITES
+from orchestration.service.celery_steps import executor_config, spine_celery_executor
 
-# One process runs a run's steps one after another (the DuckDB warehouse takes one writer at
-# a time anyway), and a step runs once its own inputs are there even when another step of the
-# run failed: a dbt model that fails holds back only the entities built from it, while the
-# others are audited and published.
-executor = dg.in_process_executor.configured(
-    {"step_dependency_config": {"require_upstream_step_success": False}}, name="spine_executor"
+# A step runs once its own inputs are there even when another step of the run failed: a dbt
+# model that fails holds back only the entities built from it, while the others are audited
+# and published.
+STEP_DEPENDENCIES = {"require_upstream_step_success": False}
+
+# By default one process runs a run's steps one after another (the DuckDB warehouse takes one
+# writer at a time anyway). SPINE_EXECUTOR=celery sends each step to the Celery workers of the
+# service instead (orchestration/service/README.md), with the same rule for failed steps.
+executor = (
+    spine_celery_executor.configured(executor_config(settings(), STEP_DEPENDENCIES), name="spine_executor")
+    if settings().executor == "celery"
+    else dg.in_process_executor.configured({"step_dependency_config": STEP_DEPENDENCIES}, name="spine_executor")
 )
 
 spine_job = dg.define_asset_job(

@@ -1,0 +1,236 @@
+"""The spine's service on this machine for tests: a fresh PostgreSQL database for the Dagster
+instance, a DAGSTER_HOME holding the service's dagster.yaml, and Celery workers started with
+`spine service worker` as processes of their own, on a queue no other test session uses.
+
+Also the small jobs the tests give the workers (a worker imports this module, `--preload`).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the ops' annotations (config, inputs).
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+from psycopg2 import sql
+
+from data_spine.settings import PROJECT_ROOT, Settings
+from orchestration.service.celery_steps import executor_config, spine_celery_executor
+
+TESTS = Path(__file__).resolve().parent
+SERVER = "postgres@127.0.0.1:5432"
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+WORKER_START_SECONDS = 60
+
+
+# --- the jobs: the service's executor, configured by each run (`Service.executor_run_config`) --
+
+
+class Nap(dg.Config):
+    seconds: float = 3.0
+
+
+@dg.op
+def left(config: Nap) -> int:
+    time.sleep(config.seconds)
+    return os.getpid()
+
+
+@dg.op
+def right(config: Nap) -> int:
+    time.sleep(config.seconds)
+    return os.getpid()
+
+
+@dg.op
+def joined(a: int, b: int) -> list[int]:
+    # Inputs written by steps on other workers, read back through the instance's storage.
+    return [a, b]
+
+
+@dg.job(executor_def=spine_celery_executor)
+def parallel_job():
+    joined(left(), right())
+
+
+@dg.op
+def lengthy(config: Nap) -> None:
+    time.sleep(config.seconds)
+
+
+@dg.job(executor_def=spine_celery_executor)
+def lengthy_job():
+    lengthy()
+
+
+@dg.op(out={"built": dg.Out(int), "never": dg.Out(int)})
+def half_built():
+    # As the dbt step does when one model fails: what was built is yielded, then the step fails.
+    yield dg.Output(1, "built")
+    raise RuntimeError("the second half failed")
+
+
+@dg.op
+def uses_built(built: int) -> int:
+    return built + 1
+
+
+@dg.op
+def uses_never(never: int) -> int:
+    return never + 1
+
+
+@dg.job(executor_def=spine_celery_executor)
+def partial_failure_job():
+    built, never = half_built()
+    uses_built(built)
+    uses_never(never)
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "spine_test_dagster") -> Iterator[str]:
+    """A new, empty PostgreSQL database (SQLAlchemy URL, as the instance takes it), dropped at
+    the end with whatever is still connected to it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(f"postgresql://{SERVER}/postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        yield f"postgresql+psycopg2://{SERVER}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        admin.close()
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def node(self) -> str:
+        """The worker's Celery name, as dagster-celery records it on a step's events."""
+        return f"{self.name}@{os.uname().nodename}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_ready(self, seconds: float = WORKER_START_SECONDS) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if f"{self.node} ready." in self.output():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited ({self.process.returncode}):\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready within {seconds} s:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and every step process of it, as when its machine is lost."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+
+
+@dataclass
+class Service:
+    """Where the service of a test session lives and what its processes share."""
+
+    home: Path
+    postgres_url: str
+    queue: str
+    workers: dict[str, Worker] = field(default_factory=dict)  # by name: the latest started
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of every process of the service."""
+        return {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "SPINE_DAGSTER_POSTGRES_URL": self.postgres_url,
+            "SPINE_EXECUTOR": "celery",
+            "SPINE_CELERY_BROKER_URL": BROKER,
+            "SPINE_CELERY_QUEUE": self.queue,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p),
+        }
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def instance(self) -> dg.DagsterInstance:
+        from orchestration.service.instance_setup import open_instance
+
+        return open_instance(self.home)
+
+    def executor_run_config(self, step_dependency_config: dict | None = None) -> dict:
+        """Run config that sends a job's steps to this service's workers (the jobs above take
+        the executor unconfigured)."""
+        return {"execution": {"config": executor_config(self.settings, step_dependency_config)}}
+
+    def start_worker(self, name: str, preload: str = "celery_workers", concurrency: int = 1) -> Worker:
+        log = self.home.parent / f"worker-{name}-{uuid.uuid4().hex[:6]}.log"
+        command = [str(Path(sys.executable).parent / "spine"), "service", "worker", "--name", name]
+        command += ["--preload", preload, "--concurrency", str(concurrency)]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # the worker and its step processes: one group to stop
+            )
+        started = Worker(name, process, log)
+        self.workers[name] = started
+        return started
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.kill()
+
+
+@contextlib.contextmanager
+def service(root: Path) -> Iterator[Service]:
+    """The service's instance on a fresh database, in `root`; the workers started through it are
+    killed at the end, whatever happened."""
+    from orchestration.service.instance_setup import write_instance_yaml
+
+    with fresh_database() as url:
+        home = root / "dagster_home"
+        write_instance_yaml(home)
+        running = Service(home, url, queue=f"spine-test-{uuid.uuid4().hex[:10]}")
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@contextlib.contextmanager
+def instance_env(running: Service) -> Iterator[None]:
+    """The variable the service's dagster.yaml reads, set in this process while it opens the
+    instance and runs jobs (Dagster reads it as it loads the instance)."""
+    before = os.environ.get("SPINE_DAGSTER_POSTGRES_URL")
+    os.environ["SPINE_DAGSTER_POSTGRES_URL"] = running.postgres_url
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SPINE_DAGSTER_POSTGRES_URL", None)
+        else:
+            os.environ["SPINE_DAGSTER_POSTGRES_URL"] = before

@@ -1,0 +1,203 @@
+"""Steps on Celery workers: two workers started with `spine service worker` (processes of their
+own, as on two machines) execute a small job's steps for runs recorded in the service's Dagster
+instance on a fresh PostgreSQL database.
+
+- the two steps that can run at once do, one on each worker, and the step after them reads
+  what both wrote;
+- a worker killed mid-step (SIGKILL to it and its step process, as when its machine is lost)
+  leaves the step to the other worker, which runs it again, and the run succeeds;
+- a step whose process dies while its worker lives (the out-of-memory killer) fails the run,
+  which names the step and why, rather than going round the workers;
+- a step starts once the outputs it reads exist, even if the step that made them failed later
+  (the spine's rule, which dagster-celery alone does not follow).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import dagster as dg
+import pytest
+from celery_workers import Service, instance_env, lengthy_job, parallel_job, partial_failure_job, service
+from dagster._core.events import DagsterEventType
+
+pytestmark = [
+    pytest.mark.integration,
+    # dagster-celery registers its step task again for every step it sends; the first stays.
+    pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered"),
+]
+WORKERS = ("one", "two")
+RUN_SECONDS = 50  # a run here takes seconds; past this the test stops it and fails
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory) -> Service:
+    """The service's instance on a fresh database and two workers, `one` and `two`."""
+    with service(tmp_path_factory.mktemp("celery_service")) as started, instance_env(started):
+        for name in WORKERS:
+            started.start_worker(name)
+        for worker in started.workers.values():
+            worker.wait_ready()
+        yield started
+
+
+@pytest.fixture
+def two_workers(running: Service) -> Service:
+    """Both workers alive at the start of the test (one killed by an earlier test is replaced)."""
+    for name in WORKERS:
+        if running.workers[name].process.poll() is not None:
+            running.start_worker(name).wait_ready()
+    return running
+
+
+def _execute(running: Service, job, run_config: dict | None = None, **executor) -> tuple[dg.DagsterInstance, str]:
+    """Run `job` in this process (as `spine run` does), its steps sent to the workers."""
+    instance = running.instance()
+    config = {**running.executor_run_config(**executor), **(run_config or {})}
+    result = dg.execute_job(dg.reconstructable(job), instance, run_config=config, raise_on_error=False)
+    return instance, result.run_id
+
+
+def _workers_by_step(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
+    """The Celery workers that took each step, in order: dagster-celery records an engine event
+    naming the worker as the worker begins a step."""
+    taken: dict[str, list[str]] = {}
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        metadata = entry.dagster_event.engine_event_data.metadata or {}
+        if entry.step_key and "Celery worker" in metadata:
+            taken.setdefault(entry.step_key, []).append(metadata["Celery worker"].value)
+    return taken
+
+
+def _events(instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType) -> list[dg.EventLogEntry]:
+    return instance.all_logs(run_id, of_type=kind)
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
+    failures = _events(instance, run_id, DagsterEventType.RUN_FAILURE)
+    assert failures, "the run has no failure event"
+    data = failures[-1].dagster_event.event_specific_data
+    error = data.error.to_string() if data and data.error else ""
+    return f"{failures[-1].message}\n{error}"
+
+
+class Killer(threading.Thread):
+    """Kills whatever runs `step` a second after a worker began it: the worker with its step
+    process (`whole_worker`), or the step's process alone. Should the run then not end within
+    RUN_SECONDS, interrupts this process's run (as Ctrl-C would), so the test fails rather
+    than waits."""
+
+    def __init__(self, running: Service, step: str, whole_worker: bool):
+        super().__init__(daemon=True)
+        self.running, self.step, self.whole_worker = running, step, whole_worker
+        self.killed: str | None = None  # the worker's node name
+        self.step_pid: int | None = None
+        self.timed_out = False
+        self.problem: str | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # reported by the test
+            self.problem = repr(exc)
+
+    def _run(self) -> None:
+        instance = self.running.instance()
+        deadline = time.monotonic() + RUN_SECONDS
+        run_id = None
+        while self.killed is None and time.monotonic() < deadline:
+            for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                starts = [
+                    e
+                    for e in _events(instance, record.dagster_run.run_id, DagsterEventType.STEP_START)
+                    if e.step_key == self.step
+                ]
+                taken = _workers_by_step(instance, record.dagster_run.run_id).get(self.step)
+                if starts and taken:
+                    run_id, node = record.dagster_run.run_id, taken[0]
+                    time.sleep(1.0)  # well into the step
+                    self.step_pid = starts[0].dagster_event.pid
+                    worker = next(w for w in self.running.workers.values() if w.node == node)
+                    if self.whole_worker:
+                        worker.kill()
+                    else:
+                        os.kill(self.step_pid, signal.SIGKILL)
+                    self.killed = node
+                    break
+            time.sleep(0.2)
+        while run_id and time.monotonic() < deadline:
+            if instance.get_run_by_id(run_id).is_finished:
+                return
+            time.sleep(0.5)
+        self.timed_out = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_steps_run_on_both_workers_at_once(two_workers: Service):
+    nap = {"config": {"seconds": 3}}
+    instance, run_id = _execute(two_workers, parallel_job, {"ops": {"left": nap, "right": nap}})
+
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    taken = _workers_by_step(instance, run_id)
+    assert set(taken) == {"left", "right", "joined"}, taken
+    assert {taken["left"][0], taken["right"][0]} == {w.node for w in two_workers.workers.values()}, taken
+    # Each step's events carry the pid of the process that ran it: a step process of each worker.
+    pids = {e.step_key: e.dagster_event.pid for e in _events(instance, run_id, DagsterEventType.STEP_START)}
+    assert pids["left"] != pids["right"] and os.getpid() not in pids.values(), pids
+    starts = {e.step_key: e.timestamp for e in _events(instance, run_id, DagsterEventType.STEP_START)}
+    ends = {e.step_key: e.timestamp for e in _events(instance, run_id, DagsterEventType.STEP_SUCCESS)}
+    assert starts["left"] < ends["right"] and starts["right"] < ends["left"], (starts, ends)  # the naps overlapped
+    # `joined` read both outputs, written by the two workers, through the instance's storage.
+    assert starts["joined"] >= max(ends["left"], ends["right"])
+
+
+def test_a_step_lost_with_its_worker_runs_again_on_the_other(two_workers: Service):
+    killer = Killer(two_workers, "lengthy", whole_worker=True)
+    killer.start()
+    instance, run_id = _execute(two_workers, lengthy_job, {"ops": {"lengthy": {"config": {"seconds": 6}}}})
+    killer.join(timeout=10)
+
+    assert killer.problem is None, killer.problem
+    assert not killer.timed_out, "the step lost with its worker was never run again"
+    assert killer.killed is not None, "the step was never seen running"
+    other = next(w.node for w in two_workers.workers.values() if w.node != killer.killed)
+    assert _workers_by_step(instance, run_id)["lengthy"] == [killer.killed, other]
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    starts = _events(instance, run_id, DagsterEventType.STEP_START)
+    assert [e.step_key for e in starts] == ["lengthy", "lengthy"]  # from its start again
+    assert starts[1].dagster_event.pid != killer.step_pid
+    assert len(_events(instance, run_id, DagsterEventType.STEP_SUCCESS)) == 1
+
+
+def test_a_step_whose_process_dies_fails_the_run_with_its_name(two_workers: Service):
+    killer = Killer(two_workers, "lengthy", whole_worker=False)
+    killer.start()
+    instance, run_id = _execute(two_workers, lengthy_job, {"ops": {"lengthy": {"config": {"seconds": 6}}}})
+    killer.join(timeout=10)
+
+    assert killer.problem is None, killer.problem
+    assert not killer.timed_out, "the run never ended after its step's process was killed"
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    message = _failure_message(instance, run_id)
+    assert "[lengthy]" in message and "WorkerLostError" in message, message
+    assert "SIGKILL" in message, message
+    assert _workers_by_step(instance, run_id)["lengthy"] == [killer.killed]  # not sent out again
+    # The worker itself lives on and takes the next step.
+    assert all(w.process.poll() is None for w in two_workers.workers.values())
+
+
+def test_a_step_starts_once_its_inputs_exist_though_their_step_failed(two_workers: Service):
+    instance, run_id = _execute(
+        two_workers, partial_failure_job, step_dependency_config={"require_upstream_step_success": False}
+    )
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    succeeded = {e.step_key for e in _events(instance, run_id, DagsterEventType.STEP_SUCCESS)}
+    assert succeeded == {"uses_built"}
+    assert {e.step_key for e in _events(instance, run_id, DagsterEventType.STEP_FAILURE)} == {"half_built"}
+
+    # dagster-celery's own rule, for comparison: nothing after a failed step.
+    instance, run_id = _execute(two_workers, partial_failure_job)
+    assert {e.step_key for e in _events(instance, run_id, DagsterEventType.STEP_SUCCESS)} == set()
