@@ -122,6 +122,19 @@
     {{ expression }} collate "C"
 {%- endmacro %}
 
+{#- Aggregate: the greatest value in byte order, in the database's own collation again. -#}
+{% macro byte_order_max(expression) -%}
+    {{ return(adapter.dispatch('byte_order_max', 'data_spine')(expression)) }}
+{%- endmacro %}
+
+{% macro default__byte_order_max(expression) -%}
+    max({{ expression }})
+{%- endmacro %}
+
+{% macro postgres__byte_order_max(expression) -%}
+    max({{ expression }} collate "C") collate "default"
+{%- endmacro %}
+
 {#-
     Aggregates: the value of the row that sorts first (arg_min) or last (arg_max) by the
     expressions `order_by` lists, skipping rows whose value is null (as DuckDB's arg_min and
@@ -170,7 +183,10 @@
     percentile_cont(0.5) within group (order by {{ expression }}){% if filter %} filter (where {{ filter }}){% endif %}
 {%- endmacro %}
 
-{#- Aggregate: the distinct non-null values, sorted, as an array. -#}
+{#-
+    Aggregate: the distinct non-null values, sorted, as an array. Meant for short codes of
+    ASCII lower-case letters (source systems), which every collation sorts alike.
+-#}
 {% macro sorted_distinct_array(expression) -%}
     {{ return(adapter.dispatch('sorted_distinct_array', 'data_spine')(expression)) }}
 {%- endmacro %}
@@ -180,7 +196,7 @@
 {%- endmacro %}
 
 {% macro postgres__sorted_distinct_array(expression) -%}
-    array_agg(distinct {{ byte_order(expression) }} order by {{ byte_order(expression) }}) filter (where {{ expression }} is not null)
+    array_agg(distinct {{ expression }} order by {{ expression }}) filter (where {{ expression }} is not null)
 {%- endmacro %}
 
 {#-

@@ -13,7 +13,7 @@ with prices as (
 ),
 
 one_per_price as (
-    select price_id, max(product_id) as product_id, max(lookup_key) as lookup_key
+    select price_id, {{ byte_order_max('product_id') }} as product_id, {{ byte_order_max('lookup_key') }} as lookup_key
     from prices
     group by price_id
 ),

@@ -38,7 +38,7 @@ with events as (
     placed as (
         select user_id, anonymous_id from staged
         where
-            load_id > (select coalesce(max(last_load_id), '') from {{ this }})
+            {{ byte_order('load_id') }} > (select coalesce(max({{ byte_order('last_load_id') }}), '') from {{ this }})
             and workspace_id is not null
             and event_type in ('group', 'identify')
     ),
@@ -49,7 +49,7 @@ with events as (
         where
             user_id is not null
             and (
-                load_id > (select coalesce(max(last_load_id), '') from {{ this }})
+                {{ byte_order('load_id') }} > (select coalesce(max({{ byte_order('last_load_id') }}), '') from {{ this }})
                 -- after the newest stored day: the as-of instant may have passed them since
                 or occurred_at >= (select {{ dbt.dateadd('day', 1, 'max(activity_date)') }} from {{ this }})
                 or (
@@ -72,7 +72,7 @@ per_event_name as (
         count(*) as events,
         min(events.occurred_at) as first_event_at,
         max(events.occurred_at) as last_event_at,
-        max(events.load_id) as last_load_id
+        {{ byte_order_max('events.load_id') }} as last_load_id
     from events
     {% if incremental %}
         inner join affected
@@ -95,7 +95,7 @@ select
         as features,
     min(first_event_at) as first_event_at,
     max(last_event_at) as last_event_at,
-    max(last_load_id) as last_load_id,
+    {{ byte_order_max('last_load_id') }} as last_load_id,
     {{ refreshed_at() }} as refreshed_at
 from per_event_name
 group by workspace_id, user_id, activity_date

@@ -51,7 +51,7 @@ with crosswalk as (
 
     changed as (
         select event_id from {{ ref('stg_usage_events__events') }}
-        where load_id > (select coalesce(max(load_id), '') from stored)
+        where {{ byte_order('load_id') }} > (select coalesce(max({{ byte_order('load_id') }}), '') from stored)
         union
         select event_id from moved
     ),

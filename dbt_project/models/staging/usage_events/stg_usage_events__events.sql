@@ -13,7 +13,7 @@ with raw as (
     -- Rows the loader flagged wait in raw only until their lines are quarantined.
     where _rejected is not true
         {% if is_incremental() %}
-            and _dlt_load_id > (select coalesce(max(load_id), '') from {{ this }})
+            and {{ byte_order('_dlt_load_id') }} > (select coalesce(max({{ byte_order('load_id') }}), '') from {{ this }})
         {% endif %}
 ),
 
