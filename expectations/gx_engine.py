@@ -131,7 +131,8 @@ def evaluate_batches(
                 # The marts' timestamps are naive UTC, as the DuckDB path reads them.
                 "connect_args": {"application_name": "data_spine audit", "options": "-c timezone=UTC"},
                 # One connection for every query GX makes: a batch's temporary table
-                # (`_materialized`) lives on it.
+                # (`_materialized`) lives on it. Not a read-only session, which PostgreSQL
+                # would refuse that table; readers do not hold writers back there.
                 "poolclass": sa.pool.StaticPool,
             },
         )
