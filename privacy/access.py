@@ -499,7 +499,10 @@ def ensure_pg_roles(con: PgConnection, policy: AccessPolicy) -> None:
         elif existing[name][0]:
             con.execute(f"ALTER ROLE {quoted(name)} NOLOGIN")
         if name not in existing or existing[name][1] != comment:
-            con.execute(f"COMMENT ON ROLE {quoted(name)} IS {_literal(comment)}")
+            try:
+                con.execute(f"COMMENT ON ROLE {quoted(name)} IS {_literal(comment)}")
+            except psycopg2.errors.InternalError:
+                pass  # "tuple concurrently updated": a concurrent build wrote the same comment
 
 
 def _pg_managed_roles(con: PgConnection, policy: AccessPolicy) -> list[str]:
@@ -566,7 +569,6 @@ def publish_pg_role_access(
                     "datasets": datasets,
                     "not_served": sorted(d for d in role.grants if d not in served),
                 }
-            con.execute("SELECT set_config(?, '', true)", [PG_KEY_SETTING])
             con.commit()
         except BaseException:
             con.rollback()
