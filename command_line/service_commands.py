@@ -158,13 +158,17 @@ def instance(print_only: bool) -> None:
     show_default=True,
     show_envvar=True,
 )
-def code_server(host: str, port: int) -> None:
+@click.option(
+    "--module", default=DEFINITIONS_MODULE, hidden=True, help="The module whose definitions are served (tests: a toy)."
+)
+def code_server(host: str, port: int, module: str) -> None:
     """Load the spine's definitions and serve them over gRPC to the webserver and the daemon;
     the runs they launch are started here, as processes of this machine."""
     home = _service_instance_home()
-    _prepare_dbt()
+    if module == DEFINITIONS_MODULE:
+        _prepare_dbt()
     click.echo(_executor_line())
-    argv = [_dagster_script("dagster"), "code-server", "start", "-m", DEFINITIONS_MODULE]
+    argv = [_dagster_script("dagster"), "code-server", "start", "-m", module]
     argv += ["--location-name", LOCATION_NAME, "-h", host, "-p", str(port)]
     _exec(argv, {**os.environ, "DAGSTER_HOME": str(home)})
 

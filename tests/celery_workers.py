@@ -94,6 +94,10 @@ def partial_failure_job():
     uses_never(never)
 
 
+# What the code server serves in the tests (`spine service code-server --module celery_workers`).
+defs = dg.Definitions(jobs=[parallel_job, lengthy_job, partial_failure_job])
+
+
 # --- the service -----------------------------------------------------------------------------
 
 
@@ -115,35 +119,46 @@ def fresh_database(prefix: str = "spine_test_dagster") -> Iterator[str]:
 
 
 @dataclass
-class Worker:
+class Process:
+    """A process of the service, started in a session of its own (with what it starts: one
+    group to stop), its output in a file."""
+
     name: str
     process: subprocess.Popen
     log: Path
 
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def exited(self) -> str | None:
+        if self.process.poll() is None:
+            return None
+        return f"{self.name} exited ({self.process.returncode}):\n{self.output()[-3000:]}"
+
+    def kill(self) -> None:
+        """SIGKILL to the process and everything it started, as when its machine is lost."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+
+
+@dataclass
+class Worker(Process):
     @property
     def node(self) -> str:
         """The worker's Celery name, as dagster-celery records it on a step's events."""
         return f"{self.name}@{os.uname().nodename}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def wait_ready(self, seconds: float = WORKER_START_SECONDS) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if f"{self.node} ready." in self.output():
                 return
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker {self.name} exited ({self.process.returncode}):\n{self.output()[-3000:]}")
+            if self.exited():
+                raise AssertionError(self.exited())
             time.sleep(0.2)
         raise AssertionError(f"worker {self.name} not ready within {seconds} s:\n{self.output()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL to the worker and every step process of it, as when its machine is lost."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
 
 
 @dataclass
@@ -154,6 +169,7 @@ class Service:
     postgres_url: str
     queue: str
     workers: dict[str, Worker] = field(default_factory=dict)  # by name: the latest started
+    others: list[Process] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -182,27 +198,34 @@ class Service:
         the executor unconfigured)."""
         return {"execution": {"config": executor_config(self.settings, step_dependency_config)}}
 
-    def start_worker(self, name: str, preload: str = "celery_workers", concurrency: int = 1) -> Worker:
-        log = self.home.parent / f"worker-{name}-{uuid.uuid4().hex[:6]}.log"
-        command = [str(Path(sys.executable).parent / "spine"), "service", "worker", "--name", name]
-        command += ["--preload", preload, "--concurrency", str(concurrency)]
+    def spine(self, *args: str, name: str, env: dict[str, str] | None = None, kind: type[Process] = Process) -> Process:
+        """`spine service ARGS...` in the service's environment (plus `env`), in the background."""
+        log = self.home.parent / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        command = [str(Path(sys.executable).parent / "spine"), "service", *args]
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 command,
                 cwd=PROJECT_ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                start_new_session=True,  # the worker and its step processes: one group to stop
+                start_new_session=True,
             )
-        started = Worker(name, process, log)
-        self.workers[name] = started
+        started = kind(name, process, log)
+        if isinstance(started, Worker):
+            self.workers[name] = started
+        else:
+            self.others.append(started)
         return started
 
+    def start_worker(self, name: str, preload: str = "celery_workers", concurrency: int = 1) -> Worker:
+        args = ("worker", "--name", name, "--preload", preload, "--concurrency", str(concurrency))
+        return self.spine(*args, name=name, kind=Worker)
+
     def stop(self) -> None:
-        for worker in self.workers.values():
-            worker.kill()
+        for process in [*self.others, *self.workers.values()]:
+            process.kill()
 
 
 @contextlib.contextmanager

@@ -9,20 +9,30 @@ instance on a fresh PostgreSQL database.
 - a step whose process dies while its worker lives (the out-of-memory killer) fails the run,
   which names the step and why, rather than going round the workers;
 - a step starts once the outputs it reads exist, even if the step that made them failed later
-  (the spine's rule, which dagster-celery alone does not follow).
+  (the spine's rule, which dagster-celery alone does not follow);
+- the whole service: `spine service instance`, `code-server`, `daemon` and `webserver`, a run
+  launched through the UI's API waits in the run queue, the daemon launches it through the code
+  server, and its steps run on the workers.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 from celery_workers import Service, instance_env, lengthy_job, parallel_job, partial_failure_job, service
 from dagster._core.events import DagsterEventType
+from pipeline_runs import free_port
+
+from data_spine.settings import PROJECT_ROOT
 
 pytestmark = [
     pytest.mark.integration,
@@ -201,3 +211,83 @@ def test_a_step_starts_once_its_inputs_exist_though_their_step_failed(two_worker
     # dagster-celery's own rule, for comparison: nothing after a failed step.
     instance, run_id = _execute(two_workers, partial_failure_job)
     assert {e.step_key for e in _events(instance, run_id, DagsterEventType.STEP_SUCCESS)} == set()
+
+
+LAUNCH = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
+SERVICE_START_SECONDS = 90
+
+
+def _launch(port: int, job: str, run_config: dict) -> str | None:
+    """Launch `job` through the webserver's GraphQL API, as the UI does; None while the webserver
+    or its code location is not up yet."""
+    params = {
+        "runConfigData": run_config,
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+        "selector": {"repositoryLocationName": "data_spine", "repositoryName": "__repository__", "pipelineName": job},
+    }
+    try:
+        response = requests.post(
+            f"http://127.0.0.1:{port}/graphql",
+            timeout=30,
+            json={"query": LAUNCH, "variables": {"executionParams": params}},
+        )
+    except requests.ConnectionError:
+        return None
+    if response.status_code != 200:
+        return None
+    launched = response.json()["data"]["launchPipelineExecution"]
+    return launched["run"]["runId"] if launched["__typename"] == "LaunchRunSuccess" else None
+
+
+def test_a_run_launched_through_the_service_waits_in_the_queue_and_runs_on_the_workers(two_workers: Service):
+    ports = {"SPINE_CODE_SERVER_PORT": str(free_port()), "SPINE_WEBSERVER_PORT": str(free_port())}
+    spine = str(Path(sys.executable).parent / "spine")
+    command = [spine, "service", "instance"]
+    setup = subprocess.run(command, cwd=PROJECT_ROOT, env=two_workers.env, capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "Dagster's tables are ready" in setup.stdout, setup.stdout
+
+    processes = [
+        two_workers.spine("code-server", "--module", "celery_workers", name="code-server", env=ports),
+        two_workers.spine("daemon", name="daemon", env=ports),
+        two_workers.spine("webserver", name="webserver", env=ports),
+    ]
+    try:
+        nap = {"config": {"seconds": 2}}
+        run_config = {**two_workers.executor_run_config(), "ops": {"left": nap, "right": nap}}
+        deadline = time.monotonic() + SERVICE_START_SECONDS
+        run_id = None
+        while run_id is None and time.monotonic() < deadline:
+            dead = [p.exited() for p in processes if p.exited()]
+            assert not dead, dead[0]
+            run_id = _launch(int(ports["SPINE_WEBSERVER_PORT"]), "parallel_job", run_config)
+            time.sleep(0.5 if run_id is None else 0)
+        assert run_id, "the webserver launched no run:\n" + "\n".join(p.output()[-2000:] for p in processes)
+
+        instance = two_workers.instance()
+        while time.monotonic() < deadline + RUN_SECONDS and not instance.get_run_by_id(run_id).is_finished:
+            time.sleep(0.5)
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS, "\n".join(p.output()[-2000:] for p in processes)
+    finally:
+        for process in processes:
+            process.kill()
+
+    # Queued by the webserver, taken off the queue by the daemon, run by a process the code server
+    # started, its steps on both workers.
+    enqueued = _events(instance, run_id, DagsterEventType.RUN_ENQUEUED)
+    starting = _events(instance, run_id, DagsterEventType.RUN_STARTING)  # the daemon's, as it dequeues
+    assert enqueued and starting and enqueued[0].timestamp <= starting[0].timestamp
+    run_worker = _events(instance, run_id, DagsterEventType.RUN_START)[0].dagster_event.pid
+    assert run_worker not in {os.getpid(), *(p.process.pid for p in processes)}
+    taken = _workers_by_step(instance, run_id)
+    assert {taken["left"][0], taken["right"][0]} == {w.node for w in two_workers.workers.values()}, taken
