@@ -448,6 +448,9 @@ def _execute_spine_job(
                 "path": str(cfg.warehouse),
                 "reports_dir": str(cfg.reports_dir),
                 "as_of": as_of,
+                # Not the PostgreSQL URL: run config is stored with the run, and the URL may
+                # carry a password; every process reads it from its own environment.
+                "target": cfg.warehouse_target,
             }
         }
     }

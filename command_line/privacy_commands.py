@@ -226,6 +226,7 @@ def retention(as_of, policy: Path | None, as_json: bool) -> None:
                     "path": str(cfg.warehouse),
                     "reports_dir": str(cfg.reports_dir),
                     "as_of": day.isoformat() if day else None,
+                    "target": cfg.warehouse_target,
                 }
             }
         },

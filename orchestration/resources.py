@@ -70,11 +70,13 @@ class WarehouseResource(dg.ConfigurableResource):
     reports_dir: str
     as_of: str | None = None  # ISO date the data describes; today when unset
     target: str = "duckdb"  # duckdb | postgres (SPINE_WAREHOUSE_TARGET)
-    postgres_url: str = ""  # libpq URL when the target is postgres (SPINE_POSTGRES_URL)
+    # libpq URL when the target is postgres; empty: SPINE_POSTGRES_URL of the process opening
+    # it (so a password never enters run config, which Dagster stores with the run).
+    postgres_url: str = ""
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.target, Path(self.path), self.postgres_url)
+        return Warehouse(self.target, Path(self.path), self.postgres_url or settings().postgres_url)
 
     def connect(self, read_only: bool = False, **duckdb_config):
         """A connection to the warehouse, whichever it is (data_spine.warehouse)."""
@@ -161,7 +163,6 @@ def warehouse_from_env(cfg: Settings | None = None) -> WarehouseResource:
         reports_dir=str(cfg.reports_dir),
         as_of=cfg.as_of.isoformat() if cfg.as_of else None,
         target=cfg.warehouse_target,
-        postgres_url=cfg.postgres_url,
     )
 
 
