@@ -139,7 +139,8 @@ def instance(print_only: bool) -> None:
     try:
         created = create_database(url)
     except Exception as exc:  # the server's own words say what is wrong (down, refused, no right)
-        raise click.ClickException(f"cannot reach the instance's database at {_shown(url)}: {exc}".strip()) from None
+        said = " ".join(str(exc).split())
+        raise click.ClickException(f"cannot reach the instance's database at {_shown(url)}: {said}") from None
     click.echo(f"Database {database_name(url)} {'created' if created else 'exists'} ({_shown(url)}).")
     path, changed = write_instance_yaml(home)
     click.echo(f"Instance configuration {'written to' if changed else 'already in'} {path}.")

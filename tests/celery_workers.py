@@ -242,6 +242,17 @@ def service(root: Path) -> Iterator[Service]:
             yield running
         finally:
             running.stop()
+            forget_queue(running.queue)
+
+
+def forget_queue(name: str) -> None:
+    """Delete a test session's queue, and the exchange Celery made for it, from the broker."""
+    from kombu import Connection
+
+    with Connection(BROKER, connect_timeout=10) as connection:
+        channel = connection.channel()
+        channel.queue_delete(name)
+        channel.exchange_delete(name)
 
 
 @contextlib.contextmanager
