@@ -138,9 +138,10 @@
 {#-
     Aggregates: the value of the row that sorts first (arg_min) or last (arg_max) by the
     expressions `order_by` lists, skipping rows whose value is null (as DuckDB's arg_min and
-    arg_max do); `filter` restricts the rows further. DuckDB compares the order by as one
-    tuple, in which a null sorts after every value; PostgreSQL's defaults (nulls last
-    ascending, first descending) put nulls in the same place.
+    arg_max do); `filter` restricts the rows further. DuckDB compares two or more order-by
+    expressions as one tuple, in which a null sorts after every value, and PostgreSQL's
+    defaults (nulls last ascending, first descending) put nulls in the same place; a single
+    one it compares as it is, skipping rows where it is null.
 -#}
 {% macro arg_min(value, order_by, filter=none) -%}
     {{ return(adapter.dispatch('arg_min', 'data_spine')(value, order_by, filter)) }}
@@ -160,13 +161,17 @@
 
 {% macro postgres__arg_min(value, order_by, filter=none) -%}
     (array_agg({{ value }} order by {{ order_by | join(', ') }}) filter (
-        where {{ value }} is not null{% if filter %} and ({{ filter }}){% endif %}
+        where {{ value }} is not null
+        {%- if order_by | length == 1 %} and {{ order_by[0] }} is not null{% endif %}
+        {%- if filter %} and ({{ filter }}){% endif %}
     ))[1]
 {%- endmacro %}
 
 {% macro postgres__arg_max(value, order_by, filter=none) -%}
     (array_agg({{ value }} order by {{ order_by | join(' desc, ') }} desc) filter (
-        where {{ value }} is not null{% if filter %} and ({{ filter }}){% endif %}
+        where {{ value }} is not null
+        {%- if order_by | length == 1 %} and {{ order_by[0] }} is not null{% endif %}
+        {%- if filter %} and ({{ filter }}){% endif %}
     ))[1]
 {%- endmacro %}
 
