@@ -7,21 +7,28 @@ from expectations.suites.common import CURRENCIES
 INVOICES = Batch(
     name="invoices",
     key=("invoice_id",),
+    # The charges are summed once per invoice and joined: PostgreSQL would run a correlated
+    # sum once per invoice, over the charges' view (14 s at `small`, where DuckDB decorrelates).
     sql="""
+        with succeeded as (
+            select invoice_id, sum(amount) as amount
+            from intermediate.int_stripe__charges
+            where status = 'succeeded'
+            group by invoice_id
+        )
         select
-            invoice_id, customer_id, status, currency, total, amount_due, amount_paid,
+            i.invoice_id, customer_id, status, currency, total, amount_due, amount_paid,
             amount_paid + amount_remaining - amount_due as settlement_gap,
             case when status = 'paid' then amount_remaining end as remaining_on_paid,
             -- Payments reconcile with invoices: a paid invoice is backed by succeeded charges
             -- for exactly what it says was paid (a fully discounted invoice needs none).
-            case when status = 'paid' and amount_paid > 0 then amount_paid - coalesce((
-                select sum(ch.amount) from intermediate.int_stripe__charges as ch
-                where ch.invoice_id = i.invoice_id and ch.status = 'succeeded'
-            ), 0) end as unpaid_by_charges,
+            case when status = 'paid' and amount_paid > 0 then amount_paid - coalesce(succeeded.amount, 0) end
+                as unpaid_by_charges,
             case when customer_id is not null then exists (
                 select 1 from marts.customers as c where c.customer_id = i.customer_id
             ) end as customer_known
         from marts.invoices as i
+        left join succeeded on succeeded.invoice_id = i.invoice_id
     """,
     checks=(
         check(
