@@ -7,6 +7,7 @@ Also the small jobs the tests give the workers (a worker imports this module, `-
 
 # No `from __future__ import annotations`: Dagster reads the ops' annotations (config, inputs).
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -92,6 +93,20 @@ def partial_failure_job():
     built, never = half_built()
     uses_built(built)
     uses_never(never)
+
+
+RUN_ID = "run id: "
+
+
+def run_job(job: str, run_config: str) -> None:
+    """`Service.execute` in the run's process: the job run in the instance of DAGSTER_HOME."""
+    from orchestration.service.instance_setup import open_instance
+
+    with open_instance(Path(os.environ["DAGSTER_HOME"])) as instance:
+        result = dg.execute_job(
+            dg.reconstructable(globals()[job]), instance, run_config=json.loads(run_config), raise_on_error=False
+        )
+    print(f"{RUN_ID}{result.run_id}", flush=True)
 
 
 # What the code server serves in the tests (`spine service code-server --module celery_workers`).
@@ -197,6 +212,22 @@ class Service:
         """Run config that sends a job's steps to this service's workers (the jobs above take
         the executor unconfigured)."""
         return {"execution": {"config": executor_config(self.settings, step_dependency_config)}}
+
+    def execute(self, job: str, run_config: dict, seconds: float) -> str:
+        """Run the job `job` of this module, its steps sent to the workers, from a process of its
+        own (a run's process, as `spine run` or the code server starts one); the run's id. A run
+        still going after `seconds` is killed, and so is the test."""
+        code = "import sys, celery_workers as w; w.run_job(sys.argv[1], sys.argv[2])"
+        command = [sys.executable, "-c", code, job, json.dumps(run_config)]
+        try:
+            done = subprocess.run(
+                command, cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=seconds
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"{job} did not end within {seconds} s:\n{(exc.stderr or b'')[-3000:]!r}") from None
+        lines = [line for line in done.stdout.splitlines() if line.startswith(RUN_ID)]
+        assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-3000:]
+        return lines[-1].removeprefix(RUN_ID)
 
     def spine(self, *args: str, name: str, env: dict[str, str] | None = None, kind: type[Process] = Process) -> Process:
         """`spine service ARGS...` in the service's environment (plus `env`), in the background."""
