@@ -94,3 +94,7 @@ def subject_erasure_job_definition() -> dg.JobDefinition:
 
 def retention_job_definition() -> dg.JobDefinition:
     return defs.resolve_job_def("retention_job")
+
+
+def usage_ingestion_job_definition() -> dg.JobDefinition:
+    return defs.resolve_job_def("usage_ingestion_job")
