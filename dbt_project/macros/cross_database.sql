@@ -159,20 +159,20 @@
     arg_max({{ value }}, ({{ order_by | join(', ') }})){% if filter %} filter (where {{ filter }}){% endif %}
 {%- endmacro %}
 
+{#- The rows arg_min and arg_max take on PostgreSQL. -#}
+{% macro arg_rows(value, order_by, filter=none) -%}
+    {%- set conditions = [value ~ ' is not null'] -%}
+    {%- if order_by | length == 1 -%}{%- do conditions.append(order_by[0] ~ ' is not null') -%}{%- endif -%}
+    {%- if filter -%}{%- do conditions.append('(' ~ filter ~ ')') -%}{%- endif -%}
+    {{ conditions | join(' and ') }}
+{%- endmacro %}
+
 {% macro postgres__arg_min(value, order_by, filter=none) -%}
-    (array_agg({{ value }} order by {{ order_by | join(', ') }}) filter (
-        where {{ value }} is not null
-        {%- if order_by | length == 1 %} and {{ order_by[0] }} is not null{% endif %}
-        {%- if filter %} and ({{ filter }}){% endif %}
-    ))[1]
+    (array_agg({{ value }} order by {{ order_by | join(', ') }}) filter (where {{ arg_rows(value, order_by, filter) }}))[1]
 {%- endmacro %}
 
 {% macro postgres__arg_max(value, order_by, filter=none) -%}
-    (array_agg({{ value }} order by {{ order_by | join(' desc, ') }} desc) filter (
-        where {{ value }} is not null
-        {%- if order_by | length == 1 %} and {{ order_by[0] }} is not null{% endif %}
-        {%- if filter %} and ({{ filter }}){% endif %}
-    ))[1]
+    (array_agg({{ value }} order by {{ order_by | join(' desc, ') }} desc) filter (where {{ arg_rows(value, order_by, filter) }}))[1]
 {%- endmacro %}
 
 {#- Aggregate: the median of the rows `filter` keeps (all when none), interpolated, as a double. -#}

@@ -102,7 +102,7 @@ never_billed as (
     inner join subscriptions
         on items.subscription_id = subscriptions.subscription_id
     where
-        items.subscription_item_id not in (select subscription_item_id from lines)
+        not exists (select 1 from lines where lines.subscription_item_id = items.subscription_item_id)
         -- incomplete: the first payment never succeeded; trialing: nothing contracted yet
         and subscriptions.status in ('active', 'past_due', 'unpaid', 'canceled')
 ),

@@ -28,24 +28,25 @@ ids as (
 facts as (
     select
         'hubspot' as source_system, 'contacts' as fact, count(*) as fact_rows,
-        count(*) filter (where company_id is not null and company_id not in (
-            select source_id from crosswalk where source_system = 'hubspot'
+        count(*) filter (where contacts.company_id is not null and not exists (
+            select 1 from crosswalk where crosswalk.source_system = 'hubspot' and crosswalk.source_id = contacts.company_id
         )) as orphan_rows
-    from {{ ref('stg_hubspot__contacts') }}
+    from {{ ref('stg_hubspot__contacts') }} as contacts
     union all
     select
         'stripe', 'invoices', count(*),
-        count(*) filter (where stripe_customer_id not in (
-            select source_id from crosswalk where source_system = 'stripe'
+        count(*) filter (where invoices.stripe_customer_id is not null and not exists (
+            select 1 from crosswalk where crosswalk.source_system = 'stripe' and crosswalk.source_id = invoices.stripe_customer_id
         ))
-    from {{ ref('stg_stripe__invoices') }}
+    from {{ ref('stg_stripe__invoices') }} as invoices
     union all
     select
         'zendesk', 'tickets', count(*),
-        count(*) filter (where organization_id is not null and cast(organization_id as varchar) not in (
-            select source_id from crosswalk where source_system = 'zendesk'
+        count(*) filter (where tickets.organization_id is not null and not exists (
+            select 1 from crosswalk
+            where crosswalk.source_system = 'zendesk' and crosswalk.source_id = cast(tickets.organization_id as varchar)
         ))
-    from {{ ref('stg_zendesk__tickets') }}
+    from {{ ref('stg_zendesk__tickets') }} as tickets
 )
 
 select

@@ -27,8 +27,9 @@ deliveries as (
         ) as delivery
     from raw
     {% if is_incremental() %}
-        -- The first delivery of a message stands: one staged before is not taken again.
-        where message_id not in (select event_id from {{ this }})
+        -- The first delivery of a message stands: one staged before is not taken again. (Not
+        -- exists rather than not in: PostgreSQL runs a not in over a large table row by row.)
+        where not exists (select 1 from {{ this }} as staged where staged.event_id = raw.message_id)
     {% endif %}
 )
 
