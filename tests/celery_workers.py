@@ -95,6 +95,23 @@ def partial_failure_job():
     uses_never(never)
 
 
+@dg.op
+def first(config: Nap) -> None:
+    time.sleep(config.seconds)
+
+
+@dg.op(tags={"dagster/priority": "-1"})
+def last() -> None:
+    # As the scorecard: not downstream of `first`, after it by priority.
+    pass
+
+
+@dg.job(executor_def=spine_celery_executor)
+def priority_job():
+    first()
+    last()
+
+
 RUN_ID = "run id: "
 
 
@@ -110,7 +127,7 @@ def run_job(job: str, run_config: str) -> None:
 
 
 # What the code server serves in the tests (`spine service code-server --module celery_workers`).
-defs = dg.Definitions(jobs=[parallel_job, lengthy_job, partial_failure_job])
+defs = dg.Definitions(jobs=[parallel_job, lengthy_job, partial_failure_job, priority_job])
 
 
 # --- the service -----------------------------------------------------------------------------
@@ -244,15 +261,17 @@ class Service:
                 start_new_session=True,
             )
         started = kind(name, process, log)
-        if isinstance(started, Worker):
-            self.workers[name] = started
-        else:
+        if not isinstance(started, Worker):
             self.others.append(started)
         return started
 
     def start_worker(self, name: str, preload: str = "celery_workers", concurrency: int = 1) -> Worker:
-        args = ("worker", "--name", name, "--preload", preload, "--concurrency", str(concurrency))
-        return self.spine(*args, name=name, kind=Worker)
+        """A worker, `workers[name]`; its Celery name carries the session's queue name, since two
+        workers of one name on one broker and host shut each other out."""
+        celery_name = f"{name}-{self.queue}"
+        args = ("worker", "--name", celery_name, "--preload", preload, "--concurrency", str(concurrency))
+        started = self.workers[name] = self.spine(*args, name=celery_name, kind=Worker)
+        return started
 
     def stop(self) -> None:
         for process in [*self.others, *self.workers.values()]:

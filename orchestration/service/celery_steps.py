@@ -3,11 +3,19 @@ same settings as the Celery app a worker takes them with (`celery_worker.py`), s
 
 The executor is dagster-celery's (each step a Celery task on the queue `SPINE_CELERY_QUEUE` of
 the broker `SPINE_CELERY_BROKER_URL`, its events sent back through `SPINE_CELERY_BACKEND_URL`)
-with one thing added: dagster-celery 0.29 has no `step_dependency_config`, so a step would wait
-for every upstream step to succeed, where the spine's in-process executor starts a step as soon
-as the outputs it reads exist (a failed dbt model holds back only the entities built from it).
-`SpineCeleryExecutor` hands that setting to the plan, which is where Dagster's own executors
-apply it.
+with two things the spine's in-process executor does and dagster-celery 0.29 does not
+(`SpineCeleryExecutor` gives the plan it executes both):
+
+- `step_dependency_config`: a step starts as soon as the outputs it reads exist, even when the
+  step that made them failed afterwards (a failed dbt model holds back only the entities built
+  from it); dagster-celery would wait for every upstream step to succeed.
+- `dagster/priority`: a step of lower priority starts only once no step of higher priority waits
+  or runs. In process, steps run one at a time, highest priority first, and the spine relies on
+  it: the scorecard and the reports (priority -1) come after the publishing steps, which are not
+  upstream of them (a held-back entity fails its publishing step, and the scorecard must still
+  be written). dagster-celery ignores the tag (and warns about it); on parallel workers the
+  scorecard would otherwise score the served tables while they are being published. The
+  priority also becomes the Celery message's (`dagster-celery/priority`).
 
 Celery settings both sides share (`app_config`):
 
@@ -26,13 +34,20 @@ Celery settings both sides share (`app_config`):
   further step that an idle worker could run.
 """
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig, get_step_dependency_config_field
+from dagster._core.storage.tags import PRIORITY_TAG
+from dagster_celery.defaults import task_default_priority
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
+from dagster_celery.tags import DAGSTER_CELERY_STEP_PRIORITY_TAG
 
 from data_spine.settings import Settings
 
@@ -62,20 +77,78 @@ def executor_config(cfg: Settings, step_dependency_config: dict[str, Any] | None
     return config
 
 
-class _PlanWithDependencyConfig(ExecutionPlan):
-    """An execution plan whose execution starts with a step-dependency setting of its own
-    (dagster-celery's execution loop starts the plan without one)."""
+def _priority(step) -> int:
+    try:
+        return int(step.tags.get(PRIORITY_TAG, 0))
+    except ValueError:
+        return 0
+
+
+def _with_celery_priority(step):
+    """The step, its `dagster/priority` also as the Celery priority of its message (around
+    dagster-celery's default, which Celery orders highest first)."""
+    if not isinstance(step, ExecutionStep) or PRIORITY_TAG not in step.tags:
+        return step
+    if DAGSTER_CELERY_STEP_PRIORITY_TAG in step.tags:
+        return step
+    return step._replace(
+        tags={**step.tags, DAGSTER_CELERY_STEP_PRIORITY_TAG: str(task_default_priority + _priority(step))}
+    )
+
+
+class _PriorityOrderedExecution(ActiveExecution):
+    """Dagster's bookkeeping of a run's steps, handing out a step only once no step of a higher
+    `dagster/priority` is waiting to start or running (see the module)."""
+
+    def get_steps_to_execute(self, limit: int | None = None) -> Sequence[ExecutionStep]:
+        self._update()
+        pending = [*self._executable, *self._in_flight]
+        top = max((_priority(self.get_step_by_key(key)) for key in pending), default=0)
+        held = [key for key in self._executable if _priority(self.get_step_by_key(key)) < top]
+        self._executable = [key for key in self._executable if key not in held]
+        try:
+            return super().get_steps_to_execute(limit)
+        finally:
+            self._executable.extend(held)
+
+
+class _SpinePlan(ExecutionPlan):
+    """The run's execution plan, its steps carrying their Celery priority, executed with the
+    step-dependency setting and priority order of the spine (dagster-celery's execution loop
+    starts the plan without either)."""
 
     step_dependency_config: StepDependencyConfig
 
-    def start(self, *args, **kwargs):
-        kwargs.setdefault("step_dependency_config", self.step_dependency_config)
-        return super().start(*args, **kwargs)
+    @classmethod
+    def of(cls, plan: ExecutionPlan, step_dependency_config: StepDependencyConfig) -> "_SpinePlan":
+        steps = {handle: _with_celery_priority(step) for handle, step in plan.step_dict.items()}
+        made = cls._make(plan)._replace(step_dict=steps, step_dict_by_key={s.key: s for s in steps.values()})
+        made.step_dependency_config = step_dependency_config
+        return made
+
+    def start(
+        self,
+        retry_mode: RetryMode,
+        sort_key_fn=None,
+        max_concurrent: int | None = None,
+        tag_concurrency_limits=None,
+        instance_concurrency_context=None,
+        step_dependency_config: StepDependencyConfig | None = None,
+    ) -> ActiveExecution:
+        return _PriorityOrderedExecution(
+            self,
+            retry_mode,
+            sort_key_fn,
+            max_concurrent,
+            tag_concurrency_limits,
+            instance_concurrency_context=instance_concurrency_context,
+            step_dependency_config=step_dependency_config or self.step_dependency_config,
+        )
 
 
 class SpineCeleryExecutor(CeleryExecutor):
-    """dagster-celery's executor, starting a step when the outputs it reads exist if so
-    configured (see the module)."""
+    """dagster-celery's executor, with the spine's step-dependency setting and priority order
+    (see the module)."""
 
     def __init__(self, step_dependency_config: StepDependencyConfig, **kwargs: Any):
         super().__init__(**kwargs)
@@ -86,9 +159,10 @@ class SpineCeleryExecutor(CeleryExecutor):
         return self._step_dependency_config
 
     def execute(self, plan_context, execution_plan: ExecutionPlan):
-        plan = _PlanWithDependencyConfig._make(execution_plan)
-        plan.step_dependency_config = self._step_dependency_config
-        return super().execute(plan_context, plan)
+        # dagster-celery makes its step task anew for every step it sends; Celery keeps the first
+        # and warns about each other one.
+        warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+        return super().execute(plan_context, _SpinePlan.of(execution_plan, self._step_dependency_config))
 
 
 @dg.executor(

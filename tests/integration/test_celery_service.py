@@ -8,8 +8,9 @@ instance on a fresh PostgreSQL database.
   leaves the step to the other worker, which runs it again, and the run succeeds;
 - a step whose process dies while its worker lives (the out-of-memory killer) fails the run,
   which names the step and why, rather than going round the workers;
-- a step starts once the outputs it reads exist, even if the step that made them failed later
-  (the spine's rule, which dagster-celery alone does not follow);
+- a step starts once the outputs it reads exist, even if the step that made them failed later,
+  and a step of lower priority only once those above it have finished (the spine's rules,
+  which dagster-celery alone does not follow);
 - the whole service: `spine service instance`, `code-server`, `daemon` and `webserver`, a run
   launched through the UI's API waits in the run queue, the daemon launches it through the code
   server, and its steps run on the workers.
@@ -194,6 +195,16 @@ def test_a_step_starts_once_its_inputs_exist_though_their_step_failed(two_worker
     # dagster-celery's own rule, for comparison: nothing after a failed step.
     instance, run_id = _execute(two_workers, "partial_failure_job")
     assert {e.step_key for e in _events(instance, run_id, DagsterEventType.STEP_SUCCESS)} == set()
+
+
+def test_a_step_of_lower_priority_waits_for_those_above_it(two_workers: Service):
+    instance, run_id = _execute(two_workers, "priority_job", {"ops": {"first": {"config": {"seconds": 2}}}})
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    starts = {e.step_key: e.timestamp for e in _events(instance, run_id, DagsterEventType.STEP_START)}
+    ends = {e.step_key: e.timestamp for e in _events(instance, run_id, DagsterEventType.STEP_SUCCESS)}
+    assert starts["last"] >= ends["first"], (starts, ends)  # though a worker was free all along
+    warned = [e.message for e in instance.all_logs(run_id) if "dagster-celery/priority" in (e.message or "")]
+    assert not warned, warned
 
 
 LAUNCH = """
