@@ -186,6 +186,9 @@ SHARED_RUNS = {
     "test_served_figures.py": "small company run",
     "test_personal_data_guard.py": "small company run",
     "test_role_access_served.py": "small company run",
+    "test_spine_on_postgres.py": "small company run",
+    "test_quality_on_postgres.py": "small company run",
+    "test_roles_on_postgres.py": "small company run",
     "test_conformance.py": "variant matrix runs",
     "test_variants.py": "variant matrix runs",
 }
@@ -193,6 +196,9 @@ SHARED_RUNS = {
 # suite on a 2-core machine), started first, longest first, so that two workers finish
 # together rather than one waiting on a long file picked up last.
 LONGEST_FIRST = [
+    # First of its group: its PostgreSQL run starts before, and runs beside, the small company's
+    # DuckDB run (`first_run`), whose marts it is compared with before any test changes them.
+    "test_spine_on_postgres.py",
     "test_pipeline.py",  # with test_quality_acceptance.py and test_wap.py (~220)
     "test_quality_acceptance.py",
     "test_wap.py",

@@ -51,13 +51,6 @@ DEFECTS = (
 )
 
 
-def _server_or_skip() -> None:
-    try:
-        psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3).close()
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server at {SERVER}: {exc}")
-
-
 def _drop_database(name: str) -> None:
     server = psycopg2.connect(f"{SERVER}/postgres")
     server.autocommit = True
@@ -88,7 +81,6 @@ def _copy_models(duckdb_path: Path, target: Warehouse) -> None:
 @pytest.fixture(scope="module")
 def warehouses(first_run, tmp_path_factory):
     """(DuckDB copy, PostgreSQL copy) of the shared run's warehouse, the defects added to both."""
-    _server_or_skip()
     folder = tmp_path_factory.mktemp("quality_on_postgres")
     duck = Warehouse("duckdb", folder / "warehouse.duckdb", "")
     shutil.copyfile(settings().warehouse, duck.duckdb_path)
