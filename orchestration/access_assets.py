@@ -12,7 +12,7 @@ from data_spine.settings import settings
 from data_spine.warehouse import Warehouse
 from expectations.suites import SUITES
 from orchestration.quality_assets import audit_key
-from orchestration.resources import WAREHOUSE_POOL, WarehouseResource, waiting_for_the_warehouse
+from orchestration.resources import WarehouseResource, exclusive_pool, waiting_for_the_warehouse
 from privacy.access import publish_role_access
 from privacy.access_policy import AccessPolicyError, ClassificationError
 
@@ -22,7 +22,7 @@ from privacy.access_policy import AccessPolicyError, ClassificationError
     deps=[audit_key(suite) for suite in SUITES.values()],
     group_name="access",
     kinds={Warehouse.of(settings()).kind},
-    pool=WAREHOUSE_POOL,
+    pool=exclusive_pool("role_access"),
     op_tags={"dagster/priority": "-1"},
     description="Per role of privacy/access_policy.yml (sales, customer success, finance, data science, "
     "executive, AI agent): views `access_<role>` over serving, and a read-only DuckDB file "

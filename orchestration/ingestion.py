@@ -23,7 +23,7 @@ from data_spine.settings import settings
 from data_spine.warehouse import Warehouse
 from expectations.freshness_windows import SOURCES
 from orchestration.freshness_policies import how_judged, source_policy
-from orchestration.resources import WAREHOUSE_POOL, VendorApisResource, retry_when_locked, warehouse_locked
+from orchestration.resources import VendorApisResource, exclusive_pool, retry_when_locked, warehouse_locked
 from privacy import suppression
 from privacy.classification import column_tags, raw_table_classification, strictest
 from privacy.keys import privacy_key
@@ -86,7 +86,7 @@ def _ingestion_assets(source: str) -> dg.AssetsDefinition:
         dlt_pipeline=make_pipeline(source),
         name=f"ingest_{source}",
         dagster_dlt_translator=RawTableTranslator(source=source),
-        pool=WAREHOUSE_POOL,
+        pool=exclusive_pool(f"load_{source}"),
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, vendor_apis: VendorApisResource):
         context.log.info(f"Loading {source} into {DATASETS[source]} ...")

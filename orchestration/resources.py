@@ -22,9 +22,17 @@ from quality.source_monitors import VolumePolicy
 # Every step that opens the DuckDB file claims a slot in this pool. The instance gives each
 # pool one slot (`.dagster_home/dagster.yaml`), so two runs never hold the file at once:
 # DuckDB allows a single writer process. PostgreSQL takes many writers: on that target the
-# steps claim no pool, and the run queue's limits (orchestration/service/dagster.yaml) are
-# what bounds the work at once.
+# steps claim no such pool, and runs go side by side.
 WAREHOUSE_POOL = "duckdb_warehouse" if settings().warehouse_target == "duckdb" else None
+
+
+def exclusive_pool(work: str) -> str | None:
+    """The pool of a step that two runs must not do at once even on PostgreSQL, `work` naming
+    what they would collide on: a source's load (dlt's working folder and staging tables), the
+    dbt build (each model's `__dbt_tmp` relation), the roles' rebuild (their schemas). On
+    DuckDB it is the warehouse's pool, which already keeps every writer to one at a time."""
+    return WAREHOUSE_POOL if WAREHOUSE_POOL else f"postgres_{work}"
+
 
 # DuckDB's message when another process holds the warehouse file. The pool keeps our own runs
 # apart, but any other process with the file open (a DuckDB shell, a notebook, a run of

@@ -34,7 +34,13 @@ from orchestration.dbt_manifest import (
 )
 from orchestration.errors import first_line
 from orchestration.freshness_policies import how_judged, mart_policy
-from orchestration.resources import WAREHOUSE_LOCKED, WAREHOUSE_POOL, WarehouseResource, retry_when_locked
+from orchestration.resources import (
+    WAREHOUSE_LOCKED,
+    WAREHOUSE_POOL,
+    WarehouseResource,
+    exclusive_pool,
+    retry_when_locked,
+)
 from privacy.classification import Classification, column_tags, strictest
 from quality.publishing import hold_unbuilt
 
@@ -141,7 +147,7 @@ _PRODUCTION_BUILD = ["build", "--exclude-resource-type", "unit_test"]
         # of their own that share the resource's asset key (`meta.dagster.asset_key`).
         settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
     ),
-    pool=WAREHOUSE_POOL,
+    pool=exclusive_pool("dbt_build"),
 )
 def dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtBuildConfig

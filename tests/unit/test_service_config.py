@@ -33,7 +33,9 @@ def test_the_service_instance_is_dagster_config_on_postgres_from_the_environment
     assert instance_class is None  # Dagster's own: SpineInstance only changes SQLite's event log
     assert config["storage"] == {"postgres": {"postgres_url": {"env": "SPINE_DAGSTER_POSTGRES_URL"}}}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 1
+    # Runs go side by side; what they must not do at once is a pool per step (one slot each).
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] > 1
+    assert config["concurrency"]["pools"]["default_limit"] == 1
     limited = {limit["key"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     assert limited == {"dagster/schedule_name", "dagster/sensor_name", "dagster/backfill"}
     assert config["run_launcher"] == {"module": "orchestration.run_recovery", "class": "LocalRunLauncher"}
@@ -142,3 +144,43 @@ def test_spine_service_says_what_setting_is_missing_and_writes_nothing(tmp_path,
     assert said in str(result.exception), result.output
     assert not home.exists()
     assert (PROJECT_ROOT / ".dagster_home" / "dagster.yaml").read_text() == project_instance
+
+
+POOLS_ON = """
+import json
+from orchestration.definitions import defs
+graph = defs.resolve_asset_graph()
+print(json.dumps({str(n.key.to_user_string()): sorted(n.pools or ()) for n in graph.asset_nodes}))
+"""
+
+
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_steps_two_runs_must_not_do_at_once_claim_a_pool_of_one_on_each_target(target):
+    """On DuckDB every warehouse step claims the one writer's pool; on PostgreSQL only a
+    source's load, the dbt build and the roles' rebuild claim one (of their own), and the rest
+    (audits, publishing, reports) claim none."""
+    done = subprocess.run(
+        [sys.executable, "-c", POOLS_ON],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "SPINE_WAREHOUSE_TARGET": target},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pools = json.loads(done.stdout.strip().splitlines()[-1])
+    if target == "duckdb":
+        assert pools["stripe/customers"] == pools["dbt_docs"] == pools["audit/customer"] == ["duckdb_warehouse"]
+    else:
+        assert pools["stripe/customers"] == ["postgres_load_stripe"]
+        assert pools["usage_events/events"] == ["postgres_load_usage_events"]
+        assert pools["role_access"] == ["postgres_role_access"]
+        assert not pools["audit/customer"] and not pools["serving/customers"] and not pools["scorecard"]
+        assert {p for ps in pools.values() if ps for p in ps} == {
+            "postgres_load_stripe",
+            "postgres_load_hubspot",
+            "postgres_load_zendesk",
+            "postgres_load_usage_events",
+            "postgres_dbt_build",
+            "postgres_role_access",
+        }
