@@ -12,6 +12,7 @@ import click
 
 from command_line.local_vendors import local_vendor_apis, vendor_port_option
 from data_spine.settings import settings
+from data_spine.warehouse import Warehouse, duckdb_only
 from orchestration.errors import first_line, first_line_of
 
 ID_OPTIONS = {
@@ -78,6 +79,8 @@ def step_failure(result) -> str:
 
 
 def _warehouse_required() -> None:
+    if problem := duckdb_only(Warehouse.of(settings()), "spine privacy"):
+        raise click.ClickException(problem)
     if not settings().warehouse.exists():
         raise click.ClickException(f"no warehouse at {settings().warehouse} yet: run `spine run` first")
 

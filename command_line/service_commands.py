@@ -7,7 +7,7 @@ spine service webserver     the Dagster UI, asking the code server
 spine service daemon        schedules, sensors, the run queue and run monitoring
 spine service worker        a Celery worker that executes steps
 
-orchestration/service/README.md tells the whole layout: which process runs where, every
+README.md, "Running as a service" tells the whole layout: which process runs where, every
 variable, adding a worker on another machine, backups.
 """
 
@@ -114,7 +114,7 @@ def _executor_line() -> str:
 @click.group()
 def service() -> None:
     """The spine as a service: Dagster on PostgreSQL, each process started on its own, steps on
-    Celery workers (orchestration/service/README.md)."""
+    Celery workers (README.md, "Running as a service")."""
 
 
 @service.command()

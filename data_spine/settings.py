@@ -50,7 +50,7 @@ WAREHOUSE_TARGETS = ("duckdb", "postgres")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/data_spine"
 
 # What runs a job's steps (SPINE_EXECUTOR): one after another in the run's own process, or each
-# as a Celery task on whichever worker of the queue takes it (orchestration/service/README.md).
+# as a Celery task on whichever worker of the queue takes it (README.md, "Running as a service").
 EXECUTORS = ("in_process", "celery")
 # RabbitMQ's own account on this machine; a deployment names its broker, with its password, in
 # the environment.

@@ -218,5 +218,16 @@ class Warehouse:
         return con
 
 
+def duckdb_only(target: Warehouse, what: str) -> str | None:
+    """Why `what` cannot run on `target`, or None: the data-subject requests, retention and the
+    personal-data scan rewrite and read the DuckDB file itself, and have no PostgreSQL path yet."""
+    if not target.is_postgres:
+        return None
+    return (
+        f"{what} works on the DuckDB warehouse only: it has no PostgreSQL path yet "
+        "(SPINE_WAREHOUSE_TARGET=postgres); see README, 'Running as a service'"
+    )
+
+
 def warehouse(cfg: Settings | None = None) -> Warehouse:
     return Warehouse.of(cfg)

@@ -16,7 +16,7 @@ STEP_DEPENDENCIES = {"require_upstream_step_success": False}
 
 # By default one process runs a run's steps one after another (the DuckDB warehouse takes one
 # writer at a time anyway). SPINE_EXECUTOR=celery sends each step to the Celery workers of the
-# service instead (orchestration/service/README.md), with the same rule for failed steps.
+# service instead (README.md, "Running as a service"), with the same rule for failed steps.
 executor = (
     spine_celery_executor.configured(executor_config(settings(), STEP_DEPENDENCIES), name="spine_executor")
     if settings().executor == "celery"

@@ -10,6 +10,7 @@ run failed stays open, and its deadline alert fires if nobody finishes it.
 import dagster as dg
 
 from data_spine.settings import settings
+from data_spine.warehouse import Warehouse, duckdb_only
 from orchestration.resources import WAREHOUSE_POOL, AlertsResource, VendorApisResource, waiting_for_the_warehouse
 from privacy import subject_requests as steps
 from privacy.access import publish_role_access
@@ -32,6 +33,8 @@ def _ran(context: dg.OpExecutionContext, what: dict | list) -> None:
 @dg.op(pool=WAREHOUSE_POOL, retry_policy=RETRY, description="Find the person in the raw tables, once.")
 def resolve_subject(context: dg.OpExecutionContext, request: SubjectRequestResource) -> dict:
     cfg = settings()
+    if problem := duckdb_only(Warehouse.of(cfg), "A data-subject request"):
+        raise dg.Failure(problem, allow_retries=False)
     if not cfg.warehouse.exists():
         raise dg.Failure(f"no warehouse at {cfg.warehouse} yet: run `spine run` first", allow_retries=False)
     try:

@@ -22,6 +22,7 @@ import dagster as dg
 import duckdb
 
 from data_spine.settings import Settings, settings
+from data_spine.warehouse import duckdb_only
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource, waiting_for_the_warehouse
 from privacy import retention
 
@@ -61,6 +62,8 @@ def _counts_metadata(summary: dict[str, Any]) -> dict[str, Any]:
 def find_expired_data(
     context: dg.OpExecutionContext, config: RetentionConfig, warehouse: WarehouseResource
 ) -> dict[str, Any]:
+    if problem := duckdb_only(warehouse.warehouse, "Retention"):
+        raise dg.Failure(problem, allow_retries=False)
     policy = _policy(config.policy)  # an invalid policy fails here, before anything is read
     as_of = warehouse.as_of_date()
     with waiting_for_the_warehouse(context), duckdb.connect(str(warehouse.file), read_only=True) as con:

@@ -5,6 +5,10 @@ onto PostgreSQL whole (data_spine.warehouse_transfer)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import event_payloads as documented
@@ -13,7 +17,7 @@ import pytest
 from event_payloads import DAY_FILE
 from postgres_databases import postgres_warehouse
 
-from data_spine.settings import Settings
+from data_spine.settings import PROJECT_ROOT, Settings
 from data_spine.warehouse import Warehouse, pg_placeholders
 from data_spine.warehouse_transfer import copy_history
 
@@ -127,3 +131,17 @@ def test_a_duckdb_warehouse_moves_onto_postgres_whole_and_again_alike(both_targe
             )
         assert kinds["timestamp"] == "timestamp with time zone"
         assert kinds["properties"] == "jsonb"
+
+
+def test_what_has_no_postgres_path_yet_says_so_instead_of_touching_a_duckdb_file(tmp_path):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "spine"), "privacy", "scan", "--email", "someone@example.com"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "SPINE_WAREHOUSE_TARGET": "postgres", "SPINE_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "spine privacy works on the DuckDB warehouse only: it has no PostgreSQL path yet" in done.stderr
+    assert not (tmp_path / "warehouse.duckdb").exists()
