@@ -11,6 +11,10 @@ spine dev        serve the vendor APIs and start the Dagster UI (`dagster dev`)
 spine sql        ask the warehouse: a query's result as a table, or a SQL prompt, read-only
 spine docs       serve the dbt docs site and the reports it links (data/reports) over HTTP
 spine prepare    prepare the dbt manifest the Dagster definitions load
+spine privacy    data-subject requests, their deadlines, retention, the personal-data scan
+spine warehouse  which warehouse the configuration picks; move a DuckDB warehouse onto PostgreSQL
+spine service    the spine as a service: Dagster's instance on PostgreSQL, webserver, daemon,
+                 code server and Celery workers as processes of their own
 """
 
 from __future__ import annotations
