@@ -265,12 +265,15 @@ class Service:
             self.others.append(started)
         return started
 
-    def start_worker(self, name: str, preload: str = "celery_workers", concurrency: int = 1) -> Worker:
-        """A worker, `workers[name]`; its Celery name carries the session's queue name, since two
-        workers of one name on one broker and host shut each other out."""
+    def start_worker(
+        self, name: str, preload: str = "celery_workers", concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> Worker:
+        """A worker, `workers[name]` (with `env` added to the service's environment); its Celery
+        name carries the session's queue name, since two workers of one name on one broker and
+        host shut each other out."""
         celery_name = f"{name}-{self.queue}"
         args = ("worker", "--name", celery_name, "--preload", preload, "--concurrency", str(concurrency))
-        started = self.workers[name] = self.spine(*args, name=celery_name, kind=Worker)
+        started = self.workers[name] = self.spine(*args, name=celery_name, env=env, kind=Worker)
         return started
 
     def stop(self) -> None:

@@ -109,7 +109,8 @@ class Watcher(threading.Thread):
                     worker = next(w for w in self.running.workers.values() if w.node == node)
                     worker.kill()
                     self.killed = node
-                    self.running.spine(*_worker_args(worker.name), name=worker.name, env=self.env, kind=Worker)
+                    name = next(n for n, w in self.running.workers.items() if w is worker)
+                    _start_worker(self.running, name, self.env)
                 starts = {e.step_key for e in _step_events(instance, run_id, DagsterEventType.STEP_START)}
                 if self.second is None and "dbt_models" in starts:
                     self.second = _second_run(self.running, self.env, self.log)
@@ -118,8 +119,9 @@ class Watcher(threading.Thread):
             time.sleep(0.3)
 
 
-def _worker_args(name: str) -> tuple[str, ...]:
-    return ("worker", "--name", name, "--concurrency", "1")
+def _start_worker(running: Service, name: str, env: dict[str, str]) -> Worker:
+    # The definitions loaded as the worker starts, so each step's process starts with them.
+    return running.start_worker(name, preload="orchestration.definitions", env=env)
 
 
 SECOND_RUN = """
@@ -159,7 +161,7 @@ def service_run(tmp_path_factory, request) -> ServiceRun:
             "SPINE_VENDOR_API_PORT": str(free_port()),
         }
         for name in WORKERS:
-            running.spine(*_worker_args(name), name=name, env=env, kind=Worker)
+            _start_worker(running, name, env)
         for worker in running.workers.values():
             worker.wait_ready()
         log = root / "spine_run.log"
