@@ -176,6 +176,7 @@ def service_run(tmp_path_factory, request) -> ServiceRun:
                     "42",
                     "--as-of",
                     AS_OF,
+                    "--no-docs",
                 ],
                 cwd=PROJECT_ROOT,
                 env={**running.env, **env},

@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 
+import psycopg2
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from data_spine.settings import PROJECT_ROOT, Settings
+from orchestration.dagster_storage import SpineInstance
 from orchestration.service.celery_steps import app_config, executor_config
 from orchestration.service.instance_setup import INSTANCE_YAML, WORKSPACE_YAML, libpq_url, url_problem
 
@@ -30,7 +32,7 @@ def test_the_service_instance_is_dagster_config_on_postgres_from_the_environment
     (tmp_path / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
     config, instance_class = dagster_instance_config(str(tmp_path))  # validates against Dagster's schema
 
-    assert instance_class is None  # Dagster's own: SpineInstance only changes SQLite's event log
+    assert instance_class is SpineInstance  # its event log keeps a connection per process
     assert config["storage"] == {"postgres": {"postgres_url": {"env": "SPINE_DAGSTER_POSTGRES_URL"}}}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     # Runs go side by side; what they must not do at once is a pool per step (one slot each).
@@ -184,3 +186,41 @@ def test_steps_two_runs_must_not_do_at_once_claim_a_pool_of_one_on_each_target(t
             "postgres_dbt_build",
             "postgres_role_access",
         }
+
+
+def test_the_service_instance_stores_events_on_one_connection_per_process(tmp_path, monkeypatch):
+    from celery_workers import fresh_database
+
+    from orchestration.dagster_storage import PooledPostgresEventLogStorage
+    from orchestration.service.instance_setup import libpq_url, open_instance, write_instance_yaml
+
+    with fresh_database() as url:
+        monkeypatch.setenv("SPINE_DAGSTER_POSTGRES_URL", url)
+        write_instance_yaml(tmp_path)
+        with open_instance(tmp_path) as instance:
+            assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
+            run = instance.create_run_for_job(_one_op_job())
+            for n in range(40):
+                instance.report_engine_event(f"event {n}", run)
+            with psycopg2.connect(libpq_url(url)) as con, con.cursor() as cur:
+                cur.execute("select count(*) from pg_stat_activity where datname = current_database()")
+                (sessions,) = cur.fetchone()
+            stored = instance.all_logs(run.run_id)
+        assert len(stored) == 40
+        # This test's own session and the one the pool kept open, which served every event (with
+        # a connection per event, each would have ended: only this test's own would be left).
+        assert 2 <= sessions <= 3
+
+
+def _one_op_job():
+    import dagster as dg
+
+    @dg.op
+    def nothing() -> None:
+        pass
+
+    @dg.job
+    def one_op():
+        nothing()
+
+    return one_op
