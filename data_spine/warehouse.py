@@ -64,16 +64,11 @@ class PgCursor:
     def fetchone(self) -> tuple | None:
         return self._cursor.fetchone() if self._cursor.description else None
 
-    def fetchmany(self, size: int) -> list[tuple]:
-        return self._cursor.fetchmany(size)
-
     def columns(self) -> list[str]:
         return [d[0] for d in self._cursor.description or ()]
 
     def df(self):
         return pd.DataFrame(self.fetchall(), columns=self.columns())
-
-    fetchdf = df
 
 
 class PgConnection:
@@ -95,9 +90,6 @@ class PgConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.raw.cursor() as cursor:
             execute_batch(cursor, pg_placeholders(sql), list(rows), page_size=1000)
-
-    def sql(self, sql: str) -> PgCursor:
-        return self.execute(sql)
 
     def begin(self) -> None:
         self.raw.autocommit = False
@@ -147,11 +139,6 @@ class Warehouse:
     def dbt_target(self) -> str:
         """The output of `dbt_project/profiles.yml` that builds on this warehouse."""
         return "postgres" if self.is_postgres else "dev"
-
-    @property
-    def kind(self) -> str:
-        """The Dagster kind tag of what lives in it."""
-        return self.target
 
     def pg_parts(self) -> dict[str, str]:
         """host, port, user, password, dbname of the PostgreSQL URL (libpq's defaults where
@@ -227,7 +214,3 @@ def duckdb_only(target: Warehouse, what: str) -> str | None:
         f"{what} works on the DuckDB warehouse only: it has no PostgreSQL path yet "
         "(SPINE_WAREHOUSE_TARGET=postgres); see README, 'Running as a service'"
     )
-
-
-def warehouse(cfg: Settings | None = None) -> Warehouse:
-    return Warehouse.of(cfg)

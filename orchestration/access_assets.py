@@ -21,7 +21,7 @@ from privacy.access_policy import AccessPolicyError, ClassificationError
     key="role_access",
     deps=[audit_key(suite) for suite in SUITES.values()],
     group_name="access",
-    kinds={Warehouse.of(settings()).kind},
+    kinds={Warehouse.of(settings()).target},
     pool=exclusive_pool("role_access"),
     op_tags={"dagster/priority": "-1"},
     description="Per role of privacy/access_policy.yml (sales, customer success, finance, data science, "

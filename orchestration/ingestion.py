@@ -44,7 +44,7 @@ class RawTableTranslator(DagsterDltTranslator):
             deps=[],
             group_name="ingestion",
             freshness_policy=source_policy(source),
-            kinds={"dlt", Warehouse.of(settings()).kind},
+            kinds={"dlt", Warehouse.of(settings()).target},
             description=f"Raw `{data.resource.name}` from {source}, loaded by dlt into `{DATASETS[source]}`."
             + how_judged(SOURCES[source]),
             metadata={**spec.metadata, **classified_raw_table(source, data.resource.name)},

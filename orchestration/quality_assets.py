@@ -37,7 +37,7 @@ from reporting.figures import served_metadata
 
 # Where the audited and served tables live, for the UI's kind tags (as the pool, fixed when the
 # definitions load).
-WAREHOUSE_KIND = Warehouse.of(settings()).kind
+WAREHOUSE_KIND = Warehouse.of(settings()).target
 
 
 def audit_key(suite: Suite) -> dg.AssetKey:

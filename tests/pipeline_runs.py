@@ -25,6 +25,16 @@ from sample_company.generate import generate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vendor_docs"
 AS_OF = date(2026, 11, 21)
+# A run launched through the webserver's GraphQL API, as the UI and the schedule launch them.
+LAUNCH = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
 
 
 @dataclass(frozen=True)

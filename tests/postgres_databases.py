@@ -15,6 +15,18 @@ from data_spine.warehouse import Warehouse
 SERVER = os.environ.get("SPINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+# The pools of the steps two runs must not do at once on PostgreSQL (orchestration.resources.
+# exclusive_pool): each source's load, the dbt build, the roles' rebuild.
+POOLS_ON_POSTGRES = {
+    "postgres_load_stripe",
+    "postgres_load_hubspot",
+    "postgres_load_zendesk",
+    "postgres_load_usage_events",
+    "postgres_dbt_build",
+    "postgres_role_access",
+}
+
+
 def url_of(database: str) -> str:
     return SERVER.rsplit("/", 1)[0] + f"/{database}"
 

@@ -31,7 +31,7 @@ import pytest
 import requests
 from celery_workers import Service, instance_env, service
 from dagster._core.events import DagsterEventType
-from pipeline_runs import free_port
+from pipeline_runs import LAUNCH, free_port
 
 from data_spine.settings import PROJECT_ROOT
 
@@ -207,15 +207,6 @@ def test_a_step_of_lower_priority_waits_for_those_above_it(two_workers: Service)
     assert not warned, warned
 
 
-LAUNCH = """
-mutation Launch($executionParams: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on Error { message }
-  }
-}"""
 SERVICE_START_SECONDS = 90
 
 

@@ -15,22 +15,13 @@ import pytest
 import requests
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import WorkerStatus
-from pipeline_runs import claimed_slots, free_port, instance_of, prepare, spine_dev, stop_group
+from pipeline_runs import LAUNCH, claimed_slots, free_port, instance_of, prepare, spine_dev, stop_group
 
 RUN_SECONDS = 600
 
 
 # Under `dagster dev`, through the webserver's GraphQL API, as the UI and the schedule launch runs.
 LOCATION, REPOSITORY = "data_spine", "__repository__"  # workspace.yaml; a `Definitions` object's repository
-LAUNCH = """
-mutation Launch($executionParams: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on Error { message }
-  }
-}"""
 DEV_STARTUP_SECONDS = 240
 MONITORING_SECONDS = 180  # the daemon polls (every 3 s here, 15 s in the project) and frees slots 5 s after a run ends
 

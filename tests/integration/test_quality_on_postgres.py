@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import dagster as dg
 import duckdb
 import psycopg2
 import pytest
+from postgres_databases import postgres_warehouse
 
 from data_spine.settings import settings
 from data_spine.warehouse import Warehouse
@@ -34,7 +34,6 @@ from orchestration.definitions import defs
 from quality.publishing import publish
 from quality.scorecard import build_scorecard
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 # What the suites read besides the marts: dbt's staging and intermediate models (views on
 # DuckDB, copied as tables).
 MODEL_SCHEMAS = ("staging", "intermediate")
@@ -49,14 +48,6 @@ DEFECTS = (
     "update marts.ticket_metrics set subject = 'printer' || chr(7) || 'jam' "
     "where ticket_id = (select min(ticket_id) from marts.ticket_metrics)",
 )
-
-
-def _drop_database(name: str) -> None:
-    server = psycopg2.connect(f"{SERVER}/postgres")
-    server.autocommit = True
-    with server.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    server.close()
 
 
 def _copy_models(duckdb_path: Path, target: Warehouse) -> None:
@@ -84,9 +75,7 @@ def warehouses(first_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("quality_on_postgres")
     duck = Warehouse("duckdb", folder / "warehouse.duckdb", "")
     shutil.copyfile(settings().warehouse, duck.duckdb_path)
-    name = f"spine_test_quality_{uuid.uuid4().hex[:10]}"
-    pg = Warehouse("postgres", folder / "unused.duckdb", f"{SERVER}/{name}")
-    try:
+    with postgres_warehouse("spine_test_quality") as pg:
         copy_history(duck.duckdb_path, pg, schemas=["seeds", "marts", "serving", "quality"])
         _copy_models(duck.duckdb_path, pg)
         for warehouse in (duck, pg):
@@ -94,8 +83,6 @@ def warehouses(first_run, tmp_path_factory):
                 for statement in DEFECTS:
                     con.execute(statement)
         yield duck, pg
-    finally:
-        _drop_database(name)
 
 
 def _by_check(results) -> dict[tuple[str, str], tuple]:

@@ -27,7 +27,7 @@ import pytest
 from celery_workers import Service, Worker, instance_env, service
 from dagster._core.events import DagsterEventType
 from pipeline_runs import free_port
-from postgres_databases import postgres_warehouse
+from postgres_databases import POOLS_ON_POSTGRES, postgres_warehouse
 
 from data_spine.settings import PROJECT_ROOT, settings
 from data_spine.warehouse import Warehouse
@@ -215,14 +215,7 @@ def test_the_spine_succeeds_on_postgres_with_steps_on_both_workers_at_once(servi
     # No step claimed the single writer's pool: on PostgreSQL only the work two runs must not
     # do at once has a pool (a source's load, the dbt build, the roles' rebuild).
     pools = instance.event_log_storage.get_concurrency_keys()
-    assert "duckdb_warehouse" not in pools and pools <= {
-        "postgres_load_stripe",
-        "postgres_load_hubspot",
-        "postgres_load_zendesk",
-        "postgres_load_usage_events",
-        "postgres_dbt_build",
-        "postgres_role_access",
-    }, pools
+    assert "duckdb_warehouse" not in pools and pools <= POOLS_ON_POSTGRES, pools
 
 
 def _spans(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:

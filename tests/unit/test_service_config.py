@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 import yaml
 from click.testing import CliRunner
+from postgres_databases import POOLS_ON_POSTGRES
 
 from data_spine.settings import PROJECT_ROOT, Settings
 from orchestration.dagster_storage import SpineInstance
@@ -178,14 +179,7 @@ def test_steps_two_runs_must_not_do_at_once_claim_a_pool_of_one_on_each_target(t
         assert pools["usage_events/events"] == ["postgres_load_usage_events"]
         assert pools["role_access"] == ["postgres_role_access"]
         assert not pools["audit/customer"] and not pools["serving/customers"] and not pools["scorecard"]
-        assert {p for ps in pools.values() if ps for p in ps} == {
-            "postgres_load_stripe",
-            "postgres_load_hubspot",
-            "postgres_load_zendesk",
-            "postgres_load_usage_events",
-            "postgres_dbt_build",
-            "postgres_role_access",
-        }
+        assert {p for ps in pools.values() if ps for p in ps} == POOLS_ON_POSTGRES
 
 
 def test_the_service_instance_stores_events_on_one_connection_per_process(tmp_path, monkeypatch):
