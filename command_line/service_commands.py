@@ -16,24 +16,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from data_spine.settings import PROJECT_ROOT, settings
+from data_spine.warehouse import without_password
 
 LOCATION_NAME = "data_spine"
 DEFINITIONS_MODULE = "orchestration.definitions"
 CODE_SERVER_HOST, CODE_SERVER_PORT = "127.0.0.1", 4266
-
-
-def _shown(url: str) -> str:
-    """A URL fit to print: its password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _service_home() -> Path:
@@ -105,8 +96,8 @@ def _executor_line() -> str:
     cfg = settings()
     if cfg.executor == "celery":
         return (
-            f"Runs send their steps to the Celery queue {cfg.celery_queue!r} at {_shown(cfg.celery_broker_url)} "
-            "(SPINE_EXECUTOR=celery)."
+            f"Runs send their steps to the Celery queue {cfg.celery_queue!r} at "
+            f"{without_password(cfg.celery_broker_url)} (SPINE_EXECUTOR=celery)."
         )
     return "Runs execute their steps in their own process (SPINE_EXECUTOR=in_process; celery sends them to workers)."
 
@@ -140,8 +131,8 @@ def instance(print_only: bool) -> None:
         created = create_database(url)
     except Exception as exc:  # the server's own words say what is wrong (down, refused, no right)
         said = " ".join(str(exc).split())
-        raise click.ClickException(f"cannot reach the instance's database at {_shown(url)}: {said}") from None
-    click.echo(f"Database {database_name(url)} {'created' if created else 'exists'} ({_shown(url)}).")
+        raise click.ClickException(f"cannot reach the instance's database at {without_password(url)}: {said}") from None
+    click.echo(f"Database {database_name(url)} {'created' if created else 'exists'} ({without_password(url)}).")
     path, changed = write_instance_yaml(home)
     click.echo(f"Instance configuration {'written to' if changed else 'already in'} {path}.")
     with open_instance(home) as dagster_instance:  # opening it creates the tables
@@ -258,7 +249,7 @@ def worker(name: str, concurrency: int, preload: tuple[str, ...], loglevel: str)
         _prepare_dbt()
     for module in preload:
         importlib.import_module(module)
-    click.echo(f"Celery worker {name}: queue {cfg.celery_queue!r} at {_shown(cfg.celery_broker_url)}.")
+    click.echo(f"Celery worker {name}: queue {cfg.celery_queue!r} at {without_password(cfg.celery_broker_url)}.")
     argv = ["worker", f"--loglevel={loglevel}", "-n", f"{name}@%h", "-Q", cfg.celery_queue]
     argv += [f"--concurrency={concurrency}", "--prefetch-multiplier=1", "--without-gossip", "--without-mingle"]
     os.chdir(PROJECT_ROOT)

@@ -38,14 +38,6 @@ def _exists(warehouse: Warehouse) -> bool:
     return True
 
 
-def shown(warehouse: Warehouse) -> str:
-    """Where the warehouse is, as a person reads it (a PostgreSQL URL without its password)."""
-    if not warehouse.is_postgres:
-        return str(warehouse.duckdb_path)
-    parts = warehouse.pg_parts()
-    return f"postgresql://{parts['user']}@{parts['host']}:{parts['port']}/{parts['dbname']}"
-
-
 def _raw_tables_sql(warehouse: Warehouse) -> str:
     if warehouse.is_postgres:
         return (
@@ -180,7 +172,7 @@ def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) 
         print_headline(warehouse, (manifest or {}).get("as_of") or (cfg.as_of and cfg.as_of.isoformat()))
 
     if available:
-        click.echo(f"\nRows loaded per source ({shown(warehouse)}):")
+        click.echo(f"\nRows loaded per source ({warehouse.shown()}):")
         counts = raw_row_counts(warehouse)
         for source, schema in DATASETS.items():
             tables = counts.get(schema, {})
@@ -233,5 +225,5 @@ def print_summary(result, alerts, elapsed: float, manifest: dict | None = None) 
     ):
         mark = "" if path.exists() else "  (missing)"
         click.echo(f"  {label:<17} {path}{mark}")
-    click.echo(f"  {'warehouse':<17} {shown(warehouse)}{'' if available else '  (missing)'}")
+    click.echo(f"  {'warehouse':<17} {warehouse.shown()}{'' if available else '  (missing)'}")
     click.echo("\nExplore in the Dagster UI: .venv/bin/spine dev   (then open http://127.0.0.1:3000)")

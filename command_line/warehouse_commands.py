@@ -23,11 +23,7 @@ def warehouse() -> None:
 def show() -> None:
     """Print the configured target and where it is."""
     target = Warehouse.of(settings())
-    if target.is_postgres:
-        parts = target.pg_parts()
-        click.echo(f"postgres: database {parts['dbname']} on {parts['host']}:{parts['port']} as {parts['user']}")
-    else:
-        click.echo(f"duckdb: {target.duckdb_path}")
+    click.echo(f"{target.target}: {target.shown()}")
 
 
 @warehouse.command()

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dlt
 import duckdb
@@ -114,6 +114,15 @@ class PgConnection:
         self.close()
 
 
+def without_password(url: str) -> str:
+    """A URL fit to print: its password, if it has one, replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 @dataclass(frozen=True)
 class Warehouse:
     """The warehouse target and how each layer reaches it."""
@@ -139,6 +148,11 @@ class Warehouse:
     def dbt_target(self) -> str:
         """The output of `dbt_project/profiles.yml` that builds on this warehouse."""
         return "postgres" if self.is_postgres else "dev"
+
+    def shown(self) -> str:
+        """Where the warehouse is, as a person reads it: the DuckDB file, or the PostgreSQL URL
+        without its password."""
+        return without_password(self.postgres_url) if self.is_postgres else str(self.duckdb_path)
 
     def pg_parts(self) -> dict[str, str]:
         """host, port, user, password, dbname of the PostgreSQL URL (libpq's defaults where
