@@ -19,12 +19,12 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 from packaging import version
 
@@ -76,6 +76,17 @@ class SpineDbtCliResource(DbtCliResource):
         prune_invocations(path.parent if path.is_absolute() else Path(self.project_dir) / path.parent)
         return path
 
+    def cli(self, args: Sequence[str], *, target_path: Path | None = None, context=None, **kwargs) -> DbtCliInvocation:
+        """dagster-dbt's command, started from the parse state the last command on the same
+        warehouse with the same vars left (`keep_parse_state`), when there is one."""
+        target_path = target_path or self._get_unique_target_path(context=context)
+        folder = target_path if target_path.is_absolute() else Path(self.project_dir) / target_path
+        state = parse_state(args, self.target)
+        if state.exists() and not (folder / _PARTIAL_PARSE).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state, folder / _PARTIAL_PARSE)
+        return super().cli(args, target_path=target_path, context=context, **kwargs)
+
 
 # How long the folder of each dbt command (dagster-dbt's, in the target folder) is kept: long
 # enough to read a failed run's artifacts, short enough that daily runs do not fill the disk.
@@ -92,7 +103,49 @@ def prune_invocations(target: Path, days: float = INVOCATIONS_KEPT_DAYS) -> list
         if folder.is_dir() and _INVOCATION.match(folder.name) and folder.stat().st_mtime < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
+    for state in (target / _PARSE_STATES).glob("*.msgpack"):
+        if state.stat().st_mtime < cutoff:
+            state.unlink(missing_ok=True)
+            removed.append(state)
     return removed
+
+
+# dbt starts a command from the parse state in its target folder only when the profile's
+# connection and the vars are those the state was made with, and parses the whole project
+# otherwise (seconds at any size). The prepared state serves the configured warehouse; a run on
+# another one (`spine run` with another SPINE_WAREHOUSE or target, a second data folder) would
+# parse in full on every run. So each command's state is kept per warehouse and vars, and the
+# next such command starts from it. dbt checks every state it is given, so a stale one costs a
+# parse, never a wrong build.
+_PARSE_STATES = "parse_states"
+_PARTIAL_PARSE = "partial_parse.msgpack"
+# What profiles.yml reads from the environment: another value is another profile to dbt.
+_PROFILE_ENV = ("SPINE_WAREHOUSE", "SPINE_POSTGRES_URL", "SPINE_DBT_MEMORY_LIMIT")
+
+
+def parse_state(args: Sequence[str], target: str | None, project: DbtProject = dbt_project) -> Path:
+    """Where the parse state of dbt commands with `args` (their `--vars`) on the dbt `target`
+    and this environment's warehouse is kept. Named by a digest: the URL may hold a password."""
+    args = [str(a) for a in args]
+    values = args[args.index("--vars") + 1] if "--vars" in args[:-1] else ""
+    identity = json.dumps([target, values, *(os.environ.get(name) for name in _PROFILE_ENV)])
+    name = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    # Beside the commands' own folders (dagster-dbt's), pruned with them.
+    return project.project_dir / "target" / _PARSE_STATES / f"{name}.msgpack"
+
+
+def keep_parse_state(invocation: DbtCliInvocation) -> None:
+    """After a dbt command: its parse state, for the next command on the same warehouse with
+    the same vars (`SpineDbtCliResource.cli`)."""
+    made = invocation.target_path / _PARTIAL_PARSE
+    args = [str(a) for a in invocation.process.args]
+    if not made.exists() or "--target" not in args[:-1]:
+        return
+    state = parse_state(args, args[args.index("--target") + 1])
+    state.parent.mkdir(parents=True, exist_ok=True)
+    scratch = state.with_name(f".{state.name}.{os.getpid()}")
+    shutil.copyfile(made, scratch)
+    os.replace(scratch, state)  # whole, for a command starting from it meanwhile
 
 
 def dbt_cli() -> DbtCliResource:

@@ -27,6 +27,7 @@ from orchestration.console import dbt_console
 from orchestration.dbt_manifest import (
     dbt_project,
     dbt_vars,
+    keep_parse_state,
     manifest_path,
     prepare_for_run,
     project_digest,
@@ -163,6 +164,7 @@ def dbt_models(
     import_in_background()
     with dbt_console("dbt build", context.run.run_config):
         yield from invocation.stream()
+    keep_parse_state(invocation)
     if invocation.is_successful():
         return
     error = invocation.get_error()
@@ -319,6 +321,7 @@ def dbt_docs(
     if not unchanged:
         with dbt_console("dbt docs", context.run.run_config):
             invocation = dbt.cli(["docs", "generate", "--static", *run_vars(warehouse)]).wait()
+            keep_parse_state(invocation)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(invocation.target_path / "static_index.html", target)
         stamp.write_text(source)

@@ -204,12 +204,46 @@ def test_the_folders_of_old_dbt_commands_are_removed_and_nothing_else(tmp_path, 
         folder.mkdir()
         (folder / "run_results.json").write_text("{}")
     (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "parse_states").mkdir()
+    for name in ("0fe7bd4ea5391e00", "1e09efed431419aa"):
+        (tmp_path / "parse_states" / f"{name}.msgpack").write_bytes(b"state")
+    old.append(tmp_path / "parse_states" / "0fe7bd4ea5391e00.msgpack")
     for path in [*old, *kept[1:], tmp_path / "manifest.json"]:
         os.utime(path, (week_ago, week_ago))
     assert sorted(prune_invocations(tmp_path)) == sorted(old)
-    assert sorted(tmp_path.iterdir()) == sorted([*kept, tmp_path / "manifest.json"])
+    assert sorted(tmp_path.iterdir()) == sorted([*kept, tmp_path / "manifest.json", tmp_path / "parse_states"])
+    assert [p.name for p in (tmp_path / "parse_states").iterdir()] == ["1e09efed431419aa.msgpack"]
     # The resource prunes the folder dagster-dbt puts each command's folder in.
     pruned = []
     monkeypatch.setattr(dbt_manifest, "prune_invocations", pruned.append)
     path = dbt_manifest.dbt_cli()._get_unique_target_path(context=None)
     assert pruned == [dbt_manifest.DBT_DIR / "target"] and path.parent.name == "target"
+
+
+def test_a_second_dbt_command_on_another_warehouse_starts_from_the_parse_state_of_the_first(tmp_path, set_env):
+    """dbt parses the whole project when the profile's warehouse is not the one the prepared
+    parse state was made for; the next command on that warehouse, with the same vars, starts
+    from the state the first one left, and a command on a third warehouse does not."""
+    from orchestration.dbt_manifest import dbt_cli, keep_parse_state, parse_state, vars_args
+
+    args = ["parse", *vars_args({"as_of_date": "2026-11-21"})]
+    made = []
+
+    def command(warehouse: str):
+        set_env(SPINE_WAREHOUSE=str(tmp_path / warehouse))
+        made.append(parse_state(args, dbt_cli().target))
+        invocation = dbt_cli().cli(args).wait()
+        keep_parse_state(invocation)
+        return (invocation.target_path / "dbt.log").read_text()
+
+    try:
+        first, second, third = command("a.duckdb"), command("a.duckdb"), command("b.duckdb")
+        assert made[0] == made[1] != made[2] and made[0].exists() and made[2].exists()
+        assert "Unable to do partial parsing because profile has changed" in first
+        assert "Unable to do partial parsing" not in second and "Partial parsing enabled" in second
+        assert "Unable to do partial parsing because profile has changed" in third
+        # Other vars are another state (dbt would parse again for them).
+        assert parse_state(["build", *vars_args({"as_of_date": "2026-11-22"})], "dev") != made[0]
+    finally:
+        for state in made:
+            state.unlink(missing_ok=True)
