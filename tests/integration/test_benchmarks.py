@@ -7,35 +7,38 @@ import json
 import subprocess
 import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
+import pytest
 
 from data_spine.settings import PROJECT_ROOT
 from expectations.suites import SUITES
 from sample_company.vendor_api.stripe import OBJECTS as STRIPE_OBJECTS
 
 
-def _harness(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """`python -m benchmarks` at `tiny` in `tmp_path`; it must finish."""
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`python -m benchmarks` at `tiny`, once, with every group `make bench` runs by default (one
+    suite standing for all: each is its own process, alike, and the suites themselves are
+    tested on the pipeline's runs; the one with a memory target); it must finish."""
+    folder = tmp_path_factory.mktemp("bench")
+    groups = ("generate", "usage", "api", "quality", "daily")
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(tmp_path), *args],
+        [sys.executable, "-m", "benchmarks", "--preset", "tiny", "--data-dir", str(folder)]
+        + [f"--only={group}" for group in groups]
+        + ["--suite=usage_event"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    return run
+    return run, folder
 
 
-def test_harness_reports_every_measurement(tmp_path):
-    run = _harness(
-        tmp_path,
-        *(f"--only={group}" for group in ("generate", "usage", "api", "quality")),
-        # One suite stands for all (each is its own process, alike; the suites themselves are
-        # tested on the pipeline's runs): the one with a memory target.
-        "--suite=usage_event",
-    )
+def test_harness_reports_every_measurement(harness):
+    run, tmp_path = harness
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
     measured = results["measurements"]
     suites = ["validate usage_event"]
@@ -73,8 +76,8 @@ def test_harness_reports_every_measurement(tmp_path):
     assert "records/s" in run.stdout
 
 
-def test_harness_measures_a_full_run_and_the_next_day(tmp_path):
-    run = _harness(tmp_path, "--only", "daily")
+def test_harness_measures_a_full_run_and_the_next_day(harness):
+    run, tmp_path = harness
     figures = json.loads((tmp_path / "tiny" / "daily.json").read_text())
     full, daily = figures["full"], figures["daily"]
     assert full["error"] is None and daily["error"] is None
