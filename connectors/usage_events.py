@@ -53,7 +53,9 @@ Speed      DuckDB reads the files itself, inside the warehouse: the resource han
            the formats' alternative keys are merged there with COALESCE. Every key declared
            to `read_json` costs time on every line, so only the keys of the formats found in
            the batch's sample are read; a line in another format has no message id there and
-           is flagged for the Python path, which reads it whole.
+           is flagged for the Python path, which reads it whole. A server warehouse
+           (PostgreSQL) cannot read the landing folder: there the same query runs in an
+           in-memory DuckDB of the loading process, and its rows reach dlt as Arrow batches.
 Write      append, skipping every event whose `message_id` is already loaded: the same event
            delivered twice (a re-sent file, a rerun after a crash) is stored once. A file
            re-sent under a second name in the same batch is recognised by its content and
@@ -105,6 +107,7 @@ from typing import Any
 import dlt
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.destination.client import SqlModel
 from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
 
@@ -970,25 +973,23 @@ def usage_events_source(
                 yield CONTRACT.empty()
             return
         pending, resent = distinct_content(pending)
-        if not _reads_files_itself(pipeline):
-            # A server warehouse cannot read the landing folder: every file takes the Python
-            # path, under the same rules (see Speed).
-            yield from _reread(folder, [p.name for p in pending], pipeline, entity)
-            state["loaded_files"].extend(sorted([p.name for p in pending] + list(resent)))
-            return
         schema = dlt.current.source_schema()
         columns, keys, new = _columns_and_keys(
             schema.tables.get(TABLE, {}).get("columns", {}), state.get("keys", {}), sampled, schema.naming
         )
-        query = native_query(pending, columns, keys, _existing_table(pipeline), entity, formats_in(sampled))
-        model = Path(pipeline.working_dir) / f"usage_events_{uuid.uuid4().hex}.model"
-        model.write_text(str(SqlModel.from_query_string(query, dialect="duckdb")))
-        try:
-            yield dlt.mark.with_file_import(
-                str(model), "model", hints=dlt.mark.make_hints(columns=new) if new else None
-            )
-        finally:
-            model.unlink(missing_ok=True)
+        hints = dlt.mark.make_hints(columns=new) if new else None
+        if _reads_files_itself(pipeline):
+            query = native_query(pending, columns, keys, _existing_table(pipeline), entity, formats_in(sampled))
+            model = Path(pipeline.working_dir) / f"usage_events_{uuid.uuid4().hex}.model"
+            model.write_text(str(SqlModel.from_query_string(query, dialect="duckdb")))
+            try:
+                yield dlt.mark.with_file_import(str(model), "model", hints=hints)
+            finally:
+                model.unlink(missing_ok=True)
+        else:
+            # A server warehouse cannot read the landing folder (see Speed).
+            query = native_query(pending, columns, keys, None, entity, formats_in(sampled))
+            yield from _read_beside(query, pipeline, hints)
         state["loaded_files"].extend(sorted([p.name for p in pending] + list(resent)))
         state["keys"] = keys
 
@@ -996,9 +997,34 @@ def usage_events_source(
 
 
 def _reads_files_itself(pipeline: dlt.Pipeline) -> bool:
-    """Whether the warehouse is DuckDB, which reads the landing files inside the load (the fast
-    path); PostgreSQL is handed the events Python read."""
+    """Whether the warehouse is DuckDB, which reads the landing files inside the load; on
+    PostgreSQL the same query runs in a DuckDB of the loading process (`_read_beside`)."""
     return "duckdb" in pipeline.destination.destination_type
+
+
+# Rows the in-memory DuckDB hands the load at a time on a server warehouse (`_read_beside`):
+# memory stays bounded whatever the batch of files holds.
+_BATCH_ROWS = 100_000
+
+
+def _read_beside(query: str, pipeline: dlt.Pipeline, hints):
+    """The fast path for a warehouse that cannot read the landing folder (PostgreSQL): the same
+    query run by an in-memory DuckDB beside the load, its rows handed to dlt as Arrow, less the
+    events the warehouse already holds (what the query's own NOT EXISTS does on DuckDB). Flagged
+    rows load flagged, and `settle` takes them through the Python path, as on DuckDB."""
+    table_name = _existing_table(pipeline)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")  # as dlt's warehouse sessions: a naive instant is UTC
+        for batch in con.sql(query).to_arrow_reader(_BATCH_ROWS):
+            table = CONTRACT.conform(pa.Table.from_batches([batch]))
+            if table_name and table.num_rows:
+                ids = [i for i in table.column("message_id").to_pylist() if i is not None]
+                with pipeline.sql_client() as client:
+                    loaded = [r[0] for r in client.execute_sql(_loaded_ids_sql(table_name, False), ids)]
+                if loaded:
+                    table = table.filter(pc.invert(pc.is_in(table.column("message_id"), pa.array(loaded, pa.string()))))
+            if table.num_rows:
+                yield dlt.mark.with_hints(table, hints) if hints else table
 
 
 def _loaded_ids_sql(table_name: str, duckdb: bool) -> str:
@@ -1016,9 +1042,8 @@ def _first_seen(table: pa.Table, seen: set[str]) -> pa.Table:
 
 
 def _reread(folder: Path, names: Iterable[str], pipeline: dlt.Pipeline, entity: AccountEntity):
-    """Read files in Python: the bad lines to quarantine, and the events the SQL could not load
-    (on PostgreSQL, every new file). An event already loaded, or met in an earlier file of the
-    same batch, is skipped."""
+    """Read files in Python: the bad lines to quarantine, and the events the SQL could not load.
+    An event already loaded, or met in an earlier file of the same batch, is skipped."""
     table_name = _existing_table(pipeline)
     schema = dlt.current.source_schema()
     duckdb_sql = _reads_files_itself(pipeline)
