@@ -3,6 +3,7 @@ or PostgreSQL: data_spine.warehouse)."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from pathlib import Path
 
@@ -38,12 +39,19 @@ def make_pipeline(source: str, cfg: Settings | None = None) -> dlt.Pipeline:
     cfg = cfg or settings()
     target = Warehouse.of(cfg)
     target.ensure_database()
-    return dlt.pipeline(
-        pipeline_name=f"spine_{source}",
-        destination=target.dlt_destination(),
-        dataset_name=DATASETS[source],
-        pipelines_dir=str(cfg.dlt_dir),
-    )
+    # dlt makes a pipeline's folder the first time, wiping the folder when it holds no state
+    # yet: processes that start together on a new data folder (the service's workers, its
+    # webserver and daemon; each loads the definitions, which make every pipeline) would crash
+    # on each other's half-made folder. One at a time, the later ones find it made.
+    cfg.dlt_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.dlt_dir / f".spine_{source}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dlt.pipeline(
+            pipeline_name=f"spine_{source}",
+            destination=target.dlt_destination(),
+            dataset_name=DATASETS[source],
+            pipelines_dir=str(cfg.dlt_dir),
+        )
 
 
 def make_source(source: str, cfg: Settings | None = None, **overrides):

@@ -190,6 +190,8 @@ class Warehouse:
                 cur.execute("select 1 from pg_database where datname = %s", (parts["dbname"],))
                 if cur.fetchone() is None:
                     cur.execute(sql.SQL("create database {}").format(sql.Identifier(parts["dbname"])))
+        except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+            pass  # another process starting at the same time created it first
         finally:
             server.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import multiprocessing
 import shutil
 
 import duckdb
@@ -467,3 +468,39 @@ def test_a_vendor_that_never_answers_fails_naming_the_source(monkeypatch):
         SourceRequestError, match=r"^zendesk: GET /zendesk/api/v2/users.json did not answer: .*after every retry"
     ):
         client.get("api/v2/users.json")
+
+
+def _make_pipelines_at_once(folders, barrier, failures) -> None:
+    for data in folders:
+        barrier.wait()
+        cfg = dataclasses.replace(settings(), data_dir=data, warehouse=data / "warehouse.duckdb")
+        try:
+            for source in DATASETS:
+                make_pipeline(source, cfg)
+        except Exception as error:  # noqa: BLE001 - the test reports what the process met
+            failures.put(f"{type(error).__name__}: {error}")
+
+
+def test_processes_starting_together_on_a_new_data_folder_all_make_their_pipelines(tmp_path):
+    """The service's processes (workers, webserver, daemon) each make every dlt pipeline when
+    they load the definitions, and on a new data folder they start together: none may crash
+    on a pipeline folder another is making (dlt wipes one that holds no state yet). Several
+    rounds, each on a new data folder, since a race is not met every time."""
+    folders = [tmp_path / f"data_{n}" for n in range(8)]
+    forked = multiprocessing.get_context("fork")
+    processes = 8
+    barrier, failures = forked.Barrier(processes), forked.Queue()
+    started = [
+        forked.Process(target=_make_pipelines_at_once, args=(folders, barrier, failures)) for _ in range(processes)
+    ]
+    for process in started:
+        process.start()
+    for process in started:
+        process.join(timeout=300)
+    met = []
+    while not failures.empty():
+        met.append(failures.get())
+    assert met == [] and [process.exitcode for process in started] == [0] * processes
+    for data in folders:
+        for source in DATASETS:
+            assert (data / "dlt" / f"spine_{source}" / "state.json").exists()

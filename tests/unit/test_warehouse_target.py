@@ -5,9 +5,11 @@ onto PostgreSQL whole (data_spine.warehouse_transfer)."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -15,7 +17,7 @@ import event_payloads as documented
 import psycopg2
 import pytest
 from event_payloads import DAY_FILE
-from postgres_databases import postgres_warehouse
+from postgres_databases import postgres_warehouse, url_of
 
 from data_spine.settings import PROJECT_ROOT, Settings
 from data_spine.warehouse import Warehouse, pg_placeholders
@@ -145,3 +147,27 @@ def test_what_has_no_postgres_path_yet_says_so_instead_of_touching_a_duckdb_file
     assert done.returncode == 1
     assert "spine privacy works on the DuckDB warehouse only: it has no PostgreSQL path yet" in done.stderr
     assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+def _ensure(url: str, barrier) -> None:
+    barrier.wait()
+    Warehouse("postgres", Path("/nonexistent"), url).ensure_database()
+
+
+def test_processes_starting_together_on_a_new_postgres_warehouse_all_find_its_database():
+    """Processes that start together on a PostgreSQL warehouse whose database does not exist
+    yet each create it if missing: the ones that lose the race find it made."""
+    target = Warehouse("postgres", Path("/nonexistent"), url_of(f"spine_test_race_{uuid.uuid4().hex[:10]}"))
+    forked = multiprocessing.get_context("fork")
+    barrier = forked.Barrier(4)
+    started = [forked.Process(target=_ensure, args=(target.postgres_url, barrier)) for _ in range(4)]
+    try:
+        for process in started:
+            process.start()
+        for process in started:
+            process.join(timeout=60)
+        assert [process.exitcode for process in started] == [0] * 4
+        with target.connect() as con:
+            assert con.execute("select current_database()").fetchone() == (target.pg_parts()["dbname"],)
+    finally:
+        target.drop_database()
