@@ -25,13 +25,16 @@ from sample_company.generate import generate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vendor_docs"
 AS_OF = date(2026, 11, 21)
-# A run launched through the webserver's GraphQL API, as the UI and the schedule launch them.
+# A run launched through the webserver's GraphQL API, as the UI's LaunchPipelineExecution
+# mutation and the schedule launch them; a refusal comes back with what the UI would show.
 LAUNCH = """
-mutation Launch($executionParams: ExecutionParams!) {
+mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
   launchPipelineExecution(executionParams: $executionParams) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PythonError { message stack }
     ... on Error { message }
   }
 }"""

@@ -20,7 +20,7 @@ import dlt
 import duckdb
 import pytest
 import requests
-from pipeline_runs import free_port, prepare, spine_dev, stop_group
+from pipeline_runs import LAUNCH, free_port, prepare, spine_dev, stop_group
 
 from quality.source_monitors import detect_drift
 
@@ -39,19 +39,6 @@ query AssetNodes {
     isMaterializable
     dependencyKeys { path }
     assetChecksOrError { ... on AssetChecks { checks { name assetKey { path } } } }
-  }
-}"""
-
-# As the UI's LaunchPipelineExecution mutation.
-LAUNCH = """
-mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on InvalidSubsetError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on PythonError { message stack }
-    ... on Error { message }
   }
 }"""
 
